@@ -1,0 +1,63 @@
+"""Where things live, read from the environment.
+
+One object describes both profiles: the local profile keeps everything under
+``MLOPS_HOME`` (``.local/`` in the checkout), the kubernetes profile points the
+same names at a tracking server, an object store and a git remote.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("local", "kubernetes")
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    home: Path
+    tracking_uri: str
+    artifact_root: str | None
+    model_name: str
+    dataset_spec: Path
+    data_registry: str
+    dvc_remote: str
+    serving_host: str
+    serving_port: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        profile = env.get("MLOPS_PROFILE", "local")
+        if profile not in PROFILES:
+            raise ValueError(f"MLOPS_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+        home = Path(env.get("MLOPS_HOME", PROJECT_ROOT / ".local")).resolve()
+        artifact_root = env.get("MLOPS_ARTIFACT_ROOT")
+        if artifact_root is None and profile == "local":
+            artifact_root = (home / "mlflow" / "artifacts").as_uri()
+        spec = Path(env.get("MLOPS_DATASET_SPEC", PROJECT_ROOT / "include/datasets/customer_churn.yaml"))
+        if not spec.is_absolute():
+            spec = PROJECT_ROOT / spec
+        return cls(
+            profile=profile,
+            home=home,
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db"),
+            artifact_root=artifact_root,
+            model_name=env.get("MLOPS_MODEL_NAME", "customer_churn"),
+            dataset_spec=spec,
+            data_registry=env.get("MLOPS_DATA_REGISTRY", str(home / "data-registry")),
+            dvc_remote=env.get("MLOPS_DVC_REMOTE", str(home / "dvc-remote")),
+            serving_host=env.get("MLOPS_SERVING_HOST", "127.0.0.1"),
+            serving_port=int(env.get("MLOPS_SERVING_PORT", "5080")),
+        )
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://{self.serving_host}:{self.serving_port}"
+
+    def path(self, *parts: str) -> Path:
+        """A path under the local state folder (validation results, serving logs...)."""
+        return self.home.joinpath(*parts)

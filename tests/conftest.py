@@ -1,0 +1,32 @@
+"""Every test runs against its own state folder, never the checkout's .local/."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlops-test-home-"))
+os.environ["MLOPS_HOME"] = str(_SESSION_HOME)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_HOME}/mlflow/mlflow.db"
+os.environ.pop("MLOPS_PROFILE", None)
+
+
+@pytest.fixture
+def mlops_env(tmp_path, monkeypatch):
+    """Settings for an empty, private local profile under tmp_path."""
+    from include.settings import Settings
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
+    monkeypatch.setenv("MLOPS_PROFILE", "local")
+    return Settings.from_env()
+
+
+@pytest.fixture
+def spec(mlops_env):
+    from include.data.spec import load_spec
+
+    return load_spec(mlops_env.dataset_spec)
