@@ -7,10 +7,17 @@ from pathlib import Path
 
 import pytest
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlops-test-home-"))
 os.environ["MLOPS_HOME"] = str(_SESSION_HOME)
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_HOME}/mlflow/mlflow.db"
 os.environ.pop("MLOPS_PROFILE", None)
+# Airflow reads its configuration at import: point it at a private home first
+os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT_ROOT / "plugins")
+os.environ["GIT_PYTHON_REFRESH"] = "quiet"
 
 
 @pytest.fixture

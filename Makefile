@@ -1,0 +1,45 @@
+# The README's commands. Each target sets up whatever it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export GIT_PYTHON_REFRESH := quiet
+
+.PHONY: demo test stop setup install lock status clean
+
+demo: install ## train, gate and deploy the model through the local Airflow
+	$(BIN)/python -m scripts.demo
+
+test: install ## the whole test suite
+	$(BIN)/python -m pytest
+
+stop: ## stop every process the project started (Airflow, model server)
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.local_stack stop; else echo "nothing to stop"; fi
+
+setup: install ## Airflow DB, airflow_settings.yaml, MLflow and DVC folders (demo does this)
+	$(BIN)/python -m scripts.local_stack setup
+
+status:
+	$(BIN)/python -m scripts.local_stack status
+
+install: $(STAMP)
+
+# torch==2.13.0 in the lock resolves to the CPU wheel; the training image uses a CUDA build
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+lock: ## regenerate requirements.txt from requirements.in in a fresh venv
+	rm -rf /tmp/mlops-lock-venv && $(PYTHON) -m venv /tmp/mlops-lock-venv
+	/tmp/mlops-lock-venv/bin/pip install --quiet -r requirements.in
+	{ echo "# Full lock of requirements.in (make lock). Install with: pip install -r requirements.txt"; \
+	  /tmp/mlops-lock-venv/bin/pip freeze --all | grep -vE '^(pip|setuptools|wheel)==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements.txt
+
+clean: stop
+	rm -rf .local

@@ -1,0 +1,143 @@
+"""
+## ml_training
+
+Trains, evaluates and deploys the churn model, one version per run:
+
+1. **snapshot**: the training window's daily partitions become a DVC-tracked dataset version
+   (XCom carries its path, content hash and git rev, never the data).
+2. **validate**: the dataset's Great Expectations suite runs on that snapshot; a failure stops
+   the run before training and the log lists every failed expectation with its observed value.
+3. **train**: `python -m include.training.train` on a GPU pod (kubernetes profile) or as a local
+   subprocess (local profile); the model, with its preprocessing, is logged to MLflow.
+4. **evaluate**: challenger and current champion scored on the same held-out rows, overall and
+   per slice; the challenger must answer within the latency budget.
+5. **gate**: the challenger must reach `min_roc_auc` and may not lose more than `max_regression`
+   against the champion, overall or on any slice. A rejection skips the rest: nothing is promoted.
+6. **register**: a model version with its lineage tags and alias `challenger`.
+7. **deploy**: served, smoke-tested with real requests, and only then aliased `champion`.
+
+Trigger it from the UI (the form explains each param), the REST API, or the `drift_monitor` DAG.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops_airflow.params import training_params
+from mlops_airflow.training import training_task
+
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(minutes=20),
+}
+
+
+@dag(
+    dag_id="ml_training",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ml", "training", "customer_churn"],
+    params=training_params(),
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+)
+def ml_training():
+    @task
+    def snapshot(params=None, dag_run=None) -> dict:
+        from include.data.spec import load_spec
+        from include import pipeline
+        from mlops_airflow.runtime import task_settings
+
+        settings = task_settings()
+        start, end = pipeline.training_window(params["training_window_end"], params["training_window_days"],
+                                              dag_run.run_after.date())
+        return pipeline.snapshot(settings, load_spec(settings.dataset_spec), start, end)
+
+    @task(retries=0)
+    def validate(data_ref: dict) -> dict:
+        from include.data.spec import load_spec
+        from include import pipeline
+        from mlops_airflow.runtime import task_settings
+
+        settings = task_settings()
+        try:
+            return pipeline.validate(settings, load_spec(settings.dataset_spec), data_ref)
+        except pipeline.ValidationFailed as failed:
+            # bad data stays bad on a retry: fail now, before any training
+            raise AirflowFailException(f"data validation failed:\n{failed}") from None
+
+    train = training_task(
+        arguments=[
+            "--data-ref", "{{ ti.xcom_pull(task_ids='snapshot') | tojson }}",
+            "--model-type", "{{ params.model_type }}",
+            "--epochs", "{{ params.epochs }}",
+            "--learning-rate", "{{ params.learning_rate }}",
+            "--batch-size", "{{ params.batch_size }}",
+            "--tag", "airflow.dag_id={{ dag.dag_id }}",
+            "--tag", "airflow.run_id={{ run_id }}",
+            "--tag", "reason={{ params.reason }}",
+        ],
+        execution_timeout=timedelta(minutes=60),
+    )
+
+    @task
+    def evaluate(data_ref: dict, training: dict, params=None) -> dict:
+        from include.data.spec import load_spec
+        from include import pipeline
+        from mlops_airflow.runtime import task_settings
+
+        settings = task_settings()
+        return pipeline.evaluate(settings, load_spec(settings.dataset_spec), data_ref, training,
+                                 latency_budget_ms=params["latency_budget_ms"])
+
+    @task.short_circuit
+    def gate(evaluation: dict, training: dict, params=None, ti=None) -> bool:
+        from include import pipeline
+        from mlops_airflow.runtime import task_settings
+
+        decision = pipeline.gate(task_settings(), evaluation, training,
+                                 min_roc_auc=params["min_roc_auc"], max_regression=params["max_regression"])
+        ti.xcom_push(key="decision", value=decision)
+        # False skips register and deploy: a rejected challenger is an outcome, not a failure
+        return decision["passed"]
+
+    @task
+    def register(training: dict, data_ref: dict, validation: dict, params=None, dag_run=None, ti=None) -> str:
+        from include import pipeline
+        from mlops_airflow.runtime import task_settings
+
+        decision = ti.xcom_pull(task_ids="gate", key="decision")
+        run_context = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "params": dict(params)}
+        return pipeline.register(task_settings(), training, data_ref, validation, decision, run_context)
+
+    @task
+    def deploy(data_ref: dict, version: str) -> dict:
+        from include.data.spec import load_spec
+        from include import pipeline
+        from mlops_airflow.runtime import task_settings
+
+        settings = task_settings()
+        return pipeline.deploy(settings, load_spec(settings.dataset_spec), data_ref, version)
+
+    data_ref = snapshot()
+    validation = validate(data_ref)
+    validation >> train
+    evaluation = evaluate(data_ref, train.output)
+    decision = gate(evaluation, train.output)
+    version = register(train.output, data_ref, validation)
+    decision >> version
+    deploy(data_ref, version)
+
+
+dag = ml_training()
+
+if __name__ == "__main__":
+    dag.test()

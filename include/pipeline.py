@@ -1,0 +1,180 @@
+"""The steps of the training pipeline, as plain functions of references.
+
+Each DAG task is a thin call into one of these: they take and return small,
+JSON-friendly references (dataset version, MLflow run id, model version),
+never data frames, and they are idempotent, so a retried or cleared task gives
+the same result and no duplicate side effect.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from datetime import date, timedelta
+from typing import Any
+
+from include.data.spec import DatasetSpec
+from include.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+SMOKE_TEST_ROWS = 20
+
+
+class ValidationFailed(RuntimeError):
+    """The snapshot broke its expectation suite; the message lists every failed expectation."""
+
+
+# ---------------------------------------------------------------------- data
+def training_window(window_end: str | None, days: int, run_day: date) -> tuple[date, date]:
+    """``[start, end)`` of the training window: ``days`` daily partitions ending on ``window_end``
+    (inclusive), or on the day before the run when no end is given."""
+    if days < 1:
+        raise ValueError(f"training_window_days must be >= 1, got {days}")
+    last_day = date.fromisoformat(window_end) if window_end else run_day - timedelta(days=1)
+    end = last_day + timedelta(days=1)
+    return end - timedelta(days=days), end
+
+
+def snapshot(settings: Settings, spec: DatasetSpec, start: date, end: date) -> dict[str, Any]:
+    """Freeze the window's partitions as a DVC-tracked dataset version; returns its reference."""
+    from include.data.partitions import read_window
+    from include.data.versioning import DataRegistry
+
+    frame = read_window(spec, start, end)
+    registry = DataRegistry(settings.data_registry, settings.dvc_remote)
+    registry.ensure()
+    ref = registry.snapshot(frame, spec.name, start, end)
+    log.info("dataset %s %s..%s: %d rows, md5 %s at rev %s", spec.name, start, end, ref.rows, ref.md5, ref.rev)
+    return ref.to_dict()
+
+
+def load_snapshot(settings: Settings, data_ref: dict[str, Any]):
+    from include.data.versioning import DataRegistry, DatasetRef
+
+    ref = DatasetRef.from_dict(data_ref)
+    return DataRegistry(ref.repo, settings.dvc_remote).load(ref)
+
+
+def validate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any]) -> dict[str, Any]:
+    """Run the dataset's expectation suite on the snapshot; the result is kept by content hash."""
+    from include.validation.run import validate as run_suite
+
+    frame = load_snapshot(settings, data_ref)
+    result_path = settings.path("validation", spec.name, f"{data_ref['md5']}.json")
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    outcome = run_suite(frame, spec, result_path)
+    log.info("%s", outcome.summary())
+    if not outcome.success:
+        raise ValidationFailed(outcome.summary())
+    return outcome.to_dict()
+
+
+# ---------------------------------------------------------------------- model
+def evaluate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], training: dict[str, Any],
+             latency_budget_ms: float) -> dict[str, Any]:
+    """Score the challenger (loaded back from its logged artifact) and the champion on the same rows."""
+    from include import registry, tracking
+    from include.data.split import holdout_split
+    from include.evaluation.evaluate import evaluate as score, log_evaluation
+
+    tracking.configure(settings)
+    _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
+    champion_version = registry.alias_version(settings.model_name, registry.CHAMPION)
+    champion_uri = registry.model_uri(settings.model_name, champion_version) if champion_version else None
+    evaluation = score(training["model_uri"], champion_uri, holdout, spec, latency_budget_ms=latency_budget_ms)
+    evaluation["champion_version"] = champion_version
+    log_evaluation(training["run_id"], evaluation)
+    return evaluation
+
+
+def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any],
+         min_roc_auc: float, max_regression: float) -> dict[str, Any]:
+    """Decide promotion; the decision and its numbers are tagged on the challenger's run."""
+    import mlflow
+
+    from include import tracking
+    from include.evaluation.gate import decide
+
+    tracking.configure(settings)
+    decision = decide(evaluation, min_roc_auc=min_roc_auc, max_regression=max_regression)
+    log.info("gate %s: %s\n%s", "PASSED" if decision.passed else "REJECTED", decision.reason, decision.table())
+    client = mlflow.MlflowClient()
+    for key, value in decision.as_tags().items():
+        client.set_tag(training["run_id"], key, value)
+    return {**decision.to_dict(), "tags": decision.as_tags()}
+
+
+def code_version() -> str:
+    """Git commit of the code that runs; images set MLOPS_GIT_COMMIT at build time."""
+    if os.environ.get("MLOPS_GIT_COMMIT"):
+        return os.environ["MLOPS_GIT_COMMIT"]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if commit.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return commit.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, Any], validation: dict[str, Any],
+             decision: dict[str, Any], run_context: dict[str, Any]) -> str:
+    """Register the challenger with its lineage and point the ``challenger`` alias at it."""
+    import mlflow
+
+    from include import registry, tracking
+
+    tracking.configure(settings)
+    result_path = validation.get("result_path")
+    if result_path and os.path.exists(result_path):
+        mlflow.MlflowClient().log_artifact(training["run_id"], result_path, artifact_path="validation")
+    tags = {
+        "data.repo": data_ref["repo"], "data.path": data_ref["path"], "data.md5": data_ref["md5"],
+        "data.rev": data_ref["rev"], "data.rows": data_ref["rows"],
+        "data.window": f"{data_ref['window_start']}..{data_ref['window_end']}",
+        "validation.success": validation["success"],
+        "validation.expectations": f"{validation['successful']}/{validation['evaluated']}",
+        "validation.result": result_path or "",
+        "code.git_commit": code_version(),
+        "training.image": os.environ.get("MLOPS_TRAINING_IMAGE", "local-subprocess"),
+        "training.device": training.get("device", "unknown"),
+        "training.run_id": training["run_id"],
+        **{f"airflow.{key}": value for key, value in run_context.items() if key != "params"},
+        **{f"params.{key}": value for key, value in run_context.get("params", {}).items()},
+        **{key: value for key, value in decision.get("tags", {}).items()},
+    }
+    version = registry.register_challenger(settings.model_name, training["model_uri"], training["run_id"], tags)
+    log.info("registered %s version %s (alias %s)", settings.model_name, version, registry.CHALLENGER)
+    return version
+
+
+# ---------------------------------------------------------------------- deploy
+def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str) -> dict[str, Any]:
+    """Serve ``version``, smoke-test it with real requests, then make it the champion.
+
+    The sample and the expected answers come from the held-out rows and the
+    registered model itself, so a server that answers differently fails.
+    """
+    import mlflow
+
+    from include import registry, tracking
+    from include.data.split import holdout_split
+    from include.deployment import deployer_for
+
+    tracking.configure(settings)
+    _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
+    sample = holdout[spec.feature_names].head(SMOKE_TEST_ROWS).reset_index(drop=True)
+    model = mlflow.pyfunc.load_model(registry.model_uri(settings.model_name, version))
+    expected = model.predict(sample)["probability"].to_numpy()
+    result = deployer_for(settings).deploy(settings.model_name, version, sample, expected)
+    outcome = {
+        "model_name": settings.model_name, "version": str(version),
+        "previous_champion": result.previous_champion, "url": result.url,
+    }
+    log.info("deployed: %s", json.dumps(outcome))
+    return outcome

@@ -1,0 +1,45 @@
+"""The ``ml_training`` params: one JSON schema, shown as the trigger form and enforced on every trigger."""
+from __future__ import annotations
+
+from airflow.sdk import Param
+
+MODEL_TYPES = ["torch_mlp", "sklearn_hgb"]
+
+
+def training_params() -> dict[str, Param]:
+    return {
+        "model_type": Param(
+            "torch_mlp", type="string", enum=MODEL_TYPES, section="Model",
+            title="Model type",
+            description="torch_mlp: a PyTorch MLP (uses CUDA when present, the CPU otherwise). "
+                        "sklearn_hgb: scikit-learn HistGradientBoostingClassifier.",
+            values_display={"torch_mlp": "PyTorch MLP", "sklearn_hgb": "scikit-learn gradient boosting"},
+        ),
+        "epochs": Param(10, type="integer", minimum=1, maximum=500, section="Model",
+                        description="Passes over the training data (boosting rounds scale with it)."),
+        "learning_rate": Param(0.001, type="number", exclusiveMinimum=0, maximum=1, section="Model",
+                               title="Learning rate", description="Optimizer step size."),
+        "batch_size": Param(256, type="integer", minimum=8, maximum=65536, section="Model",
+                            title="Batch size", description="Rows per optimizer step (torch_mlp)."),
+        "gpus": Param(1, type="integer", minimum=0, maximum=8, section="Resources",
+                      description="GPUs requested by the training pod (kubernetes profile). "
+                                  "The local profile uses a GPU when one is present."),
+        "training_window_days": Param(28, type="integer", minimum=1, maximum=365, section="Data",
+                                      title="Training window (days)",
+                                      description="Number of daily partitions the model learns from."),
+        "training_window_end": Param(None, type=["null", "string"], format="date", section="Data",
+                                     title="Training window end",
+                                     description="Last day included (YYYY-MM-DD). Empty: the day before the run."),
+        "min_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1, section="Gate",
+                             title="Minimum ROC AUC",
+                             description="Absolute floor: a challenger below it is never promoted."),
+        "max_regression": Param(0.01, type="number", minimum=0, maximum=0.5, section="Gate",
+                                title="Maximum regression",
+                                description="Largest ROC AUC drop tolerated against the champion, "
+                                            "overall and on every slice."),
+        "latency_budget_ms": Param(50, type="number", exclusiveMinimum=0, maximum=10000, section="Gate",
+                                   title="Latency budget (ms)",
+                                   description="p95 time the challenger may take to answer one request."),
+        "reason": Param("manual", type="string", minLength=1, maxLength=500, section="Run",
+                        description="Why this run was started; recorded on the model version."),
+    }

@@ -1,0 +1,340 @@
+"""The local profile's Airflow: set-up, start, stop, and a small REST client.
+
+Every process started here is recorded (pid and start time) under
+``<MLOPS_HOME>/run/`` and started in a session of its own, so ``stop`` ends it
+together with the workers it spawned, and never touches a process it did not start.
+
+    python -m scripts.local_stack setup|start|stop|status|env
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from include.settings import PROJECT_ROOT, Settings
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+ADMIN_USER = "admin"
+
+
+@dataclass
+class ProcessRecord:
+    name: str
+    pid: int
+    create_time: float
+    command: list[str]
+
+
+def _process_alive(record: ProcessRecord) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(record.pid)
+        # a recycled pid belongs to somebody else: only our own start time counts
+        return abs(process.create_time() - record.create_time) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalStack:
+    """The local Airflow (api-server, scheduler, dag-processor, triggerer) of one MLOPS_HOME."""
+
+    def __init__(self, home: Path | None = None, api_port: int | None = None,
+                 extra_env: dict[str, str] | None = None):
+        base_env = dict(os.environ)
+        if home is not None:
+            base_env["MLOPS_HOME"] = str(home)
+            base_env.pop("MLFLOW_TRACKING_URI", None)
+        self.settings = Settings.from_env(base_env)
+        self.home = self.settings.home
+        self.api_port = api_port or int(os.environ.get("AIRFLOW_PORT", "8080"))
+        self.extra_env = extra_env or {}
+        self.run_dir = self.home / "run"
+        self.airflow_home = self.home / "airflow"
+
+    # ----------------------------------------------------------------- environment
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        bin_dir = str(Path(sys.executable).parent)
+        env.update({
+            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "MLOPS_PROFILE": "local",
+            "MLOPS_HOME": str(self.home),
+            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # LocalExecutor starts one worker process per slot: 32 by default, far too
+            # many for a laptop; the training step is the only heavy task anyway.
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__API__BASE_URL": self.api_url,
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+            "GIT_PYTHON_REFRESH": "quiet",
+            "NO_PROXY": "127.0.0.1,localhost",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def airflow(self, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command against this stack's home."""
+        result = subprocess.run(["airflow", *args], env=self.env(), text=True,
+                                capture_output=capture, cwd=PROJECT_ROOT)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"`airflow {shlex.join(args)}` failed ({result.returncode}):\n"
+                               f"{(result.stderr or '')[-3000:]}{(result.stdout or '')[-2000:]}")
+        return result
+
+    # ----------------------------------------------------------------- set-up
+    def setup(self, settings_file: Path = PROJECT_ROOT / "airflow_settings.yaml") -> None:
+        """Create what is missing: Airflow DB, settings, MLflow folders, DVC data registry."""
+        from scripts.airflow_settings import load_settings_file
+
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        (self.home / "mlflow").mkdir(parents=True, exist_ok=True)
+        # validate before touching the DB, so a malformed file names its key and changes nothing
+        settings = load_settings_file(settings_file, self.env())
+        self.airflow("db", "migrate")
+        settings.apply(self)
+        from include.data.versioning import DataRegistry
+
+        DataRegistry(self.settings.data_registry, self.settings.dvc_remote).ensure()
+
+    # ----------------------------------------------------------------- processes
+    def _record_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def _read_record(self, name: str) -> ProcessRecord | None:
+        try:
+            return ProcessRecord(**json.loads(self._record_path(name).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
+    def running(self) -> dict[str, ProcessRecord]:
+        records = {}
+        for name in COMPONENTS:
+            record = self._read_record(name)
+            if record and _process_alive(record):
+                records[name] = record
+        return records
+
+    def start(self, timeout: float = 180) -> None:
+        import psutil
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        running = self.running()
+        if "api-server" not in running and not port_is_free(self.api_port):
+            raise RuntimeError(f"port {self.api_port} on 127.0.0.1 is taken by another program; "
+                               f"set AIRFLOW_PORT to a free port")
+        for name in COMPONENTS:
+            if name in running:
+                continue
+            command = ["airflow", name]
+            if name == "api-server":
+                command += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+            log = open(self.run_dir / f"{name}.log", "ab")
+            process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, start_new_session=True)
+            record = ProcessRecord(name, process.pid, psutil.Process(process.pid).create_time(), command)
+            tmp = self._record_path(name).with_suffix(".tmp")
+            tmp.write_text(json.dumps(record.__dict__))
+            os.replace(tmp, self._record_path(name))
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            dead = [name for name in COMPONENTS if name not in self.running()]
+            if dead:
+                logs = "\n".join(f"--- {n}.log ---\n{self._log_tail(n)}" for n in dead)
+                raise RuntimeError(f"Airflow component(s) exited: {', '.join(dead)}\n{logs}")
+            try:
+                health = requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json()
+                scheduler = health.get("scheduler", {}).get("status")
+                dag_processor = health.get("dag_processor", {}).get("status")
+                if health.get("metadatabase", {}).get("status") == "healthy" and scheduler == "healthy" \
+                        and dag_processor == "healthy":
+                    return
+                last_error = json.dumps(health)
+            except (requests.RequestException, ValueError) as exc:
+                last_error = str(exc)
+            time.sleep(2)
+        raise TimeoutError(f"Airflow at {self.api_url} not healthy after {timeout:.0f}s: {last_error}")
+
+    def _log_tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return "\n".join((self.run_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 20) -> list[str]:
+        """Stop every process this stack started (Airflow components and the model server)."""
+        stopped = []
+        for name in COMPONENTS:
+            record = self._read_record(name)
+            if record is None:
+                continue
+            if _process_alive(record):
+                _stop_group(record.pid, timeout)
+                stopped.append(name)
+            self._record_path(name).unlink(missing_ok=True)
+        from include.deployment.local import LocalServingDeployer
+
+        deployer = LocalServingDeployer(self.settings)
+        if deployer.status() is not None:
+            deployer.stop()
+            stopped.append("model-server")
+        else:
+            deployer.stop()  # clears a stale state file, if any
+        return stopped
+
+    # ----------------------------------------------------------------- REST API
+    def admin_password(self) -> str:
+        path = self.airflow_home / "simple_auth_manager_passwords.json.generated"
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return json.loads(path.read_text())[ADMIN_USER]
+
+    def api(self) -> "AirflowClient":
+        return AirflowClient(self.api_url, ADMIN_USER, self.admin_password())
+
+
+def _stop_group(pid: int, timeout: float) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        # reap our own child if we are its parent (tests); harmless otherwise
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class AirflowClient:
+    """The few REST API v2 calls the demo and the tests need."""
+
+    def __init__(self, base_url: str, username: str, password: str):
+        self.base_url = base_url
+        response = requests.post(f"{base_url}/auth/token", json={"username": username, "password": password},
+                                 timeout=30)
+        response.raise_for_status()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return self.session.request(method, f"{self.base_url}/api/v2{path}", **kwargs)
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
+        return response.json() if response.content else {}
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
+        """Wait until the dag-processor has parsed ``dag_id``; fail fast on an import error."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.request("GET", f"/dags/{dag_id}")
+            if response.status_code == 200:
+                return response.json()
+            errors = self.call("GET", "/importErrors").get("import_errors", [])
+            if errors:
+                raise RuntimeError("DAG import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
+            time.sleep(2)
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s")
+
+    def trigger(self, dag_id: str, conf: dict, run_id: str | None = None) -> dict:
+        body = {"logical_date": None, "conf": conf}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json=body)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").get("task_instances", [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["setup", "start", "stop", "status", "env"])
+    args = parser.parse_args(argv)
+    stack = LocalStack()
+    if args.command == "setup":
+        stack.setup()
+        print(f"local profile ready under {stack.home}")
+    elif args.command == "start":
+        stack.start()
+        print(f"Airflow running at {stack.api_url}")
+    elif args.command == "stop":
+        stopped = stack.stop()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.command == "status":
+        running = stack.running()
+        for name in COMPONENTS:
+            record = running.get(name)
+            print(f"{name:14} {'running pid ' + str(record.pid) if record else 'stopped'}")
+    elif args.command == "env":
+        # `eval "$(python -m scripts.local_stack env)"` gives a shell the stack's airflow CLI
+        keys = ("PATH", "PYTHONPATH", "AIRFLOW_HOME", "MLOPS_HOME", "MLOPS_PROFILE", "MLFLOW_TRACKING_URI")
+        env = stack.env()
+        for key in sorted(k for k in env if k in keys or k.startswith("AIRFLOW__")):
+            print(f"export {key}={shlex.quote(env[key])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
