@@ -1,0 +1,198 @@
+"""Run a dataset's expectation suite on a batch with Great Expectations and say what failed.
+
+``validate`` uses an ephemeral GX context (nothing written to a GX project
+folder): a pandas data source, a dataframe asset and a whole-dataframe batch
+definition, run through a ValidationDefinition. The full GX result goes to
+``result_path`` as JSON (atomically, so a reader never sees half a file); the
+returned ``ValidationOutcome`` is the part a pipeline acts on, and its
+``summary()`` is the text for the task log.
+
+A column the batch lacks fails its expectations (GX records the error per
+expectation) rather than raising: a broken batch is a validation outcome.
+Importing great_expectations costs seconds, so it happens inside ``validate``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from include.data.spec import DatasetSpec
+
+RESULT_FORMAT = "SUMMARY"
+SAMPLE_SIZE = 5
+# Keys of a GX result that say what was seen; anything else in it is bookkeeping.
+_COUNT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "missing_count")
+
+
+@dataclass
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    observed: object
+    details: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        where = f" on column '{self.column}'" if self.column else ""
+        expected = ", ".join(f"{key}={value!r}" for key, value in self.details.get("expected", {}).items())
+        line = f"{self.expectation}{where}: observed {_format_observed(self.observed)}"
+        return f"{line}; expected {expected}" if expected else line
+
+
+@dataclass
+class ValidationOutcome:
+    success: bool
+    failures: list[FailedExpectation]
+    evaluated: int
+    successful: int
+    result_path: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        verdict = "passed" if self.success else "FAILED"
+        lines = [f"Great Expectations validation {verdict}: {self.successful} of {self.evaluated} "
+                 f"expectations met, {len(self.failures)} failed (full result: {self.result_path})"]
+        lines += [f"  - {failure.describe()}" for failure in self.failures]
+        return "\n".join(lines)
+
+
+def _format_observed(observed: object) -> str:
+    if isinstance(observed, dict) and "unexpected_count" in observed:
+        text = (f"{observed['unexpected_count']} of {observed.get('element_count', '?')} values unexpected "
+                f"({observed.get('unexpected_percent') or 0:.2f}%)")
+        if observed.get("sample"):
+            text += f", e.g. {observed['sample']!r}"
+        return text
+    return observed if isinstance(observed, str) else repr(observed)
+
+
+def load_suite(path: Path) -> dict:
+    """The suite JSON at ``path``, checked for the shape GX needs."""
+    try:
+        suite = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"expectation suite {path} does not exist "
+                         f"(generate one with: python -m include.validation.suite --spec <spec>)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"expectation suite {path} is not valid JSON: {exc}") from None
+    if not isinstance(suite, dict) or not suite.get("name") or not isinstance(suite.get("expectations"), list):
+        raise ValueError(f"expectation suite {path} needs a 'name' and a list of 'expectations'")
+    for index, expectation in enumerate(suite["expectations"]):
+        if not isinstance(expectation, dict) or "type" not in expectation or \
+                not isinstance(expectation.get("kwargs", {}), dict):
+            raise ValueError(f"expectation suite {path}: expectations[{index}] needs a 'type' and dict 'kwargs'")
+    return suite
+
+
+@contextmanager
+def _quiet_gx():
+    # GX logs at INFO/WARNING about its own set-up; the task log should carry our summary, not that.
+    gx_logger = logging.getLogger("great_expectations")
+    previous = gx_logger.level
+    gx_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        gx_logger.setLevel(previous)
+
+
+def _build_suite(suite_dict: dict, path: Path):
+    from great_expectations.core.expectation_suite import ExpectationSuite
+
+    suite = ExpectationSuite(name=suite_dict["name"], expectations=suite_dict["expectations"],
+                             meta=suite_dict.get("meta") or None)
+    # GX drops an invalid expectation with a logged error instead of raising; a suite
+    # that silently checks less than it says must not pass a batch.
+    rejected = (Counter(expectation["type"] for expectation in suite_dict["expectations"])
+                - Counter(expectation.expectation_type for expectation in suite.expectations))
+    if rejected:
+        raise ValueError(f"expectation suite {path}: GX rejected {sum(rejected.values())} expectation(s) "
+                         f"(unknown type or bad kwargs): {sorted(rejected)}")
+    return suite
+
+
+def _failure(result: dict) -> FailedExpectation:
+    config = result.get("expectation_config") or {}
+    kwargs = {key: value for key, value in (config.get("kwargs") or {}).items() if key != "batch_id"}
+    column = kwargs.pop("column", None)
+    seen = result.get("result") or {}
+    details: dict = {"expected": kwargs}
+    errors = [info.get("exception_message") for info in (result.get("exception_info") or {}).values()
+              if isinstance(info, dict) and info.get("raised_exception")]
+    exception = result.get("exception_info") or {}
+    if exception.get("raised_exception"):
+        errors.append(exception.get("exception_message"))
+    if errors:
+        details["error"] = "; ".join(sorted({str(error) for error in errors}))
+    if "observed_value" in seen:
+        observed: object = seen["observed_value"]
+    elif "unexpected_count" in seen:
+        observed = {key: seen[key] for key in _COUNT_KEYS if key in seen}
+        observed["sample"] = list(seen.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+    elif errors:
+        observed = details["error"]
+    elif config.get("type") == "expect_column_to_exist":
+        observed = "column missing"
+    else:
+        observed = seen
+    return FailedExpectation(expectation=str(config.get("type")), column=column, observed=observed,
+                             details=details)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as temp:
+            json.dump(payload, temp, indent=2, default=str)
+            temp.write("\n")
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def validate(frame: pd.DataFrame, spec: DatasetSpec, result_path: Path) -> ValidationOutcome:
+    """Run ``spec``'s expectation suite on ``frame``, write GX's full result to ``result_path``."""
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"validate needs a pandas DataFrame, got {type(frame).__name__}")
+    suite_dict = load_suite(spec.expectation_suite)
+    result_path = Path(result_path)
+    with _quiet_gx():
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        batch_definition = (context.data_sources.add_pandas(f"{spec.name}_source")
+                            .add_dataframe_asset(f"{spec.name}_batch")
+                            .add_batch_definition_whole_dataframe("whole_batch"))
+        suite = context.suites.add(_build_suite(suite_dict, spec.expectation_suite))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{spec.name}_validation", data=batch_definition, suite=suite))
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+        result_dict = result.to_json_dict()
+    _write_json(result_path, result_dict)
+    # GX orders results its own way; report failures in the suite's order, which reads top-down.
+    position: dict[tuple, int] = {}
+    for index, expectation in enumerate(suite_dict["expectations"]):
+        position.setdefault((expectation["type"], expectation.get("kwargs", {}).get("column")), index)
+    failures = [_failure(item) for item in result_dict["results"] if not item.get("success")]
+    failures.sort(key=lambda failure: position.get((failure.expectation, failure.column), len(position)))
+    statistics = result_dict.get("statistics") or {}
+    return ValidationOutcome(
+        success=bool(result_dict.get("success")),
+        failures=failures,
+        evaluated=int(statistics.get("evaluated_expectations", 0)),
+        successful=int(statistics.get("successful_expectations", 0)),
+        result_path=str(result_path),
+    )
