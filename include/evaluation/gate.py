@@ -1,0 +1,282 @@
+"""The promotion gate: may the challenger replace the champion?
+
+Rules (ROC AUC is the gating metric; log loss is reported next to it, never gated):
+
+1. ``min_roc_auc``: the challenger's overall held-out ROC AUC is at least the floor.
+2. ``latency``: the challenger's p95 single-request latency is within its budget.
+3. With a champion, ``regression_overall``: challenger AUC >= champion AUC - ``max_regression``.
+4. With a champion, ``slice <feature>=<value>``: the same on every slice the champion
+   was scored on. A slice missing for the challenger fails; a slice where either
+   side has no AUC (all labels one class) is reported as not comparable and does
+   not fail.
+
+With no champion (the first model) only the absolute rules 1-2 apply, and the
+decision says so. The gate fails CLOSED: a missing, None, non-numeric or NaN
+value where a number is required fails its check with detail "missing"/"NaN";
+it never passes by default.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+MAX_TAG_VALUE_CHARS = 4000
+
+
+@dataclass
+class Check:
+    name: str
+    value: float | None
+    threshold: float | None
+    passed: bool
+    detail: str
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reason: str
+    checks: list[Check]
+    first_model: bool
+    min_roc_auc: float | None = None
+    max_regression: float | None = None
+    challenger_roc_auc: float | None = None
+    champion_roc_auc: float | None = None
+    latency_p95_ms: float | None = None
+    latency_budget_ms: float | None = None
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GateDecision":
+        values = dict(data)
+        values["checks"] = [Check(**check) for check in values.get("checks", [])]
+        return cls(**values)
+
+    def as_tags(self) -> dict[str, str]:
+        """Flat string tags for the MLflow run and model version, e.g. ``gate.passed=false``."""
+        tags = {
+            "gate.passed": str(self.passed).lower(),
+            "gate.first_model": str(self.first_model).lower(),
+            "gate.reason": _truncate(self.reason),
+            "gate.min_roc_auc": _tag_number(self.min_roc_auc),
+            "gate.max_regression": _tag_number(self.max_regression),
+            "gate.challenger_roc_auc": _tag_number(self.challenger_roc_auc),
+            "gate.champion_roc_auc": _tag_number(self.champion_roc_auc),
+            "gate.latency_p95_ms": _tag_number(self.latency_p95_ms),
+            "gate.latency_budget_ms": _tag_number(self.latency_budget_ms),
+            "gate.failed_checks": _truncate(", ".join(check.name for check in self.failed_checks) or "none"),
+        }
+        for check in self.checks:
+            tags[_tag_key("gate.check", check.name)] = "pass" if check.passed else "fail"
+        return tags
+
+    def table(self) -> str:
+        """The checks as an aligned text table, for the task log."""
+        header = ("check", "value", "threshold", "result", "detail")
+        rows = [(check.name, _cell(check.value), _cell(check.threshold), "pass" if check.passed else "FAIL",
+                 check.detail) for check in self.checks]
+        widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                 for row in [header, tuple("-" * width for width in widths), *rows]]
+        lines.append(f"decision: {self.reason}")
+        return "\n".join(lines)
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_TAG_VALUE_CHARS else text[:MAX_TAG_VALUE_CHARS - 3] + "..."
+
+
+def _tag_number(value: float | None) -> str:
+    return "none" if value is None else repr(float(value))
+
+
+def _tag_key(*parts: str) -> str:
+    # MLflow tag keys allow letters, digits, '_', '-', '.', ' ', '/'; '=' in "plan=basic" is not one
+    return re.sub(r"[^A-Za-z0-9_\-. /]", ".", ".".join(parts)).replace(" ", "_")
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _number(value: Any) -> tuple[float | None, str | None]:
+    """(number, None) for a usable number, else (None, "missing"/"NaN"/"not a number")."""
+    if value is None:
+        return None, "missing"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None, f"not a number ({value!r})"
+    value = float(value)
+    if math.isnan(value):
+        return None, "NaN"
+    if math.isinf(value):
+        return None, "not finite"
+    return value, None
+
+
+def _pair(value: float, threshold: float) -> tuple[str, str]:
+    """Format two numbers with enough decimals that unequal numbers never print as equal."""
+    decimals = 3
+    while decimals < 7 and value != threshold and f"{value:.{decimals}f}" == f"{threshold:.{decimals}f}":
+        decimals += 1
+    return f"{value:.{decimals}f}", f"{threshold:.{decimals}f}"
+
+
+def _get(mapping: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(mapping, Mapping) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def _floor_check(challenger: Any, min_roc_auc: float) -> Check:
+    value, problem = _number(_get(challenger, "overall", "roc_auc"))
+    if problem:
+        return Check("min_roc_auc", None, min_roc_auc, False, f"challenger roc_auc {problem}")
+    shown, floor = _pair(value, min_roc_auc)
+    if value >= min_roc_auc:
+        return Check("min_roc_auc", value, min_roc_auc, True, f"roc_auc {shown} >= min_roc_auc {floor}")
+    return Check("min_roc_auc", value, min_roc_auc, False, f"roc_auc {shown} < min_roc_auc {floor}")
+
+
+def _latency_check(challenger: Any) -> Check:
+    p95, p95_problem = _number(_get(challenger, "latency_ms", "p95"))
+    budget, budget_problem = _number(_get(challenger, "latency_budget_ms"))
+    within = _get(challenger, "within_latency_budget")
+    if p95_problem:
+        return Check("latency", None, budget, False, f"latency p95 {p95_problem}")
+    if budget_problem:
+        return Check("latency", p95, None, False, f"latency budget {budget_problem}")
+    if not isinstance(within, bool):
+        return Check("latency", p95, budget, False, "within_latency_budget missing")
+    shown, limit = _pair(p95, budget)
+    if within and p95 <= budget:
+        return Check("latency", p95, budget, True, f"latency p95 {shown} ms <= budget {limit} ms")
+    return Check("latency", p95, budget, False, f"latency p95 {shown} ms > budget {limit} ms")
+
+
+def _regression_check(name: str, label: str, challenger_value: Any, champion_value: Any,
+                      max_regression: float, *, comparable_if_none: bool) -> Check:
+    challenger_auc, challenger_problem = _number(challenger_value)
+    champion_auc, champion_problem = _number(champion_value)
+    if comparable_if_none and (challenger_value is None or champion_value is None):
+        side = "challenger" if challenger_value is None else "champion"
+        return Check(name, None, max_regression, True,
+                     f"{label}: not comparable, {side} roc_auc is None (one class only); reported, not gated")
+    if challenger_problem:
+        return Check(name, None, max_regression, False, f"{label}: challenger roc_auc {challenger_problem}")
+    if champion_problem:
+        return Check(name, None, max_regression, False, f"{label}: champion roc_auc {champion_problem}")
+    regression = champion_auc - challenger_auc
+    # rounding noise in two AUCs must not turn "equal to the tolerance" into a rejection
+    if regression <= max_regression + 1e-12:
+        change = f"{0.0 - regression + 0.0:+.3f}"  # + 0.0 turns -0.0 into 0.0
+        return Check(name, regression, max_regression, True,
+                     f"{label}: roc_auc {challenger_auc:.3f} vs champion {champion_auc:.3f} ({change}), "
+                     f"within max_regression {max_regression:.3f}")
+    shown, limit = _pair(regression, max_regression)
+    return Check(name, regression, max_regression, False,
+                 f"{label} regressed {shown} > max_regression {limit} "
+                 f"(roc_auc {challenger_auc:.3f} vs champion {champion_auc:.3f})")
+
+
+def _log_loss_check(challenger: Any, champion: Any) -> Check:
+    challenger_loss, challenger_problem = _number(_get(challenger, "overall", "log_loss"))
+    champion_loss, champion_problem = _number(_get(champion, "overall", "log_loss"))
+    if challenger_problem or champion_problem:
+        problem = f"challenger {challenger_problem}" if challenger_problem else f"champion {champion_problem}"
+        return Check("log_loss", None, None, True, f"log_loss {problem}; reported, not gated")
+    change = challenger_loss - champion_loss
+    return Check("log_loss", change, None, True,
+                 f"log_loss {challenger_loss:.3f} vs champion {champion_loss:.3f} ({change:+.3f}); "
+                 "reported, not gated")
+
+
+def decide(evaluation: Mapping[str, Any], min_roc_auc: float, max_regression: float) -> GateDecision:
+    """Apply the rules in the module docstring to an :func:`include.evaluation.evaluate.evaluate` result."""
+    floor, floor_problem = _number(min_roc_auc)
+    if floor_problem or not 0 <= floor <= 1:
+        raise ValueError(f"min_roc_auc must be a number in [0, 1], got {min_roc_auc!r}")
+    tolerance, tolerance_problem = _number(max_regression)
+    if tolerance_problem or tolerance < 0:
+        raise ValueError(f"max_regression must be a number >= 0, got {max_regression!r}")
+    if not isinstance(evaluation, Mapping):
+        raise ValueError(f"evaluation must be a mapping, got {type(evaluation).__name__}")
+
+    challenger = evaluation.get("challenger")
+    checks = [_floor_check(challenger, floor), _latency_check(challenger)]
+    first_model = False
+    if "champion" not in evaluation:
+        # an evaluation that forgot the champion must not be mistaken for the first model
+        checks.append(Check("champion", None, None, False,
+                            "champion missing from the evaluation (expected its scores or null)"))
+    elif evaluation["champion"] is None:
+        first_model = True
+    else:
+        champion = evaluation["champion"]
+        feature = evaluation.get("slice_feature") or "slice"
+        checks.append(_regression_check("regression_overall", "overall",
+                                        _get(challenger, "overall", "roc_auc"), _get(champion, "overall", "roc_auc"),
+                                        tolerance, comparable_if_none=False))
+        challenger_slices = _get(challenger, "slices") or {}
+        champion_slices = _get(champion, "slices")
+        if not isinstance(champion_slices, Mapping):
+            checks.append(Check("slices", None, tolerance, False, "champion slices missing"))
+            champion_slices = {}
+        for value, champion_scores in champion_slices.items():
+            label = f"slice {feature}={value}"
+            if value not in challenger_slices:
+                checks.append(Check(label, None, tolerance, False, f"{label} missing for the challenger"))
+                continue
+            checks.append(_regression_check(
+                label, label, _get(challenger_slices[value], "roc_auc"), _get(champion_scores, "roc_auc"),
+                tolerance, comparable_if_none=True))
+        for value in challenger_slices:
+            if value not in champion_slices:
+                label = f"slice {feature}={value}"
+                checks.append(Check(label, None, tolerance, True,
+                                    f"{label}: new slice, no champion baseline; reported, not gated"))
+        checks.append(_log_loss_check(challenger, champion))
+
+    passed = all(check.passed for check in checks)
+    return GateDecision(
+        passed=passed,
+        reason=_reason(passed, first_model, checks),
+        checks=checks,
+        first_model=first_model,
+        min_roc_auc=floor,
+        max_regression=tolerance,
+        challenger_roc_auc=_number(_get(challenger, "overall", "roc_auc"))[0],
+        champion_roc_auc=None if first_model else _number(_get(evaluation, "champion", "overall", "roc_auc"))[0],
+        latency_p95_ms=_number(_get(challenger, "latency_ms", "p95"))[0],
+        latency_budget_ms=_number(_get(challenger, "latency_budget_ms"))[0],
+    )
+
+
+def _reason(passed: bool, first_model: bool, checks: list[Check]) -> str:
+    by_name = {check.name: check for check in checks}
+    if not passed:
+        prefix = "rejected (no champion yet: absolute floor only): " if first_model else "rejected: "
+        return prefix + "; ".join(check.detail for check in checks if not check.passed)
+    parts = [by_name["min_roc_auc"].detail]
+    if first_model:
+        parts.insert(0, "no champion yet: absolute floor only")
+    else:
+        overall = by_name["regression_overall"]
+        slices = [check for check in checks if check.name.startswith("slice ")]
+        comparable = [check for check in slices if check.value is not None]
+        parts.append(f"{overall.detail}; no slice regressed more than max_regression "
+                     f"({len(comparable)} of {len(slices)} slice(s) comparable)")
+    parts.append(by_name["latency"].detail)
+    return "accepted: " + "; ".join(parts)

@@ -1,0 +1,10 @@
+"""Training: feature preprocessing, the served model (one pyfunc holding the
+preprocessing and the estimator) and the training command line the GPU pod runs.
+
+Heavy libraries (torch, scikit-learn, mlflow) are imported by the modules that
+need them, never here, so DAG files can read these constants at parse time.
+"""
+
+MODEL_TYPES = ("torch_mlp", "sklearn_hgb")
+# sklearn_hgb has no epochs: one "epoch" is this many boosting rounds
+BOOSTING_ROUNDS_PER_EPOCH = 10

@@ -1,0 +1,324 @@
+"""Train one model on one dataset version and log it to MLflow.
+
+This is the exact command line the Kubernetes GPU pod runs (and, in the local
+profile, the subprocess the training task starts)::
+
+    python -m include.training.train --data-ref '<DatasetRef JSON>' --model-type torch_mlp \\
+        --epochs 10 --learning-rate 0.001 --batch-size 256 [--seed 42] \\
+        [--xcom-path /airflow/xcom/return.json] [--tag key=value ...]
+
+It trains on the train part of :func:`include.data.split.holdout_split` only
+(evaluation scores the held-out part), logs params, lineage tags, per-epoch
+metrics and the model as one pyfunc, and hands ``{"run_id", "model_uri",
+"device"}`` back as the last line of stdout and, when asked, as the pod's XCom
+file. It registers nothing: registration is the gate's decision.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from include.settings import PROJECT_ROOT, Settings
+from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from include.data.spec import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+GIT_COMMIT_ENV = "MLOPS_GIT_COMMIT"
+INPUT_EXAMPLE_ROWS = 5
+# the characters MLflow accepts in a tag key
+TAG_KEY = re.compile(r"[A-Za-z0-9_\-. :/]+")
+
+
+class TrainingError(ValueError):
+    """The training data or configuration cannot produce a model."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    model_type: str
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise TrainingError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise TrainingError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise TrainingError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise TrainingError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise TrainingError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    def to_params(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    run_id: str
+    model_uri: str
+    device: str
+    rows: int
+    train_rows: int
+    holdout_rows: int
+    train_roc_auc: float
+    final_train_loss: float
+    epoch_seconds: list[float] = field(default_factory=list)
+    # the fitted in-memory model, for callers in the same process (not part of the XCom contract)
+    model: Any = field(default=None, repr=False, compare=False)
+
+    def to_xcom(self) -> dict[str, str]:
+        """The contract with the next task: references only."""
+        return {"run_id": self.run_id, "model_uri": self.model_uri, "device": self.device}
+
+
+def git_commit() -> str:
+    """The code version: ``$MLOPS_GIT_COMMIT`` (set in images), else the checkout's HEAD, else "unknown"."""
+    commit = os.environ.get(GIT_COMMIT_ENV, "").strip()
+    if commit:
+        return commit
+    try:
+        completed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                                   text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = completed.stdout.strip()
+    return commit if completed.returncode == 0 and commit else "unknown"
+
+
+def _check_frame(frame: "pd.DataFrame", spec: "DatasetSpec") -> None:
+    missing = [column for column in spec.columns if column not in frame.columns]
+    if missing:
+        raise TrainingError(f"training data is missing column(s) required by spec {spec.name!r}: "
+                            f"{', '.join(missing)}")
+
+
+def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingConfig, settings: Settings,
+                  tags: Mapping[str, object] | None = None, *,
+                  extra_params: Mapping[str, object] | None = None) -> TrainingResult:
+    """Train ``config.model_type`` on the train split of ``frame`` and log run + model to MLflow.
+
+    The run ends FAILED if anything raises inside it. ``tags`` (e.g. the dataset
+    reference, the Airflow dag/run ids) are set on the run next to
+    ``code.git_commit``; ``extra_params`` are logged beside the config.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.metrics import roc_auc_score
+
+    from include.data.split import holdout_split
+    from include.tracking import TRAINING_EXPERIMENT, ensure_experiment
+    from include.training.model import TabularClassifier, as_model_input, pip_requirements
+    from include.training.preprocessing import TabularPreprocessor
+
+    _check_frame(frame, spec)
+    train, holdout = holdout_split(frame, spec)
+    features = train[spec.feature_names]
+    labels = train[spec.target]
+
+    experiment_id = ensure_experiment(settings, TRAINING_EXPERIMENT)
+    run_tags = {"code.git_commit": git_commit(), "model_type": config.model_type}
+    run_tags.update({str(key): str(value) for key, value in (tags or {}).items()})
+    params = {**config.to_params(), "rows": len(frame), "train_rows": len(train), "holdout_rows": len(holdout)}
+    params.update({str(key): value for key, value in (extra_params or {}).items()})
+
+    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+        run_id = run.info.run_id
+        mlflow.log_params(params)
+
+        def log_epoch(report) -> None:
+            mlflow.log_metrics({"train_loss": report.train_loss, "epoch_seconds": report.seconds},
+                               step=report.epoch)
+            log.info("epoch %d/%d train_loss=%.4f (%.2fs)", report.epoch, config.epochs, report.train_loss,
+                     report.seconds)
+
+        model = TabularClassifier(config.model_type).fit(
+            features, labels, TabularPreprocessor.from_spec(spec), epochs=config.epochs,
+            learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed,
+            on_epoch=log_epoch)
+        mlflow.set_tag("device", model.device)
+
+        train_probability = model.predict_proba(features)
+        train_roc_auc = float(roc_auc_score(labels.to_numpy(), train_probability))
+        mlflow.log_metric("train_roc_auc", train_roc_auc)
+
+        example = as_model_input(features.head(INPUT_EXAMPLE_ROWS), spec).reset_index(drop=True)
+        with warnings.catch_warnings():
+            # MLflow warns that integer columns cannot hold nulls; the only one is the
+            # *output* column ``prediction``, which never does
+            warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
+            signature = infer_signature(example, model.predict(None, example))
+        with tempfile.TemporaryDirectory(prefix="mlops-train-") as staging:
+            model_info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                artifacts=model.save_artifacts(staging),
+                signature=signature,
+                input_example=example,
+                # the pyfunc imports include.training.* when it loads: ship the package with it
+                code_paths=[str(PROJECT_ROOT / "include")],
+                pip_requirements=pip_requirements(config.model_type),
+            )
+    return TrainingResult(
+        run_id=run_id,
+        model_uri=model_info.model_uri,
+        device=model.device,
+        rows=len(frame),
+        train_rows=len(train),
+        holdout_rows=len(holdout),
+        train_roc_auc=train_roc_auc,
+        final_train_loss=model.history[-1].train_loss,
+        epoch_seconds=[report.seconds for report in model.history],
+        model=model,
+    )
+
+
+def write_xcom(path: str | Path, payload: Mapping[str, Any]) -> None:
+    """Write atomically: a reader (the pod's XCom sidecar) never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(payload, handle)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    # checked here so a bad key fails at parse time, not after the data is loaded
+    if not TAG_KEY.fullmatch(key):
+        raise argparse.ArgumentTypeError(f"tag key {key!r} may only hold letters, digits and _ - . space : /")
+    return key, value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m include.training.train",
+        description="Train a model on one DVC dataset version and log it to MLflow (no registration).",
+    )
+    parser.add_argument("--data-ref", required=True, type=_json_object,
+                        help="the DatasetRef of the training snapshot, as JSON (repo, path, md5, rev, ...)")
+    parser.add_argument("--model-type", required=True, choices=MODEL_TYPES)
+    parser.add_argument("--epochs", type=_positive_int, default=10,
+                        help=f"training epochs (sklearn_hgb: {BOOSTING_ROUNDS_PER_EPOCH} boosting rounds each)")
+    parser.add_argument("--learning-rate", type=_positive_float, default=0.001)
+    parser.add_argument("--batch-size", type=_positive_int, default=256, help="mini-batch size (torch_mlp only)")
+    parser.add_argument("--seed", type=_non_negative_int, default=42)
+    parser.add_argument("--xcom-path", default=None,
+                        help="also write the result JSON here (KubernetesPodOperator: /airflow/xcom/return.json)")
+    parser.add_argument("--tag", dest="tags", type=_tag, action="append", default=[], metavar="KEY=VALUE",
+                        help="a tag for the MLflow run (repeatable), e.g. airflow.dag_id=train")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from include.data.versioning import DatasetRef
+
+    try:
+        ref = DatasetRef.from_dict(args.data_ref)
+    except (KeyError, TypeError, ValueError) as exc:
+        parser.error(f"argument --data-ref: not a DatasetRef: {exc}")
+    config = TrainingConfig(model_type=args.model_type, epochs=args.epochs, learning_rate=args.learning_rate,
+                            batch_size=args.batch_size, seed=args.seed)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # download progress bars would bury the epoch lines in the pod log
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from include.data.spec import load_spec
+    from include.data.versioning import DataRegistry
+
+    settings = Settings.from_env()
+    spec = load_spec(settings.dataset_spec)
+    frame = DataRegistry(ref.repo, settings.dvc_remote).load(ref)
+    log.info("loaded %d rows of %s (md5 %s, rev %s)", len(frame), ref.path, ref.md5, ref.rev)
+
+    tags = dict(args.tags)
+    for name in ("path", "md5", "rev", "repo", "rows", "window_start", "window_end"):
+        value = getattr(ref, name, None)
+        if value is not None:
+            tags[f"data.{name}"] = value
+    extra_params = {"data_ref": json.dumps(ref.to_dict(), sort_keys=True, default=str),
+                    "xcom_path": args.xcom_path or ""}
+    result = train_and_log(frame, spec, config, settings, tags, extra_params=extra_params)
+
+    payload = result.to_xcom()
+    if args.xcom_path:
+        write_xcom(args.xcom_path, payload)
+    log.info("run %s: train_roc_auc=%.4f on %s", result.run_id, result.train_roc_auc, result.device)
+    print(json.dumps(payload), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
