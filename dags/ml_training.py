@@ -79,7 +79,7 @@ def ml_training():
             "--data-ref", "{{ ti.xcom_pull(task_ids='snapshot') | tojson }}",
             "--model-type", "{{ params.model_type }}",
             "--epochs", "{{ params.epochs }}",
-            "--learning-rate", "{{ params.learning_rate }}",
+            "--learning-rate", "{{ params.learning_rate or 'auto' }}",
             "--batch-size", "{{ params.batch_size }}",
             "--tag", "airflow.dag_id={{ dag.dag_id }}",
             "--tag", "airflow.run_id={{ run_id }}",

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 from datetime import date, timedelta
 from typing import Any
 
 from include.data.spec import DatasetSpec
-from include.settings import PROJECT_ROOT, Settings
+from include.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -106,28 +105,13 @@ def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any
     return {**decision.to_dict(), "tags": decision.as_tags()}
 
 
-def code_version() -> str:
-    """Git commit of the code that runs; images set MLOPS_GIT_COMMIT at build time."""
-    if os.environ.get("MLOPS_GIT_COMMIT"):
-        return os.environ["MLOPS_GIT_COMMIT"]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                                text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if commit.returncode != 0:
-        return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
-    return commit.stdout.strip() + ("-dirty" if dirty else "")
-
-
 def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, Any], validation: dict[str, Any],
              decision: dict[str, Any], run_context: dict[str, Any]) -> str:
     """Register the challenger with its lineage and point the ``challenger`` alias at it."""
     import mlflow
 
     from include import registry, tracking
+    from include.training.train import git_commit
 
     tracking.configure(settings)
     result_path = validation.get("result_path")
@@ -140,7 +124,7 @@ def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, A
         "validation.success": validation["success"],
         "validation.expectations": f"{validation['successful']}/{validation['evaluated']}",
         "validation.result": result_path or "",
-        "code.git_commit": code_version(),
+        "code.git_commit": git_commit(),
         "training.image": os.environ.get("MLOPS_TRAINING_IMAGE", "local-subprocess"),
         "training.device": training.get("device", "unknown"),
         "training.run_id": training["run_id"],

@@ -24,7 +24,7 @@ def alias_version(model_name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client().get_model_version_by_alias(model_name, alias).version
+        return str(_client().get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
@@ -47,9 +47,10 @@ def register_challenger(model_name: str, source_uri: str, source_run_id: str,
     client = _client()
     existing = [v for v in client.search_model_versions(f"name='{model_name}'") if v.run_id == source_run_id]
     if existing:
-        version = existing[0].version
+        version = str(existing[0].version)
     else:
-        version = mlflow.register_model(source_uri, model_name).version
+        # MLflow hands versions back as int or str depending on the store: always str here
+        version = str(mlflow.register_model(source_uri, model_name).version)
     set_version_tags(model_name, version, tags)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     return version
@@ -58,7 +59,8 @@ def register_challenger(model_name: str, source_uri: str, source_run_id: str,
 def set_version_tags(model_name: str, version: str, tags: Mapping[str, object]) -> None:
     client = _client()
     for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, str(value))
+        # booleans as "true"/"false", the way the gate writes its own tags
+        client.set_model_version_tag(model_name, version, key, str(value).lower() if isinstance(value, bool) else str(value))
 
 
 def version_tags(model_name: str, version: str) -> dict[str, str]:
@@ -71,6 +73,7 @@ def promote_champion(model_name: str, version: str) -> str | None:
     Returns the previous champion's version (None on the first promotion).
     """
     client = _client()
+    version = str(version)
     previous = alias_version(model_name, CHAMPION)
     if previous == str(version):
         return client.get_model_version(model_name, version).tags.get("previous_champion_version") or None

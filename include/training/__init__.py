@@ -8,3 +8,5 @@ need them, never here, so DAG files can read these constants at parse time.
 MODEL_TYPES = ("torch_mlp", "sklearn_hgb")
 # sklearn_hgb has no epochs: one "epoch" is this many boosting rounds
 BOOSTING_ROUNDS_PER_EPOCH = 10
+# used when a run gives no learning rate: boosting wants a rate ~100x an Adam-trained MLP's
+DEFAULT_LEARNING_RATES = {"torch_mlp": 0.001, "sklearn_hgb": 0.1}

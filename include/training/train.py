@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from include.settings import PROJECT_ROOT, Settings
-from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES
+from include.training import BOOSTING_ROUNDS_PER_EPOCH, DEFAULT_LEARNING_RATES, MODEL_TYPES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -238,6 +238,11 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _learning_rate(text: str) -> float | None:
+    # 'auto' lets one form field serve both model types, whose sensible rates differ 100-fold
+    return None if text.strip().lower() in ("auto", "", "none") else _positive_float(text)
+
+
 def _tag(text: str) -> tuple[str, str]:
     key, separator, value = text.partition("=")
     key = key.strip()
@@ -269,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-type", required=True, choices=MODEL_TYPES)
     parser.add_argument("--epochs", type=_positive_int, default=10,
                         help=f"training epochs (sklearn_hgb: {BOOSTING_ROUNDS_PER_EPOCH} boosting rounds each)")
-    parser.add_argument("--learning-rate", type=_positive_float, default=0.001)
+    parser.add_argument("--learning-rate", type=_learning_rate, default=None,
+                        help="optimizer step size; 'auto' or absent: "
+                             + ", ".join(f"{k} {v}" for k, v in DEFAULT_LEARNING_RATES.items()))
     parser.add_argument("--batch-size", type=_positive_int, default=256, help="mini-batch size (torch_mlp only)")
     parser.add_argument("--seed", type=_non_negative_int, default=42)
     parser.add_argument("--xcom-path", default=None,
@@ -288,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref = DatasetRef.from_dict(args.data_ref)
     except (KeyError, TypeError, ValueError) as exc:
         parser.error(f"argument --data-ref: not a DatasetRef: {exc}")
-    config = TrainingConfig(model_type=args.model_type, epochs=args.epochs, learning_rate=args.learning_rate,
+    learning_rate = args.learning_rate or DEFAULT_LEARNING_RATES[args.model_type]
+    config = TrainingConfig(model_type=args.model_type, epochs=args.epochs, learning_rate=learning_rate,
                             batch_size=args.batch_size, seed=args.seed)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,

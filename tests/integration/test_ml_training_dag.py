@@ -80,7 +80,7 @@ def _run(conf: dict) -> dict[str, str]:
 
     with create_session() as session:
         dag_run = session.query(DagRun).filter(DagRun.run_id == run.run_id).one()
-        return {ti.task_id: str(ti.state.value if ti.state else None) for ti in dag_run.get_task_instances(session=session)}
+        return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
 
 
 def _champion(settings) -> str | None:
@@ -115,7 +115,7 @@ def test_first_run_trains_gates_registers_and_deploys_a_champion(local_profile):
     for key in ("data.md5", "data.rev", "data.path", "validation.success", "code.git_commit",
                 "airflow.dag_id", "airflow.run_id", "params.model_type", "gate.passed"):
         assert tags.get(key), f"lineage tag {key} missing: {tags}"
-    assert tags["gate.passed"] == "True" and tags["validation.success"] == "True"
+    assert tags["gate.passed"] == "true" and tags["validation.success"] == "true"
     assert tags["params.reason"] == "integration test"
     assert registry.alias_version(settings.model_name, registry.CHALLENGER) == champion
 

@@ -1,0 +1,72 @@
+"""The deploy step: put a model version behind the serving endpoint, check it, promote it.
+
+Each profile has its own :class:`Deployer`; the DAG only calls ``deploy`` and passes
+the :class:`DeployResult` on (``dataclasses.asdict`` makes it XCom-ready).
+``champion`` moves only inside ``deploy``, after the endpoint answered its smoke test;
+any failure restores the previous champion and raises :class:`DeployFailed`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from include.settings import Settings
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    version: str
+    url: str
+    rows: int
+    checks: tuple[str, ...]
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    version: str
+    previous_champion: str | None
+    url: str
+    smoke: SmokeResult
+
+
+class SmokeTestFailed(RuntimeError):
+    def __init__(self, version: str, failures: list[str]):
+        self.version = version
+        self.failures = tuple(failures)
+        super().__init__(f"smoke test of version {version} failed: " + "; ".join(failures))
+
+
+class DeployFailed(RuntimeError):
+    """The deploy did not happen; ``served_now`` says what the endpoint serves after the rollback."""
+
+    def __init__(self, model_name: str, version: str, stage: str, reason: str, served_now: str):
+        self.model_name = model_name
+        self.version = version
+        self.stage = stage
+        self.reason = reason
+        self.served_now = served_now
+        super().__init__(f"deploy of {model_name} version {version} failed while {stage}: {reason.rstrip('.')}. "
+                         f"The champion alias was not moved; {served_now}")
+
+
+class Deployer(Protocol):
+    def deploy(self, model_name: str, version: str, sample: pd.DataFrame,
+               expected: np.ndarray | None = None) -> DeployResult:
+        """Serve ``version``, smoke-test it, then move ``champion``; on failure restore the champion."""
+        ...
+
+
+def deployer_for(settings: Settings) -> Deployer:
+    if settings.profile == "local":
+        from include.deployment.local import LocalServingDeployer
+
+        return LocalServingDeployer(settings)
+    if settings.profile == "kubernetes":
+        raise NotImplementedError("the kubernetes deploy (a Deployment rollout with rollback) is not built yet; "
+                                  "set MLOPS_PROFILE=local to serve from a local process")
+    raise ValueError(f"no deployer for profile {settings.profile!r}")

@@ -1,0 +1,583 @@
+"""The local profile's deploy step: one detached ``python -m include.serving`` process on 127.0.0.1.
+
+The process outlives the Airflow task that started it, so everything needed to
+find it again (pid, port, version) is kept in ``<MLOPS_HOME>/serving/state.json``.
+A pid alone is not trusted: the process start time recorded next to it must match,
+so a recycled pid is never signalled.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from include.deployment import DeployFailed, DeployResult, SmokeResult, SmokeTestFailed
+from include.serving import validate_version
+from include.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import requests
+
+LOG_TAIL_LINES = 20
+# a body that cannot be JSON: the smoke test expects the server to refuse it with a 4xx
+MALFORMED_BODY = b'{"dataframe_split": {"columns": ["a"], "data": [[1]'
+
+
+class ServingError(RuntimeError):
+    """The local server could not be started, reloaded or reached."""
+
+
+@dataclass(frozen=True)
+class ServingStatus:
+    pid: int
+    url: str
+    model_name: str
+    version: str  # what /health reports when running, else the version recorded at start/reload
+    running: bool  # the process is alive and /health answered
+    started_at: str
+
+
+@dataclass(frozen=True)
+class _State:
+    pid: int
+    process_created: float
+    host: str
+    port: int
+    model_name: str
+    version: str
+    started_at: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class LocalServingDeployer:
+    def __init__(self, settings: Settings, *, start_timeout: float = 60.0, reload_timeout: float = 120.0,
+                 stop_timeout: float = 10.0, request_timeout: float = 10.0):
+        self.settings = settings
+        self.start_timeout = start_timeout
+        self.reload_timeout = reload_timeout
+        self.stop_timeout = stop_timeout
+        self.request_timeout = request_timeout
+        self.state_path = settings.path("serving", "state.json")
+        self.log_path = settings.path("serving", "server.log")
+        self._lock_path = settings.path("serving", "deploy.lock")
+        self._children: dict[int, subprocess.Popen] = {}
+        self._lock_depth = 0
+        self._thread_lock = threading.RLock()
+        self._session: requests.Session | None = None
+
+    @property
+    def url(self) -> str:
+        state = self._read_state()
+        return state.url if state else self.settings.serving_url
+
+    # ----------------------------------------------------------------- process
+
+    def status(self) -> ServingStatus | None:
+        """The recorded server, or None when no recorded process is alive."""
+        state = self._read_state()
+        if state is None or not self._alive(state):
+            return None
+        health = self._health(state.url)
+        running = health is not None and health.get("model_name") == state.model_name
+        version = str(health["model_version"]) if running else state.version
+        return ServingStatus(state.pid, state.url, state.model_name, version, running, state.started_at)
+
+    def start(self, version: str, model_name: str | None = None) -> ServingStatus:
+        """Start a server for ``version`` and wait until /health reports it."""
+        version = validate_version(version)
+        model_name = model_name or self.settings.model_name
+        with self._exclusive():
+            current = self.status()
+            if current is not None:
+                if current.running and (current.model_name, current.version) == (model_name, version):
+                    return current
+                raise ServingError(f"a server is already running (pid {current.pid}, {current.model_name} "
+                                   f"version {current.version}); stop or reload it instead of starting another")
+            return self._start(model_name, version)
+
+    def stop(self) -> bool:
+        """Stop the recorded server (SIGTERM, then SIGKILL); False when none was running."""
+        with self._exclusive():
+            state = self._read_state()
+            if state is None:
+                return False
+            stopped = False
+            if self._alive(state):
+                self._terminate(state.pid)
+                stopped = True
+            self._forget(state.pid)
+            self.state_path.unlink(missing_ok=True)
+            return stopped
+
+    def reload(self, version: str) -> ServingStatus:
+        """Swap the running server to ``version`` in place; on failure it keeps its old version."""
+        version = validate_version(version)
+        with self._exclusive():
+            current = self.status()
+            if current is None or not current.running:
+                raise ServingError("no server is running to reload; start one first")
+            if current.version == version:
+                return current
+            response = self._request("POST", f"{current.url}/admin/reload", json_body={"version": version},
+                                     timeout=self.reload_timeout)
+            if response.status_code != 200:
+                # the server's message already says which version it kept serving
+                raise ServingError(f"reload to version {version} failed (HTTP {response.status_code}): "
+                                   f"{_message(response)}")
+            state = self._read_state()
+            self._write_state(_replace(state, version=version))
+            reloaded = self.status()
+            if reloaded is None or not reloaded.running or reloaded.version != version:
+                raise ServingError(f"after the reload /health does not report version {version}: {reloaded}")
+            return reloaded
+
+    # ------------------------------------------------------------------- smoke
+
+    def smoke_test(self, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
+                   tolerance: float = 1e-6) -> SmokeResult:
+        """Real requests against the served endpoint; raises SmokeTestFailed listing every failed check."""
+        import numpy as np
+
+        version = validate_version(version)
+        if len(sample) == 0:
+            raise ValueError("the smoke test needs at least one sample row")
+        expected_values = None
+        if expected is not None:
+            expected_values = np.asarray(expected, dtype=float).reshape(-1)
+            if len(expected_values) != len(sample):
+                raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
+        url = self.url
+        failures: list[str] = []
+        checks: list[str] = []
+
+        def record(passed: str, problems: list[str]) -> None:
+            failures.extend(problems)
+            if not problems:
+                checks.append(passed)
+
+        record(f"/health reports version {version}", self._health_problems(url, version))
+
+        started = time.perf_counter()
+        try:
+            response = self._request("POST", f"{url}/invocations", body=_split_payload(sample))
+        except ServingError as exc:
+            response = None
+            failures.append(f"POST /invocations: {exc}")
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response is not None:
+            compared = f", within {tolerance} of the expected probabilities" if expected is not None else ""
+            record(f"{len(sample)} predictions well-formed{compared}",
+                   self._prediction_problems(response, version, len(sample), expected_values, tolerance))
+
+        try:
+            malformed = self._request("POST", f"{url}/invocations", body=MALFORMED_BODY)
+            record(f"malformed request refused with {malformed.status_code}",
+                   [] if 400 <= malformed.status_code < 500 else
+                   [f"a malformed request got HTTP {malformed.status_code}, expected a 4xx"])
+        except ServingError as exc:
+            failures.append(f"a malformed request got no answer: {exc}")
+        record("still healthy after the malformed request",
+               self._health_problems(url, version, after="after the malformed request"))
+
+        if failures:
+            raise SmokeTestFailed(version, failures)
+        return SmokeResult(version=version, url=url, rows=len(sample), checks=tuple(checks),
+                           latency_ms=round(latency_ms, 3))
+
+    # ------------------------------------------------------------------ deploy
+
+    def deploy(self, model_name: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
+               tolerance: float = 1e-6) -> DeployResult:
+        """Serve ``version`` (reload or start), smoke-test it, then move ``champion`` to it.
+
+        On any failure the previous champion is served again, the aliases are left as
+        they were, and DeployFailed says what failed and what is served now.
+        """
+        from include.registry import CHAMPION, alias_version
+        from include.tracking import configure
+
+        version = validate_version(version)
+        configure(self.settings)
+        with self._exclusive():
+            champion = alias_version(model_name, CHAMPION)
+            # the registry store returns versions as int: compare and report them as strings
+            champion = None if champion is None else str(champion)
+            before = self.status()
+            stage = "starting the server"
+            try:
+                if before is not None and before.running and before.model_name == model_name:
+                    stage = "reloading the server"
+                self._serve(model_name, version)
+                stage = "running the smoke test"
+                smoke = self.smoke_test(version, sample, expected, tolerance)
+                stage = "moving the champion alias"
+                previous_champion = self._promote(model_name, version, champion)
+            except Exception as exc:
+                served_now = self._restore(model_name, champion, before)
+                raise DeployFailed(model_name, version, stage, f"{type(exc).__name__}: {exc}", served_now) from exc
+            return DeployResult(version=version, previous_champion=previous_champion, url=self.url, smoke=smoke)
+
+    @staticmethod
+    def _promote(model_name: str, version: str, champion: str | None) -> str | None:
+        from include.registry import promote_champion, version_tags
+
+        if champion == version:
+            # a re-deploy of the champion moves nothing; report the champion it replaced back then
+            recorded = version_tags(model_name, version).get("previous_champion_version")
+            return None if recorded in (None, "", "none") else recorded
+        previous = promote_champion(model_name, version)
+        return None if previous is None else str(previous)
+
+    def _serve(self, model_name: str, version: str) -> None:
+        current = self.status()
+        if current is not None and current.running and current.model_name == model_name:
+            self.reload(version)
+            return
+        if current is not None:
+            # alive but not answering, or serving another model: only a restart helps
+            self.stop()
+        self.start(version, model_name)
+
+    def _restore(self, model_name: str, champion: str | None, before: ServingStatus | None) -> str:
+        if champion is not None:
+            target_name, target_version, what = model_name, champion, "the champion"
+        elif before is not None and before.running:
+            target_name, target_version, what = before.model_name, before.version, "what was served before"
+        else:
+            try:
+                self.stop()
+            except Exception as exc:
+                return f"there is no champion and stopping the failed server also failed ({exc}); see {self.log_path}"
+            return "nothing is served (there is no champion and no server was running before)"
+        try:
+            try:
+                self._serve(target_name, target_version)
+            except ServingError:
+                # a server that cannot reload is restarted rather than left on the failed version
+                self.stop()
+                self.start(target_version, target_name)
+        except Exception as exc:
+            return (f"restoring {target_name} version {target_version} ({what}) failed too: {exc}; "
+                    f"the endpoint may be down, see {self.log_path}")
+        return f"{target_name} version {target_version} ({what}) is served at {self.url}"
+
+    # ---------------------------------------------------------------- helpers
+
+    def _start(self, model_name: str, version: str) -> ServingStatus:
+        import psutil
+
+        host, port = self.settings.serving_host, self.settings.serving_port
+        if _port_in_use(host, port):
+            # otherwise a foreign server on the port could answer our /health checks
+            raise ServingError(f"port {port} on {host} is already in use by a process this deployer did not "
+                               "start; stop it or set MLOPS_SERVING_PORT to a free port")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update({
+            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+            # the parent's registry URI (set by tracking.configure) may point at another store
+            "MLFLOW_REGISTRY_URI": self.settings.tracking_uri,
+            "MLOPS_HOME": str(self.settings.home),
+            "MLOPS_PROFILE": self.settings.profile,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        })
+        command = [sys.executable, "-m", "include.serving", "--model-name", model_name, "--version", version,
+                   "--host", host, "--port", str(port)]
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with open(self.log_path, "ab") as log:
+            log_offset = log.tell()
+            log.write(f"--- {started_at} starting {model_name} version {version} on {host}:{port}\n".encode())
+            log.flush()
+            # a new session: the server outlives the task that started it and gets no
+            # signal meant for that task's process group
+            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        self._children[process.pid] = process
+        try:
+            created = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = 0.0
+        state = _State(process.pid, created, host, port, model_name, version, started_at)
+        self._write_state(state)
+
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            exit_code = process.poll()
+            if exit_code is not None:
+                self._forget(process.pid)
+                self.state_path.unlink(missing_ok=True)
+                raise ServingError(f"the server for {model_name} version {version} exited with code {exit_code} "
+                                   f"before answering{self._log_errors(log_offset)}; last lines of {self.log_path}:\n"
+                                   f"{self._log_tail(log_offset)}")
+            health = self._health(state.url)
+            if health is not None:
+                if health.get("model_name") == model_name and str(health.get("model_version")) == version:
+                    return ServingStatus(state.pid, state.url, model_name, version, True, started_at)
+                self.stop()
+                raise ServingError(f"{state.url}/health answers for {health.get('model_name')} version "
+                                   f"{health.get('model_version')}, not {model_name} version {version}: is another "
+                                   f"server using port {port}?")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServingError(f"the server for {model_name} version {version} did not answer {state.url}/health "
+                                   f"within {self.start_timeout:.0f}s; last lines of {self.log_path}:\n"
+                                   f"{self._log_tail(log_offset)}")
+            time.sleep(0.2)
+
+    def _terminate(self, pid: int) -> None:
+        import psutil
+
+        try:
+            process = psutil.Process(pid)
+            # start_new_session made the server a process group leader; signal only that
+            # group, and only when it is still the group the recorded pid leads
+            group = pid if os.getpgid(pid) == pid else None
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            return
+        for sig, wait in ((signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)):
+            try:
+                if group is not None:
+                    os.killpg(group, sig)
+                else:
+                    os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                if pid in self._children:
+                    self._children[pid].wait(timeout=wait)
+                else:
+                    process.wait(timeout=wait)
+                return
+            except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+                continue
+        raise ServingError(f"server pid {pid} survived SIGKILL")
+
+    def _alive(self, state: _State) -> bool:
+        import psutil
+
+        try:
+            process = psutil.Process(state.pid)
+            if abs(process.create_time() - state.process_created) > 1.0:
+                return False  # the pid now belongs to another process
+            if process.status() == psutil.STATUS_ZOMBIE:
+                self._forget(state.pid)
+                return False
+            return True
+        except psutil.NoSuchProcess:
+            return False
+
+    def _forget(self, pid: int) -> None:
+        process = self._children.pop(pid, None)
+        if process is not None:
+            try:
+                process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _log_lines(self, offset: int) -> list[str]:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace").splitlines()
+        except OSError as exc:
+            return [f"(log unreadable: {exc})"]
+
+    def _log_tail(self, offset: int = 0) -> str:
+        return "\n".join(self._log_lines(offset)[-LOG_TAIL_LINES:])
+
+    def _log_errors(self, offset: int) -> str:
+        """The server's own one-line errors (such as why the model did not load), which a traceback buries."""
+        errors = [line.split(": ", 1)[-1] for line in self._log_lines(offset) if " ERROR include.serving" in line]
+        return f": {'; '.join(errors[-3:])}" if errors else ""
+
+    def _read_state(self) -> _State | None:
+        try:
+            raw = json.loads(self.state_path.read_text())
+            return _State(int(raw["pid"]), float(raw["process_created"]), str(raw["host"]), int(raw["port"]),
+                          str(raw["model_name"]), str(raw["version"]), str(raw["started_at"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ServingError(f"{self.state_path} is unreadable ({exc}); stop the server by hand and delete it") \
+                from exc
+
+    def _write_state(self, state: _State) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_suffix(f".{os.getpid()}.tmp")
+        with open(temporary, "w") as handle:
+            json.dump(state.__dict__, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # readers see the old or the new state, never half of one
+        os.replace(temporary, self.state_path)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One deployer at a time per MLOPS_HOME (two DAG runs may deploy at once); re-entrant."""
+        with self._thread_lock:
+            if self._lock_depth:
+                self._lock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth -= 1
+                return
+            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_path, "w") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_depth = 0
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _http(self) -> requests.Session:
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+            # the server is on loopback: a proxy from the environment must not be used
+            self._session.trust_env = False
+        return self._session
+
+    def _request(self, method: str, url: str, *, json_body: Any = None, body: bytes | None = None,
+                 timeout: float | None = None) -> requests.Response:
+        import requests
+
+        data = json.dumps(json_body).encode() if json_body is not None else body
+        try:
+            return self._http().request(method, url, data=data, timeout=timeout or self.request_timeout,
+                                        headers={"Content-Type": "application/json"} if data is not None else None)
+        except requests.RequestException as exc:
+            raise ServingError(f"{method} {url} failed: {exc}") from exc
+
+    def _health(self, url: str) -> dict | None:
+        try:
+            response = self._request("GET", f"{url}/health", timeout=2.0)
+        except ServingError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            payload = response.json()
+        except ValueError:
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def _health_problems(self, url: str, version: str, after: str = "") -> list[str]:
+        suffix = f" {after}" if after else ""
+        try:
+            response = self._request("GET", f"{url}/health")
+        except ServingError as exc:
+            return [f"/health did not answer{suffix}: {exc}"]
+        if response.status_code != 200:
+            return [f"/health answered HTTP {response.status_code}{suffix}: {_message(response)}"]
+        reported = _json_or_none(response)
+        reported_version = str(reported.get("model_version")) if isinstance(reported, dict) else None
+        if reported_version != version:
+            return [f"/health reports version {reported_version}{suffix}, expected {version}"]
+        return []
+
+    @staticmethod
+    def _prediction_problems(response: requests.Response, version: str, rows: int,
+                             expected: np.ndarray | None, tolerance: float) -> list[str]:
+        if response.status_code != 200:
+            return [f"POST /invocations answered HTTP {response.status_code}: {_message(response)}"]
+        payload = _json_or_none(response)
+        predictions = payload.get("predictions") if isinstance(payload, dict) else None
+        if not isinstance(predictions, list):
+            return [f"POST /invocations returned no 'predictions' list: {response.text[:200]!r}"]
+        problems = []
+        if response.headers.get("X-Model-Version") != version or str(payload.get("model_version")) != version:
+            problems.append(f"POST /invocations was answered by version {response.headers.get('X-Model-Version')} "
+                            f"(body: {payload.get('model_version')}), expected {version}")
+        if len(predictions) != rows:
+            return problems + [f"{len(predictions)} predictions for {rows} sample rows"]
+        probabilities: list[float] = []
+        bad_probability, bad_label = [], []
+        for index, item in enumerate(predictions):
+            probability = item.get("probability") if isinstance(item, dict) else None
+            label = item.get("prediction") if isinstance(item, dict) else None
+            if type(probability) not in (int, float) or not math.isfinite(probability) or not 0 <= probability <= 1:
+                bad_probability.append(index)
+            else:
+                probabilities.append(float(probability))
+            if type(label) is not int or label not in (0, 1):
+                bad_label.append(index)
+        if bad_probability:
+            problems.append(f"probabilities not finite in [0, 1] in rows {_rows(bad_probability)} "
+                            f"(e.g. {predictions[bad_probability[0]]!r})")
+        if bad_label:
+            problems.append(f"predictions not in {{0, 1}} in rows {_rows(bad_label)} "
+                            f"(e.g. {predictions[bad_label[0]]!r})")
+        if expected is not None and not bad_probability:
+            differences = [abs(got - want) for got, want in zip(probabilities, expected.tolist())]
+            off = [index for index, difference in enumerate(differences) if not difference <= tolerance]
+            if off:
+                problems.append(f"probabilities differ from the expected ones by up to {max(differences):.3g} "
+                                f"(tolerance {tolerance}) in rows {_rows(off)}")
+        return problems
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _replace(state: _State, **changes: Any) -> _State:
+    return _State(**{**state.__dict__, **changes})
+
+
+def _rows(indices: list[int], shown: int = 5) -> str:
+    text = ", ".join(str(index) for index in indices[:shown])
+    return text + (f" and {len(indices) - shown} more" if len(indices) > shown else "")
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _message(response: requests.Response) -> str:
+    payload = _json_or_none(response)
+    if isinstance(payload, dict) and payload.get("message"):
+        return str(payload["message"])
+    return response.text[:500]
+
+
+def _json_value(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot send a {type(value).__name__} value to the server")
+
+
+def _split_payload(sample: pd.DataFrame) -> bytes:
+    """The sample in MLflow's ``dataframe_split`` format, at full float precision, NaN sent as null."""
+    values = sample.astype(object).where(sample.notna(), None)
+    payload = {"dataframe_split": {"columns": [str(name) for name in sample.columns],
+                                   "data": values.to_numpy().tolist()}}
+    return json.dumps(payload, default=_json_value, allow_nan=False).encode()

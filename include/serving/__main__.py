@@ -1,0 +1,80 @@
+"""Serve one registered model version: ``python -m include.serving --version 3``.
+
+The tracking URI comes from the environment (``Settings.from_env``), as in every
+other step. The server binds to the loopback interface unless ``--allow-remote``
+is given; the unauthenticated ``/admin/reload`` endpoint only exists on loopback.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+
+from include.settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
+    from include.serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
+
+    parser = argparse.ArgumentParser(prog="python -m include.serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-name", default=settings.model_name,
+                        help=f"registered model name (default: {settings.model_name})")
+    parser.add_argument("--version", required=True, help="registered model version to serve, e.g. 3")
+    parser.add_argument("--host", default=settings.serving_host, help=f"default: {settings.serving_host}")
+    parser.add_argument("--port", type=int, default=settings.serving_port, help=f"default: {settings.serving_port}")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a host other than loopback (this also disables /admin/reload)")
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+                        help=f"most rows accepted in one request (default: {DEFAULT_MAX_ROWS})")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--access-log", action="store_true",
+                        help="log every request (off by default: it costs per request)")
+    args = parser.parse_args(argv)
+    loopback = is_loopback(args.host)
+    if not loopback and not args.allow_remote:
+        parser.error(f"--host {args.host} is not a loopback address; the local server binds to 127.0.0.1. "
+                     "Pass --allow-remote to expose it on purpose.")
+    if not 0 < args.port < 65536:
+        parser.error(f"--port {args.port} is not a valid TCP port")
+    args.enable_admin = loopback
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    args = parse_args(argv, settings)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from include.serving.app import create_app
+
+    try:
+        app = create_app(args.model_name, args.version, settings.tracking_uri, max_rows=args.max_rows,
+                         max_body_bytes=args.max_body_bytes, enable_admin=args.enable_admin)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            access_log=args.access_log, timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn returns (rather than raising) when start-up fails, e.g. the model did not load
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Small pyfunc models for the serving and deploy tests, and a helper that registers them.
+
+The model classes live in an importable module (not in a test file) because MLflow
+pickles a ``PythonModel`` by reference: the serving process imports
+``tests.unit.serving_models`` again, which works because the deployer puts the
+project root on its ``PYTHONPATH``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+FEATURES = ("tenure_months", "monthly_charges", "support_calls")
+
+
+def training_frame(rows: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "tenure_months": rng.integers(1, 72, rows).astype(float),
+        "monthly_charges": rng.uniform(20, 120, rows),
+        "support_calls": rng.integers(0, 10, rows).astype(float),
+    })
+    signal = -0.05 * frame["tenure_months"] + 0.02 * frame["monthly_charges"] + 0.3 * frame["support_calls"]
+    labels = (signal + rng.normal(0, 0.5, rows) > signal.median()).astype(int).to_numpy()
+    return frame, labels
+
+
+def sample_frame(rows: int = 5, seed: int = 1) -> pd.DataFrame:
+    frame, _ = training_frame(rows=rows, seed=seed)
+    return frame
+
+
+class ChurnModel(PythonModel):
+    """A LogisticRegression over FEATURES with the served-model contract (probability, prediction)."""
+
+    def __init__(self, regularization: float = 1.0, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+
+        frame, labels = training_frame(seed=seed)
+        self.estimator = LogisticRegression(C=regularization, max_iter=1000).fit(frame[list(FEATURES)], labels)
+
+    def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.estimator.predict_proba(frame[list(FEATURES)])[:, 1]
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        probability = self.probabilities(model_input)
+        return pd.DataFrame({"probability": probability, "prediction": (probability >= 0.5).astype(int)})
+
+
+class RaisingModel(PythonModel):
+    """Loads fine, fails on every prediction: what a model with a broken feature step looks like."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        raise RuntimeError("feature pipeline exploded")
+
+
+class GarbageModel(PythonModel):
+    """Answers, but with probabilities outside [0, 1] and labels outside {0, 1}."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        rows = len(model_input)
+        return pd.DataFrame({"probability": np.full(rows, 7.5), "prediction": np.full(rows, 3)})
+
+
+class WrongLengthModel(PythonModel):
+    """Answers one prediction fewer than it was asked for."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        rows = max(len(model_input) - 1, 0)
+        return pd.DataFrame({"probability": np.full(rows, 0.5), "prediction": np.zeros(rows, dtype=int)})
+
+
+class UnloadableModel(PythonModel):
+    """Fails while the server loads it, so a reload to it must keep the old version."""
+
+    def load_context(self, context):
+        raise RuntimeError("model artifacts are corrupt")
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        raise AssertionError("never loaded")
+
+
+def register(model_name: str, python_model) -> str:
+    """Log ``python_model`` with a signature over FEATURES and register it; returns the version.
+
+    Needs the MLflow tracking URI to be configured (``include.tracking.configure``).
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example = sample_frame(rows=3)
+    output = pd.DataFrame({"probability": np.full(3, 0.5), "prediction": np.zeros(3, dtype=int)})
+    # explicit requirements: inferring them starts a subprocess per model (seconds each)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=python_model,
+        signature=infer_signature(example, output),
+        pip_requirements=["scikit-learn", "pandas"],
+    )
+    return str(mlflow.register_model(info.model_uri, model_name).version)
+
+
+class SlowChurnModel(ChurnModel):
+    """A ChurnModel that takes ``delay`` seconds per prediction, to hold a request in flight."""
+
+    def __init__(self, delay: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        import time
+
+        time.sleep(self.delay)
+        return super().predict(context, model_input, params)
+
+
+def forget_mlflow_uris() -> None:
+    """Undo ``mlflow.set_tracking_uri``/``set_registry_uri`` so later tests read the URI from
+    their environment again (MLflow keeps the URI in a module global that outlives a test)."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
