@@ -41,7 +41,7 @@ def follow_run(client, run_id: str, timeout: float) -> dict:
         run = client.call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
         for ti in sorted(client.task_instances(DAG_ID, run_id), key=lambda t: t.get("start_date") or "~"):
             state = ti.get("state") or "none"
-            if seen.get(ti["task_id"]) != state:
+            if seen.get(ti["task_id"], "none") != state:
                 seen[ti["task_id"]] = state
                 print(f"  [{time.monotonic() - started:6.0f}s] {ti['task_id']:<10} {state}", flush=True)
         if run["state"] in FINISHED:
