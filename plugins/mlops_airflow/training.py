@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from airflow.sdk import BaseOperator
 
-from mlops_airflow.profile import KUBERNETES, current_profile
+from mlops_airflow.profiles import KUBERNETES, current_profile
 
 TRAINING_MODULE = "include.training.train"
 POD_XCOM_PATH = "/airflow/xcom/return.json"

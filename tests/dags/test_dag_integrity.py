@@ -93,3 +93,19 @@ def test_invalid_training_params_are_refused(dagbag, bad):
     with pytest.raises(ParamValidationError):
         params[name] = value
         params.validate()
+
+
+def test_plugin_loader_does_not_import_the_shared_package_as_top_level_modules():
+    # Airflow imports every file of the plugins folder under its bare file name; the
+    # package the DAGs share must be skipped (.airflowignore) or it shadows other modules
+    code = (
+        "import sys\n"
+        "from airflow import plugins_manager\n"
+        "plugins_manager.ensure_plugins_loaded()\n"
+        "import pathlib\n"
+        f"names = [p.stem for p in pathlib.Path({str(ROOT / 'plugins' / 'mlops_airflow')!r}).glob('*.py')]\n"
+        "print(sorted(n for n in names if n in sys.modules and n != '__init__'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
