@@ -27,6 +27,8 @@ class Settings:
     dvc_remote: str
     serving_host: str
     serving_port: int
+    inference_log: str
+    reports: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -52,6 +54,9 @@ class Settings:
             dvc_remote=env.get("MLOPS_DVC_REMOTE", str(home / "dvc-remote")),
             serving_host=env.get("MLOPS_SERVING_HOST", "127.0.0.1"),
             serving_port=int(env.get("MLOPS_SERVING_PORT", "5080")),
+            # a local folder or any fsspec URL (s3://bucket/prefix, gs://...)
+            inference_log=env.get("MLOPS_INFERENCE_LOG", str(home / "inference-log")),
+            reports=env.get("MLOPS_REPORTS", str(home / "reports")),
         )
 
     @property
