@@ -43,4 +43,29 @@ def training_params() -> dict[str, Param]:
                                    description="p95 time the challenger may take to answer one request."),
         "reason": Param("manual", type="string", minLength=1, maxLength=500, section="Run",
                         description="Why this run was started; recorded on the model version."),
+        "drift": Param(None, type=["null", "object"], section="Run", title="Drift evidence",
+                       description="Set by drift_monitor when it triggers a retraining: the window and "
+                                   "the drift numbers that warranted it."),
+    }
+
+
+def drift_params() -> dict[str, Param]:
+    return {
+        "drift_share_threshold": Param(0.3, type="number", minimum=0, maximum=1, section="Thresholds",
+                                       title="Drift share threshold",
+                                       description="Retrain when at least this share of the feature columns "
+                                                   "drifted against the champion's training data."),
+        "performance_drop_threshold": Param(0.05, type="number", minimum=0, maximum=1, section="Thresholds",
+                                            title="Performance drop threshold",
+                                            description="Retrain when ROC AUC on the window's labelled requests "
+                                                        "fell this far below the champion's held-out ROC AUC."),
+        "min_rows": Param(200, type="integer", minimum=1, section="Guards", title="Minimum rows",
+                          description="A window with fewer served requests is skipped as insufficient data."),
+        "cooldown_days": Param(3, type="integer", minimum=0, maximum=90, section="Guards",
+                               title="Cooldown (days of data)",
+                               description="No second retraining from a window within this many days "
+                                           "of the window that last triggered one."),
+        "allow_backfill_retrain": Param(False, type="boolean", section="Guards",
+                                        title="Retrain from backfills",
+                                        description="Backfill runs only report drift unless this is set."),
     }

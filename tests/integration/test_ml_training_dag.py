@@ -7,10 +7,7 @@ subprocess, MLflow, the serving process).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -19,68 +16,17 @@ import requests
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRST_DAY = date(2026, 3, 1)
-DAYS = 16
-LAST_DAY = FIRST_DAY + timedelta(days=DAYS - 1)
+from tests.integration.conftest import DAYS, FIRST_DAY, LAST_DAY, ROOT, run_dag
+
 FAST = {"epochs": 4, "batch_size": 128, "training_window_days": DAYS,
         "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.7, "latency_budget_ms": 200}
 
 
-@pytest.fixture(scope="module")
-def local_profile(tmp_path_factory):
-    """A private local profile: Airflow DB, MLflow, data registry, landed demo data."""
-    home = tmp_path_factory.mktemp("ml-training-home")
-    with pytest.MonkeyPatch.context() as patch:
-        tracking_uri = f"sqlite:///{home}/mlflow/mlflow.db"
-        patch.setenv("MLOPS_HOME", str(home))
-        patch.setenv("MLOPS_PROFILE", "local")
-        patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-        patch.setenv("MLOPS_SERVING_PORT", str(_free_port()))
-        patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
-                     json.dumps({"conn_type": "generic", "extra": {"tracking_uri": tracking_uri}}))
-        patch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'plugins'}")
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-
-        from include.data.generate import land_days
-        from include.data.spec import load_spec
-        from include.settings import Settings
-
-        settings = Settings.from_env()
-        spec = load_spec(settings.dataset_spec)
-        land_days(spec, FIRST_DAY, DAYS, rows_per_day=250)
-        yield settings, spec
-
-        from include.deployment.local import LocalServingDeployer
-
-        LocalServingDeployer(settings).stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "ml_training.py"))
-    assert bag.import_errors == {}
-    return bag.dags["ml_training"]
-
-
 def _run(conf: dict) -> dict[str, str]:
     """Run ml_training once; the state of each task."""
-    run = _dag().test(run_conf={**FAST, **conf})
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
+    return run_dag("ml_training", run_conf={**FAST, **conf})
 
-    with create_session() as session:
-        dag_run = session.query(DagRun).filter(DagRun.run_id == run.run_id).one()
-        return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+
 
 
 def _champion(settings) -> str | None:

@@ -1,0 +1,83 @@
+"""
+## drift_monitor
+
+Every night, checks the previous day's served traffic for drift against the data the
+current champion learned from, and triggers `ml_training` when the drift warrants it.
+
+Each run handles exactly its data interval (one UTC day):
+
+1. **check_drift**: loads the window's inference log and the champion's reference data
+   (found through the champion's lineage tags), runs an Evidently report (per-column data
+   drift, dataset drift share, prediction drift, and performance against labels when they
+   have arrived), and stores the HTML report and metrics JSON under `reports/drift/<day>/`
+   and as one MLflow run per window in the `drift_monitoring` experiment. Re-running a
+   window replaces its results. An empty window, or one below `min_rows`, ends as
+   *skipped: insufficient data*; a window with a missing, retyped or all-empty column fails.
+2. **trigger_retraining**: retrains when the drift share or the performance drop crosses
+   its threshold, unless `ml_training` is already queued or running, a retraining was
+   triggered from a window within the cooldown, or the run belongs to a backfill (unless
+   `allow_backfill_retrain`). The triggered run (id `drift__<day>`) carries the reason,
+   the window and the numbers, and trains on a window ending with the drifted day.
+
+Backfill a range from the UI (*Trigger* ▸ *Backfill*) or the REST API (`POST /api/v2/backfills`).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_airflow.params import drift_params
+from mlops_airflow.retraining import RetrainOnDriftOperator
+
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(minutes=30),
+}
+
+
+@dag(
+    dag_id="drift_monitor",
+    # one run per UTC day, started just after the day closes
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    tags=["ml", "monitoring", "drift", "customer_churn"],
+    params=drift_params(),
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+)
+def drift_monitor():
+    @task
+    def check_drift(params=None, data_interval_start=None, data_interval_end=None) -> dict:
+        from include.data.spec import load_spec
+        from include.monitoring.drift import DriftInputError, check_drift as run_check
+        from mlops_airflow.runtime import task_settings
+
+        settings = task_settings()
+        try:
+            result = run_check(settings, load_spec(settings.dataset_spec), data_interval_start, data_interval_end,
+                               min_rows=params["min_rows"],
+                               drift_share_threshold=params["drift_share_threshold"],
+                               performance_drop_threshold=params["performance_drop_threshold"])
+        except DriftInputError as bad_window:
+            # a broken window stays broken on retry, and must never read as "no drift"
+            raise AirflowFailException(f"window {data_interval_start}..{data_interval_end}: {bad_window}") from None
+        if result["status"] != "ok":
+            raise AirflowSkipException(f"skipped: insufficient data: {result['reason']}")
+        return result
+
+    RetrainOnDriftOperator(task_id="trigger_retraining", drift_task_id="check_drift",
+                           execution_timeout=timedelta(minutes=5)).set_upstream(check_drift())
+
+
+dag = drift_monitor()
+
+if __name__ == "__main__":
+    dag.test()
