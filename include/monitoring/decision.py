@@ -1,0 +1,139 @@
+"""Whether a drift check should retrain the model: a pure function of its numbers and the guards.
+
+Rules, in order (the first that applies decides):
+
+1. The window had too little data: ``skipped``. No verdict is drawn from it.
+2. ``drift_share >= drift_share_threshold`` or ``performance_drop >= performance_drop_threshold``
+   means the model wants retraining; otherwise ``no_drift``. A missing or NaN
+   ``drift_share`` is never "no drift": :func:`decide` raises (fail closed). A
+   missing ``performance_drop`` (too few labels) only means performance was not measured.
+3. A retraining wanted by a backfill run is ``skipped`` unless ``allow_backfill``.
+4. A retraining wanted while ``ml_training`` is already queued or running is ``skipped``.
+5. Cooldown, in data time: a window that already triggered (same window end) is
+   ``skipped``; so is one within ``cooldown_days`` of the window that last triggered,
+   in either direction (a backfill walks back in time).
+6. Otherwise ``retrain``.
+
+Cooldown is measured on data-interval dates, never on the wall clock, so a
+cleared or retried task decides the same way it did the first time.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Mapping
+
+OUTCOMES = ("retrain", "no_drift", "skipped")
+
+
+@dataclass
+class RetrainDecision:
+    retrain: bool
+    outcome: str  # "retrain" | "no_drift" | "skipped"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is missing, non-numeric or NaN."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_threshold(name: str, value: Any) -> float:
+    number = _number(value)
+    if number is None or number <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def _check_day(name: str, value: Any) -> date:
+    # a datetime is a date too; comparing one with a plain date raises, so refuse it up front
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise ValueError(f"{name} must be a datetime.date, got {value!r}")
+    return value
+
+
+def _drift_sentence(metrics: Mapping[str, Any], drift_share: float, threshold: float) -> str:
+    columns = metrics.get("drifted_columns")
+    total = len(metrics.get("columns") or {})
+    if isinstance(columns, (list, tuple)) and columns:
+        counted = f"{len(columns)} of {total} columns: " if total else ""
+        detail = f" ({counted}{', '.join(str(column) for column in columns)})"
+    else:
+        detail = " (no drifted column)"
+    relation = ">=" if drift_share >= threshold else "<"
+    return f"drift share {drift_share:.2f} {relation} threshold {threshold:.2f}{detail}"
+
+
+def _performance_sentence(metrics: Mapping[str, Any], drop: float | None, threshold: float) -> str:
+    if drop is None:
+        note = metrics.get("performance_note")
+        return f"performance not measured ({note})" if note else "performance not measured (no labels)"
+    window, reference = _number(metrics.get("roc_auc")), _number(metrics.get("reference_roc_auc"))
+    auc = f" (ROC AUC {reference:.3f} -> {window:.3f})" if window is not None and reference is not None else ""
+    relation = ">=" if drop >= threshold else "<"
+    return f"ROC AUC drop {drop:.3f} {relation} threshold {threshold:.3f}{auc}"
+
+
+def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performance_drop_threshold: float,
+           active_training_runs: int, last_trigger_window_end: date | None, window_start: date, window_end: date,
+           cooldown_days: int, is_backfill: bool, allow_backfill: bool) -> RetrainDecision:
+    """Apply the rules of this module, in order; every reason states the numbers it compared."""
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"metrics must be the drift check's result (a mapping), got {type(metrics).__name__}")
+    drift_threshold = _check_threshold("drift_share_threshold", drift_share_threshold)
+    if drift_threshold > 1:
+        raise ValueError(f"drift_share_threshold is a share of columns and must be <= 1, got {drift_share_threshold!r}")
+    drop_threshold = _check_threshold("performance_drop_threshold", performance_drop_threshold)
+    if isinstance(active_training_runs, bool) or not isinstance(active_training_runs, int) or active_training_runs < 0:
+        raise ValueError(f"active_training_runs must be an integer >= 0, got {active_training_runs!r}")
+    if isinstance(cooldown_days, bool) or not isinstance(cooldown_days, int) or cooldown_days < 0:
+        raise ValueError(f"cooldown_days must be an integer >= 0, got {cooldown_days!r}")
+    start, end = _check_day("window_start", window_start), _check_day("window_end", window_end)
+    if start >= end:
+        raise ValueError(f"window_start {start} must be before window_end {end}")
+    last = None if last_trigger_window_end is None else _check_day("last_trigger_window_end", last_trigger_window_end)
+
+    if metrics.get("status") == "insufficient_data":
+        rows = metrics.get("rows")
+        return RetrainDecision(False, "skipped", f"insufficient data in window {start}..{end} "
+                                                 f"({rows} rows): {metrics.get('reason') or 'no reason given'}")
+
+    drift_share = _number(metrics.get("drift_share"))
+    if drift_share is None:
+        raise ValueError(f"the drift check's result has no usable drift_share (got {metrics.get('drift_share')!r}); "
+                         f"refusing to call window {start}..{end} undrifted")
+    drop = _number(metrics.get("performance_drop"))
+    drift_part = _drift_sentence(metrics, drift_share, drift_threshold)
+    performance_part = _performance_sentence(metrics, drop, drop_threshold)
+    drifted = drift_share >= drift_threshold
+    degraded = drop is not None and drop >= drop_threshold
+    if not (drifted or degraded):
+        return RetrainDecision(False, "no_drift", f"{drift_part}; {performance_part}")
+
+    trigger = "; ".join(part for part, hit in ((drift_part, drifted), (performance_part, degraded)) if hit)
+    if is_backfill and not allow_backfill:
+        return RetrainDecision(False, "skipped", f"{trigger}, but the run belongs to a backfill; "
+                                                 f"set allow_backfill_retrain to retrain from backfills")
+    if active_training_runs > 0:
+        return RetrainDecision(False, "skipped", f"{trigger}, but ml_training already queued/running "
+                                                 f"({active_training_runs} active run(s))")
+    if last is not None:
+        cooldown = timedelta(days=cooldown_days)
+        if last == end:
+            return RetrainDecision(False, "skipped", f"{trigger}, but retraining was already triggered "
+                                                     f"for this window ({start}..{end})")
+        if start < last + cooldown and end > last - cooldown:
+            return RetrainDecision(False, "skipped", f"{trigger}, but retraining triggered from window ending "
+                                                     f"{last}, within cooldown of {cooldown_days} days "
+                                                     f"(this window: {start}..{end})")
+    return RetrainDecision(True, "retrain", f"{trigger}: retraining")
