@@ -300,7 +300,7 @@ class LocalServingDeployer:
             "PYTHONUNBUFFERED": "1",
         })
         command = [sys.executable, "-m", "include.serving", "--model-name", model_name, "--version", version,
-                   "--host", host, "--port", str(port)]
+                   "--host", host, "--port", str(port), "--inference-log", self.settings.inference_log]
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with open(self.log_path, "ab") as log:
             log_offset = log.tell()

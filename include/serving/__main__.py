@@ -3,6 +3,10 @@
 The tracking URI comes from the environment (``Settings.from_env``), as in every
 other step. The server binds to the loopback interface unless ``--allow-remote``
 is given; the unauthenticated ``/admin/reload`` endpoint only exists on loopback.
+
+Every answered row goes to the inference log at ``--inference-log`` (default: the
+settings' ``inference_log``, ``MLOPS_INFERENCE_LOG``), unless ``--no-inference-log``;
+rows are buffered and written in the background, and the rest on shutdown (SIGTERM).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
+    from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
     from include.serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
 
     parser = argparse.ArgumentParser(prog="python -m include.serving", description=__doc__.splitlines()[0])
@@ -38,6 +43,15 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
                         help=f"most rows accepted in one request (default: {DEFAULT_MAX_ROWS})")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})")
+    logged = parser.add_mutually_exclusive_group()
+    logged.add_argument("--inference-log", default=settings.inference_log, metavar="ROOT",
+                        help="folder or fsspec URL (s3://bucket/prefix) to log predictions to "
+                             f"(default: {settings.inference_log})")
+    logged.add_argument("--no-inference-log", action="store_true", help="do not log predictions")
+    parser.add_argument("--inference-log-flush-rows", type=int, default=DEFAULT_FLUSH_ROWS, metavar="ROWS",
+                        help=f"write the log every ROWS rows (default: {DEFAULT_FLUSH_ROWS})...")
+    parser.add_argument("--inference-log-flush-seconds", type=float, default=DEFAULT_FLUSH_SECONDS,
+                        metavar="SECONDS", help=f"...or every SECONDS seconds (default: {DEFAULT_FLUSH_SECONDS:g})")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--access-log", action="store_true",
                         help="log every request (off by default: it costs per request)")
@@ -48,6 +62,12 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
                      "Pass --allow-remote to expose it on purpose.")
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a valid TCP port")
+    if args.inference_log_flush_rows < 1 or not 0 < args.inference_log_flush_seconds < float("inf"):
+        parser.error("--inference-log-flush-rows and --inference-log-flush-seconds must be positive")
+    if args.no_inference_log:
+        args.inference_log = None
+    elif not args.inference_log.strip():
+        parser.error("--inference-log needs a folder or a URL; use --no-inference-log to turn the log off")
     args.enable_admin = loopback
     return args
 
@@ -64,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         app = create_app(args.model_name, args.version, settings.tracking_uri, max_rows=args.max_rows,
-                         max_body_bytes=args.max_body_bytes, enable_admin=args.enable_admin)
+                         max_body_bytes=args.max_body_bytes, enable_admin=args.enable_admin,
+                         inference_log=args.inference_log, log_flush_rows=args.inference_log_flush_rows,
+                         log_flush_seconds=args.inference_log_flush_seconds)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

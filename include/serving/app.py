@@ -8,15 +8,49 @@ caller always knows which version answered.
 
 Every bad request gets a 4xx with ``{"error_code", "message"}``; a model that
 fails while predicting gets a 500 with the same shape; neither stops the server.
+
+Request ids and event times
+    Every ``/invocations`` request has an id: the client's ``X-Request-ID`` header
+    (1-128 printable ASCII characters, no spaces; the client then keeps it unique),
+    else a fresh uuid4. Each predicted row gets ``<id>`` in a one-row request and
+    ``<id>-<row>`` (row counted from 0) otherwise; the response lists them in
+    ``request_ids`` and echoes the id in ``X-Request-ID``. The row's event time is
+    when the server received the request, or the client's ``X-Request-Time`` header:
+    an ISO 8601 time with a UTC offset (``2026-11-10T08:30:00Z``), which lets a
+    replay or a simulation log traffic at the times it stands for. A malformed
+    header gets a 400.
+
+Inference log
+    With an inference log root, each answered row (features as the model received
+    them, probability, prediction, ids and event time) goes to an
+    :class:`~include.monitoring.inference_log.InferenceLogWriter`: buffered in
+    memory, written by a background thread, flushed on shutdown. A failing log is
+    logged and counted in the metrics; it never fails a request.
+
+Metrics
+    ``GET /metrics`` answers in the Prometheus text format from a registry of the
+    app's own (several apps in one process do not clash):
+    ``model_requests_total{status}`` (by HTTP status code),
+    ``model_request_errors_total`` (requests answered without predictions, 4xx and
+    5xx alike; the status label tells them apart), ``model_request_latency_seconds``,
+    ``model_prediction_probability``, ``model_predictions_total{prediction}``,
+    ``model_served_version{model_name,version}`` (1 for the version now served),
+    ``inference_log_enabled``, ``inference_log_rows_written_total``,
+    ``inference_log_write_errors_total``, ``inference_log_rows_dropped_total`` and
+    ``inference_log_rows_pending``.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
+import os
 import threading
+import time
+import uuid
+from bisect import bisect_left
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -40,6 +74,13 @@ INPUT_FORMATS = ("dataframe_records", "dataframe_split")
 # does not stall /health and the other connections while it is predicted.
 INLINE_BODY_BYTES = 16 * 1024
 _ERRORS_SHOWN = 5
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_TIME_HEADER = "X-Request-Time"
+MAX_REQUEST_ID_LENGTH = 128
+# serving latencies are a few milliseconds: the client library's default buckets start at 5 ms
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0)
+PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class RequestRejected(Exception):
@@ -216,23 +257,32 @@ def _typed_column(column: FeatureColumn, values: list) -> Any:
 
 def parse_request(body: bytes, served: ServedModel, max_rows: int) -> pd.DataFrame:
     """The model input described by an MLflow-format JSON body, checked against the model's signature."""
+    return _parse_request(body, served, max_rows)[0]
+
+
+def _parse_request(body: bytes, served: ServedModel, max_rows: int) -> tuple[pd.DataFrame, Any]:
+    """The model input, and the same columns in the cheapest form for the inference log to keep."""
     values = _columns(parse_json(body), max_rows)
     if served.columns is None:
-        return pd.DataFrame(values)
+        frame = pd.DataFrame(values)
+        return frame, frame
     absent = [column.name for column in served.columns if column.required and column.name not in values]
     if absent:
         raise RequestRejected(422, "MISSING_COLUMNS", f"missing feature columns: {', '.join(absent)} "
                               f"(the model needs {', '.join(column.name for column in served.columns)})")
     # columns the model does not know are dropped, as MLflow's schema enforcement does
-    frame = {column.name: _typed_column(column, values[column.name])
-             for column in served.columns if column.name in values}
-    return pd.DataFrame(frame, copy=False)
+    columns = {column.name: _typed_column(column, values[column.name])
+               for column in served.columns if column.name in values}
+    # the frame shares these arrays; MLflow's schema enforcement hands the model a copy,
+    # so they still hold what the client sent when the log writes them
+    return pd.DataFrame(columns, copy=False), columns
 
 
 # -------------------------------------------------------------------------- output
 
 
-def _predictions(output: Any, rows: int) -> list[dict]:
+def _checked_output(output: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probabilities (float64) and labels (int64), or ValueError saying what is wrong."""
     if not isinstance(output, pd.DataFrame):
         raise ValueError(f"the model returned {type(output).__name__}, not a DataFrame with "
                          "'probability' and 'prediction' columns")
@@ -250,52 +300,85 @@ def _predictions(output: Any, rows: int) -> list[dict]:
         raise ValueError(f"the model output is not numeric: {exc}") from None
     if labels.dtype.kind not in "iub":
         raise ValueError(f"the model's 'prediction' column holds {labels.dtype} values, not integer labels")
-    probabilities = probabilities.tolist()
-    if not all(math.isfinite(value) for value in probabilities):
+    if not np.isfinite(probabilities).all():
         raise ValueError("the model returned non-finite probabilities (NaN or infinity)")
-    return [{"probability": probability, "prediction": int(label)}
-            for probability, label in zip(probabilities, labels.tolist())]
+    return probabilities, labels.astype(np.int64, copy=False)
 
 
-def _json_response(content: dict, status_code: int = 200, version: str | None = None) -> Response:
-    headers = {"X-Model-Version": version} if version else None
+def _json_response(content: dict, status_code: int = 200, version: str | None = None,
+                   request_id: str | None = None) -> Response:
+    headers = {"X-Model-Version": version} if version else {}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
     return Response(json.dumps(content, separators=(",", ":")), status_code=status_code,
-                    media_type="application/json", headers=headers)
+                    media_type="application/json", headers=headers or None)
 
 
-def _error(status_code: int, error_code: str, message: str, version: str | None = None) -> Response:
-    return _json_response({"error_code": error_code, "message": message}, status_code, version)
+def _error(status_code: int, error_code: str, message: str, version: str | None = None,
+           request_id: str | None = None) -> Response:
+    return _json_response({"error_code": error_code, "message": message}, status_code, version, request_id)
 
 
-def predict(body: bytes, served: ServedModel, max_rows: int) -> Response:
-    """Parse, predict and encode one request; every outcome is a response, never an exception."""
+@dataclass(frozen=True)
+class Answered:
+    """A request that got its predictions: what the inference log and the metrics need of it."""
+
+    features: Any  # the model's input columns (a mapping of arrays, or the frame itself)
+    probabilities: np.ndarray
+    labels: np.ndarray
+    row_ids: list[str]
+
+
+def row_ids(request_id: str, rows: int) -> list[str]:
+    """One id per predicted row: the request's own for a single row, ``<id>-<row>`` otherwise."""
+    if rows == 1:
+        return [request_id]
+    return [f"{request_id}-{index}" for index in range(rows)]
+
+
+def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> tuple[Response, Answered | None]:
+    """Parse, predict and encode one request; every outcome is a response, never an exception.
+
+    The second item is None unless the request was answered with predictions.
+    """
     from mlflow.exceptions import MlflowException
 
+    version = served.version
     try:
-        frame = parse_request(body, served, max_rows)
+        frame, features = _parse_request(body, served, max_rows)
     except RequestRejected as rejected:
-        logger.info("rejected a request (%s): %s", rejected.status_code, rejected.message)
-        return _error(rejected.status_code, rejected.error_code, rejected.message, served.version)
+        logger.info("rejected request %s (%s): %s", request_id, rejected.status_code, rejected.message)
+        return _error(rejected.status_code, rejected.error_code, rejected.message, version, request_id), None
     try:
         output = served.pyfunc.predict(frame)
     except MlflowException as exc:
         # raised by MLflow's schema enforcement before the model runs: the input is at fault
         if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
-            logger.info("input does not match the model signature: %s", exc.message)
+            logger.info("input of request %s does not match the model signature: %s", request_id, exc.message)
             return _error(422, "SCHEMA_MISMATCH", f"the input does not match the model's signature: "
-                          f"{exc.message}", served.version)
-        logger.exception("model version %s failed to predict", served.version)
-        return _error(500, "MODEL_ERROR", f"the model failed to predict: {exc.message}", served.version)
+                          f"{exc.message}", version, request_id), None
+        logger.exception("model version %s failed to predict request %s", version, request_id)
+        return _error(500, "MODEL_ERROR", f"the model failed to predict: {exc.message}", version, request_id), None
     except Exception as exc:
-        logger.exception("model version %s failed to predict", served.version)
+        logger.exception("model version %s failed to predict request %s", version, request_id)
         return _error(500, "MODEL_ERROR", f"the model failed to predict: {type(exc).__name__}: {exc}",
-                      served.version)
+                      version, request_id), None
     try:
-        predictions = _predictions(output, len(frame))
+        probabilities, labels = _checked_output(output, len(frame))
     except ValueError as exc:
-        logger.error("model version %s returned an unusable output: %s", served.version, exc)
-        return _error(500, "MODEL_OUTPUT_INVALID", str(exc), served.version)
-    return _json_response({"predictions": predictions, "model_version": served.version}, 200, served.version)
+        logger.error("model version %s returned an unusable output for request %s: %s", version, request_id, exc)
+        return _error(500, "MODEL_OUTPUT_INVALID", str(exc), version, request_id), None
+    ids = row_ids(request_id, len(frame))
+    predictions = [{"probability": probability, "prediction": label}
+                   for probability, label in zip(probabilities.tolist(), labels.tolist())]
+    response = _json_response({"predictions": predictions, "model_version": version, "request_ids": ids},
+                              200, version, request_id)
+    return response, Answered(features, probabilities, labels, ids)
+
+
+def predict(body: bytes, served: ServedModel, max_rows: int) -> Response:
+    """Parse, predict and encode one request under a fresh request id."""
+    return answer(body, served, max_rows, str(uuid.uuid4()))[0]
 
 
 async def _read_body(request: Request, max_body_bytes: int) -> bytes:
@@ -322,6 +405,164 @@ def _content_type_is_json(request: Request) -> bool:
     return content_type.split(";", 1)[0].strip().lower() in ("application/json", "text/json")
 
 
+def request_id_of(request: Request) -> str:
+    """The client's ``X-Request-ID``, or a fresh uuid4 when it sent none."""
+    given = request.headers.get(REQUEST_ID_HEADER)
+    if given is None:
+        return str(uuid.uuid4())
+    if not 0 < len(given) <= MAX_REQUEST_ID_LENGTH or not (given.isascii() and given.isprintable()) \
+            or " " in given:
+        raise RequestRejected(400, "BAD_REQUEST_ID", f"{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID_LENGTH} "
+                              f"printable ASCII characters without spaces, got {given[:MAX_REQUEST_ID_LENGTH]!r}")
+    return given
+
+
+def event_time_of(request: Request) -> datetime:
+    """The client's ``X-Request-Time`` (to replay or simulate traffic), else the time it arrived."""
+    given = request.headers.get(REQUEST_TIME_HEADER)
+    if given is None:
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(given.strip())
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None:
+        raise RequestRejected(400, "BAD_REQUEST_TIME", f"{REQUEST_TIME_HEADER} must be an ISO 8601 time with a "
+                              f"UTC offset, such as 2026-11-10T08:30:00Z; got {given[:64]!r}")
+    return parsed.astimezone(timezone.utc)
+
+
+# ------------------------------------------------------------------------- metrics
+
+
+class _ProbabilityHistogram:
+    """The histogram of predicted probabilities, observed a whole request at a time.
+
+    prometheus_client's Histogram takes one value per call (with a lock each); a
+    batch of thousands of rows is counted here in one numpy pass instead.
+    """
+
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+        self.name, self.documentation, self.bounds = name, documentation, bounds
+        self._bounds_array = np.array(bounds)
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+
+    def observe(self, values: np.ndarray) -> None:
+        if len(values) <= 16:
+            # a bucket's bound is inclusive ("le"): bisect_left finds the first bound >= value
+            indices = [bisect_left(self.bounds, value) for value in values.tolist()]
+            total = float(sum(values.tolist()))
+            with self._lock:
+                for index in indices:
+                    self._counts[index] += 1
+                self._sum += total
+            return
+        counts = np.bincount(np.searchsorted(self._bounds_array, values, side="left"),
+                             minlength=len(self.bounds) + 1).tolist()
+        total = float(values.sum())
+        with self._lock:
+            for index, count in enumerate(counts):
+                self._counts[index] += count
+            self._sum += total
+
+    def collect(self):
+        from prometheus_client.core import HistogramMetricFamily
+
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], counts):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
+class _StateCollector:
+    """Metrics read from the server's state when scraped, so they can never disagree with it."""
+
+    def __init__(self, state: "_ServingState") -> None:
+        self._state = state
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        served = self._state.served
+        version = GaugeMetricFamily("model_served_version", "1 for the model version this server answers with",
+                                    labels=["model_name", "version"])
+        if served is not None:
+            version.add_metric([served.name, served.version], 1)
+        yield version
+        writer = self._state.log_writer
+        yield GaugeMetricFamily("inference_log_enabled", "1 when answered rows are written to an inference log",
+                                value=1 if writer is not None else 0)
+        yield CounterMetricFamily("inference_log_rows_written", "rows written to the inference log",
+                                  value=writer.rows_written if writer else 0)
+        yield CounterMetricFamily("inference_log_write_errors",
+                                  "failed inference log writes (each retried), rows it could not store, "
+                                  "and rows it refused", value=(writer.write_errors if writer else 0)
+                                  + self._state.log_append_errors)
+        yield CounterMetricFamily("inference_log_rows_dropped", "rows the inference log gave up on",
+                                  value=writer.rows_dropped if writer else 0)
+        yield GaugeMetricFamily("inference_log_rows_pending", "rows waiting to be written to the inference log",
+                                value=writer.pending_rows if writer else 0)
+
+
+class ServingMetrics:
+    """The server's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self, state: "_ServingState") -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self._requests = Counter("model_requests", "/invocations requests by HTTP status code", ["status"],
+                                 registry=self.registry)
+        self._errors = Counter("model_request_errors", "/invocations requests answered without predictions "
+                               "(4xx and 5xx)", registry=self.registry)
+        self._latency = Histogram("model_request_latency_seconds", "time to answer an /invocations request",
+                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._predictions = Counter("model_predictions", "predicted rows by predicted label", ["prediction"],
+                                    registry=self.registry)
+        self.probabilities = _ProbabilityHistogram("model_prediction_probability",
+                                                   "predicted probabilities, one per row", PROBABILITY_BUCKETS)
+        self.registry.register(self.probabilities)
+        self.registry.register(_StateCollector(state))
+        # children looked up once: labels() takes a lock and builds a key on every call
+        self._by_status: dict[int, Any] = {}
+        self._by_label: dict[int, Any] = {}
+
+    def request(self, status_code: int, seconds: float) -> None:
+        child = self._by_status.get(status_code)
+        if child is None:
+            child = self._by_status.setdefault(status_code, self._requests.labels(status=str(status_code)))
+        child.inc()
+        if status_code >= 400:
+            self._errors.inc()
+        self._latency.observe(seconds)
+
+    def answered(self, answered: Answered) -> None:
+        self.probabilities.observe(answered.probabilities)
+        labels = answered.labels
+        if len(labels) <= 16:
+            counts: dict[int, int] = {}
+            for label in labels.tolist():
+                counts[label] = counts.get(label, 0) + 1
+        else:
+            values, frequencies = np.unique(labels, return_counts=True)
+            counts = dict(zip(values.tolist(), frequencies.tolist()))
+        for label, count in counts.items():
+            child = self._by_label.get(label)
+            if child is None:
+                child = self._by_label.setdefault(label, self._predictions.labels(prediction=str(label)))
+            child.inc(count)
+
+    def exposition(self) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 # ----------------------------------------------------------------------------- app
 
 
@@ -329,20 +570,37 @@ class _ServingState:
     def __init__(self) -> None:
         self.served: ServedModel | None = None
         self.reload_lock = threading.Lock()
+        self.log_writer = None  # an InferenceLogWriter while the app runs with an inference log
+        self.log_append_errors = 0
 
 
 def create_app(model_name: str, version: str, tracking_uri: str, *,
                max_rows: int = DEFAULT_MAX_ROWS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               enable_admin: bool = True) -> FastAPI:
+               enable_admin: bool = True, inference_log: str | os.PathLike | None = None,
+               log_flush_rows: int | None = None, log_flush_seconds: float | None = None) -> FastAPI:
     """An app that serves ``models:/<model_name>/<version>``, loaded when the app starts.
 
     ``enable_admin`` adds ``POST /admin/reload``; it has no authentication, so it is
     meant for a server bound to the loopback interface (the local profile).
+    ``inference_log`` (a folder or an fsspec URL) turns on the inference log, flushed
+    every ``log_flush_rows`` rows or ``log_flush_seconds`` seconds and when the app stops.
     """
+    from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
+
     version = validate_version(version)
     if max_rows < 1 or max_body_bytes < 1:
         raise ValueError("max_rows and max_body_bytes must be positive")
+    if inference_log is not None and not str(os.fspath(inference_log)).strip():
+        raise ValueError("inference_log must be a folder or a URL such as s3://bucket/prefix, or None")
+    flush_rows = DEFAULT_FLUSH_ROWS if log_flush_rows is None else log_flush_rows
+    flush_seconds = DEFAULT_FLUSH_SECONDS if log_flush_seconds is None else log_flush_seconds
+    if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
+        raise ValueError(f"log_flush_rows must be a positive integer, got {flush_rows!r}")
+    if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, (int, float)) \
+            or not 0 < flush_seconds < float("inf"):
+        raise ValueError(f"log_flush_seconds must be a positive number of seconds, got {flush_seconds!r}")
     state = _ServingState()
+    metrics = ServingMetrics(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -352,12 +610,49 @@ def create_app(model_name: str, version: str, tracking_uri: str, *,
             # one line that says why; uvicorn logs the traceback when start-up fails
             logger.error("could not load %s: %s: %s", model_uri(model_name, version), type(exc).__name__, exc)
             raise
+        if inference_log is not None:
+            from include.monitoring.inference_log import InferenceLogWriter
+
+            try:
+                state.log_writer = InferenceLogWriter(inference_log, model_name, flush_rows, flush_seconds)
+            except Exception as exc:
+                logger.error("cannot write the inference log to %s: %s: %s", inference_log, type(exc).__name__,
+                             exc)
+                raise
+            logger.info("logging predictions to %s", state.log_writer.root)
         logger.info("serving %s", model_uri(model_name, version))
-        yield
-        state.served = None
+        try:
+            yield
+        finally:
+            state.served = None
+            writer, state.log_writer = state.log_writer, None
+            if writer is not None:
+                # requests have drained by now: this last flush is the whole log
+                await run_in_threadpool(writer.close)
+                logger.info("inference log closed: %d rows written, %d write errors, %d rows dropped",
+                            writer.rows_written, writer.write_errors, writer.rows_dropped)
 
     app = FastAPI(title=f"{model_name} model server", lifespan=lifespan)
     app.state.serving = state
+    app.state.metrics = metrics
+
+    def log_rows(answered: Answered, served: ServedModel, event_time: datetime) -> None:
+        writer = state.log_writer
+        if writer is None:
+            return
+        try:
+            writer.append(answered.features, answered.probabilities, answered.labels, served.version,
+                          answered.row_ids, event_time)
+        except Exception as exc:
+            # the prediction was made and answered: losing its log row must not fail the request
+            state.log_append_errors += 1
+            if state.log_append_errors == 1 or state.log_append_errors % 1000 == 0:
+                logger.error("could not log request %s (%d such errors so far): %s: %s", answered.row_ids[0],
+                             state.log_append_errors, type(exc).__name__, exc)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return metrics.exposition()
 
     @app.get("/health")
     async def health() -> Response:
@@ -372,19 +667,36 @@ def create_app(model_name: str, version: str, tracking_uri: str, *,
     # the CPU-bound prediction then runs inline or in a thread depending on its size
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await invoke(request)
+        metrics.request(response.status_code, time.perf_counter() - started)
+        return response
+
+    async def invoke(request: Request) -> Response:
         served = state.served
-        if served is None:
-            return _error(503, "UNAVAILABLE", "no model is loaded")
-        if not _content_type_is_json(request):
-            return _error(415, "UNSUPPORTED_MEDIA_TYPE", "only application/json bodies are accepted, got "
-                          f"{request.headers.get('content-type')!r}", served.version)
+        version = served.version if served is not None else None
         try:
+            request_id = request_id_of(request)
+        except RequestRejected as rejected:
+            return _error(rejected.status_code, rejected.error_code, rejected.message, version)
+        if served is None:
+            return _error(503, "UNAVAILABLE", "no model is loaded", request_id=request_id)
+        try:
+            event_time = event_time_of(request)
+            if not _content_type_is_json(request):
+                raise RequestRejected(415, "UNSUPPORTED_MEDIA_TYPE", "only application/json bodies are accepted, "
+                                      f"got {request.headers.get('content-type')!r}")
             body = await _read_body(request, max_body_bytes)
         except RequestRejected as rejected:
-            return _error(rejected.status_code, rejected.error_code, rejected.message, served.version)
+            return _error(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
         if len(body) <= INLINE_BODY_BYTES:
-            return predict(body, served, max_rows)
-        return await run_in_threadpool(predict, body, served, max_rows)
+            response, answered = answer(body, served, max_rows, request_id)
+        else:
+            response, answered = await run_in_threadpool(answer, body, served, max_rows, request_id)
+        if answered is not None:
+            metrics.answered(answered)
+            log_rows(answered, served, event_time)
+        return response
 
     if enable_admin:
         @app.post("/admin/reload")
