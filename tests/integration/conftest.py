@@ -53,7 +53,7 @@ def local_profile(tmp_path_factory):
 
 
 def run_dag(dag_id: str, **test_kwargs) -> dict[str, str]:
-    """Run ``dag_id`` once with ``dag.test()``; the final state of each task."""
+    """Run ``dag_id`` once with ``dag.test()``; the final state of each task (and ``run_id``)."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -63,4 +63,6 @@ def run_dag(dag_id: str, **test_kwargs) -> dict[str, str]:
     run = bag.dags[dag_id].test(**test_kwargs)
     with create_session() as session:
         dag_run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run.run_id).one()
-        return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+        states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+    run_dag.last_run_id = run.run_id
+    return states

@@ -30,8 +30,15 @@ def _utc(day) -> datetime:
 
 
 def _check(day, **params) -> dict[str, str]:
+    """drift_monitor for the window [day, day + 1); remembers the run's decision for _decision(day)."""
     conf = {"min_rows": 100, **params}
-    return run_dag("drift_monitor", logical_date=_utc(day), run_conf=conf)
+    # a manual run's data interval is the schedule interval that ends at its logical date
+    states = run_dag("drift_monitor", logical_date=_utc(day + timedelta(days=1)), run_conf=conf)
+    _RUN_IDS[day] = run_dag.last_run_id
+    return states
+
+
+_RUN_IDS: dict = {}
 
 
 def _drift_runs() -> list:
@@ -61,7 +68,7 @@ def _decision(day) -> dict | None:
     with create_session() as session:
         row = session.query(XComModel).filter(
             XComModel.dag_id == "drift_monitor", XComModel.task_id == "trigger_retraining",
-            XComModel.key == "decision", XComModel.run_id.like(f"%{day.isoformat()}%")).first()
+            XComModel.key == "decision", XComModel.run_id == _RUN_IDS[day]).first()
         return None if row is None else (json.loads(row.value) if isinstance(row.value, str) else row.value)
 
 
