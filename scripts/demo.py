@@ -108,7 +108,7 @@ def simulate_traffic(stack: LocalStack, first_day: date, days: int, drift_day: d
     summaries = simulate(stack.settings, spec, stack.settings.serving_url, first_day, days, rows_per_day,
                          drift=DriftConfig(kind="covariate", start=drift_day, strength=1.0))
     for day in summaries:
-        print(f"  {day.day}  {day.rows} requests  {'drifted' if day.drifted else 'normal '}  "
+        print(f"  {day.day}  {day.rows} rows in {day.requests} requests  {'drifted' if day.drifted else 'normal '}  "
               f"mean p(churn) {day.mean_probability:.3f}")
     return summaries
 
@@ -186,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     client = stack.api()
     for dag_id in (DAG_ID, DRIFT_DAG_ID):
         client.wait_for_dag(dag_id)
-    client.call("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    # Both DAGs run: ml_training when triggered, drift_monitor nightly (and its backfill:
+    # the scheduler starts no run, backfill or not, of a paused DAG)
+    for dag_id in (DAG_ID, DRIFT_DAG_ID):
+        client.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
     # 1. the first champion, from the history
     run = client.trigger(DAG_ID, {"reason": "make demo: first model",

@@ -61,7 +61,7 @@ def drift_params() -> dict[str, Param]:
                                                         "fell this far below the champion's held-out ROC AUC."),
         "min_rows": Param(200, type="integer", minimum=1, section="Guards", title="Minimum rows",
                           description="A window with fewer served requests is skipped as insufficient data."),
-        "cooldown_days": Param(3, type="integer", minimum=0, maximum=90, section="Guards",
+        "cooldown_days": Param(7, type="integer", minimum=0, maximum=90, section="Guards",
                                title="Cooldown (days of data)",
                                description="No second retraining from a window within this many days "
                                            "of the window that last triggered one."),
