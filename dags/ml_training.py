@@ -14,7 +14,9 @@ Trains, evaluates and deploys the churn model, one version per run:
 5. **gate**: the challenger must reach `min_roc_auc` and may not lose more than `max_regression`
    against the champion, overall or on any slice. A rejection skips the rest: nothing is promoted.
 6. **register**: a model version with its lineage tags and alias `challenger`.
-7. **deploy**: served, smoke-tested with real requests, and only then aliased `champion`.
+7. **approval** (optional, Variable `deploy_approval_required`): a person approves or rejects
+   the deploy in the UI; who, when and their comment are tagged on the model version.
+8. **deploy**: served, smoke-tested with real requests, and only then aliased `champion`.
 
 Trigger it from the UI (the form explains each param), the REST API, or the `drift_monitor` DAG.
 """
@@ -26,6 +28,7 @@ import pendulum
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops_airflow.approval import APPROVAL_VARIABLE, DeployApprovalOperator
 from mlops_airflow.params import training_params
 from mlops_airflow.training import training_task
 
@@ -118,14 +121,24 @@ def ml_training():
         run_context = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "params": dict(params)}
         return pipeline.register(task_settings(), training, data_ref, validation, decision, run_context)
 
-    @task
+    @task.branch
+    def approval_required() -> str:
+        from airflow.sdk import Variable
+
+        required = str(Variable.get(APPROVAL_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
+        return "approve_deploy" if required else "deploy"
+
+    # a rejection skips deploy; without approval the branch goes straight to deploy
+    # rollout, smoke test and a possible rollback each wait up to 10 minutes on a cluster
+    @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=30))
     def deploy(data_ref: dict, version: str) -> dict:
         from include.data.spec import load_spec
         from include import pipeline
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import kubernetes_client, task_settings
 
         settings = task_settings()
-        return pipeline.deploy(settings, load_spec(settings.dataset_spec), data_ref, version)
+        return pipeline.deploy(settings, load_spec(settings.dataset_spec), data_ref, version,
+                               kubernetes_client=kubernetes_client(settings))
 
     data_ref = snapshot()
     validation = validate(data_ref)
@@ -134,7 +147,10 @@ def ml_training():
     decision = gate(evaluation, train.output)
     version = register(train.output, data_ref, validation)
     decision >> version
-    deploy(data_ref, version)
+    approval = DeployApprovalOperator(task_id="approve_deploy", version_task_id="register")
+    deployed = deploy(data_ref, version)
+    version >> approval_required() >> [approval, deployed]
+    approval >> deployed
 
 
 dag = ml_training()

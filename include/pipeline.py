@@ -138,27 +138,64 @@ def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, A
 
 
 # ---------------------------------------------------------------------- deploy
-def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str) -> dict[str, Any]:
+def _smoke_sample(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str):
+    """Held-out rows of ``data_ref`` and the answers the registered ``version`` gives for them."""
+    import mlflow
+
+    from include import registry
+    from include.data.split import holdout_split
+
+    _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
+    sample = holdout[spec.feature_names].head(SMOKE_TEST_ROWS).reset_index(drop=True)
+    model = mlflow.pyfunc.load_model(registry.model_uri(settings.model_name, version))
+    return sample, model.predict(sample)["probability"].to_numpy()
+
+
+def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str,
+           kubernetes_client=None) -> dict[str, Any]:
     """Serve ``version``, smoke-test it with real requests, then make it the champion.
 
     The sample and the expected answers come from the held-out rows and the
     registered model itself, so a server that answers differently fails.
     """
-    import mlflow
-
-    from include import registry, tracking
-    from include.data.split import holdout_split
+    from include import tracking
     from include.deployment import deployer_for
 
     tracking.configure(settings)
-    _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
-    sample = holdout[spec.feature_names].head(SMOKE_TEST_ROWS).reset_index(drop=True)
-    model = mlflow.pyfunc.load_model(registry.model_uri(settings.model_name, version))
-    expected = model.predict(sample)["probability"].to_numpy()
-    result = deployer_for(settings).deploy(settings.model_name, version, sample, expected)
+    sample, expected = _smoke_sample(settings, spec, data_ref, version)
+    result = deployer_for(settings, kubernetes_client).deploy(settings.model_name, version, sample, expected)
     outcome = {
         "model_name": settings.model_name, "version": str(version),
         "previous_champion": result.previous_champion, "url": result.url,
     }
     log.info("deployed: %s", json.dumps(outcome))
+    return outcome
+
+
+def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
+    """The dataset reference a registered version was trained on, from its lineage tags."""
+    from include import registry
+
+    tags = registry.version_tags(settings.model_name, version)
+    try:
+        start, end = tags["data.window"].split("..")
+        return {"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
+                "rev": tags["data.rev"], "rows": int(tags["data.rows"]), "window_start": start, "window_end": end}
+    except KeyError as missing:
+        raise ValueError(f"{settings.model_name} version {version} has no lineage tag {missing}") from None
+
+
+def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, reason: str, airflow_run_id: str,
+             kubernetes_client=None) -> dict[str, Any]:
+    """Redeploy a registered version (a number, or "previous") and move the aliases, with an audit trail."""
+    from include import tracking
+    from include.deployment import deployer_for
+    from include.deployment.rollback import resolve_target, rollback as roll_back
+
+    tracking.configure(settings)
+    version = resolve_target(settings.model_name, target)
+    sample, expected = _smoke_sample(settings, spec, data_ref_of(settings, version), version)
+    outcome = roll_back(settings, deployer_for(settings, kubernetes_client), settings.model_name, version,
+                        sample, expected, actor=actor, reason=reason, airflow_run_id=airflow_run_id)
+    log.info("rolled back: %s", json.dumps(outcome))
     return outcome

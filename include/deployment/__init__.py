@@ -8,7 +8,7 @@ any failure restores the previous champion and raises :class:`DeployFailed`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,12 +61,18 @@ class Deployer(Protocol):
         ...
 
 
-def deployer_for(settings: Settings) -> Deployer:
+def deployer_for(settings: Settings, kubernetes_client: Any = None) -> Deployer:
+    """The profile's deployer. The kubernetes profile needs ``kubernetes_client``, a
+    ``kubernetes.client.ApiClient`` (in an Airflow task: ``KubernetesHook(conn_id).get_conn()``)."""
     if settings.profile == "local":
         from include.deployment.local import LocalServingDeployer
 
         return LocalServingDeployer(settings)
     if settings.profile == "kubernetes":
-        raise NotImplementedError("the kubernetes deploy (a Deployment rollout with rollback) is not built yet; "
-                                  "set MLOPS_PROFILE=local to serve from a local process")
+        if kubernetes_client is None:
+            raise ValueError("the kubernetes profile deploys through the Kubernetes API and needs a client: "
+                             "deployer_for(settings, kubernetes_client=KubernetesHook(conn_id).get_conn())")
+        from include.deployment.kubernetes import KubernetesDeployer
+
+        return KubernetesDeployer(settings, kubernetes_client)
     raise ValueError(f"no deployer for profile {settings.profile!r}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import signal
 import socket
@@ -23,7 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from include.deployment import DeployFailed, DeployResult, SmokeResult, SmokeTestFailed
+from include.deployment import DeployFailed, DeployResult, SmokeResult
+from include.deployment.smoke import MALFORMED_BODY  # noqa: F401 (kept importable from here)
+from include.deployment.smoke import message as _message
+from include.deployment.smoke import smoke_test as run_smoke_test
+from include.deployment.smoke import split_payload as _split_payload  # noqa: F401 (kept importable from here)
 from include.serving import validate_version
 from include.settings import PROJECT_ROOT, Settings
 
@@ -33,8 +36,6 @@ if TYPE_CHECKING:
     import requests
 
 LOG_TAIL_LINES = 20
-# a body that cannot be JSON: the smoke test expects the server to refuse it with a 4xx
-MALFORMED_BODY = b'{"dataframe_split": {"columns": ["a"], "data": [[1]'
 
 
 class ServingError(RuntimeError):
@@ -153,53 +154,9 @@ class LocalServingDeployer:
     def smoke_test(self, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
                    tolerance: float = 1e-6) -> SmokeResult:
         """Real requests against the served endpoint; raises SmokeTestFailed listing every failed check."""
-        import numpy as np
-
-        version = validate_version(version)
-        if len(sample) == 0:
-            raise ValueError("the smoke test needs at least one sample row")
-        expected_values = None
-        if expected is not None:
-            expected_values = np.asarray(expected, dtype=float).reshape(-1)
-            if len(expected_values) != len(sample):
-                raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
-        url = self.url
-        failures: list[str] = []
-        checks: list[str] = []
-
-        def record(passed: str, problems: list[str]) -> None:
-            failures.extend(problems)
-            if not problems:
-                checks.append(passed)
-
-        record(f"/health reports version {version}", self._health_problems(url, version))
-
-        started = time.perf_counter()
-        try:
-            response = self._request("POST", f"{url}/invocations", body=_split_payload(sample))
-        except ServingError as exc:
-            response = None
-            failures.append(f"POST /invocations: {exc}")
-        latency_ms = (time.perf_counter() - started) * 1000
-        if response is not None:
-            compared = f", within {tolerance} of the expected probabilities" if expected is not None else ""
-            record(f"{len(sample)} predictions well-formed{compared}",
-                   self._prediction_problems(response, version, len(sample), expected_values, tolerance))
-
-        try:
-            malformed = self._request("POST", f"{url}/invocations", body=MALFORMED_BODY)
-            record(f"malformed request refused with {malformed.status_code}",
-                   [] if 400 <= malformed.status_code < 500 else
-                   [f"a malformed request got HTTP {malformed.status_code}, expected a 4xx"])
-        except ServingError as exc:
-            failures.append(f"a malformed request got no answer: {exc}")
-        record("still healthy after the malformed request",
-               self._health_problems(url, version, after="after the malformed request"))
-
-        if failures:
-            raise SmokeTestFailed(version, failures)
-        return SmokeResult(version=version, url=url, rows=len(sample), checks=tuple(checks),
-                           latency_ms=round(latency_ms, 3))
+        # the checks are shared with the kubernetes deployer (include.deployment.smoke)
+        return run_smoke_test(self.url, version, sample, expected, tolerance, session=self._http(),
+                              request_timeout=self.request_timeout)
 
     # ------------------------------------------------------------------ deploy
 
@@ -483,60 +440,6 @@ class LocalServingDeployer:
             return None
         return payload if isinstance(payload, dict) else None
 
-    def _health_problems(self, url: str, version: str, after: str = "") -> list[str]:
-        suffix = f" {after}" if after else ""
-        try:
-            response = self._request("GET", f"{url}/health")
-        except ServingError as exc:
-            return [f"/health did not answer{suffix}: {exc}"]
-        if response.status_code != 200:
-            return [f"/health answered HTTP {response.status_code}{suffix}: {_message(response)}"]
-        reported = _json_or_none(response)
-        reported_version = str(reported.get("model_version")) if isinstance(reported, dict) else None
-        if reported_version != version:
-            return [f"/health reports version {reported_version}{suffix}, expected {version}"]
-        return []
-
-    @staticmethod
-    def _prediction_problems(response: requests.Response, version: str, rows: int,
-                             expected: np.ndarray | None, tolerance: float) -> list[str]:
-        if response.status_code != 200:
-            return [f"POST /invocations answered HTTP {response.status_code}: {_message(response)}"]
-        payload = _json_or_none(response)
-        predictions = payload.get("predictions") if isinstance(payload, dict) else None
-        if not isinstance(predictions, list):
-            return [f"POST /invocations returned no 'predictions' list: {response.text[:200]!r}"]
-        problems = []
-        if response.headers.get("X-Model-Version") != version or str(payload.get("model_version")) != version:
-            problems.append(f"POST /invocations was answered by version {response.headers.get('X-Model-Version')} "
-                            f"(body: {payload.get('model_version')}), expected {version}")
-        if len(predictions) != rows:
-            return problems + [f"{len(predictions)} predictions for {rows} sample rows"]
-        probabilities: list[float] = []
-        bad_probability, bad_label = [], []
-        for index, item in enumerate(predictions):
-            probability = item.get("probability") if isinstance(item, dict) else None
-            label = item.get("prediction") if isinstance(item, dict) else None
-            if type(probability) not in (int, float) or not math.isfinite(probability) or not 0 <= probability <= 1:
-                bad_probability.append(index)
-            else:
-                probabilities.append(float(probability))
-            if type(label) is not int or label not in (0, 1):
-                bad_label.append(index)
-        if bad_probability:
-            problems.append(f"probabilities not finite in [0, 1] in rows {_rows(bad_probability)} "
-                            f"(e.g. {predictions[bad_probability[0]]!r})")
-        if bad_label:
-            problems.append(f"predictions not in {{0, 1}} in rows {_rows(bad_label)} "
-                            f"(e.g. {predictions[bad_label[0]]!r})")
-        if expected is not None and not bad_probability:
-            differences = [abs(got - want) for got, want in zip(probabilities, expected.tolist())]
-            off = [index for index, difference in enumerate(differences) if not difference <= tolerance]
-            if off:
-                problems.append(f"probabilities differ from the expected ones by up to {max(differences):.3g} "
-                                f"(tolerance {tolerance}) in rows {_rows(off)}")
-        return problems
-
 
 def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -546,38 +449,3 @@ def _port_in_use(host: str, port: int) -> bool:
 
 def _replace(state: _State, **changes: Any) -> _State:
     return _State(**{**state.__dict__, **changes})
-
-
-def _rows(indices: list[int], shown: int = 5) -> str:
-    text = ", ".join(str(index) for index in indices[:shown])
-    return text + (f" and {len(indices) - shown} more" if len(indices) > shown else "")
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _message(response: requests.Response) -> str:
-    payload = _json_or_none(response)
-    if isinstance(payload, dict) and payload.get("message"):
-        return str(payload["message"])
-    return response.text[:500]
-
-
-def _json_value(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise TypeError(f"cannot send a {type(value).__name__} value to the server")
-
-
-def _split_payload(sample: pd.DataFrame) -> bytes:
-    """The sample in MLflow's ``dataframe_split`` format, at full float precision, NaN sent as null."""
-    values = sample.astype(object).where(sample.notna(), None)
-    payload = {"dataframe_split": {"columns": [str(name) for name in sample.columns],
-                                   "data": values.to_numpy().tolist()}}
-    return json.dumps(payload, default=_json_value, allow_nan=False).encode()

@@ -28,3 +28,30 @@ def task_settings():
         if uri:
             os.environ["MLFLOW_TRACKING_URI"] = uri
     return Settings.from_env()
+
+
+KUBERNETES_CONN_ID = "kubernetes_default"
+# Airflow Variables (airflow_settings.yaml) that configure the serving Deployment
+SERVING_VARIABLES = {
+    "serving_namespace": "MLOPS_SERVING_NAMESPACE",
+    "serving_image": "MLOPS_SERVING_IMAGE",
+    "serving_replicas": "MLOPS_SERVING_REPLICAS",
+}
+
+
+def kubernetes_client(settings):
+    """The cluster's API client in the kubernetes profile (None in the local profile).
+
+    Also exports the serving Variables as the ``MLOPS_SERVING_*`` settings that
+    ``include.deployment.k8s_manifests.ServingConfig`` reads.
+    """
+    if settings.profile != "kubernetes":
+        return None
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from airflow.sdk import Variable
+
+    for variable, env_name in SERVING_VARIABLES.items():
+        value = Variable.get(variable, default=None)
+        if value not in (None, ""):
+            os.environ[env_name] = str(value)
+    return KubernetesHook(conn_id=KUBERNETES_CONN_ID).get_conn()

@@ -49,6 +49,10 @@ def test_dags_are_documented_tagged_and_bounded(dagbag):
         assert dag.doc_md and dag.doc_md.strip().startswith("## "), f"{dag_id} has no doc_md heading"
         assert dag.default_args.get("retries", 0) >= 1, f"{dag_id} sets no retries"
         for task in dag.tasks:
+            if hasattr(task, "response_timeout"):
+                # a human-in-the-loop task waits for a person, bounded by its response timeout
+                assert task.response_timeout is not None, f"{dag_id}.{task.task_id} waits forever"
+                continue
             assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
             assert task.execution_timeout <= timedelta(hours=2)
             assert task.retries is not None

@@ -91,7 +91,8 @@ def health_version(url: str) -> str:
 
 def test_deployer_for_picks_the_profile(settings):
     assert isinstance(deployer_for(settings), LocalServingDeployer)
-    with pytest.raises(NotImplementedError, match="kubernetes"):
+    # the kubernetes profile needs the cluster's API client (from the provider's KubernetesHook)
+    with pytest.raises(ValueError, match="kubernetes_client"):
         deployer_for(dataclasses.replace(settings, profile="kubernetes"))
 
 

@@ -1,0 +1,487 @@
+"""The kubernetes profile's deploy step: roll the serving Deployment out, smoke-test it through its Service.
+
+:class:`KubernetesDeployer` talks to the cluster through an injected
+``kubernetes.client.ApiClient`` (in Airflow: ``KubernetesHook(conn_id).get_conn()``),
+so this module imports nothing from Airflow and the tests can hand it an in-memory
+API server. ``deploy(model_name, version, sample, expected)``:
+
+1. reads the Deployment, Service and HPA as they are (absent is fine) and remembers
+   the Deployment's revision (``deployment.kubernetes.io/revision``) and the version
+   its pod template serves;
+2. applies the rendered manifests (:mod:`include.deployment.k8s_manifests`): create
+   when absent, else replace (PUT) with the resourceVersion just read, so a change made
+   in between is a conflict, retried on a fresh read, never silently overwritten. An
+   HPA that autoscaling no longer wants is deleted; while an HPA is on, the live
+   replica count is kept so a rollout does not undo the autoscaler;
+3. waits for the rollout (``kubectl rollout status`` semantics: the controller observed
+   the new generation, every replica updated and available, no old replica left); a
+   ``ProgressDeadlineExceeded`` condition fails at once, with what the new pods report
+   (image pull errors, crash loops);
+4. waits until ``/health`` through the Service reports the new version (endpoints and
+   kube-proxy lag the pods' readiness by a moment), then runs the shared smoke test
+   (:func:`include.deployment.smoke.smoke_test`) through the Service;
+5. only then moves ``champion`` (:func:`include.registry.promote_champion`).
+
+Rollback. ``apps/v1`` has no rollback call (``kubectl rollout undo`` is client-side:
+it copies an old ReplicaSet's template into the Deployment). On any failure in 2-5
+this deployer re-applies the Deployment *spec it read in step 1* - the whole spec, not
+only the pod template, so replicas and strategy come back as well. Its pod template
+is the previous ReplicaSet's, so the controller scales that ReplicaSet up again
+instead of creating pods of a new kind (and records it as the newest revision, as
+``rollout undo`` does). The Service and the HPA are restored the same way, and
+anything this deploy created is deleted. It then waits for that rollout and reports
+what ``/health`` through the Service says. One exception: when the Deployment read in
+step 1 was itself a rollout that had not completed (a deploy interrupted half-way) and
+a champion exists, the rollback target is the champion's freshly rendered Deployment,
+because re-applying a broken spec would restore nothing. A first deploy (no Deployment
+before) that fails deletes the Deployment, Service and HPA it created.
+
+The aliases are never touched on failure; :class:`~include.deployment.DeployFailed`
+says which stage failed, why, and what is served now.
+
+Needs, for the Airflow worker's identity in the serving namespace: ``get``, ``create``,
+``update`` and ``delete`` on ``deployments``, ``services`` and
+``horizontalpodautoscalers`` (autoscaling), ``get`` on ``deployments/status`` and
+``list`` on ``pods``; and a network path to the Service (a worker inside the cluster,
+or ``MLOPS_SERVING_URL`` pointing at an ingress). Each wait is bounded by
+``rollout_timeout``, so a deploy task needs an ``execution_timeout`` above twice that
+plus the smoke test.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from include.deployment import DeployFailed, DeployResult
+from include.deployment.k8s_manifests import (
+    MODEL_NAME_LABEL,
+    MODEL_VERSION_LABEL,
+    REVISION_ANNOTATION,
+    ServingConfig,
+    deployment_version,
+    label_value,
+    pod_selector,
+    render_deployment,
+    render_hpa,
+    render_service,
+)
+from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, new_session, served_version, smoke_test
+from include.serving import validate_version
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import requests
+
+    from include.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT, SERVICE, HPA = "Deployment", "Service", "HorizontalPodAutoscaler"
+KINDS = (DEPLOYMENT, SERVICE, HPA)
+# (typed API attribute, method suffix) of each kind in the Kubernetes Python client
+_API = {
+    DEPLOYMENT: ("apps", "namespaced_deployment"),
+    SERVICE: ("core", "namespaced_service"),
+    HPA: ("autoscaling", "namespaced_horizontal_pod_autoscaler"),
+}
+_CONFLICT_RETRIES = 3
+# a Service's allocated addresses cannot change: a replace must carry them over
+_SERVICE_ALLOCATED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy")
+_POD_WAITING_SHOWN = 3
+
+
+class RolloutFailed(RuntimeError):
+    """The Deployment did not roll out: progress deadline exceeded, or not complete in time."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The serving objects as read before the deploy (None: absent)."""
+
+    deployment: dict[str, Any] | None
+    service: dict[str, Any] | None
+    hpa: dict[str, Any] | None
+
+    def get(self, kind: str) -> dict[str, Any] | None:
+        return {DEPLOYMENT: self.deployment, SERVICE: self.service, HPA: self.hpa}[kind]
+
+    @property
+    def revision(self) -> str | None:
+        if self.deployment is None:
+            return None
+        return (self.deployment.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+
+    @property
+    def version(self) -> str | None:
+        return deployment_version(self.deployment)
+
+
+def rollout_state(deployment: dict[str, Any]) -> tuple[bool, str]:
+    """(complete, what it is waiting for) of a Deployment read from the API, as ``kubectl rollout status``.
+
+    Raises RolloutFailed when the controller reports the progress deadline exceeded.
+    """
+    metadata, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status") or {}
+    generation, observed = metadata.get("generation") or 0, status.get("observedGeneration") or 0
+    if observed < generation:
+        return False, f"the controller has not yet observed generation {generation} (observed {observed})"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            raise RolloutFailed(f"the rollout exceeded its progress deadline: {condition.get('message', '')}".rstrip())
+    wanted = spec.get("replicas", 1)
+    updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
+    available = status.get("availableReplicas") or 0
+    if updated < wanted:
+        return False, f"{updated} of {wanted} replicas updated"
+    if total > updated:
+        return False, f"{total - updated} old replicas pending termination"
+    if available < updated:
+        return False, f"{available} of {updated} updated replicas available"
+    return True, f"{available} of {wanted} replicas updated and available"
+
+
+class KubernetesDeployer:
+    """Deploys by rolling out the serving Deployment; see the module docstring for the steps and the rollback.
+
+    ``api_client`` is a ``kubernetes.client.ApiClient``. ``rollout_timeout`` bounds each wait
+    for a rollout (the deploy's and the rollback's); ``poll_interval`` is the time between two
+    status reads; ``settle_timeout`` bounds the wait for the Service to answer with the new
+    version before the smoke test runs (which then reports what it answers instead).
+    """
+
+    def __init__(self, settings: Settings, api_client: Any, *, config: ServingConfig | None = None,
+                 rollout_timeout: float = 600.0, poll_interval: float = 5.0, settle_timeout: float = 30.0,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 sleep: Callable[[float], None] = time.sleep):
+        from kubernetes import client
+
+        if api_client is None:
+            raise ValueError("KubernetesDeployer needs a kubernetes.client.ApiClient, e.g. "
+                             "KubernetesHook(conn_id).get_conn() in an Airflow task")
+        self.settings = settings
+        self.config = config or ServingConfig.from_settings(settings)
+        self.api_client = api_client
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
+        self.rollout_timeout = rollout_timeout
+        self.poll_interval = poll_interval
+        self.settle_timeout = settle_timeout
+        self.request_timeout = request_timeout
+        self._sleep = sleep
+        self._session: requests.Session | None = None
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+    def service_url(self, model_name: str | None = None) -> str:
+        """Where the smoke test reaches the model: the Service's cluster DNS name unless configured."""
+        return self.config.service_url(model_name or self.settings.model_name)
+
+    # ------------------------------------------------------------------ deploy
+
+    def deploy(self, model_name: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
+               tolerance: float = 1e-6) -> DeployResult:
+        """Roll ``version`` out, smoke-test it through the Service, then move ``champion`` to it.
+
+        On any failure the previous Deployment spec is re-applied (or, on a first deploy,
+        what was created is deleted), the aliases are left as they were, and DeployFailed
+        says what failed and what is served now.
+        """
+        from include.registry import CHAMPION, alias_version
+        from include.tracking import configure
+
+        version = validate_version(version)
+        configure(self.settings)
+        name = self.config.resource_name(model_name)
+        url = self.service_url(model_name)
+        champion = alias_version(model_name, CHAMPION)
+        champion = None if champion is None else str(champion)
+
+        stage = "reading the current Deployment"
+        try:
+            snapshot = self._snapshot(name)
+            self._check_owner(snapshot, model_name, name)
+        except Exception as exc:
+            raise DeployFailed(model_name, version, stage, f"{type(exc).__name__}: {exc}",
+                               "nothing was changed in the cluster") from exc
+        log.info("deploying %s version %s to %s/%s (before: revision %s serving version %s; champion %s)",
+                 model_name, version, self.namespace, name, snapshot.revision, snapshot.version, champion)
+        stage = "applying the manifests"
+        try:
+            self._apply_manifests(model_name, version, snapshot)
+            stage = "waiting for the rollout"
+            rolled = self._wait_for_rollout(name, version)
+            log.info("rollout of version %s complete: %s", version, rolled)
+            stage = "running the smoke test"
+            self._settle(url, version)
+            smoke = smoke_test(url, version, sample, expected, tolerance, session=self._http(),
+                               request_timeout=self.request_timeout)
+            stage = "moving the champion alias"
+            previous_champion = _promote(model_name, version, champion)
+        except Exception as exc:
+            log.error("deploy of %s version %s failed while %s: %s", model_name, version, stage, exc)
+            served_now = self._roll_back(model_name, name, url, snapshot, champion)
+            raise DeployFailed(model_name, version, stage, f"{type(exc).__name__}: {exc}", served_now) from exc
+        return DeployResult(version=version, previous_champion=previous_champion, url=url, smoke=smoke)
+
+    # ---------------------------------------------------------------- rollback
+
+    def _roll_back(self, model_name: str, name: str, url: str, snapshot: _Snapshot, champion: str | None) -> str:
+        if snapshot.deployment is None:
+            problems = []
+            for kind in reversed(KINDS):
+                try:
+                    self._restore(kind, name, snapshot.get(kind))
+                except Exception as exc:
+                    problems.append(f"restoring the {kind} failed: {type(exc).__name__}: {exc}")
+            if problems:
+                return (f"there was no Deployment before and cleaning up after the failed rollout failed "
+                        f"({'; '.join(problems)}); inspect with kubectl -n {self.namespace} get all "
+                        f"-l app.kubernetes.io/instance={name}")
+            return ("nothing is served: there was no Deployment before, so the objects this deploy created "
+                    "were deleted")
+
+        target = snapshot.deployment
+        what = (f"the Deployment spec of revision {snapshot.revision}" if snapshot.revision
+                else "the Deployment spec read before the deploy")
+        was_complete = _is_complete(snapshot.deployment)
+        if not was_complete and champion is not None and snapshot.version != champion:
+            # the spec read before was an unfinished rollout: the champion is the known-good target
+            target = render_deployment(model_name, champion, self.config,
+                                       replicas=snapshot.deployment.get("spec", {}).get("replicas"))
+            what = (f"the champion's Deployment (revision {snapshot.revision}, version {snapshot.version}, "
+                    "had not finished rolling out)")
+        target_version = deployment_version(target)
+        log.warning("rolling back %s/%s to %s (version %s)", self.namespace, name, what, target_version)
+        try:
+            restored = self._restore(DEPLOYMENT, name, target)
+            for kind in (SERVICE, HPA):
+                self._restore(kind, name, snapshot.get(kind))
+            self._wait_for_rollout(name, target_version)
+        except Exception as exc:
+            return (f"the rollback to {what} ({model_name} version {target_version}) failed too: "
+                    f"{type(exc).__name__}: {exc}; the endpoint may be down, inspect with "
+                    f"kubectl -n {self.namespace} rollout status deployment/{name}")
+        try:
+            current = self._read(DEPLOYMENT, name) or restored or {}
+        except Exception as exc:  # only the revision number is lost: the rollout itself completed
+            log.info("could not read the restored Deployment back: %s", exc)
+            current = restored or {}
+        revision = (current.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+        served = self._settle(url, target_version)
+        recorded = f" (Kubernetes recorded it as revision {revision})" if revision else ""
+        answer = (f"{url}/health reports version {served}" if served == target_version else
+                  f"but {url}/health reports version {served}, not {target_version}")
+        return f"{what} was re-applied{recorded}: {model_name} version {target_version} is served, {answer}"
+
+    def _restore(self, kind: str, name: str, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Put ``kind`` back the way it was: ``previous`` re-applied, or deleted when it did not exist."""
+        if previous is None:
+            self._delete(kind, name)
+            return None
+        metadata = previous.get("metadata", {})
+        body = {
+            "apiVersion": previous.get("apiVersion"),
+            "kind": previous.get("kind", kind),
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": dict(metadata.get("labels") or {}),
+                # the controller owns the revision annotation and sets a new one for this rollout
+                "annotations": {key: value for key, value in (metadata.get("annotations") or {}).items()
+                                if not key.startswith("deployment.kubernetes.io/")},
+            },
+            "spec": copy.deepcopy(previous.get("spec", {})),
+        }
+        return self._apply(kind, body, self._read(kind, name))
+
+    # ------------------------------------------------------------------- apply
+
+    def _snapshot(self, name: str) -> _Snapshot:
+        return _Snapshot(self._read(DEPLOYMENT, name), self._read(SERVICE, name), self._read(HPA, name))
+
+    def _check_owner(self, snapshot: _Snapshot, model_name: str, name: str) -> None:
+        for kind in KINDS:
+            existing = snapshot.get(kind)
+            labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+            found = labels.get(MODEL_NAME_LABEL)
+            if found is not None and found != label_value(model_name):
+                raise RuntimeError(f"{kind} {self.namespace}/{name} serves model {found!r}, not {model_name!r}; "
+                                   "set MLOPS_SERVING_NAME to give each model its own objects")
+
+    def _apply_manifests(self, model_name: str, version: str, snapshot: _Snapshot) -> None:
+        name = self.config.resource_name(model_name)
+        live_replicas = None
+        if self.config.hpa_enabled and snapshot.deployment is not None:
+            live_replicas = snapshot.deployment.get("spec", {}).get("replicas")
+        desired = {
+            DEPLOYMENT: render_deployment(model_name, version, self.config, replicas=live_replicas),
+            SERVICE: render_service(model_name, self.config),
+            HPA: render_hpa(model_name, self.config),
+        }
+        for kind in KINDS:
+            if desired[kind] is not None:
+                self._apply(kind, desired[kind], snapshot.get(kind))
+            elif snapshot.get(kind) is not None:
+                self._delete(kind, name)
+
+    def _apply(self, kind: str, desired: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+        """Create ``desired``, or replace ``current`` with it; a conflict is retried on a fresh read."""
+        from kubernetes.client.exceptions import ApiException
+
+        name = desired["metadata"]["name"]
+        for attempt in range(1, _CONFLICT_RETRIES + 1):
+            try:
+                if current is None:
+                    body = copy.deepcopy(desired)
+                    body["metadata"].pop("resourceVersion", None)
+                    return self._call("create", kind, namespace=self.namespace, body=body)
+                body = _update_body(kind, desired, current)
+                return self._call("replace", kind, name=name, namespace=self.namespace, body=body)
+            except ApiException as exc:
+                # 409: created or changed by someone else since our read
+                if exc.status != 409 or attempt == _CONFLICT_RETRIES:
+                    raise
+                log.info("%s %s/%s changed since it was read (%s); reading it again", kind, self.namespace, name,
+                         exc.reason)
+                current = self._read(kind, name)
+        raise AssertionError("unreachable")
+
+    def _delete(self, kind: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._call("delete", kind, name=name, namespace=self.namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _read(self, kind: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._call("read", kind, name=name, namespace=self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _call(self, verb: str, kind: str, **kwargs: Any) -> dict[str, Any]:
+        api, suffix = _API[kind]
+        return _json(getattr(getattr(self, api), f"{verb}_{suffix}")(_preload_content=False, **kwargs))
+
+    # ------------------------------------------------------------------- waits
+
+    def _wait_for_rollout(self, name: str, version: str | None) -> str:
+        deadline = time.monotonic() + self.rollout_timeout
+        while True:
+            deployment = _json(self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace,
+                                                                           _preload_content=False))
+            try:
+                complete, progress = rollout_state(deployment)
+            except RolloutFailed as exc:
+                raise RolloutFailed(f"{exc}{self._pod_problems(name, version)}") from None
+            if complete:
+                return progress
+            if time.monotonic() >= deadline:
+                raise RolloutFailed(f"the rollout of version {version} did not complete within "
+                                    f"{self.rollout_timeout:g}s: {progress}{self._pod_problems(name, version)}")
+            self._sleep(self.poll_interval)
+
+    def _pod_problems(self, name: str, version: str | None) -> str:
+        """Why the new pods are not ready, as their containers report it (best effort, for the error message)."""
+        labels = pod_selector(name) | ({MODEL_VERSION_LABEL: version} if version is not None else {})
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        try:
+            pods = _json(self.core.list_namespaced_pod(namespace=self.namespace, label_selector=selector,
+                                                       _preload_content=False))
+        except Exception as exc:  # the message is a courtesy: never let it hide the real failure
+            log.info("could not list the pods of %s: %s", name, exc)
+            return ""
+        problems = []
+        for pod in pods.get("items") or []:
+            pod_name = pod.get("metadata", {}).get("name", "?")
+            status = pod.get("status") or {}
+            for container in status.get("containerStatuses") or []:
+                state = container.get("state") or {}
+                waiting = state.get("waiting") or {}
+                if waiting.get("reason"):
+                    problems.append(f"{pod_name}: {waiting['reason']}"
+                                    + (f" ({waiting['message'][:200]})" if waiting.get("message") else ""))
+            for condition in status.get("conditions") or []:
+                if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                    problems.append(f"{pod_name}: not scheduled ({condition.get('message', '')[:200]})")
+        if not problems:
+            return ""
+        more = f" and {len(problems) - _POD_WAITING_SHOWN} more" if len(problems) > _POD_WAITING_SHOWN else ""
+        return "; pods: " + "; ".join(problems[:_POD_WAITING_SHOWN]) + more
+
+    def _settle(self, url: str, version: str | None, in_a_row: int = 3) -> str | None:
+        """Wait until /health through the Service reports ``version`` ``in_a_row`` times; the last answer."""
+        deadline = time.monotonic() + self.settle_timeout
+        streak, reported = 0, None
+        while True:
+            reported = served_version(self._http(), url, timeout=min(2.0, self.request_timeout))
+            streak = streak + 1 if reported == version else 0
+            if streak >= in_a_row or time.monotonic() >= deadline:
+                return reported
+            self._sleep(min(self.poll_interval, 1.0))
+
+    def _http(self) -> requests.Session:
+        if self._session is None:
+            self._session = new_session()
+        return self._session
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The API's own JSON of a response read with ``_preload_content=False``.
+
+    The client's model classes are skipped on purpose: they drop any field newer than
+    the client (a rollback re-applying such a spec would lose it) and some refuse
+    answers the API server does give (e.g. a fresh HPA's status).
+    """
+    import json
+
+    payload = json.loads(response.data or b"{}")
+    return payload if isinstance(payload, dict) else {}
+
+
+def _update_body(kind: str, desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(desired)
+    current_metadata = current.get("metadata") or {}
+    body["metadata"]["resourceVersion"] = current_metadata.get("resourceVersion")
+    if kind == DEPLOYMENT:
+        annotations = body["metadata"].setdefault("annotations", {})
+        for key, value in (current_metadata.get("annotations") or {}).items():
+            if key.startswith("deployment.kubernetes.io/"):
+                annotations.setdefault(key, value)
+    if kind == SERVICE:
+        for key in _SERVICE_ALLOCATED:
+            value = (current.get("spec") or {}).get(key)
+            if value is not None:
+                body["spec"].setdefault(key, value)
+    return body
+
+
+def _is_complete(deployment: dict[str, Any]) -> bool:
+    try:
+        return rollout_state(deployment)[0]
+    except RolloutFailed:
+        return False
+
+
+def _promote(model_name: str, version: str, champion: str | None) -> str | None:
+    from include.registry import promote_champion, version_tags
+
+    if champion == version:
+        # a re-deploy of the champion moves nothing; report the champion it replaced back then
+        recorded = version_tags(model_name, version).get("previous_champion_version")
+        return None if recorded in (None, "", "none") else recorded
+    previous = promote_champion(model_name, version)
+    return None if previous is None else str(previous)
