@@ -42,7 +42,7 @@ def snapshot(settings: Settings, spec: DatasetSpec, start: date, end: date) -> d
     from include.data.versioning import DataRegistry
 
     frame = read_window(spec, start, end)
-    registry = DataRegistry(settings.data_registry, settings.dvc_remote)
+    registry = DataRegistry(settings.data_registry, settings.dvc_remote, settings.data_registry_remote)
     registry.ensure()
     ref = registry.snapshot(frame, spec.name, start, end)
     log.info("dataset %s %s..%s: %d rows, md5 %s at rev %s", spec.name, start, end, ref.rows, ref.md5, ref.rev)

@@ -24,6 +24,7 @@ class Settings:
     model_name: str
     dataset_spec: Path
     data_registry: str
+    data_registry_remote: str | None
     dvc_remote: str
     serving_host: str
     serving_port: int
@@ -51,6 +52,8 @@ class Settings:
             model_name=env.get("MLOPS_MODEL_NAME", "customer_churn"),
             dataset_spec=spec,
             data_registry=env.get("MLOPS_DATA_REGISTRY", str(home / "data-registry")),
+            # kubernetes profile: a git URL the training pods can read the registry from
+            data_registry_remote=env.get("MLOPS_DATA_REGISTRY_REMOTE") or None,
             dvc_remote=env.get("MLOPS_DVC_REMOTE", str(home / "dvc-remote")),
             serving_host=env.get("MLOPS_SERVING_HOST", "127.0.0.1"),
             serving_port=int(env.get("MLOPS_SERVING_PORT", "5080")),

@@ -112,7 +112,9 @@ def _dvc_env() -> dict[str, str]:
 class DataRegistry:
     """A local git + DVC repository of dataset snapshots, pushing their bytes to ``remote``."""
 
-    def __init__(self, repo: str | Path, remote: str):
+    def __init__(self, repo: str | Path, remote: str, git_remote: str | None = None):
+        """``git_remote``: where snapshots' commits are pushed (a git URL) so that other
+        machines, such as a training pod, can read them; references then name it as repo."""
         if not str(repo).strip():
             raise ValueError("data registry path is empty")
         if not str(remote).strip():
@@ -120,6 +122,7 @@ class DataRegistry:
         self.repo = Path(repo).expanduser().resolve()
         # A relative local remote would be resolved against .dvc/ by DVC; pin it down here.
         self.remote = remote if _is_url(remote) else str(Path(remote).expanduser().resolve())
+        self.git_remote = git_remote or None
 
     def __repr__(self) -> str:
         return f"DataRegistry(repo={str(self.repo)!r}, remote={self.remote!r})"
@@ -180,6 +183,11 @@ class DataRegistry:
             has_head = self._git("rev-parse", "--verify", "-q", "HEAD", check=False).returncode == 0
             message = f"data registry remote: {self.remote}" if has_head else "initialise data registry"
             self._git("commit", "-q", "--no-verify", "-m", message, "--", *config_files)
+        if self.git_remote:
+            if self._git("remote", "get-url", "origin", check=False).stdout.strip() != self.git_remote:
+                self._git("remote", "remove", "origin", check=False)
+                self._git("remote", "add", "origin", self.git_remote)
+            self._git("push", "-q", "origin", "HEAD:refs/heads/main")
 
     def snapshot_path(self, dataset: str, window_start: date, window_end: date) -> str:
         return f"{SNAPSHOT_ROOT}/{dataset}/{window_start.isoformat()}_{window_end.isoformat()}.parquet"
@@ -203,7 +211,10 @@ class DataRegistry:
         dvc_file = f"{path}.dvc"
 
         def ref(rev: str) -> DatasetRef:
-            return DatasetRef(repo=str(self.repo), path=path, md5=md5, rev=rev, rows=len(frame),
+            if self.git_remote:
+                # the bytes are in the DVC remote and the commit in the git remote: readable anywhere
+                self._git("push", "-q", "origin", "HEAD:refs/heads/main")
+            return DatasetRef(repo=self.git_remote or str(self.repo), path=path, md5=md5, rev=rev, rows=len(frame),
                               window_start=window_start.isoformat(), window_end=window_end.isoformat())
 
         with self._lock():
@@ -265,7 +276,8 @@ def load(ref: DatasetRef) -> pd.DataFrame:
     if not isinstance(ref, DatasetRef):
         raise ValueError(f"load needs a DatasetRef, got {type(ref).__name__}")
     local = not _is_url(ref.repo)
-    if local and not Path(ref.repo, ".git").exists():
+    # a working copy, or a bare repository (the git remote of a kubernetes setup, as a path)
+    if local and not (Path(ref.repo, ".git").exists() or Path(ref.repo, "HEAD").is_file()):
         raise DataVersionError(f"cannot load {ref.describe()}: {ref.repo} is not a data registry")
     lock = _registry_lock(Path(ref.repo)) if local else None
     try:

@@ -251,3 +251,23 @@ def test_bad_snapshot_arguments_are_rejected(shared, demo_spec):
         registry.snapshot(frame, "../escape", START, END)
     with pytest.raises(ValueError, match="DataFrame"):
         registry.snapshot(frame.to_dict(), "customer_churn", START, END)
+
+
+def test_snapshot_pushed_to_a_git_remote_is_readable_from_there_alone(tmp_path, spec):
+    """kubernetes profile: the pod has only the git URL and the DVC remote, not the worker's folder."""
+    import shutil
+    import subprocess
+    from datetime import date
+
+    from include.data.generate import generate_day
+    from include.data.versioning import DataRegistry, DatasetRef, load
+
+    bare = tmp_path / "registry.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    registry = DataRegistry(tmp_path / "worker-copy", str(tmp_path / "dvc-remote"), git_remote=str(bare))
+    frame = generate_day(spec, date(2026, 5, 1), 200, seed=3)
+    ref = registry.snapshot(frame, spec.name, date(2026, 5, 1), date(2026, 5, 2))
+    assert ref.repo == str(bare)
+    shutil.rmtree(tmp_path / "worker-copy")  # nothing local is left to read from
+    loaded = load(DatasetRef.from_dict(ref.to_dict()))
+    assert len(loaded) == 200 and list(loaded.columns) == list(frame.columns)
