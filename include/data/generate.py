@@ -375,7 +375,8 @@ def land_days(spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed
     return paths
 
 
-def _parse_date(value: str) -> date:
+def parse_date_arg(value: str) -> date:
+    """argparse type for YYYY-MM-DD dates (shared by the data command lines)."""
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -389,12 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.data.generate",
         description="Land seeded daily partitions of the demo customer_churn dataset.")
-    parser.add_argument("--start", type=_parse_date, required=True, help="first day, YYYY-MM-DD")
+    parser.add_argument("--start", type=parse_date_arg, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True, help="number of consecutive days")
     parser.add_argument("--rows-per-day", type=int, required=True, help="customers per day")
     parser.add_argument("--seed", type=int, default=7, help="base seed (default 7)")
     parser.add_argument("--drift", choices=DRIFT_KINDS, help="inject drift of this kind")
-    parser.add_argument("--drift-from", type=_parse_date, help="first drifted day, YYYY-MM-DD")
+    parser.add_argument("--drift-from", type=parse_date_arg, help="first drifted day, YYYY-MM-DD")
     parser.add_argument("--drift-strength", type=float, default=1.0, help="drift strength (default 1.0)")
     parser.add_argument("--spec", type=Path, help="dataset spec (default: MLOPS_DATASET_SPEC or the demo spec)")
     args = parser.parse_args(argv)

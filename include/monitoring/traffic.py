@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from include.data.generate import DRIFT_KINDS, DriftConfig
+from include.data.generate import DRIFT_KINDS, DriftConfig, parse_date_arg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -242,13 +242,6 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
     return summaries
 
 
-def _parse_date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     from include.data.spec import load_spec
     from include.settings import Settings
@@ -259,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Send days of generated customers to a running model server, then store their labels.")
     parser.add_argument("--url", default=settings.serving_url,
                         help=f"the model server's base URL (default: {settings.serving_url})")
-    parser.add_argument("--start", type=_parse_date, required=True, help="first day, YYYY-MM-DD")
+    parser.add_argument("--start", type=parse_date_arg, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True, help="number of consecutive days")
     parser.add_argument("--rows-per-day", type=int, required=True, help="customers per day")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
@@ -267,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
                         help=f"rows per request (default {DEFAULT_BATCH_ROWS})")
     parser.add_argument("--drift", choices=DRIFT_KINDS, help="inject drift of this kind")
-    parser.add_argument("--drift-from", type=_parse_date, help="first drifted day, YYYY-MM-DD")
+    parser.add_argument("--drift-from", type=parse_date_arg, help="first drifted day, YYYY-MM-DD")
     parser.add_argument("--drift-strength", type=float, default=1.0, help="drift strength (default 1.0)")
     parser.add_argument("--no-land", action="store_true",
                         help="do not land the labelled rows in the training data's landing zone")

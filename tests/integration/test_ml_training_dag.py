@@ -49,8 +49,9 @@ def _training_runs(settings) -> int:
 def test_first_run_trains_gates_registers_and_deploys_a_champion(local_profile):
     settings, spec = local_profile
     states = _run({"reason": "integration test"})
-    assert states == {task: "success" for task in
-                      ("snapshot", "validate", "train", "evaluate", "gate", "register", "deploy")}, states
+    assert states == {**{task: "success" for task in ("snapshot", "validate", "train", "evaluate", "gate",
+                                                      "register", "approval_required", "deploy")},
+                      "approve_deploy": "skipped"}, states  # no approval asked for by default
 
     from include import registry
 
