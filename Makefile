@@ -8,12 +8,12 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test stop setup install lock status clean
+.PHONY: demo test stop setup install browser lock status clean
 
 demo: install ## train, gate and deploy the model through the local Airflow
 	$(BIN)/python -m scripts.demo
 
-test: install ## the whole test suite
+test: install browser ## the whole test suite
 	$(BIN)/python -m pytest
 
 stop: ## stop every process the project started (Airflow, model server)
@@ -26,6 +26,13 @@ status:
 	$(BIN)/python -m scripts.local_stack status
 
 install: $(STAMP)
+
+# Debian's Chromium and its driver, for the browser tests of tests/e2e (installed once, via apt)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
 
 # torch==2.13.0 in the lock resolves to the CPU wheel; the training image uses a CUDA build
 $(STAMP): requirements.txt

@@ -1,0 +1,189 @@
+"""The real local Airflow for the end-to-end tests: api-server, scheduler, dag-processor, triggerer.
+
+One stack per run of this package, on free ports of 127.0.0.1, with a private
+MLOPS_HOME (never the checkout's .local/): set up, started, given a few weeks of
+demo data, and always stopped afterwards (teardown, atexit and SIGTERM alike).
+
+The data sits just before today so that the DAGs' own defaults fit it: a run
+triggered from the UI with the form's default params (training window: the 28
+days before the run) finds the history, and the nightly drift_monitor run that
+unpausing creates (yesterday's window) finds no traffic and skips.
+
+    today - 26 .. today - 7    labelled history, HISTORY_DAYS x ROWS_PER_DAY
+    today - 6  .. today - 3    served traffic (TRAFFIC_DAYS), covariate drift from DRIFT_FROM
+"""
+from __future__ import annotations
+
+import atexit
+import signal
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+
+TODAY = datetime.now(timezone.utc).date()
+HISTORY_DAYS = 20
+ROWS_PER_DAY = 250
+HISTORY_START = TODAY - timedelta(days=26)
+HISTORY_END = HISTORY_START + timedelta(days=HISTORY_DAYS - 1)
+TRAFFIC_START = HISTORY_END + timedelta(days=1)
+TRAFFIC_DAYS = 4
+TRAFFIC_ROWS_PER_DAY = 300
+DRIFT_FROM = TRAFFIC_START + timedelta(days=2)
+TRAFFIC_DAYS_LIST = [TRAFFIC_START + timedelta(days=offset) for offset in range(TRAFFIC_DAYS)]
+
+TRAINING_DAG_ID = "ml_training"
+DRIFT_DAG_ID = "drift_monitor"
+FINISHED = {"success", "failed"}
+RUN_TIMEOUT = 600
+
+
+def utc(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+
+
+class E2E:
+    """The running stack and what the tests need from it."""
+
+    def __init__(self, stack, client):
+        self.stack = stack
+        self.client = client
+        self.settings = stack.settings
+
+    # ------------------------------------------------------------------ REST helpers
+    def runs(self, dag_id: str, **params) -> list[dict]:
+        params.setdefault("limit", 100)
+        return self.client.call("GET", f"/dags/{dag_id}/dagRuns", params=params)["dag_runs"]
+
+    def run_count(self, dag_id: str) -> int:
+        return self.client.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 1})["total_entries"]
+
+    def unpause(self, dag_id: str) -> None:
+        self.client.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> dict:
+        """Poll until the run finishes; on timeout, fail with the tasks' states and logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.client.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in FINISHED:
+                return run
+            time.sleep(3)
+        pytest.fail(f"{dag_id} run {run_id} not finished after {timeout:.0f}s\n{self.diagnostics(dag_id, run_id)}")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {ti["task_id"]: ti.get("state") or "none" for ti in self.client.task_instances(dag_id, run_id)}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+        response = self.client.request(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"deserialize": True})
+        return response.json().get("value") if response.status_code == 200 else None
+
+    # ------------------------------------------------------------------ failure messages
+    def component_logs(self, lines: int = 40) -> str:
+        parts = []
+        for log in sorted(self.stack.run_dir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name} (last {lines} lines) ---\n" + "\n".join(tail))
+        return "\n".join(parts) or "(no component logs)"
+
+    def task_logs(self, dag_id: str, run_id: str, lines: int = 60) -> str:
+        """Tails of the run's task logs, the unfinished or failed tasks first."""
+        folder = self.stack.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        logs = sorted(folder.glob("task_id=*/attempt=*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+        parts = []
+        for log in logs[:3]:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.relative_to(folder)} ---\n" + "\n".join(tail))
+        return "\n".join(parts) or f"(no task logs under {folder})"
+
+    def diagnostics(self, dag_id: str, run_id: str) -> str:
+        try:
+            states = self.task_states(dag_id, run_id)
+        except Exception as exc:  # the API itself may be what broke
+            states = {"(task states unavailable)": repr(exc)}
+        return (f"task states: {states}\n{self.task_logs(dag_id, run_id)}\n"
+                f"Airflow components:\n{self.component_logs()}")
+
+
+def _install_stop_handlers(stack):
+    """Stop the stack at interpreter exit and on SIGTERM, whatever happens to the fixture."""
+    stopped = []
+
+    def stop_once() -> None:
+        if not stopped:
+            stopped.append(True)
+            stack.stop()
+
+    atexit.register(stop_once)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        stop_once()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        raise KeyboardInterrupt(f"signal {signum}: stopped the e2e Airflow")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        atexit.unregister(stop_once)
+
+    return stop_once, restore
+
+
+@pytest.fixture(scope="package")
+def e2e(tmp_path_factory) -> E2E:
+    """The whole local Airflow on free ports with a private home and the demo history landed."""
+    from include.data.generate import land_days
+    from include.data.spec import load_spec
+    from include.settings import Settings
+    from scripts.local_stack import LocalStack, free_port
+
+    home = tmp_path_factory.mktemp("e2e-home")
+    serving_port = free_port()
+    stack = LocalStack(home=home, api_port=free_port(), extra_env={"MLOPS_SERVING_PORT": str(serving_port)})
+    # the stack's settings are those its processes see (the serving port included), so that
+    # stop() finds the model server and the tests reach it
+    stack.settings = Settings.from_env(stack.env())
+    assert stack.settings.home == stack.home and stack.settings.serving_port == serving_port
+    stop_once, restore = _install_stop_handlers(stack)
+    try:
+        stack.setup()
+        spec = load_spec(stack.settings.dataset_spec, stack.env())
+        land_days(spec, HISTORY_START, HISTORY_DAYS, ROWS_PER_DAY)
+        try:
+            stack.start(timeout=300)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"the local Airflow did not start: {exc}\n{E2E(stack, None).component_logs()}")
+        client = stack.api()
+        for dag_id in (TRAINING_DAG_ID, DRIFT_DAG_ID):
+            client.wait_for_dag(dag_id, timeout=240)
+        yield E2E(stack, client)
+    finally:
+        try:
+            stop_once()
+        finally:
+            restore()
+
+
+@pytest.fixture(scope="package")
+def first_champion(e2e: E2E) -> dict:
+    """ml_training triggered through the REST API on the landed history, followed to its end."""
+    e2e.unpause(TRAINING_DAG_ID)
+    conf = {"epochs": 3, "training_window_days": HISTORY_DAYS, "training_window_end": HISTORY_END.isoformat(),
+            "min_roc_auc": 0.6, "latency_budget_ms": 500, "reason": "e2e"}
+    run = e2e.client.trigger(TRAINING_DAG_ID, conf)
+    finished = e2e.wait_for_run(TRAINING_DAG_ID, run["dag_run_id"])
+    return {"run": finished, "conf": conf, "states": e2e.task_states(TRAINING_DAG_ID, run["dag_run_id"])}
+
+
+@pytest.fixture(scope="package")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,125 @@
+"""The real scheduler through Airflow's REST API v2: trigger, refuse bad params, backfill drift.
+
+Runs against the stack of tests/e2e/conftest.py (real api-server, scheduler,
+dag-processor and triggerer on free ports), as a user of the REST API would.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (DRIFT_DAG_ID, DRIFT_FROM, FINISHED, RUN_TIMEOUT, TRAFFIC_DAYS,
+                                TRAFFIC_DAYS_LIST, TRAFFIC_ROWS_PER_DAY, TRAFFIC_START, TRAINING_DAG_ID, utc)
+
+pytestmark = pytest.mark.e2e
+
+
+def _mlflow_client(settings):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def test_rest_trigger_trains_and_registers(e2e, first_champion):
+    run = first_champion["run"]
+    run_id = run["dag_run_id"]
+    assert run["state"] == "success", f"run {run_id} ended {run['state']}\n{e2e.diagnostics(TRAINING_DAG_ID, run_id)}"
+    assert run["conf"]["reason"] == "e2e" and run["conf"]["epochs"] == 3
+    states = first_champion["states"]
+    assert states["deploy"] == "success" and states["register"] == "success", states
+
+    version = _mlflow_client(e2e.settings).get_model_version_by_alias(e2e.settings.model_name, "champion")
+    assert str(version.version) == str(e2e.xcom(TRAINING_DAG_ID, run_id, "register"))
+    assert version.tags["airflow.run_id"] == run_id
+    assert version.tags["airflow.dag_id"] == TRAINING_DAG_ID
+    assert version.tags["params.reason"] == "e2e"
+    assert version.tags["params.epochs"] == "3"
+    # served for real on the stack's private port
+    deployed = e2e.xcom(TRAINING_DAG_ID, run_id, "deploy")
+    assert deployed["url"] == e2e.settings.serving_url and str(deployed["version"]) == str(version.version)
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"model_type": "xgboost"}, "'xgboost' is not one of"),
+    ({"epochs": 0}, "less than the minimum of 1"),
+    ({"min_roc_auc": 1.5}, "greater than the maximum of 1"),
+    ({"training_window_days": "many"}, "is not of type 'integer'"),
+], ids=["unknown-model-type", "zero-epochs", "roc-auc-above-1", "window-not-an-integer"])
+def test_invalid_params_are_refused_with_no_run(e2e, conf, message):
+    before = e2e.run_count(TRAINING_DAG_ID)
+    response = e2e.client.request("POST", f"/dags/{TRAINING_DAG_ID}/dagRuns",
+                                  json={"logical_date": None, "conf": conf})
+    assert response.status_code == 400, f"{response.status_code}: {response.text[:1000]}"
+    detail = response.json()["detail"]
+    name = next(iter(conf))
+    assert f"Invalid input for param {name}" in detail and message in detail, detail
+    assert e2e.run_count(TRAINING_DAG_ID) == before
+
+
+@pytest.fixture(scope="module")
+def served_traffic(e2e, first_champion):
+    """TRAFFIC_DAYS days of requests to the champion the REST-triggered run deployed."""
+    assert first_champion["run"]["state"] == "success", "no champion: see test_rest_trigger_trains_and_registers"
+    from include.data.generate import DriftConfig
+    from include.data.spec import load_spec
+    from include.monitoring.traffic import simulate
+
+    spec = load_spec(e2e.settings.dataset_spec, e2e.stack.env())
+    return simulate(e2e.settings, spec, e2e.settings.serving_url, TRAFFIC_START, TRAFFIC_DAYS,
+                    TRAFFIC_ROWS_PER_DAY, drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0))
+
+
+def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_traffic):
+    assert [day.drifted for day in served_traffic] == [day >= DRIFT_FROM for day in TRAFFIC_DAYS_LIST]
+    # the scheduler starts no run of a paused Dag, backfill or not
+    e2e.unpause(DRIFT_DAG_ID)
+    backfill = e2e.client.call("POST", "/backfills", json={
+        "dag_id": DRIFT_DAG_ID, "from_date": utc(TRAFFIC_DAYS_LIST[0]).isoformat(),
+        "to_date": utc(TRAFFIC_DAYS_LIST[-1]).isoformat(), "max_active_runs": 1,
+        "reprocess_behavior": "completed",
+        "dag_run_conf": {"allow_backfill_retrain": True, "min_rows": 100},
+    })
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        runs = [r for r in e2e.runs(DRIFT_DAG_ID, run_type="backfill") if r.get("backfill_id") == backfill["id"]]
+        done = e2e.client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")
+        if done and all(r["state"] in FINISHED for r in runs):
+            break
+        if time.monotonic() > deadline:
+            unfinished = [r["dag_run_id"] for r in runs if r["state"] not in FINISHED]
+            details = "\n".join(e2e.diagnostics(DRIFT_DAG_ID, run_id) for run_id in unfinished[:1])
+            pytest.fail(f"backfill {backfill['id']} not finished after {RUN_TIMEOUT}s; runs "
+                        f"{[(r['dag_run_id'], r['state']) for r in runs]}\n{details}")
+        time.sleep(3)
+
+    # exactly one run per day, each over exactly its day
+    intervals = sorted((r["data_interval_start"][:10], r["data_interval_end"][:10]) for r in runs)
+    assert intervals == [(day.isoformat(), (day + (TRAFFIC_DAYS_LIST[1] - TRAFFIC_DAYS_LIST[0])).isoformat())
+                         for day in TRAFFIC_DAYS_LIST], intervals
+    failed = [r["dag_run_id"] for r in runs if r["state"] != "success"]
+    assert not failed, "\n".join(e2e.diagnostics(DRIFT_DAG_ID, run_id) for run_id in failed)
+    reports = Path(e2e.settings.reports) / "drift"
+    for day in TRAFFIC_DAYS_LIST:
+        folder = reports / day.isoformat()
+        assert (folder / "report.html").stat().st_size > 10_000, f"no Evidently report in {folder}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["rows"] == TRAFFIC_ROWS_PER_DAY, metrics
+        if day < DRIFT_FROM:
+            assert metrics["drift_share"] < 0.3, (day, metrics)
+    decisions = {r["data_interval_start"][:10]: e2e.xcom(DRIFT_DAG_ID, r["dag_run_id"], "trigger_retraining",
+                                                         "decision") for r in runs}
+    fired = sorted(day for day, decision in decisions.items() if decision and decision["outcome"] == "retrain")
+    assert fired == [DRIFT_FROM.isoformat()], decisions
+
+    # exactly one retraining, from the first drifted window, followed to its end
+    retraining = [r for r in e2e.runs(TRAINING_DAG_ID) if r["dag_run_id"].startswith("drift__")]
+    assert [r["dag_run_id"] for r in retraining] == [f"drift__{DRIFT_FROM.isoformat()}"], retraining
+    assert retraining[0]["conf"]["training_window_end"] == DRIFT_FROM.isoformat()
+    finished = e2e.wait_for_run(TRAINING_DAG_ID, retraining[0]["dag_run_id"])
+    assert finished["state"] == "success", e2e.diagnostics(TRAINING_DAG_ID, finished["dag_run_id"])
+    # the gate decided, either way, with its reason: a rejection is an outcome, not a failure
+    decision = e2e.xcom(TRAINING_DAG_ID, finished["dag_run_id"], "gate", "decision")
+    assert decision and decision["reason"], decision
