@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.local_stack import LocalStack, free_port, port_is_free
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 
@@ -111,6 +113,33 @@ class E2E:
                 f"Airflow components:\n{self.component_logs()}")
 
 
+def _process_groups(stack) -> set[int]:
+    """The process groups of everything the stack runs: each component and the model server lead one."""
+    from include.deployment.local import LocalServingDeployer
+
+    groups = {record.pid for record in stack.running().values()}
+    serving = LocalServingDeployer(stack.settings).status()
+    if serving is not None:
+        groups.add(serving.pid)
+    return groups
+
+
+def _survivors(groups: set[int]) -> list[str]:
+    """Processes still alive in ``groups`` (scheduler workers, api-server workers and the like)."""
+    import os
+
+    import psutil
+
+    alive = []
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if os.getpgid(process.pid) in groups and process.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(f"{process.pid}: {' '.join(process.info['cmdline'] or [])[:120]}")
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
 def _install_stop_handlers(stack):
     """Stop the stack at interpreter exit and on SIGTERM, whatever happens to the fixture."""
     stopped = []
@@ -143,7 +172,6 @@ def e2e(tmp_path_factory) -> E2E:
     from include.data.generate import land_days
     from include.data.spec import load_spec
     from include.settings import Settings
-    from scripts.local_stack import LocalStack, free_port
 
     home = tmp_path_factory.mktemp("e2e-home")
     serving_port = free_port()
@@ -153,6 +181,7 @@ def e2e(tmp_path_factory) -> E2E:
     stack.settings = Settings.from_env(stack.env())
     assert stack.settings.home == stack.home and stack.settings.serving_port == serving_port
     stop_once, restore = _install_stop_handlers(stack)
+    started_groups: set[int] = set()
     try:
         stack.setup()
         spec = load_spec(stack.settings.dataset_spec, stack.env())
@@ -161,15 +190,22 @@ def e2e(tmp_path_factory) -> E2E:
             stack.start(timeout=300)
         except (RuntimeError, TimeoutError) as exc:
             pytest.fail(f"the local Airflow did not start: {exc}\n{E2E(stack, None).component_logs()}")
+        started_groups = _process_groups(stack)
         client = stack.api()
         for dag_id in (TRAINING_DAG_ID, DRIFT_DAG_ID):
             client.wait_for_dag(dag_id, timeout=240)
         yield E2E(stack, client)
     finally:
+        # those started, and the model server the DAG runs started since
+        groups = _process_groups(stack) | started_groups
         try:
             stop_once()
         finally:
             restore()
+        # a stop that leaves a worker behind is a bug users would meet as a busy port or a stale scheduler
+        survivors = _survivors(groups)
+        if survivors or not port_is_free(stack.api_port):
+            pytest.fail(f"processes left running after stop (api port {stack.api_port}): {survivors}")
 
 
 @pytest.fixture(scope="package")
@@ -185,5 +221,9 @@ def first_champion(e2e: E2E) -> dict:
 
 @pytest.fixture(scope="package")
 def artifacts() -> Path:
+    """test-artifacts/e2e/, emptied first so that every screenshot in it is from this run."""
+    if ARTIFACTS.exists():
+        for stale in ARTIFACTS.glob("*.png"):
+            stale.unlink()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS

@@ -92,9 +92,10 @@ class Page:
         self.wait_for(lambda: all(text in self.text() for text in texts), f"text {texts!r}", timeout)
 
     def button(self, label: str, scope=None):
-        """The visible, enabled button whose text is ``label``."""
+        """The visible, enabled button whose text, aria-label or title is ``label`` (icon buttons have no text)."""
         root = scope or self.driver
-        for element in root.find_elements("xpath", f".//button[normalize-space(.)='{label}']"):
+        xpath = (f".//button[normalize-space(.)='{label}' or @aria-label='{label}' or @title='{label}']")
+        for element in root.find_elements("xpath", xpath):
             if element.is_displayed() and element.is_enabled():
                 return element
         return None
@@ -158,16 +159,31 @@ def test_trigger_form_shows_the_params_and_a_run_from_it_succeeds(logged_in: Pag
     before = {run["dag_run_id"] for run in e2e.runs(TRAINING_DAG_ID)}
     ui.open(f"/dags/{TRAINING_DAG_ID}")
     ui.click("Trigger")
-    # each param with its title and description, in its section
-    ui.wait_for_text("Minimum ROC AUC", "Absolute floor: a challenger below it is never promoted.",
-                     "Training window (days)", "Model type")
-    ui.shot("06-trigger-form")
+    # the modal, not the (hidden) popovers that share its role
+    dialog = ui.wait_for(lambda: next(d for d in ui.driver.find_elements("css selector", "[role=dialog]")
+                                      if d.get_attribute("data-scope") == "dialog" and d.is_displayed()),
+                         "the trigger dialog")
+    # the params sit in one collapsible section each (the DAG's `section`s), one open at a time:
+    # each shows its params with their titles and descriptions
+    sections = {
+        "Model": ("Model type", "torch_mlp: a PyTorch MLP", "epochs", "Passes over the training data"),
+        "Resources": ("gpus", "GPUs requested by the training pod"),
+        "Data": ("Training window (days)", "Number of daily partitions the model learns from."),
+        "Gate": ("Minimum ROC AUC", "Absolute floor: a challenger below it is never promoted.",
+                 "Latency budget (ms)"),
+        "Run": ("reason", "Why this run was started; recorded on the model version."),
+    }
+    for letter, (section, texts) in zip("abcde", sections.items()):
+        ui.click(section, scope=dialog)
+        ui.wait_for(lambda: all(text in dialog.text for text in texts), f"the {section} params")
+        ui.shot(f"06{letter}-trigger-form-{section.lower()}")
 
-    epochs = ui.wait_for(lambda: ui.driver.find_element("id", "element_epochs"), "the epochs field")
+    ui.click("Model", scope=dialog)
+    epochs = ui.wait_for(lambda: dialog.find_element("name", "element_epochs"), "the epochs field")
     ui.set_value(epochs, "3")
-    ui.set_value(ui.driver.find_element("id", "element_reason"), "ui e2e")
+    ui.click("Run", scope=dialog)
+    ui.set_value(ui.wait_for(lambda: dialog.find_element("id", "element_reason"), "the reason field"), "ui e2e")
     ui.shot("07-trigger-form-filled")
-    dialog = ui.driver.find_element("css selector", "[role=dialog]")
     ui.click("Trigger", scope=dialog)
     ui.wait_for_text("Dag Run Triggered")
 
