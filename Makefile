@@ -8,12 +8,12 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test stop setup install browser lock status clean
+.PHONY: demo test stop setup install browser system-deps lock status clean
 
 demo: install ## train, gate and deploy the model through the local Airflow
 	$(BIN)/python -m scripts.demo
 
-test: install browser ## the whole test suite
+test: install browser system-deps ## the whole test suite
 	$(BIN)/python -m pytest
 
 stop: ## stop every process the project started (Airflow, model server)
@@ -33,6 +33,13 @@ browser:
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
+
+# Debian's PostgreSQL, for the registry concurrency test of tests/reliability (installed once, via apt)
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; }
 
 # torch==2.13.0 in the lock resolves to the CPU wheel; the training image uses a CUDA build
 $(STAMP): requirements.txt

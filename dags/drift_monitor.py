@@ -31,12 +31,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.params import drift_params
 from mlops_airflow.retraining import RetrainOnDriftOperator
+from mlops_airflow.retries import retry_args
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
+    **retry_args(retries=2, default_delay_seconds=30),
     "execution_timeout": timedelta(minutes=30),
 }
 

@@ -18,10 +18,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from mlops_airflow.retries import retry_args
+
 DEFAULT_ARGS = {
     "owner": "ml-platform",
-    "retries": 1,
-    "retry_delay": timedelta(seconds=30),
+    **retry_args(retries=1, default_delay_seconds=30),
     "execution_timeout": timedelta(minutes=30),
 }
 

@@ -26,17 +26,16 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.approval import APPROVAL_VARIABLE, DeployApprovalOperator
 from mlops_airflow.params import training_params
+from mlops_airflow.retries import retry_args
 from mlops_airflow.training import training_task
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
+    **retry_args(retries=2, default_delay_seconds=20),
     "execution_timeout": timedelta(minutes=20),
 }
 
@@ -59,10 +58,16 @@ def ml_training():
         from include import pipeline
         from mlops_airflow.runtime import task_settings
 
+        from include.data.partitions import UnreadablePartition
+
         settings = task_settings()
         start, end = pipeline.training_window(params["training_window_end"], params["training_window_days"],
                                               dag_run.run_after.date())
-        return pipeline.snapshot(settings, load_spec(settings.dataset_spec), start, end)
+        try:
+            return pipeline.snapshot(settings, load_spec(settings.dataset_spec), start, end)
+        except UnreadablePartition as broken:
+            # a truncated or corrupt file stays broken on a retry: fail now, before any training
+            raise AirflowFailException(f"snapshot refused: {broken}") from None
 
     @task(retries=0)
     def validate(data_ref: dict) -> dict:
@@ -137,8 +142,12 @@ def ml_training():
         from mlops_airflow.runtime import kubernetes_client, task_settings
 
         settings = task_settings()
-        return pipeline.deploy(settings, load_spec(settings.dataset_spec), data_ref, version,
-                               kubernetes_client=kubernetes_client(settings))
+        try:
+            return pipeline.deploy(settings, load_spec(settings.dataset_spec), data_ref, version,
+                                   kubernetes_client=kubernetes_client(settings))
+        except pipeline.PromotionRefused as refused:
+            # another run promoted a better champion meanwhile: an outcome, like a gate rejection
+            raise AirflowSkipException(f"not promoted: {refused}") from None
 
     data_ref = snapshot()
     validation = validate(data_ref)

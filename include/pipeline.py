@@ -25,6 +25,15 @@ class ValidationFailed(RuntimeError):
     """The snapshot broke its expectation suite; the message lists every failed expectation."""
 
 
+class PromotionRefused(RuntimeError):
+    """The champion changed after this run's gate and the challenger does not beat the new one;
+    nothing was deployed or promoted. An outcome like a gate rejection, not a fault."""
+
+
+# the gate tag naming the champion a challenger was compared against ("none": there was none)
+GATED_AGAINST_TAG = "gate.champion_version"
+
+
 # ---------------------------------------------------------------------- data
 def training_window(window_end: str | None, days: int, run_day: date) -> tuple[date, date]:
     """``[start, end)`` of the training window: ``days`` daily partitions ending on ``window_end``
@@ -99,10 +108,12 @@ def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any
     tracking.configure(settings)
     decision = decide(evaluation, min_roc_auc=min_roc_auc, max_regression=max_regression)
     log.info("gate %s: %s\n%s", "PASSED" if decision.passed else "REJECTED", decision.reason, decision.table())
+    # which champion the numbers were measured against: the deploy re-gates if it has changed since
+    tags = {**decision.as_tags(), GATED_AGAINST_TAG: str(evaluation.get("champion_version") or "none")}
     client = mlflow.MlflowClient()
-    for key, value in decision.as_tags().items():
+    for key, value in tags.items():
         client.set_tag(training["run_id"], key, value)
-    return {**decision.to_dict(), "tags": decision.as_tags()}
+    return {**decision.to_dict(), "tags": tags}
 
 
 def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, Any], validation: dict[str, Any],
@@ -158,18 +169,68 @@ def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], vers
     The sample and the expected answers come from the held-out rows and the
     registered model itself, so a server that answers differently fails.
     """
-    from include import tracking
+    from include import registry, tracking
     from include.deployment import deployer_for
 
     tracking.configure(settings)
     sample, expected = _smoke_sample(settings, spec, data_ref, version)
-    result = deployer_for(settings, kubernetes_client).deploy(settings.model_name, version, sample, expected)
+    # Two runs that passed their gates at the same time take turns here; the second one
+    # finds the first one's champion and must beat it too (see _confirm_gate).
+    with registry.promotion_lock(settings, settings.model_name):
+        _confirm_gate(settings, spec, data_ref, version)
+        result = deployer_for(settings, kubernetes_client).deploy(settings.model_name, version, sample, expected)
     outcome = {
         "model_name": settings.model_name, "version": str(version),
         "previous_champion": result.previous_champion, "url": result.url,
     }
     log.info("deployed: %s", json.dumps(outcome))
     return outcome
+
+
+def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str) -> None:
+    """Refuse to promote ``version`` past a champion its gate never saw.
+
+    The gate compared the challenger with the champion of that moment. If another run
+    promoted a new champion since, the challenger is evaluated against that one on this
+    run's held-out rows, with the thresholds its gate used, and must pass again; the
+    outcome is tagged on the version (``promotion.*``). Runs under the promotion lock.
+    """
+    import math
+
+    from include import registry
+    from include.data.split import holdout_split
+    from include.evaluation.evaluate import evaluate as score
+    from include.evaluation.gate import decide
+
+    name = settings.model_name
+    champion = registry.alias_version(name, registry.CHAMPION)
+    tags = registry.version_tags(name, version)
+    gated_against = tags.get(GATED_AGAINST_TAG)
+    if champion is None or champion == str(version) or gated_against == champion:
+        return
+    try:
+        thresholds = {key: float(tags[f"gate.{key}"]) for key in ("min_roc_auc", "max_regression",
+                                                                 "latency_budget_ms")}
+    except (KeyError, ValueError):
+        thresholds = {}
+    if tags.get("gate.passed") != "true" or len(thresholds) < 3 or not all(map(math.isfinite, thresholds.values())):
+        raise PromotionRefused(f"{name} version {version} carries no passed gate decision with its thresholds "
+                               f"(gate.* tags); it cannot replace champion version {champion}")
+    _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
+    evaluation = score(registry.model_uri(name, version), registry.model_uri(name, champion), holdout, spec,
+                       latency_budget_ms=thresholds["latency_budget_ms"])
+    decision = decide(evaluation, min_roc_auc=thresholds["min_roc_auc"],
+                      max_regression=thresholds["max_regression"])
+    before = "no champion" if gated_against in (None, "none") else f"champion version {gated_against}"
+    log.info("the gate compared version %s with %s; the champion is now version %s: re-gated %s\n%s", version,
+             before, champion, "PASSED" if decision.passed else "REJECTED", decision.table())
+    registry.set_version_tags(name, version, {
+        "promotion.regated_against": champion, "promotion.regate_passed": decision.passed,
+        "promotion.regate_reason": decision.as_tags()["gate.reason"]})
+    if not decision.passed:
+        raise PromotionRefused(f"{name} version {version} passed its gate against {before}, but version {champion} "
+                               f"became champion since; against it: {decision.reason}. Nothing was deployed; "
+                               f"version {champion} stays champion and served.")
 
 
 def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
@@ -192,10 +253,14 @@ def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, rea
     from include.deployment import deployer_for
     from include.deployment.rollback import resolve_target, rollback as roll_back
 
+    from include import registry
+
     tracking.configure(settings)
-    version = resolve_target(settings.model_name, target)
-    sample, expected = _smoke_sample(settings, spec, data_ref_of(settings, version), version)
-    outcome = roll_back(settings, deployer_for(settings, kubernetes_client), settings.model_name, version,
-                        sample, expected, actor=actor, reason=reason, airflow_run_id=airflow_run_id)
+    # a rollback is a promotion too: it takes its turn with the deploys
+    with registry.promotion_lock(settings, settings.model_name):
+        version = resolve_target(settings.model_name, target)
+        sample, expected = _smoke_sample(settings, spec, data_ref_of(settings, version), version)
+        outcome = roll_back(settings, deployer_for(settings, kubernetes_client), settings.model_name, version,
+                            sample, expected, actor=actor, reason=reason, airflow_run_id=airflow_run_id)
     log.info("rolled back: %s", json.dumps(outcome))
     return outcome

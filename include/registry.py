@@ -3,14 +3,39 @@
 Promotion uses aliases only (``challenger``, ``champion``, ``previous_champion``),
 never the deprecated stages. ``champion`` moves only through :func:`promote_champion`,
 which the deploy step calls after the served model answered its smoke test.
+
+Two promotions of one model never interleave: each runs inside
+:func:`promotion_lock`, a lock every writer of the registry shares (a PostgreSQL
+advisory lock, or a file lock on one machine), and :func:`promote_champion` moves
+``champion`` only from the version its caller saw (compare and set), so a
+concurrent move is an error, never a lost update.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import hashlib
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Mapping
+
+if TYPE_CHECKING:
+    from include.settings import Settings
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
+# a deploy holds the lock through its rollout and smoke test, which may take minutes on a cluster
+PROMOTION_LOCK_TIMEOUT_S = 1800
+_UNSET = object()
+
+
+class ChampionChanged(RuntimeError):
+    """``champion`` is no longer the version the caller's decision was based on; nothing was moved."""
+
+    def __init__(self, model_name: str, expected: str | None, actual: str | None):
+        self.expected, self.actual = expected, actual
+        super().__init__(f"champion of {model_name} is version {actual or 'none'}, not version {expected or 'none'} "
+                         f"as expected: another promotion moved it; nothing was changed")
 
 
 def _client():
@@ -67,9 +92,12 @@ def version_tags(model_name: str, version: str) -> dict[str, str]:
     return dict(_client().get_model_version(model_name, version).tags)
 
 
-def promote_champion(model_name: str, version: str) -> str | None:
+def promote_champion(model_name: str, version: str, expected_champion=_UNSET) -> str | None:
     """Move ``champion`` to ``version``; the version it leaves keeps ``previous_champion``.
 
+    With ``expected_champion`` (a version, or None for "no champion yet"), refuses with
+    :class:`ChampionChanged` when the champion is another version by now. Callers hold
+    :func:`promotion_lock`, so that nothing moves between this check and the move.
     Returns the previous champion's version (None on the first promotion).
     """
     client = _client()
@@ -77,8 +105,106 @@ def promote_champion(model_name: str, version: str) -> str | None:
     previous = alias_version(model_name, CHAMPION)
     if previous == str(version):
         return client.get_model_version(model_name, version).tags.get("previous_champion_version") or None
+    if expected_champion is not _UNSET and previous != (None if expected_champion is None else str(expected_champion)):
+        raise ChampionChanged(model_name, expected_champion, previous)
     if previous is not None:
         client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, previous)
     client.set_model_version_tag(model_name, version, "previous_champion_version", previous or "none")
     client.set_registered_model_alias(model_name, CHAMPION, version)
     return previous
+
+
+# ---------------------------------------------------------------------- promotion lock
+_held = threading.local()
+
+
+@contextmanager
+def promotion_lock(settings: "Settings", model_name: str, timeout_s: float = PROMOTION_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the lock that serialises every promotion (and rollback) of ``model_name``.
+
+    ``settings.promotion_lock`` says where: a PostgreSQL URL takes a session advisory
+    lock in that database (every worker that reaches it takes turns, and the lock goes
+    when the holder's connection does, even if it is killed); anything else is a file
+    locked with ``flock`` (writers on one machine). Re-entrant within a thread.
+    """
+    held = getattr(_held, "names", None)
+    if held is None:
+        held = _held.names = {}
+    key = (settings.promotion_lock, model_name)
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
+    target = settings.promotion_lock
+    scheme = target.split("://", 1)[0].split("+", 1)[0] if "://" in target else ""
+    if scheme in ("postgresql", "postgres"):
+        lock = _advisory_lock(target, model_name, timeout_s)
+    elif scheme:
+        raise ValueError(f"MLOPS_PROMOTION_LOCK={_redacted(target)!r}: a PostgreSQL URL or a file path, "
+                         f"not a {scheme}:// URL")
+    else:
+        lock = _file_lock(Path(target), timeout_s)
+    with lock:
+        held[key] = 1
+        try:
+            yield
+        finally:
+            held[key] = 0
+
+
+def _lock_key(model_name: str) -> int:
+    # pg_advisory_lock takes a signed 64-bit key
+    return int.from_bytes(hashlib.sha256(f"mlops.promotion:{model_name}".encode()).digest()[:8], "big", signed=True)
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+@contextmanager
+def _advisory_lock(url: str, model_name: str, timeout_s: float) -> Iterator[None]:
+    import sqlalchemy as sa
+    from sqlalchemy.exc import OperationalError
+
+    # a bare postgresql:// means psycopg 3 to SQLAlchemy 2.1; the project ships psycopg2
+    scheme, rest = url.split("://", 1)
+    driver_url = f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
+    engine = sa.create_engine(driver_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f"SET lock_timeout = {int(timeout_s * 1000)}"))
+            try:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(model_name)})
+            except OperationalError as exc:
+                raise TimeoutError(f"another promotion of {model_name} held the lock in {_redacted(url)} "
+                                   f"for more than {timeout_s:.0f}s") from exc
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(model_name)})
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise TimeoutError(f"another promotion held {path} for more than {timeout_s:.0f}s") from None
+    try:
+        yield
+    finally:
+        lock.release()

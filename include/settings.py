@@ -30,6 +30,8 @@ class Settings:
     serving_port: int
     inference_log: str
     reports: str
+    # what serialises promotions (see include.registry.promotion_lock): a PostgreSQL URL or a file
+    promotion_lock: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -41,13 +43,14 @@ class Settings:
         artifact_root = env.get("MLOPS_ARTIFACT_ROOT")
         if artifact_root is None and profile == "local":
             artifact_root = (home / "mlflow" / "artifacts").as_uri()
+        tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
         spec = Path(env.get("MLOPS_DATASET_SPEC", PROJECT_ROOT / "include/datasets/customer_churn.yaml"))
         if not spec.is_absolute():
             spec = PROJECT_ROOT / spec
         return cls(
             profile=profile,
             home=home,
-            tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db"),
+            tracking_uri=tracking_uri,
             artifact_root=artifact_root,
             model_name=env.get("MLOPS_MODEL_NAME", "customer_churn"),
             dataset_spec=spec,
@@ -60,6 +63,7 @@ class Settings:
             # a local folder or any fsspec URL (s3://bucket/prefix, gs://...)
             inference_log=env.get("MLOPS_INFERENCE_LOG", str(home / "inference-log")),
             reports=env.get("MLOPS_REPORTS", str(home / "reports")),
+            promotion_lock=env.get("MLOPS_PROMOTION_LOCK") or _default_promotion_lock(tracking_uri, home),
         )
 
     @property
@@ -69,3 +73,11 @@ class Settings:
     def path(self, *parts: str) -> Path:
         """A path under the local state folder (validation results, serving logs...)."""
         return self.home.joinpath(*parts)
+
+
+def _default_promotion_lock(tracking_uri: str, home: Path) -> str:
+    """The tracking store's own PostgreSQL database when MLflow talks to one directly (every
+    writer reaches it), else a file under the local state folder (writers on this machine)."""
+    if tracking_uri.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+        return tracking_uri
+    return str(home / "locks" / "promotion.lock")

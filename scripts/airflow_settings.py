@@ -19,6 +19,11 @@ CONNECTION_FIELDS = {"conn_id", "conn_type", "conn_host", "conn_schema", "conn_l
                      "conn_port", "conn_extra", "conn_uri", "conn_description"}
 POOL_FIELDS = {"pool_name", "pool_slot", "pool_description", "pool_include_deferred"}
 VARIABLE_FIELDS = {"variable_name", "variable_value"}
+# What the DAGs cannot run without: the tracking server's connection, and the pools their
+# tasks run in (a task whose pool does not exist is never scheduled, silently). The
+# retraining trigger's guarantee of one retraining at a time rests on its pool's one slot.
+REQUIRED_CONNECTIONS = ("mlflow_default",)
+REQUIRED_POOLS = {"gpu": None, "retrain_trigger": 1}
 
 
 class SettingsError(ValueError):
@@ -136,7 +141,27 @@ def parse_settings(raw: Any, environ: Mapping[str, str], source: str = "airflow_
         settings.variables[entry["variable_name"]] = _expand(
             value if isinstance(value, str) else json.dumps(value),
             f"{source}: variable '{entry['variable_name']}'", environ)
+    _check_required(settings, source)
     return settings
+
+
+def _check_required(settings: AirflowSettings, source: str) -> None:
+    for conn_id in REQUIRED_CONNECTIONS:
+        if conn_id not in settings.connections:
+            raise SettingsError(f"{source}: connection '{conn_id}' is missing from airflow.connections "
+                                f"(the DAGs need it)")
+    mlflow = settings.connections["mlflow_default"]
+    extra = json.loads(mlflow.get("extra") or "{}")
+    if not (isinstance(extra, dict) and extra.get("tracking_uri")) and not mlflow.get("host"):
+        raise SettingsError(f"{source}: connection 'mlflow_default': missing key 'conn_extra.tracking_uri' "
+                            f"(or conn_host): where the MLflow tracking server is")
+    for pool, slots in REQUIRED_POOLS.items():
+        if pool not in settings.pools:
+            raise SettingsError(f"{source}: pool '{pool}' is missing from airflow.pools (tasks in it would "
+                                f"never be scheduled)")
+        if slots is not None and settings.pools[pool]["slots"] != slots:
+            raise SettingsError(f"{source}: pool '{pool}': pool_slot must be {slots}, got "
+                                f"{settings.pools[pool]['slots']}")
 
 
 def load_settings_file(path: Path, environ: Mapping[str, str]) -> AirflowSettings:

@@ -130,10 +130,10 @@ class LocalStack:
         """Create what is missing: Airflow DB, settings, MLflow folders, DVC data registry."""
         from scripts.airflow_settings import load_settings_file
 
+        # validate before touching anything, so a malformed file names its key and changes nothing
+        settings = load_settings_file(settings_file, self.env())
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         (self.home / "mlflow").mkdir(parents=True, exist_ok=True)
-        # validate before touching the DB, so a malformed file names its key and changes nothing
-        settings = load_settings_file(settings_file, self.env())
         self.airflow("db", "migrate")
         settings.apply(self)
         from include.data.versioning import DataRegistry
@@ -169,9 +169,7 @@ class LocalStack:
         for name in COMPONENTS:
             if name in running:
                 continue
-            command = ["airflow", name]
-            if name == "api-server":
-                command += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+            command = self.command(name)
             log = open(self.run_dir / f"{name}.log", "ab")
             process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, start_new_session=True)
@@ -180,6 +178,13 @@ class LocalStack:
             tmp.write_text(json.dumps(record.__dict__))
             os.replace(tmp, self._record_path(name))
         self.wait_healthy(timeout)
+
+    def command(self, name: str) -> list[str]:
+        """The command line of one component; the api-server listens on 127.0.0.1 only."""
+        command = ["airflow", name]
+        if name == "api-server":
+            command += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
+        return command
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -311,10 +316,19 @@ class AirflowClient:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["setup", "start", "stop", "status", "env"])
+    parser.add_argument("--settings-file", type=Path, default=PROJECT_ROOT / "airflow_settings.yaml",
+                        help="connections, variables and pools to load (setup; default: airflow_settings.yaml)")
     args = parser.parse_args(argv)
     stack = LocalStack()
     if args.command == "setup":
-        stack.setup()
+        from scripts.airflow_settings import SettingsError
+
+        try:
+            stack.setup(args.settings_file)
+        except SettingsError as exc:
+            # the message names the offending key; a traceback would only bury it
+            print(f"setup failed, nothing was changed: {exc}", file=sys.stderr)
+            return 2
         print(f"local profile ready under {stack.home}")
     elif args.command == "start":
         stack.start()

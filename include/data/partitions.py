@@ -21,6 +21,10 @@ class DataError(ValueError):
     """The landing zone cannot give the data asked for; the message names what and where."""
 
 
+class UnreadablePartition(DataError):
+    """A partition file is not readable Parquet (empty, truncated, corrupt); the message names it."""
+
+
 def _partition_folders(spec: DatasetSpec) -> dict[date, Path]:
     root = Path(spec.location)
     if not root.is_dir():
@@ -59,7 +63,7 @@ def _read_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         # name into an extra column: the frame holds exactly what the file holds.
         return pq.ParquetFile(path).read().to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataError(f"partition file {path} of {spec.name} cannot be read as parquet "
+        raise UnreadablePartition(f"partition file {path} of {spec.name} cannot be read as parquet "
                         f"(truncated or corrupt?): {exc}") from exc
 
 

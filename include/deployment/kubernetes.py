@@ -483,5 +483,6 @@ def _promote(model_name: str, version: str, champion: str | None) -> str | None:
         # a re-deploy of the champion moves nothing; report the champion it replaced back then
         recorded = version_tags(model_name, version).get("previous_champion_version")
         return None if recorded in (None, "", "none") else recorded
-    previous = promote_champion(model_name, version)
+    # only from the champion this deploy started from: a concurrent move fails it, never is lost
+    previous = promote_champion(model_name, version, expected_champion=champion)
     return None if previous is None else str(previous)

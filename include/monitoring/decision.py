@@ -9,9 +9,12 @@ Rules, in order (the first that applies decides):
    missing ``performance_drop`` (too few labels) only means performance was not measured.
 3. A retraining wanted by a backfill run is ``skipped`` unless ``allow_backfill``.
 4. A retraining wanted while ``ml_training`` is already queued or running is ``skipped``.
-5. Cooldown, in data time: a window that already triggered (same window end) is
-   ``skipped``; so is one within ``cooldown_days`` of the window that last triggered,
-   in either direction (a backfill walks back in time).
+5. Cooldown, in data time: a window within ``cooldown_days`` of the window that last
+   triggered, in either direction (a backfill walks back in time), is ``skipped``.
+   The window that last triggered is not: deciding it again (a retried or cleared
+   task) says ``retrain`` again, and the trigger, whose run id is fixed per window,
+   finds the run it created instead of a second one, or creates it if the first
+   attempt died before it could.
 6. Otherwise ``retrain``.
 
 Cooldown is measured on data-interval dates, never on the wall clock, so a
@@ -130,8 +133,8 @@ def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performa
     if last is not None:
         cooldown = timedelta(days=cooldown_days)
         if last == end:
-            return RetrainDecision(False, "skipped", f"{trigger}, but retraining was already triggered "
-                                                     f"for this window ({start}..{end})")
+            return RetrainDecision(True, "retrain", f"{trigger}: retraining (this window decided so before; "
+                                                    f"its retraining run is created once)")
         if start < last + cooldown and end > last - cooldown:
             return RetrainDecision(False, "skipped", f"{trigger}, but retraining triggered from window ending "
                                                      f"{last}, within cooldown of {cooldown_days} days "

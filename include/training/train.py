@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -301,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Kubernetes stops a pod (deadline, deletion) with SIGTERM: unwinding through the MLflow
+    # run's context ends that run as failed instead of leaving it RUNNING forever
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # download progress bars would bury the epoch lines in the pod log
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from include.data.spec import load_spec

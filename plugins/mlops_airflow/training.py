@@ -107,7 +107,9 @@ class LocalTrainingOperator(BaseOperator):
         settings = task_settings()
         with tempfile.TemporaryDirectory(prefix="train-") as tmp:
             xcom_path = os.path.join(tmp, "return.json")
-            command = [sys.executable, "-m", TRAINING_MODULE, *self.arguments, "--xcom-path", xcom_path]
+            # the run carries the Airflow run it belongs to, which is how a failed attempt finds it
+            run_tags = ["--tag", f"airflow.dag_id={context['dag'].dag_id}", "--tag", f"airflow.run_id={context['run_id']}"]
+            command = [sys.executable, "-m", TRAINING_MODULE, *self.arguments, *run_tags, "--xcom-path", xcom_path]
             self.log.info("running %s", " ".join(command))
             env = {**os.environ, "MLOPS_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri}
             # The child gets its own session so that killing it (timeout, task kill)
@@ -120,15 +122,32 @@ class LocalTrainingOperator(BaseOperator):
                     self.log.info("%s", line.rstrip())
                 returncode = process.wait()
             except BaseException:
+                # the timeout or a kill of the task: the job goes with it, and so does its run
                 _kill_session(process)
+                self._end_orphaned_runs(settings, context, "the training task was stopped")
                 raise
             if returncode != 0:
+                self._end_orphaned_runs(settings, context, f"the training command exited with code {returncode}")
                 raise RuntimeError(f"training command exited with code {returncode}; see the log above")
             try:
                 with open(xcom_path) as handle:
                     return json.load(handle)
             except FileNotFoundError:
                 raise RuntimeError("training command succeeded but wrote no result") from None
+
+    def _end_orphaned_runs(self, settings, context, reason: str) -> None:
+        """A killed trainer cannot end its MLflow run; end it here, so that a retry starts clean
+        and nothing reads the half-trained run as one in progress."""
+        from include.tracking import TRAINING_EXPERIMENT, end_orphaned_runs
+
+        tags = {"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]}
+        try:
+            ended = end_orphaned_runs(settings, TRAINING_EXPERIMENT, tags, reason)
+        except Exception as exc:  # the tracking server may be what failed: keep the original error
+            self.log.warning("could not end the training run(s) left RUNNING by this attempt: %s", exc)
+            return
+        if ended:
+            self.log.warning("marked MLflow run(s) %s KILLED: %s", ", ".join(ended), reason)
 
     def on_kill(self) -> None:
         # the task was stopped from outside (UI, timeout): the training job goes with it

@@ -385,9 +385,9 @@ def promotions(cluster, monkeypatch):
 
     original = registry.promote_champion
 
-    def recording(model_name, version):
+    def recording(model_name, version, **kwargs):
         cluster.calls.append(("promote", f"champion -> {version}"))
-        return original(model_name, version)
+        return original(model_name, version, **kwargs)
 
     monkeypatch.setattr(registry, "promote_champion", recording)
 

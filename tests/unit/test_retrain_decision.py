@@ -98,11 +98,13 @@ def test_an_active_training_run_blocks_a_second_one():
     assert "backfill" in run(metrics(0.6), active_training_runs=1, is_backfill=True).reason
 
 
-def test_the_same_window_never_triggers_twice():
-    decision = run(metrics(0.6), last_trigger_window_end=date(2024, 3, 11), cooldown_days=0)
+def test_the_window_that_triggered_decides_the_same_again():
+    # a retry must be able to create the run a crashed first attempt never created; the
+    # trigger's fixed run id per window keeps it from creating a second one
+    decision = run(metrics(0.6), last_trigger_window_end=date(2024, 3, 11), cooldown_days=7)
 
-    assert decision.outcome == "skipped"
-    assert "already triggered for this window (2024-03-10..2024-03-11)" in decision.reason
+    assert decision.outcome == "retrain"
+    assert "this window decided so before" in decision.reason
     # training already running is reported before the cooldown
     assert "queued/running" in run(metrics(0.6), last_trigger_window_end=date(2024, 3, 11),
                                    active_training_runs=1).reason

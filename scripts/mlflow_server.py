@@ -1,0 +1,139 @@
+"""An MLflow tracking server (and UI) for the local profile, bound to 127.0.0.1 only.
+
+The local profile's tasks write to the SQLite store directly; this server puts the same
+store behind HTTP, for the MLflow UI or for processes that should use it the way a
+production deployment does (``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>``)::
+
+    python -m scripts.mlflow_server [--port 5000]      # in the foreground, until Ctrl-C
+
+The server runs in a session of its own, so :meth:`MlflowServer.stop` ends it together
+with the workers it spawned, and nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from include.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+
+
+class MlflowServer:
+    """One ``mlflow server`` process: started, health-checked, stopped (and restartable)."""
+
+    def __init__(self, backend_store_uri: str, artifact_root: str, port: int, log_path: Path,
+                 workers: int = 1, start_timeout: float = 120.0):
+        self.backend_store_uri = backend_store_uri
+        self.artifact_root = artifact_root
+        self.port = port
+        self.log_path = Path(log_path)
+        self.workers = workers
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(self.port),
+                "--workers", str(self.workers), "--backend-store-uri", self.backend_store_uri,
+                "--default-artifact-root", self.artifact_root, "--no-serve-artifacts"]
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.running else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> "MlflowServer":
+        if self.running:
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # MLflow's background job runner (GenAI scoring, trace archival) is a handful of worker
+        # processes this project never uses
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with code {self.process.returncode}; "
+                                   f"see {self.log_path}:\n{self._log_tail()}")
+            if self.healthy():
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"mlflow server did not answer {self.url}/health within {self.start_timeout:.0f}s; "
+                           f"see {self.log_path}:\n{self._log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            session = requests.Session()
+            session.trust_env = False  # loopback: never through a proxy from the environment
+            return session.get(f"{self.url}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to the server's process group, SIGKILL if it lingers; a no-op when it is not running."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # the workers are in the group too: make sure none outlives its parent
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if settings.tracking_uri.startswith(("http://", "https://")):
+        parser.error(f"MLFLOW_TRACKING_URI is already a server ({settings.tracking_uri})")
+    server = MlflowServer(settings.tracking_uri, settings.artifact_root or settings.path("mlflow", "artifacts").as_uri(),
+                          args.port, settings.path("run", "mlflow-server.log"))
+    server.start()
+    print(f"MLflow at {server.url} (store {settings.tracking_uri}); Ctrl-C stops it", flush=True)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
