@@ -8,13 +8,16 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test stop setup install browser system-deps lock status clean
+.PHONY: demo test bench stop setup install browser system-deps lock status clean
 
 demo: install ## train, gate and deploy the model through the local Airflow
 	$(BIN)/python -m scripts.demo
 
 test: install browser system-deps ## the whole test suite
 	$(BIN)/python -m pytest
+
+bench: install ## every benchmark, then benchmarks/RESULTS.md (BENCH_QUICK=1: fewer runs, for a quick look)
+	$(BIN)/python -m benchmarks
 
 stop: ## stop every process the project started (Airflow, model server)
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m scripts.local_stack stop; else echo "nothing to stop"; fi

@@ -26,12 +26,23 @@ sample size. So the methods are pinned to the distances whatever the reference
 size (:data:`NUMERIC_DRIFT_METHOD`, :data:`CATEGORICAL_DRIFT_METHOD`, with
 Evidently's default threshold 0.1 written out), which also keeps each column's
 logged ``drift_score`` one quantity (higher = more drift) from night to night.
-Missing values are dropped by Evidently before measuring; a column with no value
-at all is refused (:class:`DriftInputError`).
+Missing values are dropped before measuring; a column with no value at all is
+refused (:class:`DriftInputError`).
+
+Exact figures, sampled plots
+============================
+The scores, verdicts, drift share and ROC AUC are computed on *all* rows of the
+window and the reference, with :mod:`include.monitoring.drift_stats` (the same
+statistics Evidently's stattests compute, vectorised) and scikit-learn. The
+Evidently report in ``report.html`` is drawn from a seeded sample of at most
+:data:`REPORT_SAMPLE_ROWS` rows per side, which the page and ``metrics.json``
+(``report_sample``) say; a window and a reference no larger than that are shown
+whole. Evidently's own report on a million rows per side takes minutes and
+gigabytes, because it recomputes each statistic several times and plots every row.
 
 Nothing here decides whether to retrain (see :mod:`include.monitoring.decision`);
-the thresholds passed in are recorded with the results and used to label the
-report's dataset-drift verdict.
+the thresholds passed in are recorded with the results and shown in the report
+next to the numbers they apply to.
 """
 from __future__ import annotations
 
@@ -49,6 +60,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from include.monitoring.drift_stats import EmptyColumnError, column_drifts
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
@@ -68,6 +81,12 @@ CATEGORICAL_DRIFT_METHOD = "jensenshannon"
 CATEGORICAL_DRIFT_THRESHOLD = 0.1
 PREDICTION_DRIFT_METHOD = "wasserstein"
 PREDICTION_DRIFT_THRESHOLD = 0.1
+
+# rows per side the Evidently report is drawn from; the figures of record use every row
+REPORT_SAMPLE_ROWS = 5_000
+REPORT_SAMPLE_SEED = 20_240_301
+# a column that has values in the data but none in the sample gets this many rows that have one
+REPORT_SAMPLE_TOP_UP_ROWS = 50
 
 WINDOW_START_TAG = "window_start"
 REPORT_HTML = "report.html"
@@ -132,12 +151,23 @@ def _check_numeric(name: str, values: pd.Series, what: str) -> None:
                           f"(values like {_example(values)})")
 
 
+def _all_missing(values: pd.Series) -> bool:
+    if values.dtype == object:
+        # infer_dtype walks the objects in C, several times faster than isna() on a large window
+        return pd.api.types.infer_dtype(values, skipna=True) == "empty"
+    return bool(values.isna().all())
+
+
 def _check_categorical(name: str, values: pd.Series) -> None:
-    present = values.dropna()
-    if present.empty:
-        return
-    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype) \
-            or not all(isinstance(value, str) for value in present):
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        if _all_missing(values):
+            return  # nothing to judge the type by: the all-empty check names it
+        raise DriftInputError(f"categorical feature {name!r} should hold strings but arrived as {values.dtype} "
+                              f"(values like {_example(values)})")
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = pd.Series(values.cat.categories)
+    # "string": every present value is a str; "empty": none is present (the all-empty check names it)
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         raise DriftInputError(f"categorical feature {name!r} should hold strings but arrived as {values.dtype} "
                               f"(values like {_example(values)})")
 
@@ -179,7 +209,7 @@ def _check_structure(current: pd.DataFrame, spec: "DatasetSpec") -> None:
 
 def _check_not_empty_columns(current: pd.DataFrame, spec: "DatasetSpec") -> None:
     for name in [*spec.feature_names, PROBABILITY_COLUMN]:
-        if current[name].isna().all():
+        if _all_missing(current[name]):
             expected = "probabilities" if name == PROBABILITY_COLUMN else f"{spec.feature(name).type} values"
             raise DriftInputError(f"column {name!r} is empty: all {len(current)} values are missing; "
                                   f"expected {expected} in at least some rows")
@@ -303,39 +333,48 @@ def _finite(value: Any, what: str) -> float:
     number = float(value)
     if not math.isfinite(number):
         # an unmeasurable column must never count as "not drifted"
-        raise RuntimeError(f"Evidently returned a non-finite {what}: {value!r}")
+        raise RuntimeError(f"the drift check computed a non-finite {what}: {value!r}")
     return number
 
 
-def _column_results(snapshot_dict: dict) -> dict[str, dict[str, Any]]:
-    """Per column: Evidently's drift score, method and drifted verdict (from its per-column test)."""
-    verdicts = {}
-    for test in snapshot_dict.get("tests", []):
-        params = (test.get("metric_config") or {}).get("params") or {}
-        if params.get("type") == "evidently:metric_v2:ValueDrift":
-            verdicts[params["column"]] = test["status"]
-    results = {}
-    for metric in snapshot_dict["metrics"]:
-        config = metric["config"]
-        if config.get("type") != "evidently:metric_v2:ValueDrift":
+def _measurable(values: pd.Series) -> np.ndarray:
+    """Which rows of a column a drift statistic can use: present and, if numeric, finite."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        array = values.to_numpy()
+        if array.dtype.kind != "f":
+            array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.isfinite(array)
+    return values.notna().to_numpy()
+
+
+def _any_measurable(values: pd.Series) -> bool:
+    if values.dtype == object:
+        return not _all_missing(values)
+    return bool(_measurable(values).any())
+
+
+def report_sample(frame: pd.DataFrame, columns: list[str], rows: int = REPORT_SAMPLE_ROWS,
+                  seed: int = REPORT_SAMPLE_SEED) -> pd.DataFrame:
+    """At most ``rows`` rows of ``frame`` (all of it when it is no larger), drawn with a fixed seed.
+
+    A column that has measurable values in ``frame`` keeps some in the sample: rows
+    that have one are added when the draw has none, since Evidently refuses to plot a
+    column with no value. The sample only draws the report; no figure of record comes from it.
+    """
+    if len(frame) <= rows:
+        return frame
+    generator = np.random.default_rng(seed)
+    chosen = np.sort(generator.choice(len(frame), size=rows, replace=False))
+    for name in columns:
+        if _measurable(frame[name].iloc[chosen]).any():
             continue
-        column = config["column"]
-        if column not in verdicts:
-            raise RuntimeError(f"Evidently reported no drift test for column {column!r}")
-        results[column] = {
-            "drift_score": _finite(metric["value"], f"drift score for column {column!r}"),
-            "method": str(config["method"]),
-            "threshold": float(config["threshold"]),
-            "drifted": verdicts[column] == "FAIL",
-        }
-    return results
-
-
-def _metric_value(snapshot_dict: dict, metric_type: str) -> Any:
-    for metric in snapshot_dict["metrics"]:
-        if metric["config"].get("type") == f"evidently:metric_v2:{metric_type}":
-            return metric["value"]
-    raise RuntimeError(f"the Evidently report has no {metric_type} result")
+        measurable = _measurable(frame[name])
+        if measurable.any():
+            candidates = np.flatnonzero(measurable)
+            extra = generator.choice(candidates, size=min(REPORT_SAMPLE_TOP_UP_ROWS, len(candidates)),
+                                     replace=False)
+            chosen = np.union1d(chosen, extra)
+    return frame.iloc[chosen]
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
@@ -350,15 +389,25 @@ def _write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _sample_note(sample: dict[str, Any]) -> str:
+    shown = (f"{sample['current_rows']} of the window's {sample['current_rows_total']} rows and "
+             f"{sample['reference_rows']} of the reference's {sample['reference_rows_total']} rows")
+    if sample["sampled"]:
+        return (f"The Evidently report below is drawn from a seeded sample (seed {sample['seed']}): {shown}. "
+                f"Its per-column scores and verdicts are those of the sample; the figures of record, above "
+                f"and in metrics.json, are computed on all rows.")
+    return f"The Evidently report below is drawn from all rows: {shown}."
+
+
 def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapshot, performance_note: str) -> str:
-    """One self-contained Evidently page: a summary, the drift report, then performance (or why not).
+    """One self-contained Evidently page: a summary, the exact figures, the drift report, then performance.
 
     Built from the snapshots' widgets (``to_snapshot_model``) so the page carries
     Evidently's script bundle once rather than once per report.
     """
     from evidently.core.report import Snapshot
     from evidently.core.serialization import SnapshotModel
-    from evidently.legacy.renderers.html_widgets import text_widget
+    from evidently.legacy.renderers.html_widgets import table_data, text_widget
 
     def number(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"
@@ -375,10 +424,18 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapsho
         f"({'drifted' if prediction['drifted'] else 'not drifted'}, threshold {prediction['threshold']}).\n\n"
         f"ROC AUC {number(metrics['roc_auc'])} on the window vs {number(metrics['reference_roc_auc'])} on the "
         f"snapshot's held-out rows: drop {number(metrics['performance_drop'])} "
-        f"(threshold {metrics['performance_drop_threshold']:.2f}); {performance_note}."
+        f"(threshold {metrics['performance_drop_threshold']:.2f}); {performance_note}.\n\n"
+        f"{_sample_note(metrics['report_sample'])}"
+    )
+    exact = table_data(
+        title="Drift per column, on all rows",
+        column_names=["column", "method", "drift score", "threshold", "drifted"],
+        data=[[name, result["method"], f"{result['drift_score']:.6f}", f"{result['threshold']:g}",
+               "yes" if result["drifted"] else "no"]
+              for name, result in [*metrics["columns"].items(), (PROBABILITY_COLUMN, prediction)]],
     )
     drift = drift_snapshot.to_snapshot_model()
-    widgets = [text_widget(title="Drift report", text=summary), *drift.widgets]
+    widgets = [text_widget(title="Drift report", text=summary), exact, *drift.widgets]
     metric_results, top_level = dict(drift.metric_results), list(drift.top_level_metrics)
     if classification_snapshot is None:
         widgets.append(text_widget(title="Classification performance", text=performance_note))
@@ -394,22 +451,34 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapsho
     return Snapshot.load_model(page).get_html_str(as_iframe=False)
 
 
+def drift_methods(spec: "DatasetSpec") -> dict[str, tuple[str, float]]:
+    """The pinned method and threshold of every measured column: the features, then the prediction."""
+    methods = {name: (NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD) for name in spec.numeric_features}
+    methods.update({name: (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD)
+                    for name in spec.categorical_features})
+    methods[PROBABILITY_COLUMN] = (PREDICTION_DRIFT_METHOD, PREDICTION_DRIFT_THRESHOLD)
+    return {name: methods[name] for name in [*spec.feature_names, PROBABILITY_COLUMN]}
+
+
 def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetSpec", *,
                     drift_share_threshold: float, performance_drop_threshold: float,
-                    html_path: str | Path, min_labelled_rows: int = MIN_LABELLED_ROWS) -> dict[str, Any]:
-    """Run the Evidently report for ``current`` against ``reference``; save its HTML; return its numbers.
+                    html_path: str | Path, min_labelled_rows: int = MIN_LABELLED_ROWS,
+                    report_sample_rows: int = REPORT_SAMPLE_ROWS) -> dict[str, Any]:
+    """Measure ``current`` against ``reference`` on all rows; save the Evidently report's HTML; return the numbers.
 
-    The thresholds are recorded in the result (and label the report's dataset-drift
-    verdict); whether to act on them is :func:`include.monitoring.decision.decide`'s call.
+    The thresholds are recorded in the result (and shown in the report); whether to act
+    on them is :func:`include.monitoring.decision.decide`'s call.
     """
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
-    from evidently.presets import ClassificationPreset, DataDriftPreset
+    from evidently.presets import ClassificationPreset
 
     for name, value in (("drift_share_threshold", drift_share_threshold),
                         ("performance_drop_threshold", performance_drop_threshold)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if isinstance(report_sample_rows, bool) or not isinstance(report_sample_rows, int) or report_sample_rows < 1:
+        raise ValueError(f"report_sample_rows must be a positive integer, got {report_sample_rows!r}")
     if not isinstance(reference, Reference):
         raise ValueError(f"reference must be a Reference, got {type(reference).__name__}")
     if len(current) == 0:
@@ -417,26 +486,47 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
                               "(check_window reports this as insufficient_data)")
     _check_structure(current, spec)
     _check_not_empty_columns(current, spec)
-    missing = [name for name in [*spec.feature_names, PROBABILITY_COLUMN] if name not in reference.frame.columns]
+    measured = [*spec.feature_names, PROBABILITY_COLUMN]
+    missing = [name for name in measured if name not in reference.frame.columns]
     if missing:
         raise ValueError(f"reference frame is missing column(s) {', '.join(missing)}")
 
+    numeric = {*spec.numeric_features, PROBABILITY_COLUMN}
+    for frame, side, names in ((current, "window", [name for name in measured if name in numeric]),
+                               (reference.frame, "reference", measured)):
+        # the window's all-missing columns are refused above; here: a numeric one with only infinities
+        unmeasurable = [name for name in names if not _any_measurable(frame[name])]
+        if unmeasurable:
+            # e.g. only infinities: nothing to measure, which must never read as "no drift"
+            message = (f"{side} column(s) {', '.join(repr(name) for name in unmeasurable)} hold no finite value "
+                       f"to measure")
+            raise DriftInputError(message) if side == "window" else ValueError(message)
+
+    current_sample = report_sample(current, measured, report_sample_rows)
+    reference_sample = report_sample(reference.frame, measured, report_sample_rows)
     definition = DataDefinition(numerical_columns=[*spec.numeric_features, PROBABILITY_COLUMN],
                                 categorical_columns=spec.categorical_features)
-    drift_report = Report([
-        DataDriftPreset(columns=spec.feature_names, drift_share=float(drift_share_threshold),
-                        num_method=NUMERIC_DRIFT_METHOD, num_threshold=NUMERIC_DRIFT_THRESHOLD,
-                        cat_method=CATEGORICAL_DRIFT_METHOD, cat_threshold=CATEGORICAL_DRIFT_THRESHOLD),
-        ValueDrift(column=PROBABILITY_COLUMN, method=PREDICTION_DRIFT_METHOD, threshold=PREDICTION_DRIFT_THRESHOLD),
-    ], include_tests=True)
-    drift_snapshot = drift_report.run(
-        current_data=Dataset.from_pandas(_comparable(current, spec), data_definition=definition),
-        reference_data=Dataset.from_pandas(_comparable(reference.frame, spec), data_definition=definition))
-    drift_results = drift_snapshot.dict()
-    per_column = _column_results(drift_results)
-    absent = [name for name in [*spec.feature_names, PROBABILITY_COLUMN] if name not in per_column]
-    if absent:
-        raise RuntimeError(f"Evidently reported no drift for column(s) {', '.join(absent)}")
+
+    def drift_report():
+        # one ValueDrift per column (its distributions and test): DataDriftPreset would add a table
+        # of the same columns, which the page already has with the exact figures, at twice the cost
+        report = Report([ValueDrift(column=name, method=method, threshold=threshold)
+                         for name, (method, threshold) in drift_methods(spec).items()], include_tests=True)
+        return report.run(
+            current_data=Dataset.from_pandas(_comparable(current_sample, spec), data_definition=definition),
+            reference_data=Dataset.from_pandas(_comparable(reference_sample, spec), data_definition=definition))
+
+    try:
+        # the exact measurements run in worker threads while this one draws the (sampled) report
+        results, drift_snapshot = column_drifts(reference.frame, current, drift_methods(spec),
+                                                while_computing=drift_report)
+    except EmptyColumnError as empty:
+        if empty.side == "current":
+            raise DriftInputError(f"window: {empty}") from None
+        raise ValueError(f"reference frame: {empty}") from None
+    per_column = {name: {**result.to_dict(), "drift_score": _finite(result.drift_score,
+                                                                     f"drift score for column {name!r}")}
+                  for name, result in results.items()}
     columns = {name: per_column[name] for name in spec.feature_names}
     drifted_columns = [name for name, result in columns.items() if result["drifted"]]
 
@@ -452,8 +542,10 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         performance_note = (f"not measured: all {len(labelled)} labelled rows have label {label_values[0]}; "
                             f"ROC AUC needs both classes")
     else:
-        scored = pd.DataFrame({LABEL_COLUMN: label_values,
-                               PROBABILITY_COLUMN: pd.to_numeric(labelled[PROBABILITY_COLUMN]).astype(np.float64)})
+        probabilities = pd.to_numeric(labelled[PROBABILITY_COLUMN]).astype(np.float64).to_numpy()
+        roc_auc = _finite(_roc_auc(label_values, probabilities), "ROC AUC")
+        scored = report_sample(pd.DataFrame({LABEL_COLUMN: label_values, PROBABILITY_COLUMN: probabilities}),
+                               [LABEL_COLUMN, PROBABILITY_COLUMN], report_sample_rows)
         classification = DataDefinition(
             numerical_columns=[PROBABILITY_COLUMN], categorical_columns=[LABEL_COLUMN],
             classification=[BinaryClassification(target=LABEL_COLUMN, prediction_probas=PROBABILITY_COLUMN,
@@ -461,9 +553,11 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         # current only: the reference rows are the champion's own training rows, where its
         # performance is optimistic; the comparison point is its held-out ROC AUC instead
         classification_snapshot = Report([ClassificationPreset()]).run(
-            current_data=Dataset.from_pandas(scored, data_definition=classification), reference_data=None)
-        roc_auc = _finite(_metric_value(classification_snapshot.dict(), "RocAuc"), "ROC AUC")
+            current_data=Dataset.from_pandas(scored.reset_index(drop=True), data_definition=classification),
+            reference_data=None)
         performance_note = f"measured on {len(labelled)} labelled rows"
+        if len(scored) < len(labelled):
+            performance_note += f" (the report below plots a seeded sample of {len(scored)})"
     reference_roc_auc = None if reference.holdout_roc_auc is None else float(reference.holdout_roc_auc)
     performance_drop = reference_roc_auc - roc_auc if roc_auc is not None and reference_roc_auc is not None else None
 
@@ -483,6 +577,13 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         "reference_rows": int(len(reference.frame)),
         "drift_share_threshold": float(drift_share_threshold),
         "performance_drop_threshold": float(performance_drop_threshold),
+        # what the HTML report's Evidently part is drawn from; every figure above uses all rows
+        "report_sample": {
+            "sampled": len(current_sample) < len(current) or len(reference_sample) < len(reference.frame),
+            "seed": REPORT_SAMPLE_SEED,
+            "current_rows": int(len(current_sample)), "current_rows_total": int(len(current)),
+            "reference_rows": int(len(reference_sample)), "reference_rows_total": int(len(reference.frame)),
+        },
     }
     _write_text_atomically(Path(html_path), _report_html(metrics, drift_snapshot, classification_snapshot,
                                                          performance_note))

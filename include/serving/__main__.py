@@ -13,9 +13,13 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 
 from include.settings import Settings
+
+# include.training.model.TORCH_THREADS_ENV (not imported here: that module loads MLflow and torch)
+TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"
 
 
 def is_loopback(host: str) -> bool:
@@ -29,7 +33,10 @@ def is_loopback(host: str) -> bool:
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
-    from include.serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS
+    from include.serving.app import (
+        DEFAULT_BATCH_MAX_ROWS, DEFAULT_BATCH_MAX_WAIT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS,
+        MAX_BATCH_WAIT_SECONDS,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m include.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default=settings.model_name,
@@ -52,6 +59,13 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
                         help=f"write the log every ROWS rows (default: {DEFAULT_FLUSH_ROWS})...")
     parser.add_argument("--inference-log-flush-seconds", type=float, default=DEFAULT_FLUSH_SECONDS,
                         metavar="SECONDS", help=f"...or every SECONDS seconds (default: {DEFAULT_FLUSH_SECONDS:g})")
+    parser.add_argument("--batch-max-rows", type=int, default=DEFAULT_BATCH_MAX_ROWS, metavar="ROWS",
+                        help="concurrent small requests share one model call of at most ROWS rows; 1 predicts "
+                             f"every request alone (default: {DEFAULT_BATCH_MAX_ROWS})")
+    parser.add_argument("--batch-max-wait-ms", type=float, default=DEFAULT_BATCH_MAX_WAIT_MS, metavar="MS",
+                        help="how long a request may wait for others to share its model call (default: "
+                             f"{DEFAULT_BATCH_MAX_WAIT_MS:g}, only requests already waiting; at most "
+                             f"{MAX_BATCH_WAIT_SECONDS * 1000:g})")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--access-log", action="store_true",
                         help="log every request (off by default: it costs per request)")
@@ -64,6 +78,10 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
         parser.error(f"--port {args.port} is not a valid TCP port")
     if args.inference_log_flush_rows < 1 or not 0 < args.inference_log_flush_seconds < float("inf"):
         parser.error("--inference-log-flush-rows and --inference-log-flush-seconds must be positive")
+    if args.batch_max_rows < 1:
+        parser.error("--batch-max-rows must be at least 1")
+    if not 0 <= args.batch_max_wait_ms <= MAX_BATCH_WAIT_SECONDS * 1000:
+        parser.error(f"--batch-max-wait-ms must be between 0 and {MAX_BATCH_WAIT_SECONDS * 1000:g}")
     if args.no_inference_log:
         args.inference_log = None
     elif not args.inference_log.strip():
@@ -78,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    # A server answers many small requests: torch's intra-op thread pool only adds hand-offs
+    # to each of them and competes with the serving loop for the CPUs (MLOPS_TORCH_THREADS
+    # still overrides this, e.g. for a server that mostly scores large batches).
+    os.environ.setdefault(TORCH_THREADS_ENV, "1")
+
     import uvicorn
 
     from include.serving.app import create_app
@@ -86,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(args.model_name, args.version, settings.tracking_uri, max_rows=args.max_rows,
                          max_body_bytes=args.max_body_bytes, enable_admin=args.enable_admin,
                          inference_log=args.inference_log, log_flush_rows=args.inference_log_flush_rows,
-                         log_flush_seconds=args.inference_log_flush_seconds)
+                         log_flush_seconds=args.inference_log_flush_seconds, batch_max_rows=args.batch_max_rows,
+                         batch_max_wait_ms=args.batch_max_wait_ms)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

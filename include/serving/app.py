@@ -27,6 +27,15 @@ Inference log
     memory, written by a background thread, flushed on shutdown. A failing log is
     logged and counted in the metrics; it never fails a request.
 
+Batching
+    The project's own model is called on the parsed columns directly (the server has
+    checked them against the signature; see :class:`ServedModel`), and small requests
+    that arrive together share one model call (:class:`MicroBatcher`): under load the
+    model runs once per turn of the event loop rather than once per request. Each
+    request still gets exactly its own answer, logs its own rows and counts in the
+    metrics as one request. Other pyfunc models are predicted one request at a time
+    through MLflow's ``predict``.
+
 Metrics
     ``GET /metrics`` answers in the Prometheus text format from a registry of the
     app's own (several apps in one process do not clash):
@@ -35,6 +44,7 @@ Metrics
     5xx alike; the status label tells them apart), ``model_request_latency_seconds``,
     ``model_prediction_probability``, ``model_predictions_total{prediction}``,
     ``model_served_version{model_name,version}`` (1 for the version now served),
+    ``model_batch_requests`` (requests answered by each shared model call),
     ``inference_log_enabled``, ``inference_log_rows_written_total``,
     ``inference_log_write_errors_total``, ``inference_log_rows_dropped_total`` and
     ``inference_log_rows_pending``.
@@ -51,7 +61,7 @@ from bisect import bisect_left
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -69,10 +79,15 @@ DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 INPUT_FORMATS = ("dataframe_records", "dataframe_split")
 # Prediction is CPU-bound and holds the GIL, so a worker thread buys no parallelism;
 # it only keeps the event loop free. For a small body (a few rows: ~60 us of parsing,
-# ~1-2 ms in the model) the hop to a thread and back (~60-80 us here) is pure
-# overhead, so it runs inline; a larger body goes to a thread so that a big batch
-# does not stall /health and the other connections while it is predicted.
+# well under a millisecond in the model) the hop to a thread and back (~60-80 us here)
+# is pure overhead, so it runs inline; a larger body goes to a thread so that a big
+# batch does not stall /health and the other connections while it is predicted.
 INLINE_BODY_BYTES = 16 * 1024
+# Concurrent small requests for the project's model share one model call (MicroBatcher):
+# at most this many rows per call, gathered without waiting unless a wait is configured
+DEFAULT_BATCH_MAX_ROWS = 256
+DEFAULT_BATCH_MAX_WAIT_MS = 0.0
+MAX_BATCH_WAIT_SECONDS = 0.010
 _ERRORS_SHOWN = 5
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_TIME_HEADER = "X-Request-Time"
@@ -81,6 +96,7 @@ MAX_REQUEST_ID_LENGTH = 128
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0)
 PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class RequestRejected(Exception):
@@ -125,15 +141,44 @@ def feature_columns(pyfunc_model) -> tuple[FeatureColumn, ...] | None:
     return tuple(columns)
 
 
+# (probabilities float64, labels int64) for a mapping of typed columns
+DirectPredictor = Callable[[Mapping[str, np.ndarray]], "tuple[np.ndarray, np.ndarray]"]
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """One loaded version. Replaced as a whole on reload, never mutated, so a request
-    that picked it up keeps a consistent model even while a reload swaps in another."""
+    that picked it up keeps a consistent model even while a reload swaps in another.
+
+    ``direct`` is set when the version is the project's own model
+    (:class:`~include.training.model.TabularClassifier`) and the server checks and types
+    every column of its signature itself: the model is then called on the typed
+    columns, without the pyfunc wrapper's DataFrame and schema enforcement (which
+    would repeat those checks and cost more than the prediction), and, since it
+    predicts every row independently of the others, concurrent requests may share
+    one call (:class:`MicroBatcher`).
+    """
 
     name: str
     version: str
     pyfunc: Any
     columns: tuple[FeatureColumn, ...] | None
+    direct: DirectPredictor | None = None
+
+
+def direct_predictor(pyfunc_model, columns: tuple[FeatureColumn, ...] | None) -> DirectPredictor | None:
+    """The project model's own predict for ``pyfunc_model``, or None when the pyfunc path must be used."""
+    if columns is None or any(column.kind == "other" or not column.required for column in columns):
+        return None  # a column the server does not fully check is left to MLflow's schema enforcement
+    try:
+        python_model = pyfunc_model.unwrap_python_model()
+    except Exception:  # not a PythonModel pyfunc: MLflow raises for other flavors
+        return None
+    from include.training.model import TabularClassifier
+
+    if not isinstance(python_model, TabularClassifier) or not python_model.is_fitted:
+        return None
+    return python_model.predict_with_labels
 
 
 def load_served_model(model_name: str, version: str, tracking_uri: str) -> ServedModel:
@@ -142,7 +187,8 @@ def load_served_model(model_name: str, version: str, tracking_uri: str) -> Serve
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     pyfunc_model = mlflow.pyfunc.load_model(model_uri(model_name, version))
-    return ServedModel(model_name, version, pyfunc_model, feature_columns(pyfunc_model))
+    columns = feature_columns(pyfunc_model)
+    return ServedModel(model_name, version, pyfunc_model, columns, direct_predictor(pyfunc_model, columns))
 
 
 # --------------------------------------------------------------------------- input
@@ -257,25 +303,27 @@ def _typed_column(column: FeatureColumn, values: list) -> Any:
 
 def parse_request(body: bytes, served: ServedModel, max_rows: int) -> pd.DataFrame:
     """The model input described by an MLflow-format JSON body, checked against the model's signature."""
-    return _parse_request(body, served, max_rows)[0]
+    return _as_frame(_parse_columns(body, served, max_rows))
 
 
-def _parse_request(body: bytes, served: ServedModel, max_rows: int) -> tuple[pd.DataFrame, Any]:
-    """The model input, and the same columns in the cheapest form for the inference log to keep."""
+def _parse_columns(body: bytes, served: ServedModel, max_rows: int) -> dict[str, Any]:
+    """The request's columns: typed and checked against the model's signature when it has one
+    (in signature order, unknown columns dropped as MLflow's schema enforcement drops them)."""
     values = _columns(parse_json(body), max_rows)
     if served.columns is None:
-        frame = pd.DataFrame(values)
-        return frame, frame
+        return values
     absent = [column.name for column in served.columns if column.required and column.name not in values]
     if absent:
         raise RequestRejected(422, "MISSING_COLUMNS", f"missing feature columns: {', '.join(absent)} "
                               f"(the model needs {', '.join(column.name for column in served.columns)})")
-    # columns the model does not know are dropped, as MLflow's schema enforcement does
-    columns = {column.name: _typed_column(column, values[column.name])
-               for column in served.columns if column.name in values}
-    # the frame shares these arrays; MLflow's schema enforcement hands the model a copy,
+    return {column.name: _typed_column(column, values[column.name])
+            for column in served.columns if column.name in values}
+
+
+def _as_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    # the frame shares the typed arrays; MLflow's schema enforcement hands the model a copy,
     # so they still hold what the client sent when the log writes them
-    return pd.DataFrame(columns, copy=False), columns
+    return pd.DataFrame(columns, copy=False)
 
 
 # -------------------------------------------------------------------------- output
@@ -341,39 +389,185 @@ def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> 
 
     The second item is None unless the request was answered with predictions.
     """
+    try:
+        columns = _parse_columns(body, served, max_rows)
+    except RequestRejected as rejected:
+        return _rejected(rejected, served, request_id), None
+    if served.direct is not None:
+        try:
+            probabilities, labels = _checked_arrays(*served.direct(columns), _row_count(columns))
+        except InvalidModelOutput as exc:
+            return _output_invalid(exc, served, request_id), None
+        except Exception as exc:
+            return _model_failed(exc, served, request_id), None
+        return _answered(columns, probabilities, labels, served, request_id)
+    frame = _as_frame(columns)
+    try:
+        output = served.pyfunc.predict(frame)
+    except Exception as exc:
+        return _model_failed(exc, served, request_id), None
+    try:
+        probabilities, labels = _checked_output(output, len(frame))
+    except ValueError as exc:
+        return _output_invalid(exc, served, request_id), None
+    # the log keeps the typed columns, or the frame itself for a model without a signature
+    return _answered(frame if served.columns is None else columns, probabilities, labels, served, request_id)
+
+
+async def answer_batched(body: bytes, served: ServedModel, max_rows: int, request_id: str,
+                         batcher: "MicroBatcher") -> tuple[Response, Answered | None]:
+    """:func:`answer` for a model with a direct predictor, its prediction shared with concurrent requests."""
+    try:
+        columns = _parse_columns(body, served, max_rows)
+    except RequestRejected as rejected:
+        return _rejected(rejected, served, request_id), None
+    try:
+        probabilities, labels = await batcher.predict(served, columns)
+    except InvalidModelOutput as exc:
+        return _output_invalid(exc, served, request_id), None
+    except Exception as exc:
+        return _model_failed(exc, served, request_id), None
+    return _answered(columns, probabilities, labels, served, request_id)
+
+
+def _rejected(rejected: RequestRejected, served: ServedModel, request_id: str) -> Response:
+    logger.info("rejected request %s (%s): %s", request_id, rejected.status_code, rejected.message)
+    return _error(rejected.status_code, rejected.error_code, rejected.message, served.version, request_id)
+
+
+def _model_failed(exc: Exception, served: ServedModel, request_id: str) -> Response:
     from mlflow.exceptions import MlflowException
 
     version = served.version
-    try:
-        frame, features = _parse_request(body, served, max_rows)
-    except RequestRejected as rejected:
-        logger.info("rejected request %s (%s): %s", request_id, rejected.status_code, rejected.message)
-        return _error(rejected.status_code, rejected.error_code, rejected.message, version, request_id), None
-    try:
-        output = served.pyfunc.predict(frame)
-    except MlflowException as exc:
+    if isinstance(exc, MlflowException):
         # raised by MLflow's schema enforcement before the model runs: the input is at fault
         if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
             logger.info("input of request %s does not match the model signature: %s", request_id, exc.message)
             return _error(422, "SCHEMA_MISMATCH", f"the input does not match the model's signature: "
-                          f"{exc.message}", version, request_id), None
-        logger.exception("model version %s failed to predict request %s", version, request_id)
-        return _error(500, "MODEL_ERROR", f"the model failed to predict: {exc.message}", version, request_id), None
-    except Exception as exc:
-        logger.exception("model version %s failed to predict request %s", version, request_id)
-        return _error(500, "MODEL_ERROR", f"the model failed to predict: {type(exc).__name__}: {exc}",
-                      version, request_id), None
-    try:
-        probabilities, labels = _checked_output(output, len(frame))
-    except ValueError as exc:
-        logger.error("model version %s returned an unusable output for request %s: %s", version, request_id, exc)
-        return _error(500, "MODEL_OUTPUT_INVALID", str(exc), version, request_id), None
-    ids = row_ids(request_id, len(frame))
+                          f"{exc.message}", version, request_id)
+        logger.error("model version %s failed to predict request %s", version, request_id, exc_info=exc)
+        return _error(500, "MODEL_ERROR", f"the model failed to predict: {exc.message}", version, request_id)
+    logger.error("model version %s failed to predict request %s", version, request_id, exc_info=exc)
+    return _error(500, "MODEL_ERROR", f"the model failed to predict: {type(exc).__name__}: {exc}",
+                  version, request_id)
+
+
+def _output_invalid(exc: ValueError, served: ServedModel, request_id: str) -> Response:
+    logger.error("model version %s returned an unusable output for request %s: %s", served.version, request_id, exc)
+    return _error(500, "MODEL_OUTPUT_INVALID", str(exc), served.version, request_id)
+
+
+def _answered(features: Any, probabilities: np.ndarray, labels: np.ndarray, served: ServedModel,
+              request_id: str) -> tuple[Response, Answered]:
+    ids = row_ids(request_id, len(probabilities))
     predictions = [{"probability": probability, "prediction": label}
                    for probability, label in zip(probabilities.tolist(), labels.tolist())]
-    response = _json_response({"predictions": predictions, "model_version": version, "request_ids": ids},
-                              200, version, request_id)
+    response = _json_response({"predictions": predictions, "model_version": served.version, "request_ids": ids},
+                              200, served.version, request_id)
     return response, Answered(features, probabilities, labels, ids)
+
+
+class MicroBatcher:
+    """Predicts the rows of concurrent requests in one model call, and hands each request its own rows.
+
+    A request's parsed columns wait in a queue that is predicted as one batch on the
+    event loop's next turn (or ``max_wait`` seconds later, when set, to let more
+    requests join): the requests that arrived while the loop was reading, parsing
+    or predicting the previous batch go together. One request alone is predicted
+    at once, with no wait. The model predicts each row independently of the others,
+    so every request gets exactly the answer it would get alone; if the shared call
+    fails, each request of the batch is predicted alone, so that one request's bad
+    input is never another request's error.
+    """
+
+    def __init__(self, max_rows: int, max_wait: float = 0.0, observe: Callable[[int, int], None] | None = None):
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"batch max_rows must be a positive integer, got {max_rows!r}")
+        if not 0 <= max_wait <= MAX_BATCH_WAIT_SECONDS:
+            raise ValueError(f"batch max_wait must be between 0 and {MAX_BATCH_WAIT_SECONDS} s, got {max_wait!r}")
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self._observe = observe or (lambda requests, rows: None)
+        self._queue: list[tuple[ServedModel, dict[str, np.ndarray], int, Any]] = []
+        self._flush_scheduled = False
+
+    async def predict(self, served: ServedModel, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((served, columns, _row_count(columns), future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            if self.max_wait > 0:
+                loop.call_later(self.max_wait, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queue, self._queue = self._queue, []
+        while queue:
+            # one call per model object and column set (a reload may swap the model mid-queue), max_rows each
+            served, columns, rows, _ = queue[0]
+            keys = tuple(columns)
+            batch, rest, batch_rows = [], [], 0
+            for item in queue:
+                fits = not batch or batch_rows + item[2] <= self.max_rows
+                if item[0] is served and tuple(item[1]) == keys and fits:
+                    batch.append(item)
+                    batch_rows += item[2]
+                else:
+                    rest.append(item)
+            queue = rest
+            self._predict(batch, batch_rows)
+
+    def _predict(self, batch: list, batch_rows: int) -> None:
+        served = batch[0][0]
+        try:
+            if len(batch) == 1:
+                merged = batch[0][1]
+            else:
+                merged = {name: np.concatenate([item[1][name] for item in batch]) for name in batch[0][1]}
+            probabilities, labels = _checked_arrays(*served.direct(merged), batch_rows)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][3], exception=exc)
+                return
+            for item in batch:
+                self._predict([item], item[2])
+            return
+        self._observe(len(batch), batch_rows)
+        offset = 0
+        for _, _, rows, future in batch:
+            _settle(future, result=(probabilities[offset:offset + rows], labels[offset:offset + rows]))
+            offset += rows
+
+
+def _settle(future, *, result: Any = None, exception: BaseException | None = None) -> None:
+    if future.done():  # the client went away and its request was cancelled
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
+
+
+class InvalidModelOutput(ValueError):
+    """The model answered, but not with one finite probability and one label per row."""
+
+
+def _checked_arrays(probabilities: np.ndarray, labels: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(probabilities) != rows or len(labels) != rows:
+        raise InvalidModelOutput(f"the model returned {len(probabilities)} predictions for {rows} rows")
+    if not np.isfinite(probabilities).all():
+        raise InvalidModelOutput("the model returned non-finite probabilities (NaN or infinity)")
+    return probabilities, labels
+
+
+def _row_count(columns: Mapping[str, Any]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
 
 
 def predict(body: bytes, served: ServedModel, max_rows: int) -> Response:
@@ -527,10 +721,15 @@ class ServingMetrics:
         self.probabilities = _ProbabilityHistogram("model_prediction_probability",
                                                    "predicted probabilities, one per row", PROBABILITY_BUCKETS)
         self.registry.register(self.probabilities)
+        self._batch_requests = Histogram("model_batch_requests", "requests answered by one shared model call",
+                                         buckets=BATCH_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(state))
         # children looked up once: labels() takes a lock and builds a key on every call
         self._by_status: dict[int, Any] = {}
         self._by_label: dict[int, Any] = {}
+
+    def batch(self, requests: int, rows: int) -> None:
+        self._batch_requests.observe(requests)
 
     def request(self, status_code: int, seconds: float) -> None:
         child = self._by_status.get(status_code)
@@ -577,13 +776,18 @@ class _ServingState:
 def create_app(model_name: str, version: str, tracking_uri: str, *,
                max_rows: int = DEFAULT_MAX_ROWS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                enable_admin: bool = True, inference_log: str | os.PathLike | None = None,
-               log_flush_rows: int | None = None, log_flush_seconds: float | None = None) -> FastAPI:
+               log_flush_rows: int | None = None, log_flush_seconds: float | None = None,
+               batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS,
+               batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS) -> FastAPI:
     """An app that serves ``models:/<model_name>/<version>``, loaded when the app starts.
 
     ``enable_admin`` adds ``POST /admin/reload``; it has no authentication, so it is
     meant for a server bound to the loopback interface (the local profile).
     ``inference_log`` (a folder or an fsspec URL) turns on the inference log, flushed
     every ``log_flush_rows`` rows or ``log_flush_seconds`` seconds and when the app stops.
+    Concurrent small requests for the project's model share a model call of at most
+    ``batch_max_rows`` rows (1: every request alone), gathered for up to
+    ``batch_max_wait_ms`` (default 0: only requests that are already waiting).
     """
     from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
 
@@ -599,8 +803,11 @@ def create_app(model_name: str, version: str, tracking_uri: str, *,
     if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, (int, float)) \
             or not 0 < flush_seconds < float("inf"):
         raise ValueError(f"log_flush_seconds must be a positive number of seconds, got {flush_seconds!r}")
+    if isinstance(batch_max_wait_ms, bool) or not isinstance(batch_max_wait_ms, (int, float)):
+        raise ValueError(f"batch_max_wait_ms must be a number of milliseconds, got {batch_max_wait_ms!r}")
     state = _ServingState()
     metrics = ServingMetrics(state)
+    batcher = MicroBatcher(batch_max_rows, batch_max_wait_ms / 1000.0, metrics.batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -690,7 +897,10 @@ def create_app(model_name: str, version: str, tracking_uri: str, *,
         except RequestRejected as rejected:
             return _error(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
         if len(body) <= INLINE_BODY_BYTES:
-            response, answered = answer(body, served, max_rows, request_id)
+            if served.direct is not None:
+                response, answered = await answer_batched(body, served, max_rows, request_id, batcher)
+            else:
+                response, answered = answer(body, served, max_rows, request_id)
         else:
             response, answered = await run_in_threadpool(answer, body, served, max_rows, request_id)
         if answered is not None:

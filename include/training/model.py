@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import mlflow.pyfunc
 import numpy as np
@@ -256,8 +256,13 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
         self.estimator = estimator
         self.device = "cpu"
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(label=1) per row, float64."""
+    def predict_proba(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """P(label=1) per row, float64; ``frame`` may also be a mapping of column name to array.
+
+        A row's probability depends on that row alone, to the last bit, whatever else
+        is in the batch (see :func:`_mlp_logits`), so a server may predict concurrent
+        requests together and still answer each exactly as it would have alone.
+        """
         if not self.is_fitted:
             raise ModelError("the model is not fitted or loaded")
         matrix = self.preprocessor.transform(frame)
@@ -270,18 +275,22 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
                 inputs = torch.from_numpy(matrix)
                 if self._torch_device is not None and self._torch_device.type != "cpu":
                     inputs = inputs.to(self._torch_device)
-                logits = self.network(inputs).squeeze(1)
-                return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
+                logits = _mlp_logits(self.network, inputs).cpu().numpy().astype(np.float64)
+            # numpy's exp treats every element alike (torch's sigmoid does not: its vectorised
+            # and scalar paths may differ in the last bit depending on where a row sits)
+            return 1.0 / (1.0 + np.exp(-logits))
         return self.estimator.predict_proba(matrix)[:, 1].astype(np.float64)
+
+    def predict_with_labels(self, frame: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(probability float64, predicted label int64) per row: the served contract without a DataFrame."""
+        probability = self.predict_proba(frame)
+        return probability, (probability >= DECISION_THRESHOLD).astype(np.int64)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        probability = self.predict_proba(model_input)
-        return pd.DataFrame(
-            {"probability": probability, "prediction": (probability >= DECISION_THRESHOLD).astype(np.int64)},
-            index=model_input.index,
-        )
+        probability, prediction = self.predict_with_labels(model_input)
+        return pd.DataFrame({"probability": probability, "prediction": prediction}, index=model_input.index)
 
     def save_artifacts(self, directory: str | Path) -> dict[str, str]:
         """Write the fitted state under ``directory``; returns the ``artifacts`` mapping for log_model."""
@@ -347,6 +356,27 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
         self.network = network
         self._torch_device = device
         self.device = _torch_device_name(device)
+
+
+def _mlp_logits(network, inputs):
+    """The network's logits, each row computed on its own: a one-row matrix product per row.
+
+    ``nn.Linear`` multiplies the whole batch at once, and the matrix kernel it picks
+    (and so the order of the floating-point sums) depends on the number of rows: a
+    row's logit could then change in its last bit with the batch it was sent in.
+    A batched product of one-row matrices runs the same kernel for every row.
+    """
+    import torch
+
+    hidden = inputs.unsqueeze(1)
+    for layer in network:
+        if isinstance(layer, torch.nn.Linear):
+            rows = hidden.shape[0]
+            weights = layer.weight.t().unsqueeze(0).expand(rows, -1, -1)
+            hidden = torch.baddbmm(layer.bias.view(1, 1, -1).expand(rows, 1, -1), hidden, weights)
+        else:
+            hidden = layer(hidden)
+    return hidden.reshape(-1)
 
 
 def _limit_torch_threads() -> None:

@@ -97,11 +97,13 @@ class TabularPreprocessor:
         self.numeric_stats = stats
         return self
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+    def transform(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """The model matrix of ``frame``: a DataFrame, or a mapping of column name to a 1-d array
+        (what a server holds once it has parsed a request; no DataFrame needs building for it)."""
         if self.numeric_stats is None:
             raise PreprocessingError("the preprocessor is not fitted: call fit() or load it with from_dict()")
-        self._check_columns(frame)
-        out = np.zeros((len(frame), self.output_dim), dtype=np.float32)
+        rows = self._check_columns(frame)
+        out = np.zeros((rows, self.output_dim), dtype=np.float32)
         column = 0
         for name in self.numeric_features:
             stats = self.numeric_stats[name]
@@ -151,16 +153,30 @@ class TabularPreprocessor:
         preprocessor.numeric_stats = stats
         return preprocessor
 
-    def _check_columns(self, frame: pd.DataFrame) -> None:
-        if not isinstance(frame, pd.DataFrame):
-            raise PreprocessingError(f"expected a pandas DataFrame, got {type(frame).__name__}")
-        missing = [name for name in self.feature_names if name not in frame.columns]
+    def _check_columns(self, frame: pd.DataFrame | Mapping[str, Any]) -> int:
+        """The number of rows, once every feature column is known to be there."""
+        if isinstance(frame, pd.DataFrame):
+            names, rows = frame.columns, len(frame)
+        elif isinstance(frame, Mapping):
+            names = frame.keys()
+            lengths = {len(frame[name]) for name in self.feature_names if name in frame}
+            if len(lengths) > 1:
+                raise PreprocessingError(f"the input columns differ in length: {sorted(lengths)}")
+            rows = lengths.pop() if lengths else 0
+        else:
+            raise PreprocessingError(f"expected a pandas DataFrame or a mapping of columns, got {type(frame).__name__}")
+        missing = [name for name in self.feature_names if name not in names]
         if missing:
             raise PreprocessingError(f"input is missing required feature column(s): {', '.join(missing)}")
+        return rows
 
     @staticmethod
-    def _numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    def _numeric_column(frame: pd.DataFrame | Mapping[str, Any], name: str) -> np.ndarray:
         series = frame[name]
+        if isinstance(series, np.ndarray) and series.dtype.kind == "f":
+            return series.astype(np.float64, copy=False)
+        if not isinstance(series, pd.Series):
+            series = pd.Series(series)
         if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
             # object columns (e.g. JSON numbers with a None) are accepted if every value is numeric
             try:
@@ -171,8 +187,12 @@ class TabularPreprocessor:
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
     @staticmethod
-    def _categorical_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    def _categorical_column(frame: pd.DataFrame | Mapping[str, Any], name: str) -> np.ndarray:
         series = frame[name]
+        if isinstance(series, np.ndarray) and series.dtype == object:
+            return series
+        if not isinstance(series, pd.Series):
+            series = pd.Series(series)
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             # e.g. integer-coded categories: the spec's categories are strings
             series = series.astype("string")

@@ -5,16 +5,20 @@ one task that runs in the ``retrain_trigger`` pool (one slot): concurrent
 drift runs, e.g. a backfill with several active runs, take turns, so each sees
 the training run the previous one created and none triggers a second. The
 triggered run has a deterministic id per window, so a retried trigger finds
-its run already there and creates nothing.
+its run already there, creates nothing and ends as skipped.
+
+The operator triggers the run the way Airflow 3's ``TriggerDagRunOperator``
+does, by raising ``DagRunTriggerException`` for the task runner to act on, but
+derives from the SDK's ``BaseOperator``: importing the provider's operator pulls
+in ``airflow.models`` and the database layer, which would make every parse of
+``drift_monitor`` several times slower. It does not wait for the training run.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Variable
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
 TRAINING_DAG_ID = "ml_training"
 RETRAIN_POOL = "retrain_trigger"
@@ -27,29 +31,45 @@ def training_run_id(window_start) -> str:
     return f"drift__{window_start:%Y-%m-%d}"
 
 
-class RetrainOnDriftOperator(TriggerDagRunOperator):
+class TrainingRunLink(BaseOperatorLink):
+    """The task's "Retraining run" button: the URL pushed to XCom when the run was triggered.
+
+    Airflow 3 serializes an operator link as its XCom key, and the UI reads the URL
+    from that XCom, so nothing here runs on the API server.
+    """
+
+    name = "Retraining run"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return XCom.get_value(ti_key=ti_key, key=self.xcom_key) or ""
+
+
+class RetrainOnDriftOperator(BaseOperator):
     """Reads the drift metrics of ``drift_task_id``, decides, and triggers ``ml_training`` or skips."""
 
     ui_color = "#fde2c8"
+    operator_extra_links = (TrainingRunLink(),)
 
     def __init__(self, *, drift_task_id: str, **kwargs):
         kwargs.setdefault("pool", RETRAIN_POOL)
-        super().__init__(trigger_dag_id=TRAINING_DAG_ID, skip_when_already_exists=True, logical_date=None,
-                         openlineage_inject_parent_info=False, **kwargs)
+        super().__init__(**kwargs)
         self.drift_task_id = drift_task_id
 
     def execute(self, context) -> Any:
+        from datetime import date
+
+        from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
+
         from include.monitoring.decision import decide
 
         ti, params, dag_run = context["ti"], context["params"], context["dag_run"]
         window_start, window_end = context["data_interval_start"], context["data_interval_end"]
         metrics = ti.xcom_pull(task_ids=self.drift_task_id)
         last_trigger = Variable.get(LAST_TRIGGER_VARIABLE, default=None, deserialize_json=True)
-        last_window_end = None
-        if last_trigger:
-            from datetime import date
-
-            last_window_end = date.fromisoformat(last_trigger["window_end"])
+        last_window_end = date.fromisoformat(last_trigger["window_end"]) if last_trigger else None
         decision = decide(
             metrics,
             drift_share_threshold=params["drift_share_threshold"],
@@ -73,9 +93,7 @@ class RetrainOnDriftOperator(TriggerDagRunOperator):
             "window_start": window_start.date().isoformat(), "window_end": window_end.date().isoformat(),
             "training_run_id": run_id, "drift_run_id": dag_run.run_id,
         }, serialize_json=True)
-        self.trigger_run_id = run_id
-        self.note = f"retraining: {decision.reason}"
-        self.conf = {
+        conf = {
             "reason": f"drift in window {window_start.date()}..{window_end.date()}: {decision.reason}"[:500],
             # the retraining window ends with the drifted window, so it learns from the new data
             "training_window_end": (window_end - timedelta(days=1)).date().isoformat(),
@@ -85,11 +103,28 @@ class RetrainOnDriftOperator(TriggerDagRunOperator):
                 "performance_drop": metrics.get("performance_drop"), "drift_run_id": dag_run.run_id,
             },
         }
+        ti.xcom_push(key=TrainingRunLink().xcom_key, value=_dag_run_url(TRAINING_DAG_ID, run_id))
         self.log.info("triggering %s run %s", TRAINING_DAG_ID, run_id)
-        return super().execute(context)
+        # The task runner creates the run; when it already exists (a retry, a cleared
+        # task) it marks this task skipped instead of creating a second one.
+        raise DagRunTriggerException(
+            trigger_dag_id=TRAINING_DAG_ID, dag_run_id=run_id, conf=conf, logical_date=None,
+            reset_dag_run=False, skip_when_already_exists=True, note=f"retraining: {decision.reason}",
+            wait_for_completion=False, allowed_states=["success"], failed_states=["failed"], poke_interval=60,
+            deferrable=False,
+        )
 
     def _record(self, context, decision: dict) -> None:
         from include.monitoring.drift import record_decision
         from mlops_airflow.runtime import task_settings
 
         record_decision(task_settings(), context["data_interval_start"], decision)
+
+
+def _dag_run_url(dag_id: str, run_id: str) -> str:
+    from urllib.parse import quote
+
+    from airflow.sdk.configuration import conf
+
+    base_url = conf.get("api", "base_url", fallback="/")
+    return f"{base_url.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id, safe='')}"

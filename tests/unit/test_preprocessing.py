@@ -124,6 +124,20 @@ def test_object_column_of_numbers_and_none_is_accepted(spec, train_frame):
     assert matrix[0, column] != 0.0
 
 
+def test_a_mapping_of_columns_transforms_like_the_frame_it_came_from(spec, train_frame):
+    preprocessor = TabularPreprocessor.from_spec(spec).fit(train_frame)
+    rows = train_frame.head(20)
+    columns = {name: rows[name].to_numpy() for name in preprocessor.feature_names}
+    columns["monthly_charges"] = columns["monthly_charges"].astype(np.float64)
+    columns["plan"] = columns["plan"].astype(object)
+
+    np.testing.assert_array_equal(preprocessor.transform(columns), preprocessor.transform(rows))
+    with pytest.raises(PreprocessingError, match="differ in length"):
+        preprocessor.transform({**columns, "plan": columns["plan"][:3]})
+    with pytest.raises(PreprocessingError, match="missing required feature column.*tenure_months"):
+        preprocessor.transform({name: values for name, values in columns.items() if name != "tenure_months"})
+
+
 def test_json_round_trip_reproduces_the_transform(spec, train_frame):
     preprocessor = TabularPreprocessor.from_spec(spec).fit(train_frame)
 

@@ -208,3 +208,27 @@ def test_predict_needs_a_fitted_model_and_all_features(spec):
         TabularClassifier("xgboost")
     with pytest.raises(ModelError, match="missing required feature column.*tenure_months"):
         as_model_input(pd.DataFrame({"plan": ["basic"]}), spec)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_a_rows_prediction_does_not_depend_on_the_batch_it_is_predicted_in(model_type, spec):
+    # the server predicts concurrent requests together and must answer each as if alone
+    from include.training.model import TabularClassifier
+    from include.training.preprocessing import TabularPreprocessor
+
+    train = make_frame(spec, 800, seed=2)
+    model = TabularClassifier(model_type).fit(train[spec.feature_names], train[spec.target],
+                                              TabularPreprocessor.from_spec(spec), epochs=2,
+                                              learning_rate=LEARNING_RATES[model_type], batch_size=128)
+    rows = as_model_input(make_frame(spec, 300, seed=4), spec)
+
+    alone = np.concatenate([model.predict_proba(rows.iloc[[index]]) for index in range(len(rows))])
+
+    for size in (2, 7, 32, 300):
+        together = np.concatenate([model.predict_proba(rows.iloc[start:start + size])
+                                   for start in range(0, len(rows), size)])
+        np.testing.assert_array_equal(together, alone, err_msg=f"batches of {size}")
+    columns = {name: rows[name].to_numpy() for name in rows.columns}
+    probabilities, labels = model.predict_with_labels(columns)
+    np.testing.assert_array_equal(probabilities, alone)
+    np.testing.assert_array_equal(labels, (alone >= 0.5).astype(np.int64))

@@ -1,0 +1,183 @@
+"""Serving: the project's model server against ``mlflow models serve``, same model version, same load.
+
+Both servers serve the same registered version of the demo model (``torch_mlp``)
+from the same tracking store, one process each, on 127.0.0.1 of this machine:
+
+- project: ``python -m include.serving`` as the local deployer starts it (inference
+  log on, written to a scratch folder; Prometheus metrics on);
+- MLflow: ``mlflow models serve -m models:/<name>/<version> --env-manager local``
+  (its default: one uvicorn worker).
+
+The load generator (``benchmarks.loadgen``, its own process) keeps C connections
+busy, each sending a one-row request in MLflow's ``dataframe_split`` format as soon
+as its previous one answered, for a fixed time after a warm-up; the rows cycle
+through 256 customers of the demo data. Before measuring, both servers must answer
+every payload with the same probabilities.
+
+    python -m benchmarks.serving
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from benchmarks.common import ROOT, WORK, median, project_env, quick, run_json, runs, save
+
+CONCURRENCY = (1, 8, 32)
+PAYLOAD_ROWS = 256
+
+
+def payloads() -> list[dict]:
+    from benchmarks.model import demo_frame
+    from include.training.model import as_model_input
+
+    spec, frame = demo_frame(days=1, rows_per_day=PAYLOAD_ROWS, seed=11)
+    features = as_model_input(frame, spec)
+    split = json.loads(features.to_json(orient="split", index=False))
+    return [{"dataframe_split": {"columns": split["columns"], "data": [row]}} for row in split["data"]]
+
+
+def _free_port() -> int:
+    from scripts.local_stack import free_port
+
+    return free_port()
+
+
+@contextmanager
+def server(command: list[str], url: str, env: dict[str, str], log_path: Path, timeout: float = 180) -> Iterator[str]:
+    """Start ``command`` in a session of its own, wait until ``url/health`` answers, stop it (and its children)."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"`{' '.join(command[:4])}...` exited with {process.returncode}; see {log_path}")
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"`{' '.join(command[:4])}...` not healthy after {timeout:.0f}s; see {log_path}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def project_server(tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path):
+    port = _free_port()
+    command = [sys.executable, "-m", "include.serving", "--model-name", name, "--version", version,
+               "--host", "127.0.0.1", "--port", str(port), "--inference-log", str(log_root)]
+    env = project_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PYTHONUNBUFFERED="1")
+    return server(command, f"http://127.0.0.1:{port}", env, log_path)
+
+
+def mlflow_server(tracking_uri: str, name: str, version: str, log_path: Path):
+    port = _free_port()
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "models", "serve", "-m", f"models:/{name}/{version}", "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]
+    # the model's torch thread count as the project's server sets it, so that the two
+    # servers differ in how they serve, not in how the model computes
+    env = project_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PYTHONUNBUFFERED="1",
+                      MLOPS_TORCH_THREADS="1")
+    return server(command, f"http://127.0.0.1:{port}", env, log_path)
+
+
+def _probabilities(url: str, bodies: list[dict]) -> list[float]:
+    answers = []
+    with requests.Session() as session:
+        for body in bodies:
+            response = session.post(f"{url}/invocations", json=body, timeout=30)
+            response.raise_for_status()
+            answers.append(float(response.json()["predictions"][0]["probability"]))
+    return answers
+
+
+def load(url: str, payload_file: Path, concurrency: int, seconds: float, warmup: float) -> dict:
+    return run_json(["-m", "benchmarks.loadgen", "--url", f"{url}/invocations", "--payloads", str(payload_file),
+                     "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(warmup)],
+                    timeout=seconds + warmup + 120)
+
+
+def main() -> int:
+    from benchmarks.model import registered_version
+
+    repetitions = runs(3)
+    seconds, warmup = (3.0, 1.0) if quick() else (10.0, 2.0)
+    tracking_uri, name, version = registered_version()
+    folder = WORK / "serving"
+    folder.mkdir(parents=True, exist_ok=True)
+    bodies = payloads()
+    payload_file = folder / "payloads.json"
+    payload_file.write_text(json.dumps(bodies))
+
+    samples: dict[str, dict[int, list[dict]]] = {"project": {c: [] for c in CONCURRENCY},
+                                                  "mlflow": {c: [] for c in CONCURRENCY}}
+    with tempfile.TemporaryDirectory(prefix="serving-bench-log-") as log_root, \
+            project_server(tracking_uri, name, version, Path(log_root), folder / "project-server.log") as ours, \
+            mlflow_server(tracking_uri, name, version, folder / "mlflow-server.log") as theirs:
+        ours_answers, their_answers = _probabilities(ours, bodies), _probabilities(theirs, bodies)
+        largest_gap = max(abs(a - b) for a, b in zip(ours_answers, their_answers))
+        if largest_gap > 1e-6:
+            raise RuntimeError(f"the two servers disagree on the same model version (by up to {largest_gap})")
+        for repetition in range(repetitions):
+            for concurrency in CONCURRENCY:
+                # the servers alternate at each level, so that a slow spell of the machine hits both
+                for tool, url in (("mlflow", theirs), ("project", ours)):
+                    result = load(url, payload_file, concurrency, seconds, warmup)
+                    samples[tool][concurrency].append(result)
+                    print(f"  serving {tool:<7} c={concurrency:<3} run {repetition + 1}/{repetitions}: "
+                          f"{result['throughput']:8.1f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+                          f"p99 {result['p99_ms']:6.2f} ms", flush=True)
+
+    levels = []
+    for concurrency in CONCURRENCY:
+        ours_runs, their_runs = samples["project"][concurrency], samples["mlflow"][concurrency]
+        levels.append({
+            "concurrency": concurrency,
+            "project_throughput": median([r["throughput"] for r in ours_runs]),
+            "mlflow_throughput": median([r["throughput"] for r in their_runs]),
+            "project_p50_ms": median([r["p50_ms"] for r in ours_runs]),
+            "mlflow_p50_ms": median([r["p50_ms"] for r in their_runs]),
+            "project_p99_ms": median([r["p99_ms"] for r in ours_runs]),
+            "mlflow_p99_ms": median([r["p99_ms"] for r in their_runs]),
+            "throughput_ratio": median([o["throughput"] / t["throughput"] for o, t in zip(ours_runs, their_runs)]),
+            "runs": [{"project": o, "mlflow": t} for o, t in zip(ours_runs, their_runs)],
+        })
+    save("serving", {"model": f"models:/{name}/{version}", "model_type": "torch_mlp", "runs": repetitions,
+                     "seconds": seconds, "warmup_seconds": warmup, "largest_answer_gap": largest_gap,
+                     "levels": levels})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
