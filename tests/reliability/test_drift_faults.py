@@ -111,25 +111,30 @@ def test_a_bad_window_is_never_no_drift_and_never_a_trigger(traffic, request, fa
 
 def test_retried_trigger_and_drift_during_training_create_no_second_run(traffic, request):
     stack = traffic
+    # the Airflow database is the session's: other tests' finished retraining runs may be in it
+    before = _retraining_runs()
     first = _check(stack, request, DRIFTED[0])
     assert first.states == {"check_drift": "success", "trigger_retraining": "success"}, first.states
     run_id = f"drift__{DRIFTED[0].isoformat()}"
-    assert _retraining_runs() == {run_id: "queued"}
+    try:
+        assert _retraining_runs() == {**before, run_id: "queued"}
 
-    # the trigger again (a retry, or a cleared task) after its run was created
-    retried = _check(stack, request, DRIFTED[0])
-    assert "failed" not in retried.states.values(), retried.states
-    assert retried.states["trigger_retraining"] == "skipped"
-    assert _retraining_runs() == {run_id: "queued"}
+        # the trigger again (a retry, or a cleared task) after its run was created
+        retried = _check(stack, request, DRIFTED[0])
+        assert "failed" not in retried.states.values(), retried.states
+        assert retried.states["trigger_retraining"] == "skipped"
+        assert _retraining_runs() == {**before, run_id: "queued"}
 
-    # drift in the next window while that retraining runs
-    _set_state(run_id, "running")
-    during = _check(stack, request, DRIFTED[1])
-    assert during.states == {"check_drift": "success", "trigger_retraining": "skipped"}, during.states
-    if during.output:
-        assert "already queued/running" in during.output
-    assert _retraining_runs() == {run_id: "running"}
-    _set_state(run_id, "success")
+        # drift in the next window while that retraining runs
+        _set_state(run_id, "running")
+        during = _check(stack, request, DRIFTED[1])
+        assert during.states == {"check_drift": "success", "trigger_retraining": "skipped"}, during.states
+        if during.output:
+            assert "already queued/running" in during.output
+        assert _retraining_runs() == {**before, run_id: "running"}
+    finally:
+        # finished, whatever happened, so that the next test starts with no retraining active
+        _set_state(run_id, "success")
 
 
 def test_a_trigger_that_died_before_creating_its_run_is_not_lost(traffic, request):
