@@ -19,8 +19,6 @@ every payload with the same probabilities.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -78,18 +76,10 @@ def server(command: list[str], url: str, env: dict[str, str], log_path: Path, ti
 
 
 def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
+    from scripts.local_stack import stop_process_group
+
+    stop_process_group(process.pid, timeout=20)
+    process.wait()
 
 
 def project_server(tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path):

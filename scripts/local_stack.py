@@ -221,7 +221,7 @@ class LocalStack:
             if record is None:
                 continue
             if _process_alive(record):
-                _stop_group(record.pid, timeout)
+                stop_process_group(record.pid, timeout)
                 stopped.append(name)
             self._record_path(name).unlink(missing_ok=True)
         from include.deployment.local import LocalServingDeployer
@@ -246,7 +246,7 @@ class LocalStack:
         return AirflowClient(self.api_url, ADMIN_USER, self.admin_password())
 
 
-def _stop_group(pid: int, timeout: float) -> None:
+def stop_process_group(pid: int, timeout: float) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -76,3 +76,19 @@ def deployer_for(settings: Settings, kubernetes_client: Any = None) -> Deployer:
 
         return KubernetesDeployer(settings, kubernetes_client)
     raise ValueError(f"no deployer for profile {settings.profile!r}")
+
+
+def promote(model_name: str, version: str, champion: str | None) -> str | None:
+    """Make ``version`` champion after its smoke test; returns the champion it replaced.
+
+    ``champion`` is the champion this deploy started from: the alias moves only from it,
+    so a concurrent move fails the deploy and is never lost.
+    """
+    from include.registry import promote_champion, version_tags
+
+    if champion == version:
+        # a re-deploy of the champion moves nothing; report the champion it replaced back then
+        recorded = version_tags(model_name, version).get("previous_champion_version")
+        return None if recorded in (None, "", "none") else recorded
+    previous = promote_champion(model_name, version, expected_champion=champion)
+    return None if previous is None else str(previous)

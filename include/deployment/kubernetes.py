@@ -55,7 +55,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from include.deployment import DeployFailed, DeployResult
+from include.deployment import DeployFailed, DeployResult, promote
 from include.deployment.k8s_manifests import (
     MODEL_NAME_LABEL,
     MODEL_VERSION_LABEL,
@@ -223,7 +223,7 @@ class KubernetesDeployer:
             smoke = smoke_test(url, version, sample, expected, tolerance, session=self._http(),
                                request_timeout=self.request_timeout)
             stage = "moving the champion alias"
-            previous_champion = _promote(model_name, version, champion)
+            previous_champion = promote(model_name, version, champion)
         except Exception as exc:
             log.error("deploy of %s version %s failed while %s: %s", model_name, version, stage, exc)
             served_now = self._roll_back(model_name, name, url, snapshot, champion)
@@ -474,15 +474,3 @@ def _is_complete(deployment: dict[str, Any]) -> bool:
         return rollout_state(deployment)[0]
     except RolloutFailed:
         return False
-
-
-def _promote(model_name: str, version: str, champion: str | None) -> str | None:
-    from include.registry import promote_champion, version_tags
-
-    if champion == version:
-        # a re-deploy of the champion moves nothing; report the champion it replaced back then
-        recorded = version_tags(model_name, version).get("previous_champion_version")
-        return None if recorded in (None, "", "none") else recorded
-    # only from the champion this deploy started from: a concurrent move fails it, never is lost
-    previous = promote_champion(model_name, version, expected_champion=champion)
-    return None if previous is None else str(previous)

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from include.deployment import DeployFailed, DeployResult, SmokeResult
+from include.deployment import DeployFailed, DeployResult, SmokeResult, promote
 from include.deployment.smoke import MALFORMED_BODY  # noqa: F401 (kept importable from here)
 from include.deployment.smoke import message as _message
 from include.deployment.smoke import smoke_test as run_smoke_test
@@ -185,23 +185,11 @@ class LocalServingDeployer:
                 stage = "running the smoke test"
                 smoke = self.smoke_test(version, sample, expected, tolerance)
                 stage = "moving the champion alias"
-                previous_champion = self._promote(model_name, version, champion)
+                previous_champion = promote(model_name, version, champion)
             except Exception as exc:
                 served_now = self._restore(model_name, champion, before)
                 raise DeployFailed(model_name, version, stage, f"{type(exc).__name__}: {exc}", served_now) from exc
             return DeployResult(version=version, previous_champion=previous_champion, url=self.url, smoke=smoke)
-
-    @staticmethod
-    def _promote(model_name: str, version: str, champion: str | None) -> str | None:
-        from include.registry import promote_champion, version_tags
-
-        if champion == version:
-            # a re-deploy of the champion moves nothing; report the champion it replaced back then
-            recorded = version_tags(model_name, version).get("previous_champion_version")
-            return None if recorded in (None, "", "none") else recorded
-        # only from the champion this deploy started from: a concurrent move fails it, never is lost
-        previous = promote_champion(model_name, version, expected_champion=champion)
-        return None if previous is None else str(previous)
 
     def _serve(self, model_name: str, version: str) -> None:
         current = self.status()

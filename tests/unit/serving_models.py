@@ -7,9 +7,16 @@ project root on its ``PYTHONPATH``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+
+if TYPE_CHECKING:
+    from include.settings import Settings
 
 FEATURES = ("tenure_months", "monthly_charges", "support_calls")
 
@@ -123,3 +130,24 @@ def forget_mlflow_uris() -> None:
 
     tracking_utils._tracking_uri = None
     registry_utils._registry_uri = None
+
+
+@contextmanager
+def private_registry(home: Path) -> Iterator["Settings"]:
+    """The project's settings with an MLflow SQLite store of their own under ``home``,
+    configured for this process (one per test module: creating a store costs seconds)."""
+    import pytest
+
+    from include.settings import Settings
+    from include.tracking import configure
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
+        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        settings = Settings.from_env()
+        configure(settings)
+        try:
+            yield settings
+        finally:
+            forget_mlflow_uris()

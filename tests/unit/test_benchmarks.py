@@ -91,6 +91,17 @@ def test_peak_memory_of_a_block_counts_what_it_allocated():
     assert cost["peak_rss_bytes"] >= cost["peak_added_bytes"]
 
 
+def _load_against(handle, path: str, bodies: list[bytes], **load) -> dict:
+    """``loadgen.run_load`` against a raw asyncio HTTP server on 127.0.0.1 that answers with ``handle``."""
+    async def scenario():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await loadgen.run_load(f"http://127.0.0.1:{port}{path}", bodies, **load)
+
+    return asyncio.run(scenario())
+
+
 def test_the_load_generator_keeps_c_requests_in_flight_and_reports_percentiles():
     received: list[bytes] = []
     in_flight = {"now": 0, "most": 0}
@@ -113,14 +124,8 @@ def test_the_load_generator_keeps_c_requests_in_flight_and_reports_percentiles()
             await writer.drain()
         writer.close()
 
-    async def scenario():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            return await loadgen.run_load(f"http://127.0.0.1:{port}/invocations", [b'{"a": 1}', b'{"a": 2}'],
-                                          concurrency=4, seconds=0.5, warmup=0.1)
-
-    result = asyncio.run(scenario())
+    result = _load_against(handle, "/invocations", [b'{"a": 1}', b'{"a": 2}'], concurrency=4, seconds=0.5,
+                           warmup=0.1)
 
     assert result["requests"] > 0 and result["concurrency"] == 4
     assert in_flight["most"] == 4
@@ -136,14 +141,8 @@ def test_the_load_generator_fails_on_an_error_answer():
         await writer.drain()
         writer.close()
 
-    async def scenario():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        async with server:
-            await loadgen.run_load(f"http://127.0.0.1:{port}/", [b"{}"], concurrency=1, seconds=0.2, warmup=0)
-
     with pytest.raises(loadgen.ServerError, match="500"):
-        asyncio.run(scenario())
+        _load_against(handle, "/", [b"{}"], concurrency=1, seconds=0.2, warmup=0)
 
 
 # ------------------------------------------------------------------------------------------ the table

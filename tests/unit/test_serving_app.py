@@ -23,7 +23,7 @@ from tests.unit.serving_models import (
     SlowChurnModel,
     UnloadableModel,
     WrongLengthModel,
-    forget_mlflow_uris,
+    private_registry,
     register,
     sample_frame,
 )
@@ -47,16 +47,7 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """One registry for the module: creating an MLflow SQLite store costs seconds."""
-    from include.settings import Settings
-    from include.tracking import configure
-
-    home = tmp_path_factory.mktemp("serving-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(home))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        settings = Settings.from_env()
-        configure(settings)
+    with private_registry(tmp_path_factory.mktemp("serving-home")) as settings:
         good_model, other_model = ChurnModel(), ChurnModel(regularization=0.001, seed=7)
         yield Registry(
             tracking_uri=settings.tracking_uri,
@@ -69,7 +60,6 @@ def registry(tmp_path_factory):
             good_model=good_model,
             other_model=other_model,
         )
-        forget_mlflow_uris()
 
 
 @pytest.fixture(scope="module")

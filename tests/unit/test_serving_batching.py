@@ -21,7 +21,7 @@ from include.serving.app import MicroBatcher, ServedModel, create_app, direct_pr
 from include.training.model import as_model_input
 from include.training.train import TrainingConfig, train_and_log
 from tests.unit.churn_frame import make_frame
-from tests.unit.serving_models import ChurnModel, forget_mlflow_uris, register
+from tests.unit.serving_models import ChurnModel, private_registry, register
 
 MODEL_NAME = "customer_churn"
 
@@ -31,16 +31,7 @@ def project_model(tmp_path_factory):
     """(tracking URI, version) of a registered torch_mlp, and rows to score."""
     from include.data.spec import load_spec
     from include.registry import register_challenger
-    from include.settings import Settings
-    from include.tracking import configure
-
-    home = tmp_path_factory.mktemp("batching-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(home))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        settings = Settings.from_env()
-        configure(settings)
+    with private_registry(tmp_path_factory.mktemp("batching-home")) as settings:
         spec = load_spec(settings.dataset_spec)
         config = TrainingConfig(model_type="torch_mlp", epochs=2, learning_rate=0.01, batch_size=128, seed=3)
         result = train_and_log(make_frame(spec, 1200, seed=5), spec, config, settings)
@@ -48,7 +39,6 @@ def project_model(tmp_path_factory):
         generic = register(MODEL_NAME, ChurnModel())
         rows = as_model_input(make_frame(spec, 120, seed=9), spec).reset_index(drop=True)
         yield settings.tracking_uri, version, generic, rows
-        forget_mlflow_uris()
 
 
 def one_row(rows: pd.DataFrame, index: int) -> dict:

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from include.monitoring.inference_log import read_window
 from include.serving.app import create_app
-from tests.unit.serving_models import ChurnModel, forget_mlflow_uris, register, sample_frame
+from tests.unit.serving_models import ChurnModel, private_registry, register, sample_frame
 
 MODEL_NAME = "customer_churn"
 UUID_LENGTH = 36
@@ -33,20 +33,10 @@ class Registry:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     """One registry for the module: creating an MLflow SQLite store costs seconds."""
-    from include.settings import Settings
-    from include.tracking import configure
-
-    home = tmp_path_factory.mktemp("metrics-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_HOME", str(home))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        settings = Settings.from_env()
-        configure(settings)
+    with private_registry(tmp_path_factory.mktemp("metrics-home")) as settings:
         good_model = ChurnModel()
         yield Registry(settings.tracking_uri, register(MODEL_NAME, good_model),
                        register(MODEL_NAME, ChurnModel(regularization=0.001, seed=7)), good_model)
-        forget_mlflow_uris()
 
 
 @pytest.fixture
