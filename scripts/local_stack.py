@@ -97,6 +97,10 @@ class LocalStack:
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # The scheduler, dag-processor, triggerer, api-server and workers all write to one
+            # SQLite file. SQLite's default 5 s wait for its write lock runs out when the machine
+            # is busy training, and the API then answers 503 "database is locked"; 30 s rides it out.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}?timeout=30",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # LocalExecutor starts one worker process per slot: 32 by default, far too
             # many for a laptop; the training step is the only heavy task anyway.
@@ -269,6 +273,13 @@ def stop_process_group(pid: int, timeout: float) -> None:
         pass
 
 
+LOCKED_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+def _database_locked(response: requests.Response) -> bool:
+    return response.status_code == 503 and "database is locked" in response.text.lower()
+
+
 class AirflowClient:
     """The few REST API v2 calls the demo and the tests need."""
 
@@ -286,6 +297,13 @@ class AirflowClient:
 
     def call(self, method: str, path: str, **kwargs) -> dict:
         response = self.request(method, path, **kwargs)
+        for delay in LOCKED_RETRY_DELAYS:
+            if not _database_locked(response):
+                break
+            # Airflow answers 503 when its SQLite database stayed locked, after undoing what the
+            # request had begun (a half-created backfill included), so the same request is safe again.
+            time.sleep(delay)
+            response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else {}
