@@ -219,6 +219,19 @@ class LocalStack:
 
     def stop(self, timeout: float = 20) -> list[str]:
         """Stop every process this stack started (Airflow components and the model server)."""
+        stopped = self.stop_airflow(timeout)
+        from include.deployment.local import LocalServingDeployer
+
+        deployer = LocalServingDeployer(self.settings)
+        if deployer.status() is not None:
+            deployer.stop()
+            stopped.append("model-server")
+        else:
+            deployer.stop()  # clears a stale state file, if any
+        return stopped
+
+    def stop_airflow(self, timeout: float = 20) -> list[str]:
+        """Stop the Airflow components only: a model server keeps serving."""
         stopped = []
         for name in COMPONENTS:
             record = self._read_record(name)
@@ -228,14 +241,6 @@ class LocalStack:
                 stop_process_group(record.pid, timeout)
                 stopped.append(name)
             self._record_path(name).unlink(missing_ok=True)
-        from include.deployment.local import LocalServingDeployer
-
-        deployer = LocalServingDeployer(self.settings)
-        if deployer.status() is not None:
-            deployer.stop()
-            stopped.append("model-server")
-        else:
-            deployer.stop()  # clears a stale state file, if any
         return stopped
 
     # ----------------------------------------------------------------- REST API

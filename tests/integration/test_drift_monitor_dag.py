@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import TEST_LATENCY_BUDGET_MS
 from tests.integration.conftest import DAYS, LAST_DAY, run_dag
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ def served_traffic(local_profile):
     settings, spec = local_profile
     states = run_dag("ml_training", run_conf={"epochs": 4, "training_window_days": DAYS,
                                               "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.7,
-                                              "latency_budget_ms": 200, "reason": "first champion"})
+                                              "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "first champion"})
     assert states["deploy"] == "success", states
 
     from include.data.generate import DriftConfig

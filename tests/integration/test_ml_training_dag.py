@@ -16,10 +16,11 @@ import requests
 
 pytestmark = pytest.mark.integration
 
+from tests.conftest import TEST_LATENCY_BUDGET_MS
 from tests.integration.conftest import DAYS, FIRST_DAY, LAST_DAY, ROOT, run_dag
 
 FAST = {"epochs": 4, "batch_size": 128, "training_window_days": DAYS,
-        "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.7, "latency_budget_ms": 200}
+        "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.7, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
 
 
 def _run(conf: dict) -> dict[str, str]:

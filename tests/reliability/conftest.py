@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_LATENCY_BUDGET_MS
+
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_DAY = date(2026, 5, 1)
 DAYS = 14
@@ -40,7 +42,8 @@ CANARIES = {
     "AWS_SECRET_ACCESS_KEY": "canary-object-store-key-a19f55",
 }
 FAST_TRAINING = {"model_type": "sklearn_hgb", "epochs": 3, "training_window_days": DAYS,
-                 "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.6, "latency_budget_ms": 500}
+                 "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.6,
+                 "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
 
 
 def free_port() -> int:

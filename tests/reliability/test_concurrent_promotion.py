@@ -21,11 +21,12 @@ import time
 
 import pytest
 
+from tests.conftest import TEST_LATENCY_BUDGET_MS
 from tests.reliability.conftest import ROOT, free_port, xcom
 
 pytestmark = pytest.mark.reliability
 
-MIN_ROC_AUC, MAX_REGRESSION, LATENCY_BUDGET_MS = 0.5, 0.02, 500.0
+MIN_ROC_AUC, MAX_REGRESSION, LATENCY_BUDGET_MS = 0.5, 0.02, TEST_LATENCY_BUDGET_MS
 NOISE = {"C": 4.0, "A": 1.5, "B": 0.0}
 
 RACER = r"""

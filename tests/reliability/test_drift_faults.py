@@ -159,12 +159,13 @@ def test_a_trigger_that_died_before_creating_its_run_is_not_lost(traffic, reques
 
 
 def test_concurrent_windows_decide_one_at_a_time():
-    """Case 11: several drift runs active at once (a backfill) reach the trigger together.
+    """Case 11's configuration: several drift runs may be active at once, and their triggers take turns.
 
     The scheduler runs ``trigger_retraining`` in the ``retrain_trigger`` pool, which the
     project's settings give exactly one slot: the windows decide in turn, each seeing the
-    retraining run the previous one created (the sequence checked above), so at most one
-    retraining starts. Checked here: the concurrency is real and the pool is what serialises it.
+    retraining run the previous one created (the sequence checked above). The real
+    scheduler doing so is ``test_concurrent_backfill.py``; this checks the settings that
+    any deployment's copy of ``airflow_settings.yaml`` must keep.
     """
     from airflow.dag_processing.dagbag import DagBag
 
