@@ -116,12 +116,10 @@ def simulate_traffic(stack: LocalStack, first_day: date, days: int, drift_day: d
 def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: float) -> list[dict]:
     """Backfill drift_monitor over [first_day, last_day] one window at a time; the runs, in date order."""
     to_utc = lambda day: datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc).isoformat()  # noqa: E731
-    backfill = client.call("POST", "/backfills", json={
-        "dag_id": DRIFT_DAG_ID, "from_date": to_utc(first_day), "to_date": to_utc(last_day),
-        "max_active_runs": 1, "reprocess_behavior": "completed",
+    backfill = client.create_backfill(
+        DRIFT_DAG_ID, to_utc(first_day), to_utc(last_day), max_active_runs=1, reprocess_behavior="completed",
         # backfills only report drift unless asked: here the story is to retrain from history
-        "dag_run_conf": {"allow_backfill_retrain": True},
-    })
+        dag_run_conf={"allow_backfill_retrain": True})
     print(f"\nbackfilling {DRIFT_DAG_ID} {first_day}..{last_day} through the REST API (backfill {backfill['id']}), "
           f"one window at a time:", flush=True)
     deadline = time.monotonic() + timeout

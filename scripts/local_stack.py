@@ -326,6 +326,22 @@ class AirflowClient:
             time.sleep(2)
         raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s")
 
+    def create_backfill(self, dag_id: str, from_date: str, to_date: str, **options) -> dict:
+        """``POST /backfills`` while ``dag_id`` is paused, then unpause it so that the runs start.
+
+        Airflow commits a backfill's runs one at a time as it creates them. On SQLite, a
+        scheduler already working on the first runs competes with the creation of the next
+        for the write lock; when the creation loses, Airflow deletes the runs it made from
+        under the scheduler, and the scheduler stops. The scheduler leaves a paused DAG's
+        runs alone, so nothing competes while the backfill is created.
+        """
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+        try:
+            return self.call("POST", "/backfills",
+                             json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date, **options})
+        finally:
+            self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
     def trigger(self, dag_id: str, conf: dict, run_id: str | None = None) -> dict:
         body = {"logical_date": None, "conf": conf}
         if run_id:

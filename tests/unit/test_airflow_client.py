@@ -2,6 +2,8 @@
 
 Airflow answers 503 "Database is locked" when its SQLite database stayed locked, after undoing
 what the request had begun; the client sends the same request again. Other errors surface at once.
+A backfill is created while its DAG is paused, and the DAG is unpaused afterwards, whatever
+the answer.
 """
 from __future__ import annotations
 
@@ -19,22 +21,31 @@ LOCKED = {"detail": "Database is locked. Backfill creation is not supported on S
 
 
 class ScriptedAirflow:
-    """Answers each ``POST /api/v2/backfills`` with the next scripted (status, body); counts them."""
+    """Answers each ``POST /api/v2/backfills`` with the next scripted (status, body), and a
+    ``PATCH`` of a DAG with its new state; records every call after the log-in."""
 
     def __init__(self, answers: list[tuple[int, dict]]):
         self.answers = list(answers)
-        self.bodies: list[dict] = []
+        self.calls: list[tuple[str, str, dict]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _body(self) -> dict:
+                return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+
             def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                body = self._body()
                 if self.path == "/auth/token":
                     self._answer(201, {"access_token": "token"})
                     return
                 assert self.headers["Authorization"] == "Bearer token"
-                outer.bodies.append(body)
+                outer.calls.append(("POST", self.path, body))
                 self._answer(*outer.answers.pop(0))
+
+            def do_PATCH(self):  # noqa: N802
+                body = self._body()
+                outer.calls.append(("PATCH", self.path, body))
+                self._answer(200, {"dag_id": self.path.rsplit("/", 1)[-1], **body})
 
             def _answer(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()
@@ -49,6 +60,10 @@ class ScriptedAirflow:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [body for method, _, body in self.calls if method == "POST"]
 
     @property
     def url(self) -> str:
@@ -96,3 +111,20 @@ def test_other_errors_are_not_retried(status, body):
         with pytest.raises(RuntimeError, match=f"POST /backfills -> {status}: .*{body['detail'][:20]}"):
             AirflowClient(airflow.url, "admin", "pw").call("POST", "/backfills", json=BACKFILL)
     assert len(airflow.bodies) == 1
+
+
+@pytest.mark.parametrize("answer", [(201, {"id": 9}), (409, {"detail": "There is already a running backfill"})])
+def test_a_backfill_is_created_while_its_dag_is_paused_and_the_dag_is_unpaused_after(answer):
+    with ScriptedAirflow([answer]) as airflow:
+        client = AirflowClient(airflow.url, "admin", "pw")
+        if answer[0] < 400:
+            assert client.create_backfill("drift_monitor", BACKFILL["from_date"], BACKFILL["to_date"],
+                                          max_active_runs=1) == {"id": 9}
+        else:
+            with pytest.raises(RuntimeError, match="409"):
+                client.create_backfill("drift_monitor", BACKFILL["from_date"], BACKFILL["to_date"], max_active_runs=1)
+    assert airflow.calls == [
+        ("PATCH", "/api/v2/dags/drift_monitor", {"is_paused": True}),
+        ("POST", "/api/v2/backfills", BACKFILL),
+        ("PATCH", "/api/v2/dags/drift_monitor", {"is_paused": False}),
+    ]
