@@ -97,10 +97,6 @@ class LocalStack:
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            # The scheduler, dag-processor, triggerer, api-server and workers all write to one
-            # SQLite file. SQLite's default 5 s wait for its write lock runs out when the machine
-            # is busy training, and the API then answers 503 "database is locked"; 30 s rides it out.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}?timeout=30",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             # LocalExecutor starts one worker process per slot: 32 by default, far too
             # many for a laptop; the training step is the only heavy task anyway.
@@ -118,6 +114,12 @@ class LocalStack:
             "NO_PROXY": "127.0.0.1,localhost",
         })
         env.update(self.extra_env)
+        if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in self.extra_env:
+            # The scheduler, dag-processor, triggerer, api-server and workers all write to one
+            # SQLite file. SQLite's default 5 s wait for its write lock runs out when the machine
+            # is busy training, and the API then answers 503 "database is locked"; 30 s rides it out.
+            database = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{database}?timeout=30"
         return env
 
     def airflow(self, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
