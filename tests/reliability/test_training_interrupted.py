@@ -43,7 +43,8 @@ def _training_processes() -> list[psutil.Process]:
     return found
 
 
-def _training_dag(dag_id: str, data_ref: dict, model_type: str, epochs: int, timeout: timedelta):
+def _training_dag(dag_id: str, data_ref: dict, model_type: str, epochs: int, timeout: timedelta,
+                  *extra_arguments: str):
     from airflow.sdk import DAG
 
     from mlops_airflow.training import LocalTrainingOperator
@@ -51,7 +52,8 @@ def _training_dag(dag_id: str, data_ref: dict, model_type: str, epochs: int, tim
     with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
         LocalTrainingOperator(
             task_id="train", retries=1, retry_delay=timedelta(seconds=1), execution_timeout=timeout,
-            arguments=["--data-ref", json.dumps(data_ref), "--model-type", model_type, "--epochs", str(epochs)])
+            arguments=["--data-ref", json.dumps(data_ref), "--model-type", model_type, "--epochs", str(epochs),
+                       *extra_arguments])
     return dag
 
 
@@ -107,8 +109,10 @@ def test_killed_training_fails_the_attempt_and_the_retry_starts_clean(stack, cha
 def test_training_past_its_timeout_fails_and_leaves_nothing_running(stack, champion_run, request):
     data_ref = xcom("ml_training", champion_run["result"].run_id, "snapshot")
     versions_before = stack.versions()
-    # far more epochs than the timeout allows
-    dag = _training_dag("reliability_train_timeout", data_ref, "torch_mlp", 500, timedelta(seconds=20))
+    # one optimiser step per row: thousands of steps an epoch, so that no machine, however fast,
+    # finishes these epochs within the timeout
+    dag = _training_dag("reliability_train_timeout", data_ref, "torch_mlp", 1000, timedelta(seconds=20),
+                        "--batch-size", "1")
 
     result = run_dag(stack, dag, request)
 
