@@ -10,7 +10,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 # git-ignored: the benchmarks' own MLflow store, Airflow home, data and intermediate results
@@ -123,12 +123,6 @@ def load(section: str) -> dict[str, Any] | None:
         return json.loads((RESULTS_DIR / f"{section}.json").read_text())
     except FileNotFoundError:
         return None
-
-
-def timed(function: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    value = function()
-    return time.perf_counter() - started, value
 
 
 # ------------------------------------------------------------------------------------------ machine

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import median, quick, run_json, runs, save
+from benchmarks.common import measured, median, quick, run_json, runs, save
 
 NUMERIC = [f"num_{index:02d}" for index in range(15)]
 CATEGORICAL = [f"cat_{index}" for index in range(5)]
@@ -101,8 +101,6 @@ def run_case(tool: str, rows: int) -> dict:
     import evidently.presets  # noqa: F401
     import scipy.spatial  # noqa: F401
     import sklearn.metrics  # noqa: F401
-
-    from benchmarks.common import measured
 
     reference, current = make_frames(rows)
     with tempfile.TemporaryDirectory(prefix="drift-bench-") as folder:

@@ -119,7 +119,6 @@ def main() -> int:
     from include.data.generate import DriftConfig, land_days
     from include.data.spec import load_spec
     from include.monitoring.traffic import simulate
-    from include.settings import Settings
     from scripts.local_stack import LocalStack, free_port
 
     training_runs, drift_windows = runs(2, 1), runs(3, 1)
@@ -135,7 +134,6 @@ def main() -> int:
         shutil.rmtree(HOME)
     stack = LocalStack(home=HOME, api_port=free_port(),
                        extra_env={"MLOPS_SERVING_PORT": str(free_port()), **bytecode_env()})
-    stack.settings = Settings.from_env(stack.env())
     try:
         started = time.monotonic()
         stack.setup()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks.common import RESULTS_MD, load
 
@@ -290,6 +290,6 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path = RESULTS_MD, render_page: Callable[[], str] = render) -> Path:
-    path.write_text(render_page())
+def write_report(path: Path = RESULTS_MD) -> Path:
+    path.write_text(render())
     return path

@@ -30,6 +30,7 @@ from typing import Iterator
 import requests
 
 from benchmarks.common import ROOT, WORK, median, project_env, quick, run_json, runs, save
+from scripts.local_stack import free_port, stop_process_group
 
 CONCURRENCY = (1, 8, 32)
 PAYLOAD_ROWS = 256
@@ -43,12 +44,6 @@ def payloads() -> list[dict]:
     features = as_model_input(frame, spec)
     split = json.loads(features.to_json(orient="split", index=False))
     return [{"dataframe_split": {"columns": split["columns"], "data": [row]}} for row in split["data"]]
-
-
-def _free_port() -> int:
-    from scripts.local_stack import free_port
-
-    return free_port()
 
 
 @contextmanager
@@ -76,14 +71,12 @@ def server(command: list[str], url: str, env: dict[str, str], log_path: Path, ti
 
 
 def _stop(process: subprocess.Popen) -> None:
-    from scripts.local_stack import stop_process_group
-
     stop_process_group(process.pid, timeout=20)
     process.wait()
 
 
 def project_server(tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path):
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "include.serving", "--model-name", name, "--version", version,
                "--host", "127.0.0.1", "--port", str(port), "--inference-log", str(log_root)]
     env = project_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PYTHONUNBUFFERED="1")
@@ -91,7 +84,7 @@ def project_server(tracking_uri: str, name: str, version: str, log_root: Path, l
 
 
 def mlflow_server(tracking_uri: str, name: str, version: str, log_path: Path):
-    port = _free_port()
+    port = free_port()
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "models", "serve", "-m", f"models:/{name}/{version}", "--env-manager", "local",
                "-h", "127.0.0.1", "-p", str(port)]

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping
 
+from include.settings import is_postgres_url, url_scheme
+
 if TYPE_CHECKING:
     from include.settings import Settings
 
@@ -139,8 +141,8 @@ def promotion_lock(settings: "Settings", model_name: str, timeout_s: float = PRO
             held[key] -= 1
         return
     target = settings.promotion_lock
-    scheme = target.split("://", 1)[0].split("+", 1)[0] if "://" in target else ""
-    if scheme in ("postgresql", "postgres"):
+    scheme = url_scheme(target)
+    if is_postgres_url(target):
         lock = _advisory_lock(target, model_name, timeout_s)
     elif scheme:
         raise ValueError(f"MLOPS_PROMOTION_LOCK={_redacted(target)!r}: a PostgreSQL URL or a file path, "

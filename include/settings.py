@@ -75,9 +75,19 @@ class Settings:
         return self.home.joinpath(*parts)
 
 
+def url_scheme(url: str) -> str:
+    """The database or protocol of ``url`` without its driver (``postgresql+psycopg2://`` -> ``postgresql``);
+    empty for a plain path."""
+    return url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+
+
+def is_postgres_url(url: str) -> bool:
+    return url_scheme(url) in ("postgresql", "postgres")
+
+
 def _default_promotion_lock(tracking_uri: str, home: Path) -> str:
     """The tracking store's own PostgreSQL database when MLflow talks to one directly (every
     writer reaches it), else a file under the local state folder (writers on this machine)."""
-    if tracking_uri.split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+    if is_postgres_url(tracking_uri):
         return tracking_uri
     return str(home / "locks" / "promotion.lock")

@@ -72,10 +72,11 @@ class LocalStack:
         if home is not None:
             base_env["MLOPS_HOME"] = str(home)
             base_env.pop("MLFLOW_TRACKING_URI", None)
-        self.settings = Settings.from_env(base_env)
+        self.extra_env = extra_env or {}
+        # the settings are those the stack's processes see: the local profile, extra_env included
+        self.settings = Settings.from_env({**base_env, "MLOPS_PROFILE": "local", **self.extra_env})
         self.home = self.settings.home
         self.api_port = api_port or int(os.environ.get("AIRFLOW_PORT", "8080"))
-        self.extra_env = extra_env or {}
         self.run_dir = self.home / "run"
         self.airflow_home = self.home / "airflow"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import requests
 
 from include.settings import Settings
+from scripts.local_stack import stop_process_group
 
 LOOPBACK = "127.0.0.1"
 
@@ -88,25 +88,12 @@ class MlflowServer:
             return False
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to the server's process group, SIGKILL if it lingers; a no-op when it is not running."""
+        """SIGTERM to the server's process group (its workers too), SIGKILL if it lingers;
+        a no-op when it is not running."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # the workers are in the group too: make sure none outlives its parent
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        stop_process_group(process.pid, timeout)
 
     def _log_tail(self, lines: int = 30) -> str:
         try:

@@ -91,6 +91,11 @@ _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGT
 CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 
 
+def _airflow_run_tags(context) -> dict[str, str]:
+    """The MLflow tags that tie a training run to the Airflow run that started it."""
+    return {"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]}
+
+
 class LocalTrainingOperator(BaseOperator):
     """Runs the training command line as a subprocess and returns what it wrote as XCom."""
 
@@ -108,7 +113,7 @@ class LocalTrainingOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix="train-") as tmp:
             xcom_path = os.path.join(tmp, "return.json")
             # the run carries the Airflow run it belongs to, which is how a failed attempt finds it
-            run_tags = ["--tag", f"airflow.dag_id={context['dag'].dag_id}", "--tag", f"airflow.run_id={context['run_id']}"]
+            run_tags = [arg for key, value in _airflow_run_tags(context).items() for arg in ("--tag", f"{key}={value}")]
             command = [sys.executable, "-m", TRAINING_MODULE, *self.arguments, *run_tags, "--xcom-path", xcom_path]
             self.log.info("running %s", " ".join(command))
             env = {**os.environ, "MLOPS_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri}
@@ -140,9 +145,8 @@ class LocalTrainingOperator(BaseOperator):
         and nothing reads the half-trained run as one in progress."""
         from include.tracking import TRAINING_EXPERIMENT, end_orphaned_runs
 
-        tags = {"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]}
         try:
-            ended = end_orphaned_runs(settings, TRAINING_EXPERIMENT, tags, reason)
+            ended = end_orphaned_runs(settings, TRAINING_EXPERIMENT, _airflow_run_tags(context), reason)
         except Exception as exc:  # the tracking server may be what failed: keep the original error
             self.log.warning("could not end the training run(s) left RUNNING by this attempt: %s", exc)
             return

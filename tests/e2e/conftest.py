@@ -172,14 +172,12 @@ def e2e(tmp_path_factory) -> E2E:
     """The whole local Airflow on free ports with a private home and the demo history landed."""
     from include.data.generate import land_days
     from include.data.spec import load_spec
-    from include.settings import Settings
 
     home = tmp_path_factory.mktemp("e2e-home")
     serving_port = free_port()
     stack = LocalStack(home=home, api_port=free_port(), extra_env={"MLOPS_SERVING_PORT": str(serving_port)})
     # the stack's settings are those its processes see (the serving port included), so that
     # stop() finds the model server and the tests reach it
-    stack.settings = Settings.from_env(stack.env())
     assert stack.settings.home == stack.home and stack.settings.serving_port == serving_port
     stop_once, restore = _install_stop_handlers(stack)
     started_groups: set[int] = set()

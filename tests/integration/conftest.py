@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -10,16 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from scripts.local_stack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_DAY = date(2026, 3, 1)
 DAYS = 16
 LAST_DAY = FIRST_DAY + timedelta(days=DAYS - 1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +26,7 @@ def local_profile(tmp_path_factory):
         patch.setenv("MLOPS_HOME", str(home))
         patch.setenv("MLOPS_PROFILE", "local")
         patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-        patch.setenv("MLOPS_SERVING_PORT", str(_free_port()))
+        patch.setenv("MLOPS_SERVING_PORT", str(free_port()))
         patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
                      json.dumps({"conn_type": "generic", "extra": {"tracking_uri": tracking_uri}}))
         patch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'plugins'}")

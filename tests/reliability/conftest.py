@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.local_stack import free_port
 from tests.conftest import TEST_LATENCY_BUDGET_MS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +44,6 @@ CANARIES = {
 FAST_TRAINING = {"model_type": "sklearn_hgb", "epochs": 3, "training_window_days": DAYS,
                  "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.6,
                  "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -316,6 +310,18 @@ class Postgres:
         # the driver the project ships (SQLAlchemy's default for postgresql:// is psycopg 3)
         return f"postgresql+psycopg2://postgres@{self.host}:{self.port}/{database}"
 
+    def create_database(self, name: str) -> str:
+        """A new, empty database on this server; its URL."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        finally:
+            engine.dispose()
+        return self.url(name)
+
 
 def _postgres_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
@@ -358,12 +364,7 @@ def postgres(tmp_path_factory) -> Postgres:
                    check=True, capture_output=True)
     try:
         server = Postgres("127.0.0.1", port)
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(server.url("postgres"), isolation_level="AUTOCOMMIT")
-        with engine.connect() as connection:
-            connection.execute(sa.text("CREATE DATABASE mlflow"))
-        engine.dispose()
+        server.create_database("mlflow")
         yield server
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)

@@ -45,24 +45,16 @@ def _overlap(a: dict, b: dict) -> bool:
 @pytest.fixture(scope="module")
 def scheduler(stack, champion_run, postgres):
     """The local stack's Airflow components on a PostgreSQL metadata DB, sharing the suite's home and MLflow."""
-    import sqlalchemy as sa
-
     from include.data.generate import DriftConfig
     from include.monitoring.traffic import simulate
-    from include.settings import Settings
     from scripts.local_stack import LocalStack
 
     simulate(stack.settings, stack.spec, stack.settings.serving_url, WINDOWS[0], len(WINDOWS), 250,
              drift=DriftConfig(kind="covariate", start=WINDOWS[0], strength=1.0), land_to_training_data=False)
-    engine = sa.create_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text("CREATE DATABASE airflow_backfill"))
-    engine.dispose()
     airflow = LocalStack(home=stack.home, api_port=free_port(), extra_env={
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("airflow_backfill"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.create_database("airflow_backfill"),
         "MLFLOW_TRACKING_URI": stack.mlflow.url,
     })
-    airflow.settings = Settings.from_env(airflow.env())
     try:
         airflow.setup()
         airflow.start(timeout=300)
@@ -94,12 +86,9 @@ def _wait_for_backfill(client, backfill_id: int) -> list[dict]:
 
 def test_concurrent_drift_windows_trigger_one_retraining(stack, scheduler):
     airflow, client = scheduler
-    client.call("PATCH", "/dags/drift_monitor", json={"is_paused": False})
-    backfill = client.call("POST", "/backfills", json={
-        "dag_id": "drift_monitor", "from_date": _utc(WINDOWS[0]), "to_date": _utc(WINDOWS[-1]),
-        "max_active_runs": len(WINDOWS), "reprocess_behavior": "completed",
-        "dag_run_conf": {"allow_backfill_retrain": True, "min_rows": 100},
-    })
+    backfill = client.create_backfill("drift_monitor", _utc(WINDOWS[0]), _utc(WINDOWS[-1]),
+                                      max_active_runs=len(WINDOWS), reprocess_behavior="completed",
+                                      dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100})
 
     runs = _wait_for_backfill(client, backfill["id"])
 

@@ -93,10 +93,7 @@ def _challenger(settings, spec, data_ref, holdout, noise: float, champion_uri=No
     if champion_uri is None:
         evaluation = pipeline.evaluate(settings, spec, data_ref, training, latency_budget_ms=LATENCY_BUDGET_MS)
     else:  # a gate that ran while ``champion_version`` was still the champion
-        from include.data.split import holdout_split
-
-        _, rows = holdout_split(pipeline.load_snapshot(settings, data_ref), spec)
-        evaluation = score(model_uri, champion_uri, rows, spec, latency_budget_ms=LATENCY_BUDGET_MS)
+        evaluation = score(model_uri, champion_uri, holdout, spec, latency_budget_ms=LATENCY_BUDGET_MS)
         evaluation["champion_version"] = champion_version
     decision = pipeline.gate(settings, evaluation, training, min_roc_auc=MIN_ROC_AUC, max_regression=MAX_REGRESSION)
     assert decision["passed"], decision["reason"]

@@ -15,6 +15,7 @@ import math
 
 import pytest
 
+from tests.conftest import TEST_LATENCY_BUDGET_MS
 from tests.reliability.conftest import xcom
 
 pytestmark = pytest.mark.reliability
@@ -61,7 +62,7 @@ def real_evaluation(stack, champion_run):
     run_id, model_uri = log_model(BlurredChurnModel(noise=0.5), as_model_input(holdout.head(5), stack.spec),
                                   ensure_experiment(stack.settings, TRAINING_EXPERIMENT))
     training = {"run_id": run_id, "model_uri": model_uri}
-    evaluation = pipeline.evaluate(stack.settings, stack.spec, data_ref, training, latency_budget_ms=500)
+    evaluation = pipeline.evaluate(stack.settings, stack.spec, data_ref, training, latency_budget_ms=TEST_LATENCY_BUDGET_MS)
     assert evaluation["champion"] is not None
     untouched = pipeline.gate(stack.settings, evaluation, training, min_roc_auc=MIN_ROC_AUC,
                               max_regression=MAX_REGRESSION)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 
@@ -51,7 +50,7 @@ def _session() -> requests.Session:
 @pytest.fixture
 def api_server(stack):
     """The Airflow api-server, started with the local stack's own command line and environment."""
-    from scripts.local_stack import LocalStack
+    from scripts.local_stack import LocalStack, stop_process_group
 
     local = LocalStack(home=stack.home / "api-server", api_port=free_port(),
                        # the suite's migrated metadata DB
@@ -72,14 +71,7 @@ def api_server(stack):
             time.sleep(0.5)
         yield process
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process.pid, 30)
         log.close()
 
 

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tests.reliability.conftest import FAST_TRAINING, ROOT, xcom
+from tests.reliability.conftest import ROOT, xcom
 
 pytestmark = pytest.mark.reliability
 
@@ -51,16 +51,6 @@ def test_the_tasks_that_call_mlflow_retry_with_exponential_backoff(stack):
         assert task.max_retry_delay is not None, task_id
     # bad data is not retried: it stays bad
     assert dag.get_task("validate").retries == 0
-
-
-@pytest.fixture
-def server_down(stack, champion_run):
-    """The MLflow server stopped for the test, and always started again after it."""
-    stack.mlflow.stop()
-    try:
-        yield stack
-    finally:
-        stack.mlflow.start()
 
 
 def _expect_unreachable(stack, error: BaseException | str) -> None:

@@ -68,8 +68,8 @@ def test_killed_training_fails_the_attempt_and_the_retry_starts_clean(stack, cha
     killed: list[int] = []
 
     def first_run_started() -> bool:
-        return any(status == "RUNNING" for status in _runs(stack, _current_run_id()).values()) if _current_run_id() \
-            else False
+        run_id = _current_run_id()
+        return run_id is not None and "RUNNING" in _runs(stack, run_id).values()
 
     def kill_trainer() -> None:
         for process in _training_processes():
