@@ -143,11 +143,11 @@ class DagRunResult:
     output: str  # everything the run printed and logged (task logs included)
 
 
-def run_dag(stack: Stack, dag_id, request=None, **test_kwargs) -> DagRunResult:
+def run_dag(stack: Stack, dag_id, request=None, adjust=None, **test_kwargs) -> DagRunResult:
     """Run ``dag_id`` once with ``dag.test()``: final state and try number of each task, and its output.
 
     The DAG file is parsed here, so environment set before the call (e.g. the retry delay)
-    applies to this run. The task logs are what pytest captured meanwhile (``request``
+    applies to this run; ``adjust`` is then called with the parsed DAG (to hook a fault onto it). The task logs are what pytest captured meanwhile (``request``
     gives access to it; with ``-s`` nothing is captured); they are also appended to
     ``stack.logs`` for the secret scan.
     """
@@ -159,6 +159,8 @@ def run_dag(stack: Stack, dag_id, request=None, **test_kwargs) -> DagRunResult:
         bag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py"))
         assert bag.import_errors == {}
         dag = bag.dags[dag_id]
+        if adjust is not None:
+            adjust(dag)
     else:  # a DAG object built by the test around a real operator, registered as a parsed one would be
         from airflow.dag_processing.dagbag import sync_bag_to_db
 
@@ -250,24 +252,21 @@ class Watcher(threading.Thread):
 def champion_run(stack: Stack, request) -> dict:
     """The first champion, trained through ml_training while the MLflow server goes down and comes back.
 
-    The server is stopped as soon as ``evaluate`` starts and started again once that
-    attempt has failed; the retry (after its backoff) finds it back. The retry delay is
-    raised for this run so that the restart always fits before the retry.
+    The server is stopped the moment ``train`` has succeeded (its success callback), so
+    that ``evaluate`` always starts against a dead server, however fast it would be; it is
+    started again once that attempt has failed, and the retry (after its backoff) finds it
+    back. The retry delay is raised for this run so that the restart always fits before the retry.
     """
     from datetime import datetime, timezone
 
     events: list[str] = []
     since = datetime.now(timezone.utc)
 
-    def evaluate_running() -> bool:
-        state = task_state("ml_training", "evaluate", since)
-        return state is not None and state[0] == "running"
-
     def evaluate_failed_once() -> bool:
         state = task_state("ml_training", "evaluate", since)
         return state is not None and state[0] in ("up_for_retry", "failed")
 
-    def stop_server() -> None:
+    def stop_server(context) -> None:
         stack.mlflow.stop()
         events.append("stopped")
 
@@ -276,27 +275,25 @@ def champion_run(stack: Stack, request) -> dict:
         stack.mlflow.start()
         events.append("restarted")
 
-    # Airflow's models are imported here, in the main thread: importing them from a watcher
-    # thread while dag.test() imports them too deadlocks on the import lock
-    from airflow.dag_processing.dagbag import DagBag  # noqa: F401
+    def stop_after_train(dag) -> None:
+        dag.get_task("train").on_success_callback = [stop_server]
 
+    # Airflow's models are imported here, in the main thread: importing them from the watcher
+    # thread while dag.test() imports them too deadlocks on the import lock
     task_state("ml_training", "evaluate", since)
-    stopper = Watcher(evaluate_running, stop_server)
-    restarter = Watcher(lambda: stopper.fired.is_set() and evaluate_failed_once(), restart_server)
+    restarter = Watcher(lambda: "stopped" in events and evaluate_failed_once(), restart_server)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_RETRY_DELAY_SECONDS", "10")
-        stopper.start()
         restarter.start()
         try:
-            result = run_dag(stack, "ml_training", request, run_conf={**FAST_TRAINING, "reason": "first champion"})
+            result = run_dag(stack, "ml_training", request, adjust=stop_after_train,
+                             run_conf={**FAST_TRAINING, "reason": "first champion"})
         finally:
-            stopper.stop()
             restarter.stop()
             if not stack.mlflow.running:
                 stack.mlflow.start()
-    for watcher in (stopper, restarter):
-        if watcher.error is not None:
-            raise watcher.error
+    if restarter.error is not None:
+        raise restarter.error
     return {"result": result, "events": events, "champion": stack.alias("champion")}
 
 
