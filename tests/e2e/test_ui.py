@@ -102,14 +102,24 @@ class Page:
 
     def click(self, label: str, scope=None) -> None:
         element = self.wait_for(lambda: self.button(label, scope), f"button {label}")
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-        element.click()
+        self.click_element(element, f"button {label}")
+
+    def click_element(self, element, what: str) -> None:
+        """Click ``element`` once it takes the click: while a section opens, the layout still moves
+        and another element (the JSON editor of a param, say) may sit where it is about to be."""
+
+        def clicked() -> bool:
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+            element.click()  # raises while another element would receive the click
+            return True
+
+        self.wait_for(clicked, f"a clickable {what}")
 
     def set_value(self, element, value: str) -> None:
         """Type into a React-controlled input the way a user does: select all, then type."""
         from selenium.webdriver.common.keys import Keys
 
-        element.click()
+        self.click_element(element, f"field {element.get_attribute('name')}")
         element.send_keys(Keys.CONTROL, "a")
         element.send_keys(Keys.BACKSPACE)
         element.send_keys(value)
