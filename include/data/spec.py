@@ -1,20 +1,53 @@
-"""The dataset spec: feature names and types, target, timestamp and location.
+"""The dataset spec: the contract with the user's data.
 
-The pipeline reads everything dataset-specific from this file, so pointing it at
-another dataset is a matter of writing another spec (see the README).
+Everything dataset-specific lives in one YAML file: the task (``binary``,
+``multiclass`` or ``regression``), the target and its classes, the features and
+their types, the id, timestamp and slice columns, where the daily partitions
+are, and the dataset's own gate thresholds. Pointing the pipeline at another
+dataset is a matter of writing another spec (see the README)::
+
+    task: binary            # binary | multiclass | regression
+    target: diagnosis
+    positive_class: "malignant"   # binary only
+    classes: [benign, malignant]  # optional for binary, required for multiclass
+    features:
+      - {name: income, type: numeric, nullable: true}
+      - {name: region_code, type: categorical, categories: [1, 2, 3]}
+    gate: {metric: roc_auc, min: 0.55, max_regression: 0.01}
+
+``id_column`` and ``timestamp_column`` may be left out: ``python -m
+include.data.ingest`` then derives a stable row id (:data:`DERIVED_ID_COLUMN`)
+and lands a snapshot table as one day (:data:`DERIVED_TIMESTAMP_COLUMN`).
 """
 from __future__ import annotations
 
+import math
 import os
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from include.settings import PROJECT_ROOT
 
 FEATURE_TYPES = ("numeric", "categorical")
+TASKS = ("binary", "multiclass", "regression")
+# the gate metric each task uses unless its spec names another
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "rmse"}
+# every gateable metric and whether larger values are better
+HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "macro_f1": True,
+                    "rmse": False, "mae": False, "r2": True}
+TASK_METRICS = {"binary": ("roc_auc", "pr_auc", "log_loss"),
+                "multiclass": ("macro_f1", "log_loss"),
+                "regression": ("rmse", "mae", "r2")}
+DEFAULT_MAX_REGRESSION = 0.01
+# what ingest writes when the spec names no id / timestamp column
+DERIVED_ID_COLUMN = "row_id"
+DERIVED_TIMESTAMP_COLUMN = "event_time"
+# YAML 1.1 reads these unquoted words as booleans: a category list holding one was meant as text
+_YAML_BOOLEAN_WORDS = "yes/no, on/off, true/false, y/n"
 
 
 class SpecError(ValueError):
@@ -27,11 +60,30 @@ class Feature:
     type: str
     min: float | None = None
     max: float | None = None
+    # canonical text of each category (see :func:`include.data.cast.category_text`)
     categories: tuple[str, ...] = ()
+    nullable: bool = False
 
     @property
     def is_numeric(self) -> bool:
         return self.type == "numeric"
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The dataset's own promotion thresholds; the trigger form may override each per run.
+
+    ``min`` is the bar in the metric's direction (a ceiling for rmse, mae and
+    log_loss); None means "better than the no-skill baseline". ``max_regression``
+    is the largest loss against the champion, in the metric's units.
+    """
+    metric: str
+    min: float | None = None
+    max_regression: float = DEFAULT_MAX_REGRESSION
+
+    @property
+    def higher_is_better(self) -> bool:
+        return HIGHER_IS_BETTER[self.metric]
 
 
 @dataclass(frozen=True)
@@ -42,11 +94,24 @@ class DatasetSpec:
     timestamp_column: str
     target: str
     features: tuple[Feature, ...]
-    slice_feature: str
+    slice_feature: str | None
     expectation_suite: Path
     format: str = "parquet"
     description: str = ""
     source: Path | None = field(default=None, compare=False)
+    task: str = "binary"
+    # canonical text of the target's classes (classification); () when not declared
+    classes: tuple[str, ...] = ()
+    positive_class: str | None = None
+    gate: GateSpec | None = None
+    derived_id: bool = False
+    derived_timestamp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gate is None:
+            object.__setattr__(self, "gate", GateSpec(DEFAULT_METRIC[self.task]))
+        if self.task == "binary" and self.positive_class is None:
+            object.__setattr__(self, "positive_class", "1")
 
     @property
     def feature_names(self) -> list[str]:
@@ -62,8 +127,18 @@ class DatasetSpec:
 
     @property
     def columns(self) -> list[str]:
-        """Every column a partition must hold, in a stable order."""
+        """Every column a landed partition holds, in a stable order."""
         return [self.id_column, self.timestamp_column, *self.feature_names, self.target]
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics evaluation reports for this task, the gate's first."""
+        names = TASK_METRICS[self.task]
+        return (self.gate.metric, *(name for name in names if name != self.gate.metric))
 
     def feature(self, name: str) -> Feature:
         for feature in self.features:
@@ -79,8 +154,96 @@ def _expand(value: str, key: str, environ) -> str:
         raise SpecError(f"{key}: environment variable {missing.args[0]} is not set") from None
 
 
+def category_text(value: Any) -> str:
+    """The canonical text of a category or class label: ``1``, ``1.0`` and ``"1"`` are all ``"1"``.
+
+    Integer-coded categories arrive as int64, as float64 once a column holds a
+    null, as strings from a CSV with quotes, or as a pandas category of any of
+    those; one canonical text makes them the same category everywhere.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return category_text(value.item())
+    return str(value)
+
+
+def _categories(where: str, name: str, values: Any, allow_booleans: bool = False) -> tuple[str, ...]:
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"{where} ({name}) needs a non-empty list")
+    for value in values:
+        if isinstance(value, bool) and not allow_booleans:
+            raise SpecError(f"{where} ({name}) holds the boolean {value!r}: YAML reads unquoted "
+                            f"{_YAML_BOOLEAN_WORDS} as booleans; quote them, e.g. [\"yes\", \"no\"]")
+        if value is None or isinstance(value, (dict, list)):
+            raise SpecError(f"{where} ({name}) holds {value!r}; categories are strings or integers")
+    texts = tuple(category_text(value) for value in values)
+    if len(set(texts)) != len(texts):
+        raise SpecError(f"{where} ({name}) has duplicate values {list(texts)}")
+    return texts
+
+
+def _number(path: Path, key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(f"dataset spec {path}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _gate(path: Path, raw: Any, task: str) -> GateSpec:
+    if raw is None:
+        return GateSpec(DEFAULT_METRIC[task])
+    if not isinstance(raw, dict):
+        raise SpecError(f"dataset spec {path}: gate must be a mapping with metric, min, max_regression")
+    unknown = sorted(set(raw) - {"metric", "min", "max_regression"})
+    if unknown:
+        raise SpecError(f"dataset spec {path}: gate has unknown key(s) {unknown}; "
+                        "expected metric, min, max_regression")
+    metric = raw.get("metric") or DEFAULT_METRIC[task]
+    if metric not in TASK_METRICS[task]:
+        raise SpecError(f"dataset spec {path}: gate.metric {metric!r} does not fit task {task!r}; "
+                        f"expected one of {', '.join(TASK_METRICS[task])}")
+    max_regression = _number(path, "gate.max_regression", raw.get("max_regression"))
+    if max_regression is not None and max_regression < 0:
+        raise SpecError(f"dataset spec {path}: gate.max_regression must be >= 0, got {max_regression}")
+    return GateSpec(metric=metric, min=_number(path, "gate.min", raw.get("min")),
+                    max_regression=DEFAULT_MAX_REGRESSION if max_regression is None else max_regression)
+
+
+def _target_classes(path: Path, raw: dict, task: str) -> tuple[tuple[str, ...], str | None]:
+    classes: tuple[str, ...] = ()
+    if raw.get("classes") is not None:
+        if task == "regression":
+            raise SpecError(f"dataset spec {path}: classes applies to binary and multiclass tasks only")
+        # a boolean target (True/False) is a real case: booleans are allowed here
+        classes = _categories("classes", raw["target"], raw["classes"], allow_booleans=True)
+    positive = raw.get("positive_class")
+    if task == "binary":
+        positive_text = "1" if positive is None else category_text(positive)
+        if classes and len(classes) != 2:
+            raise SpecError(f"dataset spec {path}: a binary task has two classes, got {list(classes)}")
+        if classes and positive_text not in classes:
+            raise SpecError(f"dataset spec {path}: positive_class {positive_text!r} is not one of classes "
+                            f"{list(classes)}")
+        return classes, positive_text
+    if positive is not None:
+        raise SpecError(f"dataset spec {path}: positive_class applies to binary tasks only")
+    if task == "multiclass" and len(classes) < 3:
+        raise SpecError(f"dataset spec {path}: a multiclass task needs 'classes' with at least 3 values "
+                        f"(got {list(classes)}); with two, use task: binary")
+    return classes, None
+
+
 def load_spec(path: str | Path, environ=None) -> DatasetSpec:
-    """Read and check a dataset spec; ``${VAR}`` in ``location`` comes from the environment."""
+    """Read and check a dataset spec; ``${VAR}`` in ``location`` comes from the environment.
+
+    Raises :class:`SpecError` naming the key for a missing file, invalid YAML, a
+    missing or malformed key, or a combination that cannot work (a binary task
+    with three classes, a numeric slice feature, a metric of another task).
+    """
     from include.settings import Settings
 
     path = Path(path)
@@ -94,44 +257,71 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
         raise SpecError(f"dataset spec {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"dataset spec {path} must be a mapping")
-    for key in ("name", "location", "id_column", "timestamp_column", "target", "features",
-                "slice_feature", "expectation_suite"):
+    for key in ("name", "location", "target", "features", "expectation_suite"):
         if key not in raw:
             raise SpecError(f"dataset spec {path}: missing key '{key}'")
+    task = raw.get("task", "binary")
+    if task not in TASKS:
+        raise SpecError(f"dataset spec {path}: task must be one of {', '.join(TASKS)}, got {task!r}")
     features = []
     for index, item in enumerate(raw["features"] or []):
-        where = f"features[{index}]"
+        where = f"dataset spec {path}: features[{index}]"
         if not isinstance(item, dict) or "name" not in item or "type" not in item:
-            raise SpecError(f"dataset spec {path}: {where} needs 'name' and 'type'")
+            raise SpecError(f"{where} needs 'name' and 'type'")
         if item["type"] not in FEATURE_TYPES:
-            raise SpecError(f"dataset spec {path}: {where}.type must be one of {FEATURE_TYPES}, got {item['type']!r}")
-        if item["type"] == "categorical" and not item.get("categories"):
-            raise SpecError(f"dataset spec {path}: {where} ({item['name']}) is categorical and needs 'categories'")
+            raise SpecError(f"{where}.type must be one of {FEATURE_TYPES}, got {item['type']!r}")
+        unknown = sorted(set(item) - {"name", "type", "min", "max", "categories", "nullable"})
+        if unknown:
+            raise SpecError(f"{where} ({item['name']}) has unknown key(s) {unknown}")
+        categories: tuple[str, ...] = ()
+        if item["type"] == "categorical":
+            if not item.get("categories"):
+                raise SpecError(f"{where} ({item['name']}) is categorical and needs 'categories'")
+            categories = _categories(f"{where}.categories", item["name"], item["categories"])
+        nullable = item.get("nullable", False)
+        if not isinstance(nullable, bool):
+            raise SpecError(f"{where}.nullable must be true or false, got {nullable!r}")
         features.append(Feature(
-            name=str(item["name"]), type=item["type"], min=item.get("min"), max=item.get("max"),
-            categories=tuple(str(c) for c in item.get("categories") or ()),
+            name=str(item["name"]), type=item["type"], min=_number(path, f"features[{index}].min", item.get("min")),
+            max=_number(path, f"features[{index}].max", item.get("max")), categories=categories, nullable=nullable,
         ))
     if not features:
         raise SpecError(f"dataset spec {path}: 'features' is empty")
     names = [f.name for f in features]
     if len(set(names)) != len(names):
         raise SpecError(f"dataset spec {path}: duplicate feature names in 'features'")
-    slice_feature = raw["slice_feature"]
-    if slice_feature not in names or next(f for f in features if f.name == slice_feature).is_numeric:
+    target = str(raw["target"])
+    id_column = raw.get("id_column") or DERIVED_ID_COLUMN
+    timestamp_column = raw.get("timestamp_column") or DERIVED_TIMESTAMP_COLUMN
+    reserved = [target, str(id_column), str(timestamp_column)]
+    clash = [name for name in names if name in reserved]
+    if clash or len(set(reserved)) != 3:
+        raise SpecError(f"dataset spec {path}: the target, id and timestamp columns must differ from each other "
+                        f"and from every feature (clash: {clash or reserved})")
+    slice_feature = raw.get("slice_feature")
+    if slice_feature is not None and (slice_feature not in names
+                                      or next(f for f in features if f.name == slice_feature).is_numeric):
         raise SpecError(f"dataset spec {path}: slice_feature '{slice_feature}' must be a categorical feature")
+    classes, positive_class = _target_classes(path, raw, task)
     suite = Path(raw["expectation_suite"])
     if not suite.is_absolute():
         suite = PROJECT_ROOT / suite
     return DatasetSpec(
         name=str(raw["name"]),
         location=_expand(str(raw["location"]), "location", env),
-        id_column=str(raw["id_column"]),
-        timestamp_column=str(raw["timestamp_column"]),
-        target=str(raw["target"]),
+        id_column=str(id_column),
+        timestamp_column=str(timestamp_column),
+        target=target,
         features=tuple(features),
         slice_feature=slice_feature,
         expectation_suite=suite,
         format=str(raw.get("format", "parquet")),
         description=str(raw.get("description", "")).strip(),
         source=path,
+        task=task,
+        classes=classes,
+        positive_class=positive_class,
+        gate=_gate(path, raw.get("gate"), task),
+        derived_id=not raw.get("id_column"),
+        derived_timestamp=not raw.get("timestamp_column"),
     )
