@@ -11,8 +11,9 @@ Trains, evaluates and deploys the churn model, one version per run:
    subprocess (local profile); the model, with its preprocessing, is logged to MLflow.
 4. **evaluate**: challenger and current champion scored on the same held-out rows, overall and
    per slice; the challenger must answer within the latency budget.
-5. **gate**: the challenger must reach `min_roc_auc` and may not lose more than `max_regression`
-   against the champion, overall or on any slice. A rejection skips the rest: nothing is promoted.
+5. **gate**: the challenger must reach the bar on the gate metric (the dataset spec's `gate`, or the
+   form's `gate_metric` / `gate_min`) and may not lose more than `max_regression` against the
+   champion, overall or on any slice. A rejection skips the rest: nothing is promoted.
 6. **register**: a model version with its lineage tags and alias `challenger`.
 7. **approval** (optional, Variable `deploy_approval_required`): a person approves or rejects
    the deploy in the UI; who, when and their comment are tagged on the model version.
@@ -104,15 +105,18 @@ def ml_training():
 
         settings = task_settings()
         return pipeline.evaluate(settings, load_spec(settings.dataset_spec), data_ref, training,
-                                 latency_budget_ms=params["latency_budget_ms"])
+                                 latency_budget_ms=params["latency_budget_ms"], metric=params["gate_metric"])
 
     @task.short_circuit
     def gate(evaluation: dict, training: dict, params=None, ti=None) -> bool:
         from include import pipeline
+        from include.data.spec import load_spec
         from mlops_airflow.runtime import task_settings
 
-        decision = pipeline.gate(task_settings(), evaluation, training,
-                                 min_roc_auc=params["min_roc_auc"], max_regression=params["max_regression"])
+        settings = task_settings()
+        metric, minimum, max_regression = pipeline.gate_thresholds(
+            load_spec(settings.dataset_spec), params["gate_metric"], params["gate_min"], params["max_regression"])
+        decision = pipeline.gate(settings, evaluation, training, minimum, max_regression, metric=metric)
         ti.xcom_push(key="decision", value=decision)
         # False skips register and deploy: a rejected challenger is an outcome, not a failure
         return decision["passed"]

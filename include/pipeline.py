@@ -80,9 +80,23 @@ def validate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any]) ->
 
 
 # ---------------------------------------------------------------------- model
+def gate_thresholds(spec: DatasetSpec, metric: str | None = None, minimum: float | None = None,
+                    max_regression: float | None = None) -> tuple[str, float | None, float]:
+    """(metric, bar, max_regression) for a run: each override (the trigger form's) or the spec's ``gate``.
+
+    The spec's bar applies to the spec's metric only: a run that gates on another
+    metric without a bar of its own must beat the no-skill baseline.
+    """
+    metric = metric or spec.gate.metric
+    if minimum is None and metric == spec.gate.metric:
+        minimum = spec.gate.min
+    return metric, minimum, spec.gate.max_regression if max_regression is None else max_regression
+
+
 def evaluate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], training: dict[str, Any],
-             latency_budget_ms: float) -> dict[str, Any]:
-    """Score the challenger (loaded back from its logged artifact) and the champion on the same rows."""
+             latency_budget_ms: float, metric: str | None = None) -> dict[str, Any]:
+    """Score the challenger (loaded back from its logged artifact) and the champion on the same rows,
+    with the task's metrics; ``metric`` is the gate's (default: the spec's)."""
     from include import registry, tracking
     from include.data.split import holdout_split
     from include.evaluation.evaluate import evaluate as score, log_evaluation
@@ -91,22 +105,24 @@ def evaluate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], tr
     _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
     champion_version = registry.alias_version(settings.model_name, registry.CHAMPION)
     champion_uri = registry.model_uri(settings.model_name, champion_version) if champion_version else None
-    evaluation = score(training["model_uri"], champion_uri, holdout, spec, latency_budget_ms=latency_budget_ms)
+    evaluation = score(training["model_uri"], champion_uri, holdout, spec, latency_budget_ms=latency_budget_ms,
+                       metric=metric or spec.gate.metric)
     evaluation["champion_version"] = champion_version
     log_evaluation(training["run_id"], evaluation)
     return evaluation
 
 
 def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any],
-         min_roc_auc: float, max_regression: float) -> dict[str, Any]:
-    """Decide promotion; the decision and its numbers are tagged on the challenger's run."""
+         minimum: float | None, max_regression: float, metric: str | None = None) -> dict[str, Any]:
+    """Decide promotion (see :func:`gate_thresholds` for where the numbers come from); the decision
+    and its numbers are tagged on the challenger's run."""
     import mlflow
 
     from include import tracking
     from include.evaluation.gate import decide
 
     tracking.configure(settings)
-    decision = decide(evaluation, min_roc_auc=min_roc_auc, max_regression=max_regression)
+    decision = decide(evaluation, minimum, max_regression, metric=metric)
     log.info("gate %s: %s\n%s", "PASSED" if decision.passed else "REJECTED", decision.reason, decision.table())
     # which champion the numbers were measured against: the deploy re-gates if it has changed since
     tags = {**decision.as_tags(), GATED_AGAINST_TAG: str(evaluation.get("champion_version") or "none")}
@@ -150,16 +166,18 @@ def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, A
 
 # ---------------------------------------------------------------------- deploy
 def _smoke_sample(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str):
-    """Held-out rows of ``data_ref`` and the answers the registered ``version`` gives for them."""
+    """Held-out rows of ``data_ref``, typed by the one cast, and the registered ``version``'s
+    output frame for them (every output column of the task)."""
     import mlflow
 
     from include import registry
     from include.data.split import holdout_split
+    from include.training.model import as_model_input
 
     _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
-    sample = holdout[spec.feature_names].head(SMOKE_TEST_ROWS).reset_index(drop=True)
+    sample = as_model_input(holdout.head(SMOKE_TEST_ROWS), spec).reset_index(drop=True)
     model = mlflow.pyfunc.load_model(registry.model_uri(settings.model_name, version))
-    return sample, model.predict(sample)["probability"].to_numpy()
+    return sample, model.predict(sample).reset_index(drop=True)
 
 
 def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str,
@@ -209,18 +227,20 @@ def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any
     if champion is None or champion == str(version) or gated_against == champion:
         return
     try:
-        thresholds = {key: float(tags[f"gate.{key}"]) for key in ("min_roc_auc", "max_regression",
-                                                                 "latency_budget_ms")}
+        thresholds = {key: float(tags[f"gate.{key}"]) for key in ("max_regression", "latency_budget_ms")}
+        # "none": the gate's bar was the no-skill baseline
+        minimum = None if tags.get("gate.min", "none") == "none" else float(tags["gate.min"])
+        metric = tags.get("gate.metric", "roc_auc")
     except (KeyError, ValueError):
-        thresholds = {}
-    if tags.get("gate.passed") != "true" or len(thresholds) < 3 or not all(map(math.isfinite, thresholds.values())):
+        thresholds, minimum, metric = {}, None, None
+    if (tags.get("gate.passed") != "true" or len(thresholds) < 2 or not all(map(math.isfinite, thresholds.values()))
+            or (minimum is not None and not math.isfinite(minimum))):
         raise PromotionRefused(f"{name} version {version} carries no passed gate decision with its thresholds "
                                f"(gate.* tags); it cannot replace champion version {champion}")
     _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
     evaluation = score(registry.model_uri(name, version), registry.model_uri(name, champion), holdout, spec,
-                       latency_budget_ms=thresholds["latency_budget_ms"])
-    decision = decide(evaluation, min_roc_auc=thresholds["min_roc_auc"],
-                      max_regression=thresholds["max_regression"])
+                       latency_budget_ms=thresholds["latency_budget_ms"], metric=metric)
+    decision = decide(evaluation, minimum, thresholds["max_regression"], metric=metric)
     before = "no champion" if gated_against in (None, "none") else f"champion version {gated_against}"
     log.info("the gate compared version %s with %s; the champion is now version %s: re-gated %s\n%s", version,
              before, champion, "PASSED" if decision.passed else "REJECTED", decision.table())

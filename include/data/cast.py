@@ -55,7 +55,7 @@ def numeric_column(values: Any, name: str) -> np.ndarray:
     bad = (coerced.isna() & series.notna()).to_numpy()
     # bools inside an object column are numbers to to_numeric, and are 0/1 here too
     if bad.any():
-        raise CastError(f"numeric feature {name!r} holds a value that is not a number: {_example(series, bad)}")
+        raise CastError(f"numeric feature {name!r} holds non-numeric values, e.g. {_example(series, bad)}")
     return coerced.to_numpy(dtype=np.float64, na_value=np.nan)
 
 

@@ -5,8 +5,10 @@ Shared by the local deployer (a process on 127.0.0.1) and the kubernetes deploye
 
 - ``GET /health`` answers 200 and reports the version being deployed;
 - ``POST /invocations`` with the sample answers one well-formed prediction per row
-  (probability finite in [0, 1], label in {0, 1}), from that version (body and
-  ``X-Model-Version`` header), and within ``tolerance`` of ``expected`` when given;
+  (every output column of the task; probabilities finite in [0, 1]; a binary label
+  in {0, 1}), from that version (body and ``X-Model-Version`` header), and equal to
+  ``expected`` (the registered model's own output frame: numbers within
+  ``tolerance``, class labels exactly) when given;
 - a malformed body gets a 4xx, not a 5xx or a crash;
 - ``/health`` still reports the version afterwards.
 
@@ -68,20 +70,33 @@ def served_version(session: requests.Session, url: str, timeout: float = 2.0) ->
     return None if version is None else str(version)
 
 
-def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
+def expected_frame(expected: Any) -> pd.DataFrame | None:
+    """``expected`` as a frame of output columns: a frame stays one, a 1-d array is the
+    binary ``probability`` column (what callers passed before tasks existed)."""
+    import numpy as np
+    import pandas as pd
+
+    if expected is None or isinstance(expected, pd.DataFrame):
+        return expected
+    return pd.DataFrame({"probability": np.asarray(expected, dtype=float).reshape(-1)})
+
+
+def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFrame | np.ndarray | None = None,
                tolerance: float = 1e-6, *, session: requests.Session | None = None,
                request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> SmokeResult:
-    """Real requests against ``url``; raises SmokeTestFailed listing every failed check."""
-    import numpy as np
+    """Real requests against ``url``; raises SmokeTestFailed listing every failed check.
 
+    ``sample`` is sent as it is (callers type it with :mod:`include.data.cast`);
+    ``expected`` is the registered model's output frame for it (or the binary
+    probabilities as a 1-d array). Raises ``ValueError`` for an empty sample or
+    an ``expected`` of another length.
+    """
     version = validate_version(version)
     if len(sample) == 0:
         raise ValueError("the smoke test needs at least one sample row")
-    expected_values = None
-    if expected is not None:
-        expected_values = np.asarray(expected, dtype=float).reshape(-1)
-        if len(expected_values) != len(sample):
-            raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
+    expected_values = expected_frame(expected)
+    if expected_values is not None and len(expected_values) != len(sample):
+        raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
     session = session or new_session()
     failures: list[str] = []
     checks: list[str] = []
@@ -102,7 +117,7 @@ def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: np.ndarra
         failures.append(f"POST /invocations: {exc}")
     latency_ms = (time.perf_counter() - started) * 1000
     if response is not None:
-        compared = f", within {tolerance} of the expected probabilities" if expected is not None else ""
+        compared = f", equal to the registered model's (tolerance {tolerance})" if expected is not None else ""
         record(f"{len(sample)} predictions well-formed{compared}",
                prediction_problems(response, version, len(sample), expected_values, tolerance))
 
@@ -139,7 +154,7 @@ def health_problems(session: requests.Session, url: str, version: str,
 
 
 def prediction_problems(response: requests.Response, version: str, rows: int,
-                        expected: np.ndarray | None, tolerance: float) -> list[str]:
+                        expected: pd.DataFrame | None, tolerance: float) -> list[str]:
     if response.status_code != 200:
         return [f"POST /invocations answered HTTP {response.status_code}: {message(response)}"]
     payload = json_or_none(response)
@@ -152,29 +167,39 @@ def prediction_problems(response: requests.Response, version: str, rows: int,
                         f"(body: {payload.get('model_version')}), expected {version}")
     if len(predictions) != rows:
         return problems + [f"{len(predictions)} predictions for {rows} sample rows"]
-    probabilities: list[float] = []
-    bad_probability, bad_label = [], []
+    columns = list(expected.columns) if expected is not None else ["prediction"]
+    binary = "probability" in columns and not any(name.startswith("probability_") for name in columns)
+    incomplete, bad_probability, bad_label, off, largest = [], [], [], [], 0.0
     for index, item in enumerate(predictions):
-        probability = item.get("probability") if isinstance(item, dict) else None
-        label = item.get("prediction") if isinstance(item, dict) else None
-        if type(probability) not in (int, float) or not math.isfinite(probability) or not 0 <= probability <= 1:
-            bad_probability.append(index)
-        else:
-            probabilities.append(float(probability))
-        if type(label) is not int or label not in (0, 1):
-            bad_label.append(index)
-    if bad_probability:
-        problems.append(f"probabilities not finite in [0, 1] in rows {_rows(bad_probability)} "
-                        f"(e.g. {predictions[bad_probability[0]]!r})")
-    if bad_label:
-        problems.append(f"predictions not in {{0, 1}} in rows {_rows(bad_label)} "
-                        f"(e.g. {predictions[bad_label[0]]!r})")
-    if expected is not None and not bad_probability:
-        differences = [abs(got - want) for got, want in zip(probabilities, expected.tolist())]
-        off = [index for index, difference in enumerate(differences) if not difference <= tolerance]
-        if off:
-            problems.append(f"probabilities differ from the expected ones by up to {max(differences):.3g} "
-                            f"(tolerance {tolerance}) in rows {_rows(off)}")
+        if not isinstance(item, dict) or any(name not in item for name in columns):
+            incomplete.append(index)
+            continue
+        for name in columns:
+            value = item[name]
+            numeric = type(value) in (int, float)
+            if name.startswith("probability") and not (numeric and math.isfinite(value) and 0 <= value <= 1):
+                bad_probability.append(index)
+            elif name == "prediction" and binary and (type(value) is not int or value not in (0, 1)):
+                bad_label.append(index)
+            elif expected is not None:
+                want = expected[name].iloc[index]
+                if isinstance(want, str) or not numeric:
+                    if value != (want.item() if hasattr(want, "item") else want):
+                        off.append(index)
+                else:
+                    difference = abs(float(value) - float(want))
+                    largest = max(largest, difference if math.isfinite(difference) else math.inf)
+                    if not difference <= tolerance:
+                        off.append(index)
+    for rows_found, what in ((incomplete, f"predictions without {', '.join(columns)}"),
+                             (bad_probability, "probabilities not finite in [0, 1]"),
+                             (bad_label, "predictions not in {0, 1}")):
+        if rows_found:
+            rows_found = sorted(set(rows_found))
+            problems.append(f"{what} in rows {_rows(rows_found)} (e.g. {predictions[rows_found[0]]!r})")
+    if off:
+        problems.append(f"predictions differ from the registered model's (largest numeric difference "
+                        f"{largest:.3g}, tolerance {tolerance}) in rows {_rows(sorted(set(off)))}")
     return problems
 
 

@@ -1,11 +1,18 @@
 """Score the challenger (and the champion, when there is one) on the same held-out rows.
 
 Both models are loaded the way serving loads them (``mlflow.pyfunc.load_model``)
-and fed the same frame, so the comparison includes the preprocessing each one
-carries. Metrics are reported overall and per value of the spec's
-``slice_feature``, because an average can hide a segment that got worse. The
-challenger's serving latency is measured too, since a model that is better but
-too slow to serve must not be promoted.
+and fed the same frame, typed by the one cast (:mod:`include.data.cast`), so the
+comparison includes the preprocessing each one carries. The task's metrics
+(:mod:`include.evaluation.metrics`) are reported overall and per value of the
+spec's ``slice_feature``, because an average can hide a segment that got worse.
+The challenger's serving latency is measured too, since a model that is better
+but too slow to serve must not be promoted.
+
+Latency judges the model, not the machine: the figure the gate reads is the
+p95 of the *CPU time* each single-row call costs the calling thread, which a
+busy neighbour process does not inflate (it makes the call wait for a core, not
+do more work). The wall-clock p50/p95 are reported beside it. A model that is
+truly over budget does the work and is rejected on a quiet or a busy machine.
 
 The result is a plain, JSON-friendly dict: it is logged as ``evaluation.json``
 and read by :func:`include.evaluation.gate.decide`. MLflow must already point
@@ -21,11 +28,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import pandas as pd
 
+from include.evaluation.metrics import PROBABILITY_PREFIX, baseline, higher_is_better, score
+
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
 
 LATENCY_REQUESTS = 50
 LATENCY_WARMUP_REQUESTS = 5
+LATENCY_METHOD = "p95 of per-call CPU time of the calling thread, {requests} single calls of {rows} row(s)"
 MISSING_SLICE = "<missing>"
 EVALUATION_ARTIFACT = "evaluation.json"
 
@@ -35,6 +45,8 @@ class EvaluationError(ValueError):
 
 
 def _check_holdout(holdout: pd.DataFrame, spec: "DatasetSpec") -> np.ndarray:
+    from include.data.cast import CastError, target_array
+
     if not isinstance(holdout, pd.DataFrame):
         raise EvaluationError(f"holdout must be a pandas DataFrame, got {type(holdout).__name__}")
     missing = [name for name in [*spec.feature_names, spec.target] if name not in holdout.columns]
@@ -42,16 +54,10 @@ def _check_holdout(holdout: pd.DataFrame, spec: "DatasetSpec") -> np.ndarray:
         raise EvaluationError(f"holdout is missing column(s): {', '.join(missing)}")
     if len(holdout) == 0:
         raise EvaluationError("holdout is empty: there is nothing to evaluate on")
-    labels = holdout[spec.target]
-    if labels.isna().any():
-        raise EvaluationError(f"holdout has {int(labels.isna().sum())} missing label(s) in {spec.target!r}")
     try:
-        values = labels.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        raise EvaluationError(f"holdout labels in {spec.target!r} must be 0/1") from None
-    if not np.isin(values, (0.0, 1.0)).all():
-        raise EvaluationError(f"holdout labels in {spec.target!r} must be 0/1, got {sorted(set(values))[:5]}")
-    return values.astype(np.int64)
+        return target_array(holdout[spec.target], spec)
+    except CastError as exc:
+        raise EvaluationError(f"holdout labels: {exc}") from None
 
 
 def _load(uri: str, role: str):
@@ -65,38 +71,45 @@ def _load(uri: str, role: str):
         raise EvaluationError(f"could not load the {role} model {uri}: {exc}") from exc
 
 
-def _probabilities(model, features: pd.DataFrame, role: str) -> np.ndarray:
+def _outputs(model, features: pd.DataFrame, spec: "DatasetSpec", role: str) -> pd.DataFrame:
+    """The model's output frame, checked against the task's contract."""
     try:
         output = model.predict(features)
     except Exception as exc:
         raise EvaluationError(f"the {role} model could not score the holdout: {exc}") from exc
-    if not isinstance(output, pd.DataFrame) or "probability" not in output.columns:
-        raise EvaluationError(f"the {role} model must return a frame with a 'probability' column, "
-                              f"got {type(output).__name__}")
-    probability = pd.to_numeric(output["probability"], errors="coerce").to_numpy(dtype=np.float64)
-    if len(probability) != len(features):
-        raise EvaluationError(f"the {role} model returned {len(probability)} rows for {len(features)}")
-    bad = ~np.isfinite(probability) | (probability < 0) | (probability > 1)
-    if bad.any():
-        raise EvaluationError(f"the {role} model returned {int(bad.sum())} probabilities that are not in [0, 1]")
-    return probability
-
-
-def _metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, Any]:
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    both_classes = len(np.unique(labels)) == 2
-    return {
-        # ROC AUC is undefined on a single class: None says "not measurable", never a made-up 0.5
-        "roc_auc": float(roc_auc_score(labels, probability)) if both_classes else None,
-        "log_loss": float(log_loss(labels, probability, labels=[0, 1])),
-        "rows": int(len(labels)),
-    }
+    if not isinstance(output, pd.DataFrame):
+        raise EvaluationError(f"the {role} model must return a frame, got {type(output).__name__}")
+    if len(output) != len(features):
+        raise EvaluationError(f"the {role} model returned {len(output)} rows for {len(features)}")
+    if spec.task == "regression":
+        needed = ["prediction"]
+    elif spec.task == "binary":
+        needed = ["probability"]
+    else:
+        needed = ["prediction", *(f"{PROBABILITY_PREFIX}{name}" for name in spec.classes)]
+    absent = [name for name in needed if name not in output.columns]
+    if absent:
+        raise EvaluationError(f"the {role} model's output lacks column(s) {absent} a {spec.task} model returns")
+    for name in needed:
+        if name == "prediction" and spec.task == "multiclass":
+            continue
+        values = pd.to_numeric(output[name], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if name != "prediction":
+            bad |= (values < 0) | (values > 1)
+        if bad.any():
+            kind = "finite values" if name == "prediction" else "probabilities in [0, 1]"
+            raise EvaluationError(f"the {role} model returned {int(bad.sum())} {name!r} values that are not {kind}")
+    return output
 
 
 def _slice_keys(holdout: pd.DataFrame, spec: "DatasetSpec") -> tuple[list[str], np.ndarray]:
-    values = holdout[spec.slice_feature]
-    keys = np.where(values.isna(), MISSING_SLICE, values.astype(str)).astype(object)
+    from include.data.cast import categorical_column
+
+    if spec.slice_feature is None:
+        return [], np.empty(0, dtype=object)
+    values = categorical_column(holdout[spec.slice_feature], spec.slice_feature)
+    keys = np.array([MISSING_SLICE if value is None else value for value in values], dtype=object)
     declared = list(spec.feature(spec.slice_feature).categories)
     present = set(keys)
     ordered = [value for value in declared if value in present]
@@ -105,48 +118,73 @@ def _slice_keys(holdout: pd.DataFrame, spec: "DatasetSpec") -> tuple[list[str], 
 
 
 def _score(model, features: pd.DataFrame, labels: np.ndarray, slice_order: list[str], slice_keys: np.ndarray,
-           role: str) -> dict[str, Any]:
-    probability = _probabilities(model, features, role)
+           spec: "DatasetSpec", role: str) -> dict[str, Any]:
+    output = _outputs(model, features, spec, role)
+    columns = {name: output[name].to_numpy() for name in output.columns}
     slices = {}
     for value in slice_order:
         mask = slice_keys == value
-        slices[value] = _metrics(labels[mask], probability[mask])
-    return {"overall": _metrics(labels, probability), "slices": slices}
+        slices[value] = score(spec.task, labels[mask], {name: array[mask] for name, array in columns.items()},
+                              spec.classes)
+    return {"overall": score(spec.task, labels, columns, spec.classes), "slices": slices}
 
 
 def measure_latency(model, features: pd.DataFrame, rows: int = 1, requests: int = LATENCY_REQUESTS) -> dict[str, Any]:
-    """p50/p95 milliseconds of ``requests`` single predict calls of ``rows`` rows, after a warm-up."""
+    """How long one request of ``rows`` rows takes, over ``requests`` calls after a warm-up.
+
+    Returns ``p50``/``p95`` (milliseconds of CPU time the call cost its thread:
+    the figure the gate reads), ``wall_p50``/``wall_p95`` (milliseconds of wall
+    clock, which include waiting for a core on a busy machine), ``requests``,
+    ``rows_per_request`` and ``method`` (how the figure was taken, in words).
+    """
     positions = np.arange(rows) % len(features)
     request = features.iloc[positions].reset_index(drop=True)
     # the first calls pay for lazy initialisation (allocator, thread pools), which a server pays once
     for _ in range(LATENCY_WARMUP_REQUESTS):
         model.predict(request)
-    timings = []
+    cpu, wall = [], []
     for _ in range(requests):
-        started = time.perf_counter()
+        started_cpu, started_wall = time.thread_time(), time.perf_counter()
         model.predict(request)
-        timings.append((time.perf_counter() - started) * 1000.0)
-    return {"p50": float(np.percentile(timings, 50)), "p95": float(np.percentile(timings, 95)),
-            "requests": requests, "rows_per_request": rows}
+        cpu.append((time.thread_time() - started_cpu) * 1000.0)
+        wall.append((time.perf_counter() - started_wall) * 1000.0)
+    return {"p50": float(np.percentile(cpu, 50)), "p95": float(np.percentile(cpu, 95)),
+            "wall_p50": float(np.percentile(wall, 50)), "wall_p95": float(np.percentile(wall, 95)),
+            "requests": requests, "rows_per_request": rows,
+            "method": LATENCY_METHOD.format(requests=requests, rows=rows)}
 
 
 def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFrame, spec: "DatasetSpec",
-             latency_budget_ms: float = 50.0, latency_rows: int = 1) -> dict[str, Any]:
-    """Challenger (and champion) metrics on ``holdout``, overall and per slice, plus challenger latency."""
-    from include.training.model import as_model_input
+             latency_budget_ms: float = 50.0, latency_rows: int = 1, metric: str | None = None) -> dict[str, Any]:
+    """Challenger (and champion) metrics on ``holdout``, overall and per slice, plus challenger latency.
+
+    ``metric`` is the gate's metric (default: the spec's ``gate.metric``); the result
+    carries it, its direction and the no-skill ``baseline`` on these rows. Raises
+    :class:`EvaluationError` for bad arguments, a model that cannot be loaded or
+    whose output breaks the task's contract, or unusable labels.
+    """
+    from include.data.spec import TASK_METRICS
+    from include.training.model import ModelError, as_model_input
 
     if not (isinstance(latency_budget_ms, (int, float)) and math.isfinite(latency_budget_ms)
             and latency_budget_ms > 0):
         raise EvaluationError(f"latency_budget_ms must be a finite number > 0, got {latency_budget_ms!r}")
     if isinstance(latency_rows, bool) or not isinstance(latency_rows, int) or latency_rows < 1:
         raise EvaluationError(f"latency_rows must be an integer >= 1, got {latency_rows!r}")
+    metric = metric or spec.gate.metric
+    if metric not in TASK_METRICS[spec.task]:
+        raise EvaluationError(f"metric {metric!r} does not fit task {spec.task!r}; "
+                              f"expected one of {', '.join(TASK_METRICS[spec.task])}")
     labels = _check_holdout(holdout, spec)
-    features = as_model_input(holdout, spec)
+    try:
+        features = as_model_input(holdout, spec)
+    except ModelError as exc:
+        raise EvaluationError(f"holdout features: {exc}") from None
     slice_order, slice_keys = _slice_keys(holdout, spec)
 
     challenger_model = _load(challenger_uri, "challenger")
     challenger = {"uri": challenger_uri,
-                  **_score(challenger_model, features, labels, slice_order, slice_keys, "challenger")}
+                  **_score(challenger_model, features, labels, slice_order, slice_keys, spec, "challenger")}
     latency = measure_latency(challenger_model, features, rows=latency_rows)
     challenger["latency_ms"] = latency
     challenger["latency_budget_ms"] = float(latency_budget_ms)
@@ -156,8 +194,12 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
     if champion_uri is not None:
         champion_model = _load(champion_uri, "champion")
         champion = {"uri": champion_uri,
-                    **_score(champion_model, features, labels, slice_order, slice_keys, "champion")}
+                    **_score(champion_model, features, labels, slice_order, slice_keys, spec, "champion")}
     return {
+        "task": spec.task,
+        "metric": metric,
+        "higher_is_better": higher_is_better(metric),
+        "baseline": baseline(spec.task, metric, labels, spec.classes),
         "slice_feature": spec.slice_feature,
         "holdout_rows": int(len(holdout)),
         "challenger": challenger,
@@ -171,19 +213,28 @@ def metric_key(*parts: str) -> str:
 
 
 def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
-    """The challenger's numbers as flat metric names, e.g. ``holdout_roc_auc.plan.basic``; None is left out."""
+    """The challenger's numbers as flat metric names, e.g. ``holdout_roc_auc.plan.basic`` or
+    ``holdout_recall.Adelie``; None is left out."""
     challenger = evaluation["challenger"]
-    feature = evaluation["slice_feature"]
+    feature = evaluation.get("slice_feature") or "slice"
     metrics: dict[str, Any] = {"holdout_rows": evaluation.get("holdout_rows")}
-    for name in ("roc_auc", "log_loss"):
-        metrics[f"holdout_{name}"] = challenger["overall"].get(name)
+
+    def add(prefix: str, scores: Mapping[str, Any], *suffix: str) -> None:
+        for name, value in scores.items():
+            if name == "recall" and isinstance(value, Mapping):
+                for label, recall in value.items():
+                    metrics[metric_key(f"{prefix}recall", *suffix, str(label))] = recall
+            elif name != "rows" or suffix:
+                metrics[metric_key(f"{prefix}{name}", *suffix)] = value
+
+    add("holdout_", challenger["overall"])
     for value, scores in challenger.get("slices", {}).items():
-        for name in ("roc_auc", "log_loss", "rows"):
-            metrics[metric_key(f"holdout_{name}", feature, str(value))] = scores.get(name)
+        add("holdout_", scores, feature, str(value))
     latency = challenger.get("latency_ms") or {}
-    metrics["latency_p50_ms"] = latency.get("p50")
-    metrics["latency_p95_ms"] = latency.get("p95")
-    return {key: float(value) for key, value in metrics.items() if value is not None}
+    for name in ("p50", "p95", "wall_p50", "wall_p95"):
+        metrics[f"latency_{name}_ms"] = latency.get(name)
+    return {key: float(value) for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def log_evaluation(run_id: str, evaluation: Mapping[str, Any]) -> None:

@@ -1,14 +1,20 @@
 """The promotion gate: may the challenger replace the champion?
 
-Rules (ROC AUC is the gating metric; log loss is reported next to it, never gated):
+The gating metric is the evaluation's ``metric`` (the spec's ``gate.metric``,
+e.g. ROC AUC, macro-F1 or RMSE), read in its own direction: larger is better for
+``roc_auc``, ``pr_auc``, ``macro_f1`` and ``r2``, smaller for ``rmse``, ``mae``
+and ``log_loss``. The task's other metrics are reported, never gated. Rules:
 
-1. ``min_roc_auc``: the challenger's overall held-out ROC AUC is at least the floor.
+1. ``min_<metric>`` (``max_<metric>`` for an error metric): the challenger's overall
+   held-out score reaches the bar (``gate.min``). With no bar set, it must beat the
+   no-skill baseline on the same rows (ROC AUC 0.5, predicting the mean, ...).
 2. ``latency``: the challenger's p95 single-request latency is within its budget.
-3. With a champion, ``regression_overall``: challenger AUC >= champion AUC - ``max_regression``.
+3. With a champion, ``regression_overall``: the challenger loses at most
+   ``max_regression`` (in the metric's units) against the champion.
 4. With a champion, ``slice <feature>=<value>``: the same on every slice the champion
    was scored on. A slice missing for the challenger fails; a slice where either
-   side has no AUC (all labels one class) is reported as not comparable and does
-   not fail.
+   side has no score (e.g. all labels one class) is reported as not comparable and
+   does not fail.
 
 With no champion (the first model) only the absolute rules 1-2 apply, and the
 decision says so. The gate fails CLOSED: a missing, None, non-numeric or NaN
@@ -21,6 +27,11 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from include.evaluation.metrics import higher_is_better, loss_against
+
+# evaluations logged before metrics were task-aware gate on ROC AUC
+LEGACY_METRIC = "roc_auc"
 
 MAX_TAG_VALUE_CHARS = 4000
 
@@ -40,12 +51,16 @@ class GateDecision:
     reason: str
     checks: list[Check]
     first_model: bool
-    min_roc_auc: float | None = None
+    metric: str = LEGACY_METRIC
+    # the bar set for the metric (None: beat the no-skill baseline, which ``baseline`` holds)
+    minimum: float | None = None
+    baseline: float | None = None
     max_regression: float | None = None
-    challenger_roc_auc: float | None = None
-    champion_roc_auc: float | None = None
+    challenger_score: float | None = None
+    champion_score: float | None = None
     latency_p95_ms: float | None = None
     latency_budget_ms: float | None = None
+    latency_method: str | None = None
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -66,12 +81,15 @@ class GateDecision:
             "gate.passed": str(self.passed).lower(),
             "gate.first_model": str(self.first_model).lower(),
             "gate.reason": _truncate(self.reason),
-            "gate.min_roc_auc": _tag_number(self.min_roc_auc),
+            "gate.metric": self.metric,
+            "gate.min": _tag_number(self.minimum),
+            "gate.baseline": _tag_number(self.baseline),
             "gate.max_regression": _tag_number(self.max_regression),
-            "gate.challenger_roc_auc": _tag_number(self.challenger_roc_auc),
-            "gate.champion_roc_auc": _tag_number(self.champion_roc_auc),
+            "gate.challenger_score": _tag_number(self.challenger_score),
+            "gate.champion_score": _tag_number(self.champion_score),
             "gate.latency_p95_ms": _tag_number(self.latency_p95_ms),
             "gate.latency_budget_ms": _tag_number(self.latency_budget_ms),
+            "gate.latency_method": _truncate(self.latency_method or "none"),
             "gate.failed_checks": _truncate(", ".join(check.name for check in self.failed_checks) or "none"),
         }
         for check in self.checks:
@@ -140,14 +158,28 @@ def _get(mapping: Any, *path: str) -> Any:
     return mapping
 
 
-def _floor_check(challenger: Any, min_roc_auc: float) -> Check:
-    value, problem = _number(_get(challenger, "overall", "roc_auc"))
+def _floor_check(challenger: Any, metric: str, minimum: float | None, baseline: float | None) -> Check:
+    higher = higher_is_better(metric)
+    name = f"{'min' if higher else 'max'}_{metric}"
+    value, problem = _number(_get(challenger, "overall", metric))
+    if minimum is None:
+        bar, bar_problem = _number(baseline)
+        if bar_problem:
+            return Check(name, value, None, False, f"no {name} set and the no-skill baseline is {bar_problem}")
+        label, strict = "the no-skill baseline", True
+    else:
+        bar, label, strict = minimum, name, False
     if problem:
-        return Check("min_roc_auc", None, min_roc_auc, False, f"challenger roc_auc {problem}")
-    shown, floor = _pair(value, min_roc_auc)
-    if value >= min_roc_auc:
-        return Check("min_roc_auc", value, min_roc_auc, True, f"roc_auc {shown} >= min_roc_auc {floor}")
-    return Check("min_roc_auc", value, min_roc_auc, False, f"roc_auc {shown} < min_roc_auc {floor}")
+        return Check(name, None, bar, False, f"challenger {metric} {problem}")
+    shown, limit = _pair(value, bar)
+    if higher:
+        passed, sign = (value > bar, ">") if strict else (value >= bar, ">=")
+    else:
+        passed, sign = (value < bar, "<") if strict else (value <= bar, "<=")
+    if passed:
+        return Check(name, value, bar, True, f"{metric} {shown} {sign} {label} {limit}")
+    opposite = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}[sign]
+    return Check(name, value, bar, False, f"{metric} {shown} {opposite} {label} {limit}")
 
 
 def _latency_check(challenger: Any) -> Check:
@@ -166,29 +198,29 @@ def _latency_check(challenger: Any) -> Check:
     return Check("latency", p95, budget, False, f"latency p95 {shown} ms > budget {limit} ms")
 
 
-def _regression_check(name: str, label: str, challenger_value: Any, champion_value: Any,
+def _regression_check(name: str, label: str, metric: str, challenger_value: Any, champion_value: Any,
                       max_regression: float, *, comparable_if_none: bool) -> Check:
-    challenger_auc, challenger_problem = _number(challenger_value)
-    champion_auc, champion_problem = _number(champion_value)
+    challenger_score, challenger_problem = _number(challenger_value)
+    champion_score, champion_problem = _number(champion_value)
     if comparable_if_none and (challenger_value is None or champion_value is None):
         side = "challenger" if challenger_value is None else "champion"
         return Check(name, None, max_regression, True,
-                     f"{label}: not comparable, {side} roc_auc is None (one class only); reported, not gated")
+                     f"{label}: not comparable, {side} {metric} is None (e.g. one class only); reported, not gated")
     if challenger_problem:
-        return Check(name, None, max_regression, False, f"{label}: challenger roc_auc {challenger_problem}")
+        return Check(name, None, max_regression, False, f"{label}: challenger {metric} {challenger_problem}")
     if champion_problem:
-        return Check(name, None, max_regression, False, f"{label}: champion roc_auc {champion_problem}")
-    regression = champion_auc - challenger_auc
-    # rounding noise in two AUCs must not turn "equal to the tolerance" into a rejection
+        return Check(name, None, max_regression, False, f"{label}: champion {metric} {champion_problem}")
+    regression = loss_against(metric, challenger_score, champion_score)
+    # rounding noise in two scores must not turn "equal to the tolerance" into a rejection
     if regression <= max_regression + 1e-12:
-        change = f"{0.0 - regression + 0.0:+.3f}"  # + 0.0 turns -0.0 into 0.0
+        change = f"{challenger_score - champion_score + 0.0:+.3f}"  # + 0.0 turns -0.0 into 0.0
         return Check(name, regression, max_regression, True,
-                     f"{label}: roc_auc {challenger_auc:.3f} vs champion {champion_auc:.3f} ({change}), "
+                     f"{label}: {metric} {challenger_score:.3f} vs champion {champion_score:.3f} ({change}), "
                      f"within max_regression {max_regression:.3f}")
     shown, limit = _pair(regression, max_regression)
     return Check(name, regression, max_regression, False,
                  f"{label} regressed {shown} > max_regression {limit} "
-                 f"(roc_auc {challenger_auc:.3f} vs champion {champion_auc:.3f})")
+                 f"({metric} {challenger_score:.3f} vs champion {champion_score:.3f})")
 
 
 def _log_loss_check(challenger: Any, champion: Any) -> Check:
@@ -203,19 +235,36 @@ def _log_loss_check(challenger: Any, champion: Any) -> Check:
                  "reported, not gated")
 
 
-def decide(evaluation: Mapping[str, Any], min_roc_auc: float, max_regression: float) -> GateDecision:
-    """Apply the rules in the module docstring to an :func:`include.evaluation.evaluate.evaluate` result."""
-    floor, floor_problem = _number(min_roc_auc)
-    if floor_problem or not 0 <= floor <= 1:
-        raise ValueError(f"min_roc_auc must be a number in [0, 1], got {min_roc_auc!r}")
+def decide(evaluation: Mapping[str, Any], minimum: float | None, max_regression: float,
+           metric: str | None = None) -> GateDecision:
+    """Apply the rules in the module docstring to an :func:`include.evaluation.evaluate.evaluate` result.
+
+    ``metric`` defaults to the evaluation's own; ``minimum`` is the bar in its
+    direction (None: beat the evaluation's ``baseline``). Raises ``ValueError`` for
+    an unknown metric, a non-finite bar or a negative ``max_regression``; a bad
+    *evaluation* never raises, it fails the check it breaks.
+    """
+    if not isinstance(evaluation, Mapping):
+        raise ValueError(f"evaluation must be a mapping, got {type(evaluation).__name__}")
+    metric = metric or evaluation.get("metric") or LEGACY_METRIC
+    try:
+        higher_is_better(metric)
+    except KeyError:
+        raise ValueError(f"unknown gate metric {metric!r}") from None
+    bar = None
+    if minimum is not None:
+        bar, bar_problem = _number(minimum)
+        bounded = metric in ("roc_auc", "pr_auc", "macro_f1")
+        if bar_problem or (bounded and not 0 <= bar <= 1):
+            name = f"{'min' if higher_is_better(metric) else 'max'}_{metric}"
+            raise ValueError(f"{name} must be a number{' in [0, 1]' if bounded else ''}, got {minimum!r}")
     tolerance, tolerance_problem = _number(max_regression)
     if tolerance_problem or tolerance < 0:
         raise ValueError(f"max_regression must be a number >= 0, got {max_regression!r}")
-    if not isinstance(evaluation, Mapping):
-        raise ValueError(f"evaluation must be a mapping, got {type(evaluation).__name__}")
 
     challenger = evaluation.get("challenger")
-    checks = [_floor_check(challenger, floor), _latency_check(challenger)]
+    baseline = _number(evaluation.get("baseline"))[0]
+    checks = [_floor_check(challenger, metric, bar, baseline), _latency_check(challenger)]
     first_model = False
     if "champion" not in evaluation:
         # an evaluation that forgot the champion must not be mistaken for the first model
@@ -226,8 +275,8 @@ def decide(evaluation: Mapping[str, Any], min_roc_auc: float, max_regression: fl
     else:
         champion = evaluation["champion"]
         feature = evaluation.get("slice_feature") or "slice"
-        checks.append(_regression_check("regression_overall", "overall",
-                                        _get(challenger, "overall", "roc_auc"), _get(champion, "overall", "roc_auc"),
+        checks.append(_regression_check("regression_overall", "overall", metric,
+                                        _get(challenger, "overall", metric), _get(champion, "overall", metric),
                                         tolerance, comparable_if_none=False))
         challenger_slices = _get(challenger, "slices") or {}
         champion_slices = _get(champion, "slices")
@@ -240,14 +289,15 @@ def decide(evaluation: Mapping[str, Any], min_roc_auc: float, max_regression: fl
                 checks.append(Check(label, None, tolerance, False, f"{label} missing for the challenger"))
                 continue
             checks.append(_regression_check(
-                label, label, _get(challenger_slices[value], "roc_auc"), _get(champion_scores, "roc_auc"),
+                label, label, metric, _get(challenger_slices[value], metric), _get(champion_scores, metric),
                 tolerance, comparable_if_none=True))
         for value in challenger_slices:
             if value not in champion_slices:
                 label = f"slice {feature}={value}"
                 checks.append(Check(label, None, tolerance, True,
                                     f"{label}: new slice, no champion baseline; reported, not gated"))
-        checks.append(_log_loss_check(challenger, champion))
+        if metric != "log_loss" and _get(challenger, "overall", "log_loss") is not None:
+            checks.append(_log_loss_check(challenger, champion))
 
     passed = all(check.passed for check in checks)
     return GateDecision(
@@ -255,12 +305,15 @@ def decide(evaluation: Mapping[str, Any], min_roc_auc: float, max_regression: fl
         reason=_reason(passed, first_model, checks),
         checks=checks,
         first_model=first_model,
-        min_roc_auc=floor,
+        metric=metric,
+        minimum=bar,
+        baseline=baseline,
         max_regression=tolerance,
-        challenger_roc_auc=_number(_get(challenger, "overall", "roc_auc"))[0],
-        champion_roc_auc=None if first_model else _number(_get(evaluation, "champion", "overall", "roc_auc"))[0],
+        challenger_score=_number(_get(challenger, "overall", metric))[0],
+        champion_score=None if first_model else _number(_get(evaluation, "champion", "overall", metric))[0],
         latency_p95_ms=_number(_get(challenger, "latency_ms", "p95"))[0],
         latency_budget_ms=_number(_get(challenger, "latency_budget_ms"))[0],
+        latency_method=_get(challenger, "latency_ms", "method"),
     )
 
 
@@ -269,7 +322,7 @@ def _reason(passed: bool, first_model: bool, checks: list[Check]) -> str:
     if not passed:
         prefix = "rejected (no champion yet: absolute floor only): " if first_model else "rejected: "
         return prefix + "; ".join(check.detail for check in checks if not check.passed)
-    parts = [by_name["min_roc_auc"].detail]
+    parts = [checks[0].detail]
     if first_model:
         parts.insert(0, "no champion yet: absolute floor only")
     else:

@@ -1,5 +1,14 @@
 """The served model: one MLflow pyfunc holding the preprocessing and the estimator.
 
+One class serves the three tasks a dataset spec may declare. Its output frame
+(the served contract, :meth:`TabularModel.output_columns`):
+
+- ``binary``: ``probability`` (float64, P(``positive_class``)) and ``prediction``
+  (int64, 1 when that probability is >= 0.5, meaning ``positive_class``);
+- ``multiclass``: ``prediction`` (the class text), ``probability`` (float64, of
+  the predicted class) and one ``probability_<class>`` per class;
+- ``regression``: ``prediction`` (float64, in the target's units).
+
 Keeping both in one object is what stops training/serving skew: the serving
 process never re-implements feature handling, it loads the very preprocessor
 state the estimator was trained with.
@@ -7,15 +16,16 @@ state the estimator was trained with.
 Two estimators share the same preprocessed matrix:
 
 - ``torch_mlp``: a small multilayer perceptron (64 -> 32, ReLU + dropout), trained
-  with Adam on BCE-with-logits, on CUDA when the process sees a GPU.
-- ``sklearn_hgb``: scikit-learn's HistGradientBoostingClassifier. One "epoch" is
+  with Adam on BCE-with-logits (binary), cross-entropy (multiclass) or squared
+  error on the standardised target (regression), on CUDA when the process sees a GPU.
+- ``sklearn_hgb``: scikit-learn's HistGradientBoostingClassifier (or -Regressor). One "epoch" is
   :data:`BOOSTING_ROUNDS_PER_EPOCH` boosting rounds (fit incrementally with
   ``warm_start`` so each epoch reports a real loss and duration); ``batch_size``
   does not apply to it.
 
-Pickling a :class:`TabularClassifier` keeps only its model type: the fitted
+Pickling a :class:`TabularModel` keeps only its model type, task and classes: the fitted
 state travels as artifacts (preprocessor JSON, torch state dict + architecture
-JSON, or a joblib file) and :meth:`TabularClassifier.load_context` rebuilds it.
+JSON, or a joblib file) and :meth:`TabularModel.load_context` rebuilds it.
 """
 from __future__ import annotations
 
@@ -37,8 +47,11 @@ from include.training.preprocessing import TabularPreprocessor
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
 
-__all__ = ["MODEL_TYPES", "BOOSTING_ROUNDS_PER_EPOCH", "TabularClassifier", "EpochReport", "ModelError",
-           "as_model_input", "build_mlp", "pip_requirements"]
+__all__ = ["MODEL_TYPES", "BOOSTING_ROUNDS_PER_EPOCH", "TabularModel", "TabularClassifier", "EpochReport",
+           "ModelError", "as_model_input", "build_mlp", "pip_requirements", "output_columns"]
+
+TASKS = ("binary", "multiclass", "regression")
+PROBABILITY_PREFIX = "probability_"
 
 HIDDEN_SIZES = (64, 32)
 DROPOUT = 0.1
@@ -64,8 +77,10 @@ class EpochReport:
     seconds: float
 
 
-def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN_SIZES, dropout: float = DROPOUT):
-    """A plain ``nn.Sequential`` so a state dict loads without any custom class."""
+def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN_SIZES, dropout: float = DROPOUT,
+              output_dim: int = 1):
+    """A plain ``nn.Sequential`` so a state dict loads without any custom class; ``output_dim``
+    logits (1 for binary and regression, one per class for multiclass)."""
     from torch import nn
 
     layers: list[Any] = []
@@ -73,7 +88,7 @@ def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN
     for hidden in hidden_sizes:
         layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
         width = hidden
-    layers.append(nn.Linear(width, 1))
+    layers.append(nn.Linear(width, output_dim))
     return nn.Sequential(*layers)
 
 
@@ -102,27 +117,27 @@ def pip_requirements(model_type: str) -> list[str]:
 
 
 def as_model_input(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
-    """The spec's feature columns, typed as the logged signature declares them.
+    """The spec's feature columns typed as the logged signature declares them (see :mod:`include.data.cast`).
 
-    The signature declares every numeric feature a double (MLflow's advice for
-    columns that may hold nulls; its scoring server casts JSON to it), and
-    MLflow refuses an int64 column for a double, so in-process callers scoring
-    frames read from parquet pass them through here first.
+    Raises :class:`ModelError` for a missing feature column or a value of the wrong kind.
     """
-    missing = [name for name in spec.feature_names if name not in frame.columns]
-    if missing:
-        raise ModelError(f"input is missing required feature column(s): {', '.join(missing)}")
-    features = frame[spec.feature_names].copy()
-    for name in spec.numeric_features:
-        if features[name].dtype != np.float64:
-            try:
-                features[name] = pd.to_numeric(features[name], errors="raise").astype(np.float64)
-            except (TypeError, ValueError):
-                raise ModelError(f"numeric feature {name!r} holds non-numeric values") from None
-    for name in spec.categorical_features:
-        if features[name].dtype != object:
-            features[name] = features[name].astype(object).where(features[name].notna(), None)
-    return features
+    from include.data.cast import CastError, model_input
+
+    try:
+        return model_input(frame, spec)
+    except CastError as exc:
+        raise ModelError(str(exc)) from None
+
+
+def output_columns(task: str, classes: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The served output columns of a model of ``task`` (see the module docstring)."""
+    if task == "binary":
+        return ["probability", "prediction"]
+    if task == "multiclass":
+        return ["prediction", "probability", *(f"{PROBABILITY_PREFIX}{name}" for name in classes)]
+    if task == "regression":
+        return ["prediction"]
+    raise ModelError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
 
 def _check_model_type(model_type: str) -> None:
@@ -130,16 +145,32 @@ def _check_model_type(model_type: str) -> None:
         raise ModelError(f"unknown model type {model_type!r}; expected one of {', '.join(MODEL_TYPES)}")
 
 
-def _check_labels(labels: Any, rows: int) -> np.ndarray:
+def _check_labels(labels: Any, rows: int, task: str, classes: tuple[str, ...]) -> np.ndarray:
+    """Training labels as the estimator needs them: float32 0/1 (binary), int64 class index
+    (multiclass) or float32 values (regression)."""
     values = pd.Series(labels)
     if len(values) != rows:
         raise ModelError(f"got {len(values)} labels for {rows} rows")
     if values.isna().any():
         raise ModelError(f"{int(values.isna().sum())} label(s) are missing")
+    if task == "multiclass":
+        index = {name: position for position, name in enumerate(classes)}
+        codes = values.map(index)
+        if codes.isna().any():
+            raise ModelError(f"labels must be among the classes {list(classes)}, "
+                             f"got {values[codes.isna()].unique()[:5].tolist()}")
+        if codes.nunique() < 2:
+            raise ModelError(f"training labels are all {values.iloc[0]!r}: a classifier needs two classes or more")
+        return codes.to_numpy(dtype=np.int64)
     try:
         array = values.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
-        raise ModelError(f"labels must be 0/1, got values like {values.unique()[:5].tolist()}") from None
+        kind = "0/1" if task == "binary" else "numbers"
+        raise ModelError(f"labels must be {kind}, got values like {values.unique()[:5].tolist()}") from None
+    if task == "regression":
+        if not np.isfinite(array).all():
+            raise ModelError("regression labels must be finite numbers")
+        return array.astype(np.float32)
     unexpected = sorted(set(np.unique(array)) - {0.0, 1.0})
     if unexpected:
         raise ModelError(f"labels must be 0/1, got {unexpected[:5]}")
@@ -156,41 +187,70 @@ def _torch_device_name(device) -> str:
     return device.type
 
 
-class TabularClassifier(mlflow.pyfunc.PythonModel):
-    """Churn-style binary classifier: frame of spec features in, P(label=1) out."""
+class TabularModel(mlflow.pyfunc.PythonModel):
+    """Frame of spec features in, the task's output columns out (see the module docstring).
 
-    def __init__(self, model_type: str):
+    ``classes`` are the multiclass class names in output order (the spec's
+    ``classes``); binary and regression models take none.
+    """
+
+    def __init__(self, model_type: str, task: str = "binary", classes: tuple[str, ...] | list[str] = ()):
         _check_model_type(model_type)
+        if task not in TASKS:
+            raise ModelError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        classes = tuple(str(name) for name in classes)
+        if task == "multiclass" and len(classes) < 3:
+            raise ModelError(f"a multiclass model needs at least 3 classes, got {list(classes)}")
+        if task != "multiclass" and classes:
+            raise ModelError(f"a {task} model takes no classes, got {list(classes)}")
         self.model_type = model_type
+        self.task = task
+        self.classes = classes
         self.preprocessor: TabularPreprocessor | None = None
         self.network = None
         self.estimator = None
+        # regression: the MLP learns the standardised target; these undo it
+        self.target_mean, self.target_std = 0.0, 1.0
         self.device = "cpu"
         self.history: list[EpochReport] = []
         self._torch_device = None
+        self._class_array = np.array(classes, dtype=object)
 
     # the fitted state is logged as artifacts; pickling it as well would duplicate it
     def __getstate__(self) -> dict[str, Any]:
-        return {"model_type": self.model_type}
+        return {"model_type": self.model_type, "task": self.task, "classes": list(self.classes)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["model_type"])
+        # versions logged before tasks existed were binary
+        self.__init__(state["model_type"], state.get("task", "binary"), state.get("classes", ()))
 
     @property
     def is_fitted(self) -> bool:
         return self.preprocessor is not None and (self.network is not None or self.estimator is not None)
 
+    @property
+    def output_columns(self) -> list[str]:
+        return output_columns(self.task, self.classes)
+
+    @property
+    def _outputs(self) -> int:
+        return len(self.classes) if self.task == "multiclass" else 1
+
     def fit(self, features: pd.DataFrame, labels: Any, preprocessor: TabularPreprocessor, *, epochs: int,
             learning_rate: float, batch_size: int, seed: int = 42,
-            on_epoch: Callable[[EpochReport], None] | None = None) -> "TabularClassifier":
-        """Fit ``preprocessor`` then the estimator on ``features``; ``on_epoch`` sees each epoch's report."""
+            on_epoch: Callable[[EpochReport], None] | None = None) -> "TabularModel":
+        """Fit ``preprocessor`` then the estimator on ``features``; ``on_epoch`` sees each epoch's report.
+
+        ``labels`` are typed by :func:`include.data.cast.target_array`: 0/1 (binary),
+        class text (multiclass) or numbers (regression). Raises :class:`ModelError`.
+        """
         if epochs < 1:
             raise ModelError(f"epochs must be >= 1, got {epochs}")
         if not learning_rate > 0:
             raise ModelError(f"learning_rate must be > 0, got {learning_rate}")
         if batch_size < 1:
             raise ModelError(f"batch_size must be >= 1, got {batch_size}")
-        target = _check_labels(labels, len(features))
+        target = _check_labels(labels, len(features), self.task, self.classes)
         matrix = preprocessor.fit_transform(features)
         self.preprocessor = preprocessor
         self.history = []
@@ -206,9 +266,18 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch.manual_seed(seed)
-        network = build_mlp(matrix.shape[1]).to(device)
+        network = build_mlp(matrix.shape[1], output_dim=self._outputs).to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-        loss_function = torch.nn.BCEWithLogitsLoss(reduction="sum")
+        if self.task == "binary":
+            loss_function = torch.nn.BCEWithLogitsLoss(reduction="sum")
+        elif self.task == "multiclass":
+            loss_function = torch.nn.CrossEntropyLoss(reduction="sum")
+        else:
+            # a target in its own units (hundreds, thousands) would need a per-dataset learning rate
+            self.target_mean = float(target.mean())
+            self.target_std = float(target.std()) or 1.0
+            target = ((target - self.target_mean) / self.target_std).astype(np.float32)
+            loss_function = torch.nn.MSELoss(reduction="sum")
         # the whole training matrix is small next to GPU memory: one copy, then index per batch
         inputs = torch.from_numpy(matrix).to(device)
         labels = torch.from_numpy(target).to(device)
@@ -221,7 +290,8 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
             total_loss = torch.zeros((), device=device)
             for start in range(0, rows, batch_size):
                 batch = order[start:start + batch_size]
-                loss = loss_function(network(inputs[batch]).squeeze(1), labels[batch])
+                output = network(inputs[batch])
+                loss = loss_function(output if self.task == "multiclass" else output.squeeze(1), labels[batch])
                 optimizer.zero_grad(set_to_none=True)
                 (loss / len(batch)).backward()
                 optimizer.step()
@@ -237,37 +307,35 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
         self.device = _torch_device_name(device)
 
     def _fit_hgb(self, matrix, target, epochs, learning_rate, seed, report) -> None:
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.metrics import log_loss
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+        from sklearn.metrics import log_loss, mean_squared_error
 
-        estimator = HistGradientBoostingClassifier(
-            learning_rate=learning_rate, max_iter=BOOSTING_ROUNDS_PER_EPOCH, early_stopping=False,
-            warm_start=True, random_state=seed,
-        )
+        kind = HistGradientBoostingRegressor if self.task == "regression" else HistGradientBoostingClassifier
+        estimator = kind(learning_rate=learning_rate, max_iter=BOOSTING_ROUNDS_PER_EPOCH, early_stopping=False,
+                         warm_start=True, random_state=seed)
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
             estimator.set_params(max_iter=epoch * BOOSTING_ROUNDS_PER_EPOCH)
             estimator.fit(matrix, target)
             seconds = time.perf_counter() - started
-            train_loss = float(log_loss(target, estimator.predict_proba(matrix)[:, 1], labels=[0, 1]))
+            if self.task == "regression":
+                train_loss = float(mean_squared_error(target, estimator.predict(matrix)))
+            else:
+                train_loss = float(log_loss(target, estimator.predict_proba(matrix),
+                                            labels=list(range(max(self._outputs, 2)))))
             epoch_report = EpochReport(epoch, train_loss, seconds)
             self.history.append(epoch_report)
             report(epoch_report)
         self.estimator = estimator
         self.device = "cpu"
 
-    def predict_proba(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
-        """P(label=1) per row, float64; ``frame`` may also be a mapping of column name to array.
-
-        A row's probability depends on that row alone, to the last bit, whatever else
-        is in the batch (see :func:`_mlp_logits`), so a server may predict concurrent
-        requests together and still answer each exactly as it would have alone.
-        """
+    def _raw(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """(rows, outputs) float64: P(1) (binary), P(class) (multiclass) or the value (regression)."""
         if not self.is_fitted:
             raise ModelError("the model is not fitted or loaded")
         matrix = self.preprocessor.transform(frame)
         if len(matrix) == 0:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros((0, self._outputs), dtype=np.float64)
         if self.network is not None:
             import torch
 
@@ -278,19 +346,61 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
                 logits = _mlp_logits(self.network, inputs).cpu().numpy().astype(np.float64)
             # numpy's exp treats every element alike (torch's sigmoid does not: its vectorised
             # and scalar paths may differ in the last bit depending on where a row sits)
-            return 1.0 / (1.0 + np.exp(-logits))
-        return self.estimator.predict_proba(matrix)[:, 1].astype(np.float64)
+            if self.task == "binary":
+                return 1.0 / (1.0 + np.exp(-logits))
+            if self.task == "regression":
+                return logits * self.target_std + self.target_mean
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        if self.task == "regression":
+            return self.estimator.predict(matrix).astype(np.float64)[:, None]
+        probabilities = self.estimator.predict_proba(matrix).astype(np.float64)
+        if self.task == "binary":
+            return probabilities[:, 1:2]
+        # the estimator knows only the classes it saw in training: place them in the declared order
+        full = np.zeros((len(matrix), self._outputs), dtype=np.float64)
+        full[:, self.estimator.classes_.astype(np.int64)] = probabilities
+        return full
+
+    def predict_proba(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Binary: P(``positive_class``) per row, float64 shape (rows,); multiclass: (rows, classes).
+
+        ``frame`` may also be a mapping of column name to array. A row's probability
+        depends on that row alone, to the last bit, whatever else is in the batch
+        (see :func:`_mlp_logits`), so a server may predict concurrent requests
+        together and still answer each exactly as it would have alone.
+        Raises :class:`ModelError` for a regression model or an unfitted one.
+        """
+        if self.task == "regression":
+            raise ModelError("a regression model predicts values, not probabilities")
+        raw = self._raw(frame)
+        return raw[:, 0] if self.task == "binary" else raw
+
+    def predict_columns(self, frame: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The served output columns (:attr:`output_columns`, in order), one value per row, without a DataFrame."""
+        raw = self._raw(frame)
+        if self.task == "binary":
+            probability = raw[:, 0]
+            return {"probability": probability, "prediction": (probability >= DECISION_THRESHOLD).astype(np.int64)}
+        if self.task == "regression":
+            return {"prediction": raw[:, 0]}
+        best = raw.argmax(axis=1)
+        columns = {"prediction": self._class_array[best], "probability": raw[np.arange(len(raw)), best]}
+        for position, name in enumerate(self.classes):
+            columns[f"{PROBABILITY_PREFIX}{name}"] = raw[:, position]
+        return columns
 
     def predict_with_labels(self, frame: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """(probability float64, predicted label int64) per row: the served contract without a DataFrame."""
-        probability = self.predict_proba(frame)
-        return probability, (probability >= DECISION_THRESHOLD).astype(np.int64)
+        """Binary only: (probability float64, predicted label int64) per row."""
+        if self.task != "binary":
+            raise ModelError(f"predict_with_labels is for binary models; use predict_columns for {self.task}")
+        columns = self.predict_columns(frame)
+        return columns["probability"], columns["prediction"]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        probability, prediction = self.predict_with_labels(model_input)
-        return pd.DataFrame({"probability": probability, "prediction": prediction}, index=model_input.index)
+        return pd.DataFrame(self.predict_columns(model_input), index=model_input.index)
 
     def save_artifacts(self, directory: str | Path) -> dict[str, str]:
         """Write the fitted state under ``directory``; returns the ``artifacts`` mapping for log_model."""
@@ -304,7 +414,8 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
             import torch
 
             architecture = {"input_dim": self.preprocessor.output_dim, "hidden_sizes": list(HIDDEN_SIZES),
-                            "dropout": DROPOUT}
+                            "dropout": DROPOUT, "output_dim": self._outputs,
+                            "target_mean": self.target_mean, "target_std": self.target_std}
             artifacts[ARCHITECTURE_ARTIFACT] = directory / "architecture.json"
             artifacts[ARCHITECTURE_ARTIFACT].write_text(json.dumps(architecture, indent=2))
             artifacts[WEIGHTS_ARTIFACT] = directory / "weights.pt"
@@ -348,14 +459,21 @@ class TabularClassifier(mlflow.pyfunc.PythonModel):
             raise ModelError(f"weights expect {architecture['input_dim']} inputs but the preprocessor "
                              f"produces {self.preprocessor.output_dim}")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        network = build_mlp(architecture["input_dim"], architecture["hidden_sizes"], architecture["dropout"])
+        network = build_mlp(architecture["input_dim"], architecture["hidden_sizes"], architecture["dropout"],
+                            architecture.get("output_dim", 1))
         network.load_state_dict(torch.load(artifacts[WEIGHTS_ARTIFACT], map_location=device, weights_only=True))
         network.to(device).eval()
         if device.type == "cpu":
             _limit_torch_threads()
+        self.target_mean = float(architecture.get("target_mean", 0.0))
+        self.target_std = float(architecture.get("target_std", 1.0))
         self.network = network
         self._torch_device = device
         self.device = _torch_device_name(device)
+
+
+# versions registered before regression and multiclass existed unpickle this name
+TabularClassifier = TabularModel
 
 
 def _mlp_logits(network, inputs):
@@ -376,7 +494,7 @@ def _mlp_logits(network, inputs):
             hidden = torch.baddbmm(layer.bias.view(1, 1, -1).expand(rows, 1, -1), hidden, weights)
         else:
             hidden = layer(hidden)
-    return hidden.reshape(-1)
+    return hidden.reshape(hidden.shape[0], -1)
 
 
 def _limit_torch_threads() -> None:

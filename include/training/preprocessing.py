@@ -6,7 +6,9 @@ declares, so the matrix layout is fixed by the spec and not by whichever
 values happened to occur in one training window. A value outside the spec's
 categories (or a missing one) encodes as all zeros rather than failing: the
 serving path must answer for a new plan name, and data validation is where
-unexpected values are reported.
+unexpected values are reported. Columns are typed by :mod:`include.data.cast`,
+the one cast every path shares, so integer codes, pandas categories and
+nullable integers encode exactly as the training frame's values did.
 
 The fitted state is a small JSON document, saved next to the model weights, so
 the served model applies exactly the transformation training used.
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from include.data.cast import CastError, categorical_column, numeric_column
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
@@ -172,28 +176,11 @@ class TabularPreprocessor:
 
     @staticmethod
     def _numeric_column(frame: pd.DataFrame | Mapping[str, Any], name: str) -> np.ndarray:
-        series = frame[name]
-        if isinstance(series, np.ndarray) and series.dtype.kind == "f":
-            return series.astype(np.float64, copy=False)
-        if not isinstance(series, pd.Series):
-            series = pd.Series(series)
-        if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
-            # object columns (e.g. JSON numbers with a None) are accepted if every value is numeric
-            try:
-                series = pd.to_numeric(series, errors="raise")
-            except (ValueError, TypeError):
-                bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].iloc[:3].tolist()
-                raise PreprocessingError(f"numeric feature {name!r} holds non-numeric values, e.g. {bad}") from None
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            return numeric_column(frame[name], name)
+        except CastError as exc:
+            raise PreprocessingError(str(exc)) from None
 
     @staticmethod
     def _categorical_column(frame: pd.DataFrame | Mapping[str, Any], name: str) -> np.ndarray:
-        series = frame[name]
-        if isinstance(series, np.ndarray) and series.dtype == object:
-            return series
-        if not isinstance(series, pd.Series):
-            series = pd.Series(series)
-        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
-            # e.g. integer-coded categories: the spec's categories are strings
-            series = series.astype("string")
-        return series.to_numpy(dtype=object, na_value=None)
+        return categorical_column(frame[name], name)

@@ -83,7 +83,9 @@ class TrainingResult:
     rows: int
     train_rows: int
     holdout_rows: int
-    train_roc_auc: float
+    # the gate's metric on the training rows (e.g. train_roc_auc): a sanity figure, never gated
+    train_metric: str
+    train_score: float | None
     final_train_loss: float
     epoch_seconds: list[float] = field(default_factory=list)
     # the fitted in-memory model, for callers in the same process (not part of the XCom contract)
@@ -125,18 +127,21 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
     ``code.git_commit``; ``extra_params`` are logged beside the config.
     """
     import mlflow
-    from mlflow.models import infer_signature
-    from sklearn.metrics import roc_auc_score
 
+    from include.data.cast import CastError, target_array
     from include.data.split import holdout_split
+    from include.evaluation.metrics import score
     from include.tracking import TRAINING_EXPERIMENT, ensure_experiment
-    from include.training.model import TabularClassifier, as_model_input, pip_requirements
+    from include.training.model import TabularModel, as_model_input, pip_requirements
     from include.training.preprocessing import TabularPreprocessor
 
     _check_frame(frame, spec)
     train, holdout = holdout_split(frame, spec)
-    features = train[spec.feature_names]
-    labels = train[spec.target]
+    features = as_model_input(train, spec)
+    try:
+        labels = target_array(train[spec.target], spec)
+    except CastError as exc:
+        raise TrainingError(str(exc)) from None
 
     experiment_id = ensure_experiment(settings, TRAINING_EXPERIMENT)
     run_tags = {"code.git_commit": git_commit(), "model_type": config.model_type}
@@ -154,22 +159,21 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
             log.info("epoch %d/%d train_loss=%.4f (%.2fs)", report.epoch, config.epochs, report.train_loss,
                      report.seconds)
 
-        model = TabularClassifier(config.model_type).fit(
+        model = TabularModel(config.model_type, spec.task, spec.classes if spec.task == "multiclass" else ()).fit(
             features, labels, TabularPreprocessor.from_spec(spec), epochs=config.epochs,
             learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed,
             on_epoch=log_epoch)
         mlflow.set_tag("device", model.device)
 
-        train_probability = model.predict_proba(features)
-        train_roc_auc = float(roc_auc_score(labels.to_numpy(), train_probability))
-        mlflow.log_metric("train_roc_auc", train_roc_auc)
+        metric = spec.gate.metric
+        train_score = score(spec.task, labels, model.predict_columns(features), model.classes).get(metric)
+        if train_score is not None:
+            mlflow.log_metric(f"train_{metric}", train_score)
 
-        example = as_model_input(features.head(INPUT_EXAMPLE_ROWS), spec).reset_index(drop=True)
-        with warnings.catch_warnings():
-            # MLflow warns that integer columns cannot hold nulls; the only one is the
-            # *output* column ``prediction``, which never does
-            warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
-            signature = infer_signature(example, model.predict(None, example))
+        # complete rows make the example a request any client could send as it is
+        complete = features.dropna()
+        example = (complete if len(complete) else features).head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
+        signature = model_signature(spec, model.predict(None, example))
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as staging:
             model_info = mlflow.pyfunc.log_model(
                 name="model",
@@ -188,11 +192,32 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
         rows=len(frame),
         train_rows=len(train),
         holdout_rows=len(holdout),
-        train_roc_auc=train_roc_auc,
+        train_metric=metric,
+        train_score=train_score,
         final_train_loss=model.history[-1].train_loss,
         epoch_seconds=[report.seconds for report in model.history],
         model=model,
     )
+
+
+def model_signature(spec: "DatasetSpec", output: "pd.DataFrame"):
+    """The logged signature: every numeric feature a double, every categorical one a string
+    (both may hold nulls), and the task's output columns as ``output`` holds them.
+
+    Built from the spec rather than inferred from a few example rows, which may
+    happen to hold a null or only integers.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("double" if feature.is_numeric else "string", feature.name)
+                     for feature in spec.features])
+    with warnings.catch_warnings():
+        # MLflow warns that integer columns cannot hold nulls; the only one is the
+        # *output* column ``prediction`` of a binary model, which never does
+        warnings.filterwarnings("ignore", message=".*Integer columns.*", category=UserWarning)
+        outputs = infer_signature(output).inputs
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def write_xcom(path: str | Path, payload: Mapping[str, Any]) -> None:
@@ -331,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = result.to_xcom()
     if args.xcom_path:
         write_xcom(args.xcom_path, payload)
-    log.info("run %s: train_roc_auc=%.4f on %s", result.run_id, result.train_roc_auc, result.device)
+    log.info("run %s: train_%s=%s on %s", result.run_id, result.train_metric, result.train_score, result.device)
     print(json.dumps(payload), flush=True)
     return 0
 

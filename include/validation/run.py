@@ -5,7 +5,9 @@ folder): a pandas data source, a dataframe asset and a whole-dataframe batch
 definition, run through a ValidationDefinition. The full GX result goes to
 ``result_path`` as JSON (atomically, so a reader never sees half a file); the
 returned ``ValidationOutcome`` is the part a pipeline acts on, and its
-``summary()`` is the text for the task log.
+``summary()`` is the text for the task log: one line per failed expectation,
+each at most :data:`MAX_LINE_CHARS` long however much GX observed (a long value
+list is cut with ``... (+N more)``, a long text with ``... (+N chars)``).
 
 A column the batch lacks fails its expectations (GX records the error per
 expectation) rather than raising: a broken batch is a validation outcome.
@@ -28,6 +30,10 @@ from include.data.spec import DatasetSpec
 
 RESULT_FORMAT = "SUMMARY"
 SAMPLE_SIZE = 5
+# the longest line summary() writes for a failed expectation, and the longest one value in it
+MAX_LINE_CHARS = 300
+MAX_VALUE_CHARS = 60
+_BULLET = "  - "
 # Keys of a GX result that say what was seen; anything else in it is bookkeeping.
 _COUNT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "missing_count")
 
@@ -39,11 +45,24 @@ class FailedExpectation:
     observed: object
     details: dict = field(default_factory=dict)
 
-    def describe(self) -> str:
-        where = f" on column '{self.column}'" if self.column else ""
-        expected = ", ".join(f"{key}={value!r}" for key, value in self.details.get("expected", {}).items())
-        line = f"{self.expectation}{where}: observed {_format_observed(self.observed)}"
-        return f"{line}; expected {expected}" if expected else line
+    def describe(self, limit: int = MAX_LINE_CHARS) -> str:
+        """One line, at most ``limit`` characters, saying what was expected and what was observed."""
+        where = f" on column '{_clip(str(self.column), MAX_VALUE_CHARS)}'" if self.column else ""
+        check = self.details.get("check")
+        head = f"{self.expectation}{where}" + (f" [{_clip(str(check), limit // 3)}]" if check else "")
+        head += ": observed "
+        expected = self.details.get("expected") or {}
+        room = max(limit - len(head), 0)
+        observed_text = _format_observed(self.observed, room)
+        expected_text = _format_expected(expected, room) if expected else ""
+        separator = "; expected " if expected_text else ""
+        if len(observed_text) + len(separator) + len(expected_text) > room:
+            # share the room: each side gets at least half, and what the other leaves unused
+            half = (room - len(separator)) // 2
+            observed_room = max(half, room - len(separator) - len(expected_text))
+            observed_text = _format_observed(self.observed, observed_room)
+            expected_text = _format_expected(expected, room - len(separator) - len(observed_text))
+        return _clip(f"{head}{observed_text}{separator}{expected_text}", limit)
 
 
 @dataclass
@@ -61,18 +80,71 @@ class ValidationOutcome:
         verdict = "passed" if self.success else "FAILED"
         lines = [f"Great Expectations validation {verdict}: {self.successful} of {self.evaluated} "
                  f"expectations met, {len(self.failures)} failed (full result: {self.result_path})"]
-        lines += [f"  - {failure.describe()}" for failure in self.failures]
+        lines += [f"{_BULLET}{failure.describe(MAX_LINE_CHARS - len(_BULLET))}" for failure in self.failures]
         return "\n".join(lines)
 
 
-def _format_observed(observed: object) -> str:
-    if isinstance(observed, dict) and "unexpected_count" in observed:
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters (``limit`` >= 20), saying how much was cut."""
+    limit = max(limit, 20)
+    if len(text) <= limit:
+        return text
+    keep = limit
+    while True:
+        marker = f"... (+{len(text) - keep} chars)"
+        if keep + len(marker) <= limit or keep == 0:
+            return text[:keep] + marker
+        keep = max(limit - len(marker), 0)
+
+
+def _render(value: object, limit: int) -> str:
+    """``repr``-like text of ``value`` in at most ``limit`` characters; a long list names how many items it drops."""
+    limit = max(limit, 20)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
+        parts: list[str] = []
+        used = 2  # the brackets
+        for index, item in enumerate(items):
+            text = _clip(repr(item), MAX_VALUE_CHARS)
+            rest = len(items) - index - 1
+            marker = len(f", ... (+{rest} more)") if rest else 0
+            if used + len(text) + (2 if parts else 0) + marker > limit:
+                break
+            parts.append(text)
+            used += len(text) + (2 if len(parts) > 1 else 0)
+        if len(parts) < len(items):
+            parts.append(f"... (+{len(items) - len(parts)} more)")
+        return _clip("[" + ", ".join(parts) + "]", limit)
+    return _clip(repr(value), limit)
+
+
+def _format_expected(expected: dict, limit: int) -> str:
+    parts = []
+    left = limit
+    for key, value in expected.items():
+        part = f"{key}={_render(value, max(left - len(key) - 1, 20))}"
+        parts.append(part)
+        left -= len(part) + 2
+    return _clip(", ".join(parts), max(limit, 20))
+
+
+def _format_observed(observed: object, limit: int = MAX_LINE_CHARS) -> str:
+    limit = max(limit, 20)
+    if isinstance(observed, dict) and "unexpected_count" in observed and "element_count" in observed:
         text = (f"{observed['unexpected_count']} of {observed.get('element_count', '?')} values unexpected "
                 f"({observed.get('unexpected_percent') or 0:.2f}%)")
         if observed.get("sample"):
-            text += f", e.g. {observed['sample']!r}"
-        return text
-    return observed if isinstance(observed, str) else repr(observed)
+            text += f", e.g. {_render(observed['sample'], limit - len(text) - 7)}"
+        return _clip(text, limit)
+    if isinstance(observed, dict) and "absent" in observed:
+        text = "value(s) absent from the data: "
+        return _clip(text + _render(observed["absent"], limit - len(text)), limit)
+    if isinstance(observed, dict) and "outside" in observed:
+        text = f"{observed.get('unexpected_count', '?')} distinct value(s) outside the set, e.g. "
+        return _clip(text + _render(observed["outside"], limit - len(text)), limit)
+    if isinstance(observed, str):
+        return _clip(observed, limit)
+    return _render(observed, limit)
 
 
 def load_suite(path: Path) -> dict:
@@ -133,15 +205,25 @@ def _failure(result: dict) -> FailedExpectation:
         errors.append(exception.get("exception_message"))
     if errors:
         details["error"] = "; ".join(sorted({str(error) for error in errors}))
-    if "observed_value" in seen:
+    meta = config.get("meta") or {}
+    if meta.get("check"):
+        details["check"] = str(meta["check"])
+    if seen.get("observed_value") is not None:
         observed: object = seen["observed_value"]
-    elif "unexpected_count" in seen:
+    elif "unexpected_count" in seen and "element_count" in seen:
         observed = {key: seen[key] for key in _COUNT_KEYS if key in seen}
         observed["sample"] = list(seen.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+    elif seen.get("partial_missing_list"):  # expect_column_distinct_values_to_contain_set and kin
+        observed = {"absent": list(seen["partial_missing_list"])}
+    elif seen.get("partial_unexpected_list"):  # expect_column_distinct_values_to_be_in_set and kin
+        observed = {"unexpected_count": seen.get("unexpected_count"),
+                    "outside": list(seen["partial_unexpected_list"])[:SAMPLE_SIZE]}
     elif errors:
         observed = details["error"]
     elif config.get("type") == "expect_column_to_exist":
         observed = "column missing"
+    elif "observed_value" in seen:
+        observed = None
     else:
         observed = seen
     return FailedExpectation(expectation=str(config.get("type")), column=column, observed=observed,

@@ -4,6 +4,9 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 MODEL_TYPES = ["torch_mlp", "sklearn_hgb"]
+# every metric a spec's gate may name (include.data.spec.HIGHER_IS_BETTER), kept here so that
+# parsing a DAG file imports nothing from the domain package
+GATE_METRICS = ["roc_auc", "pr_auc", "log_loss", "macro_f1", "rmse", "mae", "r2"]
 
 
 def training_params() -> dict[str, Param]:
@@ -12,7 +15,7 @@ def training_params() -> dict[str, Param]:
             "torch_mlp", type="string", enum=MODEL_TYPES, section="Model",
             title="Model type",
             description="torch_mlp: a PyTorch MLP (uses CUDA when present, the CPU otherwise). "
-                        "sklearn_hgb: scikit-learn HistGradientBoostingClassifier.",
+                        "sklearn_hgb: scikit-learn HistGradientBoosting (classifier or regressor, by the dataset's task).",
             values_display={"torch_mlp": "PyTorch MLP", "sklearn_hgb": "scikit-learn gradient boosting"},
         ),
         "epochs": Param(10, type="integer", minimum=1, maximum=500, section="Model",
@@ -31,13 +34,19 @@ def training_params() -> dict[str, Param]:
         "training_window_end": Param(None, type=["null", "string"], format="date", section="Data",
                                      title="Training window end",
                                      description="Last day included (YYYY-MM-DD). Empty: the day before the run."),
-        "min_roc_auc": Param(0.75, type="number", minimum=0.5, maximum=1, section="Gate",
-                             title="Minimum ROC AUC",
-                             description="Absolute floor: a challenger below it is never promoted."),
-        "max_regression": Param(0.01, type="number", minimum=0, maximum=0.5, section="Gate",
+        "gate_metric": Param(None, type=["null", "string"], enum=[None, *GATE_METRICS], section="Gate",
+                             title="Gate metric",
+                             description="The metric the gate reads. Empty: the dataset spec's gate.metric "
+                                         "(binary roc_auc, multiclass macro_f1, regression rmse by default)."),
+        "gate_min": Param(None, type=["null", "number"], section="Gate", title="Gate bar",
+                          description="The bar the challenger must reach on the gate metric: a floor "
+                                      "(roc_auc, pr_auc, macro_f1, r2) or a ceiling (rmse, mae, log_loss). "
+                                      "Empty: the spec's gate.min, or beating the no-skill baseline."),
+        "max_regression": Param(None, type=["null", "number"], minimum=0, section="Gate",
                                 title="Maximum regression",
-                                description="Largest ROC AUC drop tolerated against the champion, "
-                                            "overall and on every slice."),
+                                description="Largest loss on the gate metric tolerated against the champion, "
+                                            "overall and on every slice, in the metric's units. "
+                                            "Empty: the spec's gate.max_regression."),
         "latency_budget_ms": Param(50, type="number", exclusiveMinimum=0, maximum=10000, section="Gate",
                                    title="Latency budget (ms)",
                                    description="p95 time the challenger may take to answer one request."),
@@ -57,8 +66,9 @@ def drift_params() -> dict[str, Param]:
                                                    "drifted against the champion's training data."),
         "performance_drop_threshold": Param(0.05, type="number", minimum=0, maximum=1, section="Thresholds",
                                             title="Performance drop threshold",
-                                            description="Retrain when ROC AUC on the window's labelled requests "
-                                                        "fell this far below the champion's held-out ROC AUC."),
+                                            description="Retrain when the task's metric (the spec's gate.metric) on the "
+                                                        "window's labelled requests is this much worse than on the "
+                                                        "champion's held-out rows, in the metric's units."),
         "min_rows": Param(200, type="integer", minimum=1, section="Guards", title="Minimum rows",
                           description="A window with fewer served requests is skipped as insufficient data."),
         "cooldown_days": Param(7, type="integer", minimum=0, maximum=90, section="Guards",

@@ -72,7 +72,7 @@ def test_params_are_valid_json_schemas_with_descriptions(dagbag):
 def test_training_params_are_the_documented_set(dagbag):
     params = dagbag.dags["ml_training"].params
     assert {"model_type", "epochs", "learning_rate", "batch_size", "gpus", "training_window_days",
-            "training_window_end", "min_roc_auc", "max_regression", "reason"} <= set(params.keys())
+            "training_window_end", "gate_metric", "gate_min", "max_regression", "reason"} <= set(params.keys())
     assert params.get_param("model_type").schema["enum"] == ["torch_mlp", "sklearn_hgb"]
 
 
@@ -84,7 +84,8 @@ def test_training_params_are_the_documented_set(dagbag):
     {"gpus": -1},
     {"training_window_days": 0},
     {"training_window_end": "last tuesday"},
-    {"min_roc_auc": 1.5},
+    {"gate_metric": "accuracy"},
+    {"gate_min": "high"},
     {"max_regression": -0.1},
     {"reason": ""},
 ])

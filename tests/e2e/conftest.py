@@ -212,7 +212,7 @@ def first_champion(e2e: E2E) -> dict:
     """ml_training triggered through the REST API on the landed history, followed to its end."""
     e2e.unpause(TRAINING_DAG_ID)
     conf = {"epochs": 3, "training_window_days": HISTORY_DAYS, "training_window_end": HISTORY_END.isoformat(),
-            "min_roc_auc": 0.6, "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "e2e"}
+            "gate_min": 0.6, "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "e2e"}
     run = e2e.client.trigger(TRAINING_DAG_ID, conf)
     finished = e2e.wait_for_run(TRAINING_DAG_ID, run["dag_run_id"])
     return {"run": finished, "conf": conf, "states": e2e.task_states(TRAINING_DAG_ID, run["dag_run_id"])}

@@ -45,9 +45,9 @@ def test_rest_trigger_trains_and_registers(e2e, first_champion):
 @pytest.mark.parametrize("conf, message", [
     ({"model_type": "xgboost"}, "'xgboost' is not one of"),
     ({"epochs": 0}, "less than the minimum of 1"),
-    ({"min_roc_auc": 1.5}, "greater than the maximum of 1"),
+    ({"gate_metric": "accuracy"}, "'accuracy' is not one of"),
     ({"training_window_days": "many"}, "is not of type 'integer'"),
-], ids=["unknown-model-type", "zero-epochs", "roc-auc-above-1", "window-not-an-integer"])
+], ids=["unknown-model-type", "zero-epochs", "unknown-gate-metric", "window-not-an-integer"])
 def test_invalid_params_are_refused_with_no_run(e2e, conf, message):
     before = e2e.run_count(TRAINING_DAG_ID)
     response = e2e.client.request("POST", f"/dags/{TRAINING_DAG_ID}/dagRuns",

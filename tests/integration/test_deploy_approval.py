@@ -17,7 +17,7 @@ from tests.integration.conftest import DAYS, LAST_DAY, run_dag
 pytestmark = pytest.mark.integration
 
 CONF = {"epochs": 4, "batch_size": 128, "training_window_days": DAYS, "training_window_end": LAST_DAY.isoformat(),
-        "min_roc_auc": 0.7, "max_regression": 0.05, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
+        "gate_min": 0.7, "max_regression": 0.05, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
 
 
 @pytest.fixture(scope="module")

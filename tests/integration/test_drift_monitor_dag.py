@@ -77,7 +77,7 @@ def _decision(day) -> dict | None:
 def served_traffic(local_profile):
     settings, spec = local_profile
     states = run_dag("ml_training", run_conf={"epochs": 4, "training_window_days": DAYS,
-                                              "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.7,
+                                              "training_window_end": LAST_DAY.isoformat(), "gate_min": 0.7,
                                               "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "first champion"})
     assert states["deploy"] == "success", states
 

@@ -20,7 +20,7 @@ from tests.conftest import TEST_LATENCY_BUDGET_MS
 from tests.integration.conftest import DAYS, FIRST_DAY, LAST_DAY, ROOT, run_dag
 
 FAST = {"epochs": 4, "batch_size": 128, "training_window_days": DAYS,
-        "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.7, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
+        "training_window_end": LAST_DAY.isoformat(), "gate_min": 0.7, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
 
 
 def _run(conf: dict) -> dict[str, str]:
@@ -90,7 +90,7 @@ def test_worse_challenger_is_rejected_and_nothing_is_promoted(local_profile):
     champion_before = _champion(settings)
     assert champion_before is not None, "runs after the first test"
     # a barely trained model: the floor is lowered so that only the comparison can reject it
-    states = _run({"epochs": 1, "learning_rate": 1e-6, "min_roc_auc": 0.5, "max_regression": 0.0,
+    states = _run({"epochs": 1, "learning_rate": 1e-6, "gate_min": 0.5, "max_regression": 0.0,
                    "reason": "worse challenger"})
     assert states["gate"] == "success"
     assert states["register"] == "skipped" and states["deploy"] == "skipped", states

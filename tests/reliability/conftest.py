@@ -42,7 +42,7 @@ CANARIES = {
     "AWS_SECRET_ACCESS_KEY": "canary-object-store-key-a19f55",
 }
 FAST_TRAINING = {"model_type": "sklearn_hgb", "epochs": 3, "training_window_days": DAYS,
-                 "training_window_end": LAST_DAY.isoformat(), "min_roc_auc": 0.6,
+                 "training_window_end": LAST_DAY.isoformat(), "gate_min": 0.6,
                  "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
 
 

@@ -95,7 +95,7 @@ def _challenger(settings, spec, data_ref, holdout, noise: float, champion_uri=No
     else:  # a gate that ran while ``champion_version`` was still the champion
         evaluation = score(model_uri, champion_uri, holdout, spec, latency_budget_ms=LATENCY_BUDGET_MS)
         evaluation["champion_version"] = champion_version
-    decision = pipeline.gate(settings, evaluation, training, min_roc_auc=MIN_ROC_AUC, max_regression=MAX_REGRESSION)
+    decision = pipeline.gate(settings, evaluation, training, minimum=MIN_ROC_AUC, max_regression=MAX_REGRESSION)
     assert decision["passed"], decision["reason"]
     version = pipeline.register(settings, training, data_ref, {"success": True, "successful": 1, "evaluated": 1},
                                 decision, {"dag_id": "ml_training", "run_id": f"noise-{noise}", "params": {}})

@@ -64,7 +64,7 @@ def real_evaluation(stack, champion_run):
     training = {"run_id": run_id, "model_uri": model_uri}
     evaluation = pipeline.evaluate(stack.settings, stack.spec, data_ref, training, latency_budget_ms=TEST_LATENCY_BUDGET_MS)
     assert evaluation["champion"] is not None
-    untouched = pipeline.gate(stack.settings, evaluation, training, min_roc_auc=MIN_ROC_AUC,
+    untouched = pipeline.gate(stack.settings, evaluation, training, minimum=MIN_ROC_AUC,
                               max_regression=MAX_REGRESSION)
     assert untouched["passed"], untouched["reason"]
     return evaluation, training
@@ -79,7 +79,7 @@ def test_gate_fails_closed(stack, real_evaluation, fault):
     corrupt(evaluation)
     versions_before, aliases_before = stack.versions(), stack.aliases()
 
-    decision = pipeline.gate(stack.settings, evaluation, training, min_roc_auc=MIN_ROC_AUC,
+    decision = pipeline.gate(stack.settings, evaluation, training, minimum=MIN_ROC_AUC,
                              max_regression=MAX_REGRESSION)
 
     assert decision["passed"] is False

@@ -39,7 +39,7 @@ def test_server_death_during_the_smoke_test_restores_the_champion(stack, champio
     run_id, model_uri = log_model(DiesWhenServedModel(noise=0.0), as_model_input(holdout.head(5), spec),
                                   ensure_experiment(settings, TRAINING_EXPERIMENT))
     version = registry.register_challenger(settings.model_name, model_uri, run_id, {
-        "gate.passed": "true", "gate.min_roc_auc": "0.5", "gate.max_regression": "0.5",
+        "gate.passed": "true", "gate.metric": "roc_auc", "gate.min": "0.5", "gate.max_regression": "0.5",
         "gate.latency_budget_ms": "500", pipeline.GATED_AGAINST_TAG: champion})
 
     with pytest.raises(DeployFailed) as failure:

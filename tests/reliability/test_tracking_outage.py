@@ -93,7 +93,7 @@ def test_evaluation_gate_register_and_deploy_fail_clearly_and_move_nothing(stack
     try:
         steps = {
             "evaluate": lambda: pipeline.evaluate(settings, spec, data_ref, training, latency_budget_ms=500),
-            "gate": lambda: pipeline.gate(settings, evaluation, training, min_roc_auc=0.99, max_regression=0.0),
+            "gate": lambda: pipeline.gate(settings, evaluation, training, minimum=0.99, max_regression=0.0),
             "register": lambda: pipeline.register(settings, training, data_ref, validation, decision,
                                                   {"dag_id": "ml_training", "run_id": "outage", "params": {}}),
             "deploy": lambda: pipeline.deploy(settings, spec, data_ref, "1"),

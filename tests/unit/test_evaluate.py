@@ -107,7 +107,7 @@ def test_bad_holdout_or_arguments_are_clear_errors(spec):
         evaluate("models:/m-x", None, holdout.drop(columns=["churned"]), spec)
     with pytest.raises(EvaluationError, match="empty"):
         evaluate("models:/m-x", None, holdout.head(0), spec)
-    with pytest.raises(EvaluationError, match="must be 0/1"):
+    with pytest.raises(EvaluationError, match="churned.*outside the declared classes"):
         evaluate("models:/m-x", None, holdout.assign(churned=2), spec)
     with pytest.raises(EvaluationError, match="latency_budget_ms"):
         evaluate("models:/m-x", None, holdout, spec, latency_budget_ms=0)

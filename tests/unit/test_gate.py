@@ -41,7 +41,7 @@ def test_first_model_passes_at_the_floor_and_says_there_is_no_champion():
     assert decision.reason.startswith("accepted: no champion yet: absolute floor only")
     assert "roc_auc 0.750 >= min_roc_auc 0.750" in decision.reason
     assert [check.name for check in decision.checks] == ["min_roc_auc", "latency"]
-    assert decision.champion_roc_auc is None
+    assert decision.champion_score is None
 
 
 def test_first_model_below_the_floor_is_rejected_with_numbers():
@@ -120,7 +120,7 @@ def test_missing_none_or_nan_challenger_metric_fails_closed(value, detail):
     assert not decision.passed
     check = _check(decision, "min_roc_auc")
     assert not check.passed and detail in check.detail
-    assert decision.challenger_roc_auc is None
+    assert decision.challenger_score is None
 
 
 def test_missing_keys_fail_closed():
@@ -193,8 +193,8 @@ def test_tags_table_and_dict_round_trip():
     assert tags["gate.passed"] == "false"
     assert tags["gate.first_model"] == "false"
     assert tags["gate.reason"] == decision.reason
-    assert float(tags["gate.min_roc_auc"]) == MIN_ROC_AUC and float(tags["gate.max_regression"]) == MAX_REGRESSION
-    assert float(tags["gate.challenger_roc_auc"]) == 0.80 and float(tags["gate.champion_roc_auc"]) == 0.83
+    assert float(tags["gate.min"]) == MIN_ROC_AUC and float(tags["gate.max_regression"]) == MAX_REGRESSION
+    assert float(tags["gate.challenger_score"]) == 0.80 and float(tags["gate.champion_score"]) == 0.83
     assert tags["gate.check.regression_overall"] == "fail"
     assert tags["gate.check.slice_plan.premium"] == "pass"
     assert all(isinstance(value, str) for value in tags.values())
@@ -213,7 +213,7 @@ def test_first_model_tags_say_there_is_no_champion():
     tags = decide(_evaluation(), MIN_ROC_AUC, MAX_REGRESSION).as_tags()
 
     assert tags["gate.passed"] == "true" and tags["gate.first_model"] == "true"
-    assert tags["gate.champion_roc_auc"] == "none"
+    assert tags["gate.champion_score"] == "none"
 
 
 @pytest.mark.parametrize("min_roc_auc, max_regression", [(1.5, 0.01), (float("nan"), 0.01), (0.75, -0.01)])
