@@ -109,7 +109,7 @@ def run_case(tool: str, rows: int) -> dict:
             from include.monitoring.drift import Reference, run_drift_check
 
             frame_spec = spec()
-            reference_ = Reference(frame=reference, model_version="benchmark", holdout_roc_auc=None,
+            reference_ = Reference(frame=reference, model_version="benchmark", holdout_score=None,
                                    data_ref={"path": "benchmark", "md5": "-", "rev": "-"})
             with measured() as cost:
                 metrics = run_drift_check(current, reference_, frame_spec, html_path=html,

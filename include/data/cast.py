@@ -34,9 +34,13 @@ def _as_series(values: Any) -> pd.Series:
     return values if isinstance(values, pd.Series) else pd.Series(values)
 
 
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _example(series: pd.Series, bad: np.ndarray) -> str:
     position = int(np.flatnonzero(bad)[0])
-    return f"row {series.index[position]!r} holds {series.iloc[position]!r}"
+    return f"row {_plain(series.index[position])!r} holds {_plain(series.iloc[position])!r}"
 
 
 def numeric_column(values: Any, name: str) -> np.ndarray:

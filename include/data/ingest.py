@@ -1,23 +1,18 @@
-"""Land the user's own CSV / Parquet exports as the spec's daily partitions.
-
-::
+"""Land the user's own CSV / Parquet exports as the spec's daily partitions::
 
     python -m include.data.ingest --spec SPEC [--as-of YYYY-MM-DD] SOURCE [SOURCE ...]
 
-A SOURCE is a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file, a folder (every
-such file inside, recursively, in name order; names starting with ``.`` or ``_``
-are skipped like Spark's ``_SUCCESS``), or an fsspec URL (``file://``,
-``memory://``, ``s3://``...). Rows land as ``<location>/date=YYYY-MM-DD/part-<hash>.parquet``
-split by the UTC day of the timestamp column, holding exactly ``spec.columns``.
+A SOURCE is a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file, a folder (each such
+file inside, recursively, in name order; names starting with ``.`` or ``_``, such as
+``_SUCCESS``, are skipped) or an fsspec URL. Rows land as
+``<location>/date=YYYY-MM-DD/part-<hash>.parquet`` by the UTC day of the timestamp.
 
-Values are landed as the user gave them (validation must judge the real data),
-only their *types* are made consistent so every day reads back alike: integers
-(also a CSV integer column with empty cells) as nullable ``Int64``, floats as
-``float64``, booleans as ``boolean``, a pandas ``category`` as its values, text
-as ``object``, the timestamp as ``datetime64[ns, UTC]`` (naive times are UTC).
-
-Everything is checked before anything is written, and a failed write removes
-what this run wrote: a bad batch leaves the landing zone as it was.
+Values land as the user gave them (validation must judge the real data); only their
+types are made the same on every day: integers (also a CSV integer column with empty
+cells) as ``Int64``, floats as ``float64``, booleans as ``boolean``, a ``category`` as
+its values, text as ``object``, the timestamp as ``datetime64[ns, UTC]`` (naive = UTC).
+Everything is checked before anything is written, and a failed write removes what this
+run wrote: a bad batch leaves the landing zone as it was.
 """
 from __future__ import annotations
 
@@ -130,7 +125,7 @@ def _landed_types(frame: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for name in frame.columns:
         series = frame[name]
-        if False:
+        if isinstance(series.dtype, pd.CategoricalDtype):
             # a category is written as its values: each day would otherwise carry its own dictionary
             kind = series.cat.categories.dtype.kind
             series = series.astype(object).where(series.notna(), None)
@@ -174,7 +169,7 @@ def _timestamps(label: str, series: pd.Series, name: str) -> pd.Series:
     """``series`` as ``datetime64[ns, UTC]``; only ISO-8601 text, as ``01/02/2024`` is ambiguous."""
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
-    elif pd.api.types.is_numeric_dtype(series):
+    elif pd.api.types.is_numeric_dtype(series) and series.notna().any():
         raise IngestError(f"source {label}: timestamp column {name!r} holds numbers (row {series.index[0]} holds "
                           f"{series.iloc[0]!r}); epoch numbers are ambiguous (s, ms or ns?): export ISO-8601 text")
     else:
@@ -256,29 +251,23 @@ def _check_labels(spec: DatasetSpec, seen: dict[str, tuple[str, int, object]]) -
                           f"{spec.positive_class!r} and {others[:5]}; e.g. source {label} row {row} holds {value!r}")
 
 
-def _landed_ids(spec: DatasetSpec, day: date) -> set[str]:
+def _plan(spec: DatasetSpec, frame: pd.DataFrame) -> list[tuple[date, pd.DataFrame, int, bytes]]:
+    """Per UTC day: the rows whose id is not landed yet, how many were skipped, their parquet bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids: set[str] = set()
-    for path in sorted((Path(spec.location) / f"{PARTITION_PREFIX}{day:%Y-%m-%d}").glob("*.parquet")):
-        try:
-            column = pq.ParquetFile(path).read(columns=[spec.id_column]).column(0).to_pylist()
-        except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
-            raise IngestError(f"landed partition {path} has no readable {spec.id_column!r} column, so rows "
-                              f"already landed cannot be told apart: {exc}") from exc
-        ids.update(category_text(value) for value in column if value is not None)
-    return ids
-
-
-def _plan(spec: DatasetSpec, frame: pd.DataFrame) -> list[tuple[date, pd.DataFrame, int, bytes]]:
-    """Per UTC day: the rows not landed yet, how many were skipped, and their parquet bytes."""
-    import pyarrow as pa
-
     plan = []
     for day, rows in frame.groupby(frame[spec.timestamp_column].dt.date, sort=True):
+        landed: set[str] = set()
+        for path in sorted((Path(spec.location) / f"{PARTITION_PREFIX}{day:%Y-%m-%d}").glob("*.parquet")):
+            try:
+                landed.update(map(category_text, pq.ParquetFile(path).read(columns=[spec.id_column])
+                                  .column(0).drop_null().to_pylist()))
+            except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+                raise IngestError(f"landed partition {path} has no readable {spec.id_column!r} column, "
+                                  f"so rows already landed cannot be told apart: {exc}") from exc
         keys = rows[spec.id_column].map(category_text)
-        fresh = (~keys.isin(_landed_ids(spec, day)) & ~keys.duplicated()).to_numpy()
+        fresh = (~keys.isin(landed) & ~keys.duplicated()).to_numpy()
         new = rows[fresh].reset_index(drop=True)
         try:  # converting here, not while writing, so a column pyarrow refuses writes nothing
             payload = to_parquet_bytes(new) if len(new) else b""

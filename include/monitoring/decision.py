@@ -81,10 +81,11 @@ def _performance_sentence(metrics: Mapping[str, Any], drop: float | None, thresh
     if drop is None:
         note = metrics.get("performance_note")
         return f"performance not measured ({note})" if note else "performance not measured (no labels)"
-    window, reference = _number(metrics.get("roc_auc")), _number(metrics.get("reference_roc_auc"))
-    auc = f" (ROC AUC {reference:.3f} -> {window:.3f})" if window is not None and reference is not None else ""
+    metric = metrics.get("metric") or "score"
+    window, reference = _number(metrics.get("score")), _number(metrics.get("reference_score"))
+    scores = f" ({metric} {reference:.3f} -> {window:.3f})" if window is not None and reference is not None else ""
     relation = ">=" if drop >= threshold else "<"
-    return f"ROC AUC drop {drop:.3f} {relation} threshold {threshold:.3f}{auc}"
+    return f"{metric} drop {drop:.3f} {relation} threshold {threshold:.3f}{scores}"
 
 
 def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performance_drop_threshold: float,

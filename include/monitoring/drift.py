@@ -8,9 +8,11 @@ predicted probabilities on it. An Evidently 0.7 report measures
 - data drift of every feature column (a per-column distance and a drifted flag),
   and the dataset drift share = drifted feature columns / feature columns;
 - prediction drift: the distance between the reference's and the window's
-  predicted probabilities;
-- when enough labels have arrived, the champion's ROC AUC on the labelled rows
-  and its drop from the ROC AUC it had on the snapshot's held-out rows.
+  predictions (:func:`prediction_column`: the probability of a binary model, the
+  predicted class of a multiclass one, the value of a regression one);
+- when enough labels have arrived, the champion's score on the labelled rows in
+  the task's metric (the spec's ``gate.metric``: ROC AUC, macro-F1, RMSE, ...)
+  and how much worse it is than on the snapshot's held-out rows.
 
 Per-column methods
 ==================
@@ -71,16 +73,15 @@ log = logging.getLogger(__name__)
 
 DRIFT_EXPERIMENT = "drift_monitoring"
 PROBABILITY_COLUMN = "probability"
+PREDICTION_COLUMN = "prediction"
 LABEL_COLUMN = "label"
-# below this many labelled rows (or with one class only) the window's ROC AUC is noise, not a measurement
+# below this many labelled rows (or with one class only) the window's score is noise, not a measurement
 MIN_LABELLED_ROWS = 50
 
 NUMERIC_DRIFT_METHOD = "wasserstein"
 NUMERIC_DRIFT_THRESHOLD = 0.1
 CATEGORICAL_DRIFT_METHOD = "jensenshannon"
 CATEGORICAL_DRIFT_THRESHOLD = 0.1
-PREDICTION_DRIFT_METHOD = "wasserstein"
-PREDICTION_DRIFT_THRESHOLD = 0.1
 
 # rows per side the Evidently report is drawn from; the figures of record use every row
 REPORT_SAMPLE_ROWS = 5_000
@@ -119,12 +120,26 @@ class WindowCheck:
 
 @dataclass
 class Reference:
-    """What the champion learned from: typed feature columns, ``probability`` and ``label`` per row."""
+    """What the champion learned from: typed feature columns, its prediction column and ``label`` per row.
+
+    ``holdout_score`` is the champion's ``metric`` on the snapshot's held-out rows.
+    """
 
     frame: pd.DataFrame = field(repr=False)
     model_version: str
     data_ref: dict[str, Any]
-    holdout_roc_auc: float | None
+    holdout_score: float | None
+    metric: str = "roc_auc"
+
+
+def prediction_column(spec: "DatasetSpec") -> str:
+    """The output column whose drift is prediction drift: ``probability`` (binary), ``prediction``
+    (the class of a multiclass model, the value of a regression one)."""
+    return PROBABILITY_COLUMN if spec.task == "binary" else PREDICTION_COLUMN
+
+
+def _prediction_is_numeric(spec: "DatasetSpec") -> bool:
+    return spec.task != "multiclass"
 
 
 # ---------------------------------------------------------------------------------------- window checks
@@ -172,45 +187,48 @@ def _check_categorical(name: str, values: pd.Series) -> None:
                               f"(values like {_example(values)})")
 
 
-def _check_labels(values: pd.Series) -> None:
-    present = values.dropna()
-    if present.empty:
-        return
+def _label_values(values: pd.Series, spec: "DatasetSpec") -> np.ndarray:
+    """The window's present labels typed for the task (see :func:`include.data.cast.target_array`)."""
+    from include.data.cast import CastError, target_array
+
     try:
-        numbers = pd.to_numeric(present, errors="raise").astype(np.float64)
-    except (TypeError, ValueError):
-        raise DriftInputError(f"column {LABEL_COLUMN!r} should hold 0/1 labels or NA, "
-                              f"got values like {_example(values)}") from None
-    unexpected = sorted(set(np.unique(numbers)) - {0.0, 1.0})
-    if unexpected:
-        raise DriftInputError(f"column {LABEL_COLUMN!r} should hold 0/1 labels or NA, got {unexpected[:5]}")
+        return target_array(values.dropna(), spec)
+    except CastError as exc:
+        raise DriftInputError(f"column {LABEL_COLUMN!r}: {exc}") from None
 
 
 def _check_structure(current: pd.DataFrame, spec: "DatasetSpec") -> None:
     """Missing and retyped columns: wrong whatever the window's size."""
-    required = [*spec.feature_names, PROBABILITY_COLUMN]
+    predicted = prediction_column(spec)
+    required = [*spec.feature_names, predicted]
     missing = [name for name in required if name not in current.columns]
     if missing:
         raise DriftInputError(f"window is missing column(s) {', '.join(repr(name) for name in missing)}; "
-                              f"expected every feature of spec {spec.name!r} and {PROBABILITY_COLUMN!r}")
+                              f"expected every feature of spec {spec.name!r} and {predicted!r}")
     for name in spec.numeric_features:
         _check_numeric(name, current[name], "numeric feature")
     for name in spec.categorical_features:
         _check_categorical(name, current[name])
-    _check_numeric(PROBABILITY_COLUMN, current[PROBABILITY_COLUMN], "column")
-    probability = pd.to_numeric(current[PROBABILITY_COLUMN].dropna(), errors="coerce")
-    outside = probability[(probability < 0) | (probability > 1) | probability.isna()]
-    if not outside.empty:
-        raise DriftInputError(f"column {PROBABILITY_COLUMN!r} should hold probabilities in [0, 1], "
-                              f"got values like {outside.head(3).tolist()}")
+    if _prediction_is_numeric(spec):
+        _check_numeric(predicted, current[predicted], "column")
+    else:
+        _check_categorical(predicted, current[predicted])
+    if PROBABILITY_COLUMN in current.columns and spec.task != "regression":
+        _check_numeric(PROBABILITY_COLUMN, current[PROBABILITY_COLUMN], "column")
+        probability = pd.to_numeric(current[PROBABILITY_COLUMN].dropna(), errors="coerce")
+        outside = probability[(probability < 0) | (probability > 1) | probability.isna()]
+        if not outside.empty:
+            raise DriftInputError(f"column {PROBABILITY_COLUMN!r} should hold probabilities in [0, 1], "
+                                  f"got values like {outside.head(3).tolist()}")
     if LABEL_COLUMN in current.columns:
-        _check_labels(current[LABEL_COLUMN])
+        _label_values(current[LABEL_COLUMN], spec)
 
 
 def _check_not_empty_columns(current: pd.DataFrame, spec: "DatasetSpec") -> None:
-    for name in [*spec.feature_names, PROBABILITY_COLUMN]:
+    predicted = prediction_column(spec)
+    for name in [*spec.feature_names, predicted]:
         if _all_missing(current[name]):
-            expected = "probabilities" if name == PROBABILITY_COLUMN else f"{spec.feature(name).type} values"
+            expected = "predictions" if name == predicted else f"{spec.feature(name).type} values"
             raise DriftInputError(f"column {name!r} is empty: all {len(current)} values are missing; "
                                   f"expected {expected} in at least some rows")
 
@@ -254,28 +272,23 @@ def _parse_window(value: str, model_name: str, version: str) -> tuple[str, str]:
     return start, end
 
 
-def _roc_auc(labels: np.ndarray, probability: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    if len(labels) == 0 or len(np.unique(labels)) < 2:
-        return None
-    return float(roc_auc_score(labels, probability))
-
-
 def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Reference:
     """The champion's training rows with its predictions on them, read back through its lineage tags.
 
-    ``holdout_roc_auc`` is *computed* here (the champion scoring the snapshot's
-    held-out rows) rather than read from the version's ``gate.challenger_roc_auc``
-    tag: a version registered outside the pipeline has no gate tag, and computing
-    it guarantees the same model, the same rows and the same metric as the
-    window's ROC AUC it is compared with; it costs one prediction on the held-out rows.
+    ``holdout_score`` (the spec's ``gate.metric``) is *computed* here (the champion
+    scoring the snapshot's held-out rows) rather than read from the version's
+    ``gate.challenger_score`` tag: a version registered outside the pipeline has no
+    gate tag, and computing it guarantees the same model, the same rows and the
+    same metric as the window's score it is compared with; it costs one prediction
+    on the held-out rows.
     """
     import mlflow
 
     from include import registry, tracking
+    from include.data.cast import target_array
     from include.data.split import holdout_split
     from include.data.versioning import DataRegistry, DatasetRef
+    from include.evaluation.metrics import score
     from include.training.model import as_model_input
 
     tracking.configure(settings)
@@ -303,29 +316,35 @@ def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Referen
 
     model = mlflow.pyfunc.load_model(registry.model_uri(model_name, version))
     features = as_model_input(train, spec)
-    probability = model.predict(features)["probability"].to_numpy(dtype=np.float64)
-    holdout_probability = model.predict(as_model_input(holdout, spec))["probability"].to_numpy(dtype=np.float64)
-    holdout_roc_auc = _roc_auc(holdout[spec.target].to_numpy(), holdout_probability)
+    predicted = model.predict(features)[prediction_column(spec)].to_numpy()
+    holdout_output = model.predict(as_model_input(holdout, spec))
+    metric = spec.gate.metric
+    holdout_score = score(spec.task, target_array(holdout[spec.target], spec),
+                          {name: holdout_output[name].to_numpy() for name in holdout_output.columns},
+                          spec.classes).get(metric)
 
     frame = features.reset_index(drop=True)
-    frame[PROBABILITY_COLUMN] = probability
-    frame[LABEL_COLUMN] = train[spec.target].astype("Int64").to_numpy()
-    log.info("reference: %s version %s, %d training rows of %s, held-out ROC AUC %s", model_name, version,
-             len(frame), ref.describe(), holdout_roc_auc)
+    frame[prediction_column(spec)] = predicted
+    frame[LABEL_COLUMN] = target_array(train[spec.target], spec)
+    log.info("reference: %s version %s, %d training rows of %s, held-out %s %s", model_name, version,
+             len(frame), ref.describe(), metric, holdout_score)
     return Reference(frame=frame, model_version=str(version), data_ref=ref.to_dict(),
-                     holdout_roc_auc=holdout_roc_auc)
+                     holdout_score=holdout_score, metric=metric)
 
 
 # ---------------------------------------------------------------------------------------- the report
 def _comparable(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
-    """Features and probability typed alike on both sides: numerics float64, categoricals str or None."""
+    """Features and prediction typed alike on both sides: numerics float64, categoricals str or None."""
+    from include.data.cast import categorical_column, numeric_column
+
     columns = {}
     for name in spec.numeric_features:
-        columns[name] = pd.to_numeric(frame[name], errors="raise").astype(np.float64).to_numpy()
+        columns[name] = numeric_column(frame[name], name)
     for name in spec.categorical_features:
-        values = frame[name].astype(object)
-        columns[name] = values.where(values.notna(), None).to_numpy()
-    columns[PROBABILITY_COLUMN] = pd.to_numeric(frame[PROBABILITY_COLUMN]).astype(np.float64).to_numpy()
+        columns[name] = categorical_column(frame[name], name)
+    predicted = prediction_column(spec)
+    columns[predicted] = (numeric_column(frame[predicted], predicted) if _prediction_is_numeric(spec)
+                          else categorical_column(frame[predicted], predicted))
     return pd.DataFrame(columns)
 
 
@@ -399,7 +418,7 @@ def _sample_note(sample: dict[str, Any]) -> str:
     return f"The Evidently report below is drawn from all rows: {shown}."
 
 
-def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapshot, performance_note: str) -> str:
+def _report_html(metrics: dict[str, Any], drift_snapshot, performance_snapshot, performance_note: str) -> str:
     """One self-contained Evidently page: a summary, the exact figures, the drift report, then performance.
 
     Built from the snapshots' widgets (``to_snapshot_model``) so the page carries
@@ -414,6 +433,7 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapsho
 
     reference = metrics["reference_data"]
     prediction = metrics["prediction_drift"]
+    kind = "Regression" if metrics["metric"] in ("rmse", "mae", "r2") else "Classification"
     summary = (
         f"{metrics['rows']} served predictions ({metrics['labelled_rows']} labelled) compared with the "
         f"{metrics['reference_rows']} training rows of champion version {metrics['champion_version']} "
@@ -422,8 +442,8 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapsho
         f"drifted columns: {', '.join(metrics['drifted_columns']) or 'none'}.\n\n"
         f"Prediction drift: {prediction['method']} {prediction['drift_score']:.4f} "
         f"({'drifted' if prediction['drifted'] else 'not drifted'}, threshold {prediction['threshold']}).\n\n"
-        f"ROC AUC {number(metrics['roc_auc'])} on the window vs {number(metrics['reference_roc_auc'])} on the "
-        f"snapshot's held-out rows: drop {number(metrics['performance_drop'])} "
+        f"{metrics['metric']} {number(metrics['score'])} on the window vs {number(metrics['reference_score'])} "
+        f"on the snapshot's held-out rows: drop {number(metrics['performance_drop'])} "
         f"(threshold {metrics['performance_drop_threshold']:.2f}); {performance_note}.\n\n"
         f"{_sample_note(metrics['report_sample'])}"
     )
@@ -432,16 +452,16 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, classification_snapsho
         column_names=["column", "method", "drift score", "threshold", "drifted"],
         data=[[name, result["method"], f"{result['drift_score']:.6f}", f"{result['threshold']:g}",
                "yes" if result["drifted"] else "no"]
-              for name, result in [*metrics["columns"].items(), (PROBABILITY_COLUMN, prediction)]],
+              for name, result in [*metrics["columns"].items(), (metrics["prediction_column"], prediction)]],
     )
     drift = drift_snapshot.to_snapshot_model()
     widgets = [text_widget(title="Drift report", text=summary), exact, *drift.widgets]
     metric_results, top_level = dict(drift.metric_results), list(drift.top_level_metrics)
-    if classification_snapshot is None:
-        widgets.append(text_widget(title="Classification performance", text=performance_note))
+    if performance_snapshot is None:
+        widgets.append(text_widget(title=f"{kind} performance", text=performance_note))
     else:
-        classification = classification_snapshot.to_snapshot_model()
-        widgets.append(text_widget(title="Classification performance on the labelled rows", text=performance_note))
+        classification = performance_snapshot.to_snapshot_model()
+        widgets.append(text_widget(title=f"{kind} performance on the labelled rows", text=performance_note))
         widgets.extend(classification.widgets)
         metric_results.update(classification.metric_results)
         top_level.extend(classification.top_level_metrics)
@@ -456,8 +476,12 @@ def drift_methods(spec: "DatasetSpec") -> dict[str, tuple[str, float]]:
     methods = {name: (NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD) for name in spec.numeric_features}
     methods.update({name: (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD)
                     for name in spec.categorical_features})
-    methods[PROBABILITY_COLUMN] = (PREDICTION_DRIFT_METHOD, PREDICTION_DRIFT_THRESHOLD)
-    return {name: methods[name] for name in [*spec.feature_names, PROBABILITY_COLUMN]}
+    # the prediction drifts by the statistic of its kind: a probability or a value is numeric,
+    # a predicted class categorical
+    predicted = prediction_column(spec)
+    methods[predicted] = ((NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD) if _prediction_is_numeric(spec)
+                          else (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD))
+    return {name: methods[name] for name in [*spec.feature_names, predicted]}
 
 
 def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetSpec", *,
@@ -467,11 +491,15 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     """Measure ``current`` against ``reference`` on all rows; save the Evidently report's HTML; return the numbers.
 
     The thresholds are recorded in the result (and shown in the report); whether to act
-    on them is :func:`include.monitoring.decision.decide`'s call.
+    on them is :func:`include.monitoring.decision.decide`'s call. The result holds
+    ``metric`` (the reference's), ``score`` (on the window's labelled rows, or None),
+    ``reference_score`` and ``performance_drop`` (how much worse, in the metric's
+    units; None when not measured), beside the drift figures.
     """
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
-    from evidently.presets import ClassificationPreset
+
+    from include.evaluation.metrics import loss_against, score
 
     for name, value in (("drift_share_threshold", drift_share_threshold),
                         ("performance_drop_threshold", performance_drop_threshold)):
@@ -486,12 +514,13 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
                               "(check_window reports this as insufficient_data)")
     _check_structure(current, spec)
     _check_not_empty_columns(current, spec)
-    measured = [*spec.feature_names, PROBABILITY_COLUMN]
+    predicted = prediction_column(spec)
+    measured = [*spec.feature_names, predicted]
     missing = [name for name in measured if name not in reference.frame.columns]
     if missing:
         raise ValueError(f"reference frame is missing column(s) {', '.join(missing)}")
 
-    numeric = {*spec.numeric_features, PROBABILITY_COLUMN}
+    numeric = {*spec.numeric_features, *([predicted] if _prediction_is_numeric(spec) else [])}
     for frame, side, names in ((current, "window", [name for name in measured if name in numeric]),
                                (reference.frame, "reference", measured)):
         # the window's all-missing columns are refused above; here: a numeric one with only infinities
@@ -504,8 +533,8 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
 
     current_sample = report_sample(current, measured, report_sample_rows)
     reference_sample = report_sample(reference.frame, measured, report_sample_rows)
-    definition = DataDefinition(numerical_columns=[*spec.numeric_features, PROBABILITY_COLUMN],
-                                categorical_columns=spec.categorical_features)
+    definition = DataDefinition(numerical_columns=[name for name in measured if name in numeric],
+                                categorical_columns=[name for name in measured if name not in numeric])
 
     def drift_report():
         # one ValueDrift per column (its distributions and test): DataDriftPreset would add a table
@@ -532,34 +561,27 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
 
     labels = current[LABEL_COLUMN] if LABEL_COLUMN in current.columns else pd.Series(pd.NA, index=current.index)
     labelled = current.loc[labels.notna().to_numpy()]
-    label_values = pd.to_numeric(labelled[LABEL_COLUMN]).astype(np.int64).to_numpy() if len(labelled) else \
-        np.zeros(0, dtype=np.int64)
-    roc_auc, classification_snapshot = None, None
+    label_values = _label_values(labelled[LABEL_COLUMN], spec) if len(labelled) else np.zeros(0)
+    metric = reference.metric
+    window_score, performance_snapshot = None, None
     if len(labelled) < min_labelled_rows:
         performance_note = (f"not measured: {len(labelled)} labelled row(s) in the window, "
                             f"fewer than {min_labelled_rows}")
-    elif len(np.unique(label_values)) < 2:
-        performance_note = (f"not measured: all {len(labelled)} labelled rows have label {label_values[0]}; "
-                            f"ROC AUC needs both classes")
     else:
-        probabilities = pd.to_numeric(labelled[PROBABILITY_COLUMN]).astype(np.float64).to_numpy()
-        roc_auc = _finite(_roc_auc(label_values, probabilities), "ROC AUC")
-        scored = report_sample(pd.DataFrame({LABEL_COLUMN: label_values, PROBABILITY_COLUMN: probabilities}),
-                               [LABEL_COLUMN, PROBABILITY_COLUMN], report_sample_rows)
-        classification = DataDefinition(
-            numerical_columns=[PROBABILITY_COLUMN], categorical_columns=[LABEL_COLUMN],
-            classification=[BinaryClassification(target=LABEL_COLUMN, prediction_probas=PROBABILITY_COLUMN,
-                                                 pos_label=1)])
-        # current only: the reference rows are the champion's own training rows, where its
-        # performance is optimistic; the comparison point is its held-out ROC AUC instead
-        classification_snapshot = Report([ClassificationPreset()]).run(
-            current_data=Dataset.from_pandas(scored.reset_index(drop=True), data_definition=classification),
-            reference_data=None)
-        performance_note = f"measured on {len(labelled)} labelled rows"
-        if len(scored) < len(labelled):
-            performance_note += f" (the report below plots a seeded sample of {len(scored)})"
-    reference_roc_auc = None if reference.holdout_roc_auc is None else float(reference.holdout_roc_auc)
-    performance_drop = reference_roc_auc - roc_auc if roc_auc is not None and reference_roc_auc is not None else None
+        outputs = {name: labelled[name].to_numpy() for name in labelled.columns}
+        window_score = score(spec.task, label_values, outputs, spec.classes).get(metric)
+        if window_score is None:
+            performance_note = (f"not measured: {metric} is undefined on the {len(labelled)} labelled rows "
+                                f"(all labels {label_values[0]!r}; ROC AUC needs both classes)")
+        else:
+            window_score = _finite(window_score, metric)
+            performance_snapshot, shown = _performance_report(labelled, label_values, spec, report_sample_rows)
+            performance_note = f"measured on {len(labelled)} labelled rows"
+            if shown < len(labelled):
+                performance_note += f" (the report below plots a seeded sample of {shown})"
+    reference_score = None if reference.holdout_score is None else float(reference.holdout_score)
+    performance_drop = (loss_against(metric, window_score, reference_score)
+                        if window_score is not None and reference_score is not None else None)
 
     metrics = {
         "rows": int(len(current)),
@@ -567,9 +589,11 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         "drift_share": len(drifted_columns) / len(spec.feature_names),
         "drifted_columns": drifted_columns,
         "columns": columns,
-        "prediction_drift": per_column[PROBABILITY_COLUMN],
-        "roc_auc": roc_auc,
-        "reference_roc_auc": reference_roc_auc,
+        "prediction_column": predicted,
+        "prediction_drift": per_column[predicted],
+        "metric": metric,
+        "score": window_score,
+        "reference_score": reference_score,
         "performance_drop": performance_drop,
         "performance_note": performance_note,
         "champion_version": str(reference.model_version),
@@ -585,9 +609,42 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
             "reference_rows": int(len(reference_sample)), "reference_rows_total": int(len(reference.frame)),
         },
     }
-    _write_text_atomically(Path(html_path), _report_html(metrics, drift_snapshot, classification_snapshot,
+    _write_text_atomically(Path(html_path), _report_html(metrics, drift_snapshot, performance_snapshot,
                                                          performance_note))
     return metrics
+
+
+def _performance_report(labelled: pd.DataFrame, label_values: np.ndarray, spec: "DatasetSpec",
+                        sample_rows: int):
+    """Evidently's performance preset of the task on the labelled rows (a seeded sample of them):
+    (snapshot, rows shown). Current only: the reference rows are the champion's own training
+    rows, where its performance is optimistic; the comparison point is its held-out score."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression, Report
+    from evidently.presets import ClassificationPreset, RegressionPreset
+
+    predicted = prediction_column(spec)
+    frame = pd.DataFrame({LABEL_COLUMN: label_values, predicted: labelled[predicted].to_numpy()})
+    scored = report_sample(frame, [LABEL_COLUMN, predicted], sample_rows).reset_index(drop=True)
+    if spec.task == "binary":
+        scored[predicted] = scored[predicted].astype(np.float64)
+        definition = DataDefinition(numerical_columns=[predicted], categorical_columns=[LABEL_COLUMN],
+                                    classification=[BinaryClassification(target=LABEL_COLUMN,
+                                                                         prediction_probas=predicted, pos_label=1)])
+        preset = ClassificationPreset()
+    elif spec.task == "multiclass":
+        scored = scored.astype({LABEL_COLUMN: str, predicted: str})
+        definition = DataDefinition(categorical_columns=[LABEL_COLUMN, predicted],
+                                    classification=[MulticlassClassification(target=LABEL_COLUMN,
+                                                                             prediction_labels=predicted)])
+        preset = ClassificationPreset()
+    else:
+        scored = scored.astype(np.float64)
+        definition = DataDefinition(numerical_columns=[LABEL_COLUMN, predicted],
+                                    regression=[Regression(target=LABEL_COLUMN, prediction=predicted)])
+        preset = RegressionPreset()
+    snapshot = Report([preset]).run(current_data=Dataset.from_pandas(scored, data_definition=definition),
+                                    reference_data=None)
+    return snapshot, len(scored)
 
 
 # ---------------------------------------------------------------------------------------- persistence
@@ -659,9 +716,12 @@ def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     }
     for name, result in metrics["columns"].items():
         flat[_metric_key("drift_score", name)] = result["drift_score"]
-    for key in ("roc_auc", "reference_roc_auc", "performance_drop"):
+    # logged under the metric's own name (e.g. roc_auc, reference_roc_auc), as the gate's are
+    metric = metrics.get("metric", "score")
+    for key, name in (("score", metric), ("reference_score", f"reference_{metric}"),
+                      ("performance_drop", "performance_drop")):
         if metrics.get(key) is not None:
-            flat[key] = metrics[key]
+            flat[name] = metrics[key]
     return {key: float(value) for key, value in flat.items()}
 
 
@@ -803,8 +863,8 @@ def check_drift(settings: "Settings", spec: "DatasetSpec", window_start: datetim
         metrics = run_drift_check(current, reference, spec, drift_share_threshold=drift_share_threshold,
                                   performance_drop_threshold=performance_drop_threshold, html_path=html_path)
         paths = persist_results(settings, start, end, metrics, html_path)
-    log.info("window %s..%s: drift share %.2f (%s), prediction drift %.4f, ROC AUC %s, drop %s",
+    log.info("window %s..%s: drift share %.2f (%s), prediction drift %.4f, %s %s, drop %s",
              start.isoformat(), end.isoformat(), metrics["drift_share"], ", ".join(metrics["drifted_columns"]) or
-             "no drifted column", metrics["prediction_drift"]["drift_score"], metrics["roc_auc"],
+             "no drifted column", metrics["prediction_drift"]["drift_score"], metrics["metric"], metrics["score"],
              metrics["performance_drop"])
     return {"status": "ok", **metrics, **paths}

@@ -6,6 +6,29 @@ so a client written against ``mlflow models serve`` works unchanged; the
 response adds ``model_version`` (and the ``X-Model-Version`` header) so that a
 caller always knows which version answered.
 
+Answers
+    ``predictions`` holds one record per row with every output column of the model
+    (:func:`include.training.model.output_columns`): ``{"probability", "prediction"}``
+    for a binary model (P(positive class), label 0/1); ``{"prediction", "probability",
+    "probability_<class>"...}`` for a multiclass one (the class name, its probability,
+    then every class's); ``{"prediction"}`` for a regression one. Another pyfunc's
+    output frame is answered column for column (``prediction``, ``probability`` and
+    ``probability_<class>``; other columns are left out), once checked: one row per
+    input row, finite numbers, probabilities in [0, 1], and a label in {0, 1} when
+    it has the binary shape (``probability`` without ``probability_<class>``).
+
+Request values
+    A feature the signature declares a double or a string is typed by the one cast
+    at the data boundary (:mod:`include.data.cast`), the very one that builds the
+    registered model's input everywhere else: a numeric feature may come as a JSON
+    number or a numeric string, a categorical one as a string or a number
+    (``2``, ``2.0`` and ``"2"`` are the category ``"2"``). The project's own model
+    answers null in any feature (it imputes a missing number and encodes a missing
+    category as none of them, exactly as on the cast frame); another pyfunc gets
+    null only where its signature marks a column optional. Booleans, lists and
+    objects, and a string that is not a number in a numeric feature, get a 422
+    naming the column.
+
 Every bad request gets a 4xx with ``{"error_code", "message"}``; a model that
 fails while predicting gets a 500 with the same shape; neither stops the server.
 
@@ -22,7 +45,7 @@ Request ids and event times
 
 Inference log
     With an inference log root, each answered row (features as the model received
-    them, probability, prediction, ids and event time) goes to an
+    them, every output column, ids and event time) goes to an
     :class:`~include.monitoring.inference_log.InferenceLogWriter`: buffered in
     memory, written by a background thread, flushed on shutdown. A failing log is
     logged and counted in the metrics; it never fails a request.
@@ -42,7 +65,10 @@ Metrics
     ``model_requests_total{status}`` (by HTTP status code),
     ``model_request_errors_total`` (requests answered without predictions, 4xx and
     5xx alike; the status label tells them apart), ``model_request_latency_seconds``,
-    ``model_prediction_probability``, ``model_predictions_total{prediction}``,
+    ``model_prediction_probability`` (each row's ``probability``: P(positive class)
+    for a binary model, the predicted class's for a multiclass one; a regression
+    model observes nothing), ``model_predictions_total{prediction}`` (rows by
+    predicted label or class; a regression model's values are not counted),
     ``model_served_version{model_name,version}`` (1 for the version now served),
     ``model_batch_requests`` (requests answered by each shared model call),
     ``inference_log_enabled``, ``inference_log_rows_written_total``,

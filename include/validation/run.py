@@ -57,9 +57,9 @@ class FailedExpectation:
         expected_text = _format_expected(expected, room) if expected else ""
         separator = "; expected " if expected_text else ""
         if len(observed_text) + len(separator) + len(expected_text) > room:
-            # share the room: each side gets at least half, and what the other leaves unused
-            half = (room - len(separator)) // 2
-            observed_room = max(half, room - len(separator) - len(expected_text))
+            # share the room: what was observed (the values at fault) gets at least 3/5, the expected
+            # part the rest, and either side whatever the other leaves unused
+            observed_room = max((room - len(separator)) * 3 // 5, room - len(separator) - len(expected_text))
             observed_text = _format_observed(self.observed, observed_room)
             expected_text = _format_expected(expected, room - len(separator) - len(observed_text))
         return _clip(f"{head}{observed_text}{separator}{expected_text}", limit)
@@ -119,13 +119,17 @@ def _render(value: object, limit: int) -> str:
 
 
 def _format_expected(expected: dict, limit: int) -> str:
-    parts = []
-    left = limit
-    for key, value in expected.items():
-        part = f"{key}={_render(value, max(left - len(key) - 1, 20))}"
-        parts.append(part)
-        left -= len(part) + 2
-    return _clip(", ".join(parts), max(limit, 20))
+    """``key=value, ...`` in at most ``limit`` characters: short values whole, long lists share what is left."""
+    _collections = (list, tuple, set, frozenset, dict)
+    texts = {key: _render(value, MAX_VALUE_CHARS) for key, value in expected.items()
+             if not isinstance(value, _collections)}
+    long_keys = [key for key in expected if key not in texts]
+    left = limit - sum(len(key) + 1 + len(text) + 2 for key, text in texts.items())
+    for index, key in enumerate(long_keys):
+        share = (left - (len(key) + 3) * (len(long_keys) - index)) // (len(long_keys) - index)
+        texts[key] = _render(expected[key], share)
+        left -= len(key) + 3 + len(texts[key])
+    return _clip(", ".join(f"{key}={texts[key]}" for key in expected), limit)
 
 
 def _format_observed(observed: object, limit: int = MAX_LINE_CHARS) -> str:

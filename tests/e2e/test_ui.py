@@ -179,7 +179,7 @@ def test_trigger_form_shows_the_params_and_a_run_from_it_succeeds(logged_in: Pag
         "Model": ("Model type", "torch_mlp: a PyTorch MLP", "epochs", "Passes over the training data"),
         "Resources": ("gpus", "GPUs requested by the training pod"),
         "Data": ("Training window (days)", "Number of daily partitions the model learns from."),
-        "Gate": ("Minimum ROC AUC", "Absolute floor: a challenger below it is never promoted.",
+        "Gate": ("Gate metric", "Gate bar", "The bar the challenger must reach on the gate metric",
                  "Latency budget (ms)"),
         "Run": ("reason", "Why this run was started; recorded on the model version."),
     }

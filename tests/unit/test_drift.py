@@ -58,7 +58,7 @@ def champion(demo_spec):
     frame["probability"] = model.predict_proba(frame)
     frame["label"] = train[spec.target].astype("Int64").to_numpy()
     holdout_auc = float(roc_auc_score(holdout[spec.target], model.predict_proba(as_model_input(holdout, spec))))
-    reference = Reference(frame=frame, model_version="3", holdout_roc_auc=holdout_auc,
+    reference = Reference(frame=frame, model_version="3", holdout_score=holdout_auc,
                           data_ref={"repo": "/registry", "path": "snapshots/customer_churn/x.parquet",
                                     "md5": "0" * 32, "rev": "a" * 40, "rows": len(snapshot),
                                     "window_start": "2024-01-01", "window_end": "2024-01-09"})
@@ -119,8 +119,8 @@ def test_undrifted_window_shows_no_drift_and_the_champions_own_performance(demo_
     assert metrics["prediction_drift"]["drifted"] is False
     assert metrics["prediction_drift"]["method"] == "wasserstein"
     assert abs(metrics["performance_drop"]) < 0.03
-    assert metrics["reference_roc_auc"] == reference.holdout_roc_auc
-    assert metrics["performance_drop"] == pytest.approx(reference.holdout_roc_auc - metrics["roc_auc"])
+    assert metrics["reference_score"] == reference.holdout_score
+    assert metrics["performance_drop"] == pytest.approx(reference.holdout_score - metrics["score"])
     assert metrics["champion_version"] == "3"
     assert metrics["reference_data"] == {"path": "snapshots/customer_churn/x.parquet", "md5": "0" * 32,
                                          "rev": "a" * 40}
@@ -158,7 +158,7 @@ def test_a_large_undrifted_window_raises_no_false_alarm_even_against_a_small_ref
     # Evidently's defaults switch to chi-square / K-S p-values at <= 1000 reference rows, which flag
     # every categorical column of a large window; the pinned distances must not
     small = Reference(frame=reference.frame.head(800), model_version="3", data_ref=reference.data_ref,
-                      holdout_roc_auc=reference.holdout_roc_auc)
+                      holdout_score=reference.holdout_score)
     against_small = _check(window, small, demo_spec, tmp_path / "small-reference.html")
     assert against_small["drift_share"] < 0.3, against_small["drifted_columns"]
 
@@ -173,7 +173,7 @@ def test_concept_drift_shows_as_a_performance_drop_not_as_data_drift(demo_spec, 
     assert metrics["performance_drop"] > 0.05
     labelled = window["label"].notna()
     expected = roc_auc_score(window.loc[labelled, "label"].astype(int), window.loc[labelled, "probability"])
-    assert metrics["roc_auc"] == pytest.approx(expected)
+    assert metrics["score"] == pytest.approx(expected)
 
 
 def test_too_few_or_one_class_labels_leave_performance_unmeasured(demo_spec, champion, tmp_path):
@@ -183,14 +183,14 @@ def test_too_few_or_one_class_labels_leave_performance_unmeasured(demo_spec, cha
     metrics = _check(window, reference, demo_spec, tmp_path / "few.html")
 
     assert metrics["labelled_rows"] == 30
-    assert metrics["roc_auc"] is None and metrics["performance_drop"] is None
+    assert metrics["score"] is None and metrics["performance_drop"] is None
     assert "30 labelled row(s)" in metrics["performance_note"]
     assert "30 labelled row(s)" in (tmp_path / "few.html").read_text()
 
     one_class = served(demo_spec, model, 1, 1000, labelled=200).assign(
         label=lambda frame: frame["label"].where(frame["label"].isna(), 0).astype("Int64"))
     metrics = _check(one_class, reference, demo_spec, tmp_path / "one-class.html")
-    assert metrics["roc_auc"] is None and "both classes" in metrics["performance_note"]
+    assert metrics["score"] is None and "both classes" in metrics["performance_note"]
 
     unlabelled = served(demo_spec, model, 1, 1000).drop(columns=["label"])
     assert _check(unlabelled, reference, demo_spec, tmp_path / "none.html")["labelled_rows"] == 0
@@ -230,7 +230,7 @@ def test_empty_or_small_windows_are_insufficient_data_never_a_verdict(demo_spec,
      r"column 'support_calls_30d' is empty: all 200 values are missing; expected numeric values"),
     (lambda frame: frame.assign(region=None), r"column 'region' is empty: .*expected categorical values"),
     (lambda frame: frame.assign(probability=frame["probability"] * 100), r"'probability' should hold probabilities"),
-    (lambda frame: frame.assign(label=pd.array([2] * len(frame), dtype="Int64")), r"0/1 labels"),
+    (lambda frame: frame.assign(label=pd.array([2] * len(frame), dtype="Int64")), r"label.*outside the declared classes"),
 ])
 def test_schema_broken_windows_are_clear_errors_naming_the_column(demo_spec, champion, tmp_path, breakage, message):
     model, reference = champion
@@ -294,7 +294,7 @@ def test_reference_is_read_through_the_registered_champions_lineage(mlops_env, s
                        served_model.predict(as_model_input(train, spec))["probability"])
     assert (reference.frame["label"].to_numpy() == train[spec.target].to_numpy()).all()
     holdout_probability = served_model.predict(as_model_input(holdout, spec))["probability"]
-    assert reference.holdout_roc_auc == pytest.approx(roc_auc_score(holdout[spec.target], holdout_probability))
+    assert reference.holdout_score == pytest.approx(roc_auc_score(holdout[spec.target], holdout_probability))
 
     # a champion whose lineage tags are gone cannot lead back to its data: said so, by tag
     bare = str(mlflow.register_model(trained.model_uri, mlops_env.model_name).version)
@@ -338,7 +338,7 @@ def test_check_drift_runs_the_whole_step_from_the_inference_log(mlops_env, spec)
 
     assert result["status"] == "ok"
     assert (result["rows"], result["labelled_rows"]) == (600, 600)
-    assert result["drift_share"] < 0.3 and result["roc_auc"] > 0.7
+    assert result["drift_share"] < 0.3 and result["score"] > 0.7
     assert result["champion_version"] == version
     assert Path(result["report_html"]).is_file() and Path(result["metrics_json"]).is_file()
     assert json.loads(Path(result["metrics_json"]).read_text())["drift_share"] == result["drift_share"]
@@ -368,7 +368,7 @@ def test_persisting_a_window_twice_replaces_its_report_and_keeps_one_run(mlops_e
     first_metrics, first_html = covariate
     second_metrics, second_html = undrifted
     # the second attempt has no labels: its ROC AUC must not linger from the first
-    second_metrics = {**second_metrics, "roc_auc": None, "performance_drop": None}
+    second_metrics = {**second_metrics, "score": None, "performance_drop": None}
 
     first = persist_results(mlops_env, start, end, first_metrics, first_html)
     record_decision(mlops_env, start, {"retrain": True, "outcome": "retrain", "reason": "drift share 0.60"})

@@ -162,7 +162,7 @@ def test_a_window_no_larger_than_the_sample_is_reported_whole(demo_spec, champio
     model, reference = champion
     window = served(demo_spec, model, 1, 300)
     small = Reference(frame=reference.frame.head(900), model_version="3", data_ref=reference.data_ref,
-                      holdout_roc_auc=reference.holdout_roc_auc)
+                      holdout_score=reference.holdout_score)
 
     metrics = run_drift_check(window, small, demo_spec, html_path=tmp_path / "report.html",
                               report_sample_rows=1000, **THRESHOLDS)

@@ -1,6 +1,10 @@
 """Landing the user's own exports: python -m include.data.ingest."""
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -301,3 +305,35 @@ def test_nullable_integers_and_categories_land_with_one_type_on_every_day(tmp_pa
     assert [frame["visits"].isna().sum() for frame in frames] == [0, 2, 1, 0]
     assert frames[0]["visits"].tolist() == [1, 2, 3, 4]
     assert frames[2]["visits"].tolist()[:2] == [0, pd.NA]
+
+
+def test_whole_numbers_into_a_landed_float_column_stay_float(tmp_path):
+    spec_path = write_spec(tmp_path)
+    orders(days=("2024-03-01",)).to_csv(tmp_path / "first.csv", index=False)  # amount 10.5, 21.0, ...
+    whole = orders(days=("2024-03-02",)).assign(amount=[20, 30, 40, 50])  # this export holds int64
+    whole.to_csv(tmp_path / "whole.csv", index=False)
+
+    ingest(load_spec(spec_path), [tmp_path / "first.csv"])
+    ingest(load_spec(spec_path), [tmp_path / "whole.csv"])
+
+    assert read_day(spec_path, date(2024, 3, 2))["amount"].dtype == np.float64
+    assert read_day(spec_path, date(2024, 3, 2))["amount"].tolist() == [20.0, 30.0, 40.0, 50.0]
+
+
+def test_files_are_named_by_their_rows(tmp_path):
+    spec_path = write_spec(tmp_path)
+    orders().to_csv(tmp_path / "orders.csv", index=False)
+    first = ingest(load_spec(spec_path), [tmp_path / "orders.csv"]).files
+    assert all(re.fullmatch(r"part-[0-9a-f]{16}\.parquet", path.name) for path in first)
+    assert len({path.name for path in first}) == 3
+    for path in first:
+        path.unlink()
+    assert ingest(load_spec(spec_path), [tmp_path / "orders.csv"]).files == first
+
+
+def test_import_has_no_side_effects(tmp_path):
+    code = ("import sys, include.data.ingest; "
+            "assert not [name for name in sys.modules if name.split('.')[0] == 'airflow'], 'airflow imported'")
+    env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True)
+    assert list(tmp_path.iterdir()) == []

@@ -19,9 +19,9 @@ def metrics(drift_share=0.0, performance_drop=None, **extra):
     countable = isinstance(drift_share, float) and math.isfinite(drift_share)
     drifted = list(COLUMNS)[:round(drift_share * 10)] if countable else []
     result = {"status": "ok", "drift_share": drift_share, "drifted_columns": drifted, "columns": COLUMNS,
-              "performance_drop": performance_drop, "roc_auc": None, "reference_roc_auc": None}
+              "performance_drop": performance_drop, "metric": "roc_auc", "score": None, "reference_score": None}
     if performance_drop is not None:
-        result.update(roc_auc=0.85 - performance_drop, reference_roc_auc=0.85)
+        result.update(score=0.85 - performance_drop, reference_score=0.85)
     return {**result, **extra}
 
 
@@ -34,7 +34,7 @@ def test_no_drift_below_both_thresholds_says_both_numbers():
 
     assert decision == RetrainDecision(False, "no_drift", decision.reason)
     assert "drift share 0.10 < threshold 0.30 (1 of 10 columns: a)" in decision.reason
-    assert "ROC AUC drop 0.010 < threshold 0.050 (ROC AUC 0.850 -> 0.840)" in decision.reason
+    assert "roc_auc drop 0.010 < threshold 0.050 (roc_auc 0.850 -> 0.840)" in decision.reason
     assert decision.to_dict() == {"retrain": False, "outcome": "no_drift", "reason": decision.reason}
 
 
@@ -43,13 +43,13 @@ def test_drift_share_at_the_threshold_retrains():
 
     assert (decision.retrain, decision.outcome) == (True, "retrain")
     assert "drift share 0.30 >= threshold 0.30 (3 of 10 columns: a, b, c)" in decision.reason
-    assert "ROC AUC" not in decision.reason
+    assert "roc_auc drop" not in decision.reason
 
 
 def test_a_performance_drop_alone_retrains_and_missing_labels_never_do():
     decision = run(metrics(0.0, performance_drop=0.08))
     assert decision.outcome == "retrain"
-    assert decision.reason.startswith("ROC AUC drop 0.080 >= threshold 0.050 (ROC AUC 0.850 -> 0.770)")
+    assert decision.reason.startswith("roc_auc drop 0.080 >= threshold 0.050 (roc_auc 0.850 -> 0.770)")
 
     unmeasured = run(metrics(0.0, performance_note="not measured: 12 labelled row(s) in the window, fewer than 50"))
     assert unmeasured.outcome == "no_drift"

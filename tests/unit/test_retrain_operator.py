@@ -75,8 +75,8 @@ def _context(ti: TaskInstance) -> dict:
 def _metrics(drift_share: float) -> dict:
     drifted = [f"c{index}" for index in range(round(drift_share * 10))]
     return {"status": "ok", "drift_share": drift_share, "drifted_columns": drifted,
-            "columns": {f"c{index}": {} for index in range(10)}, "performance_drop": None, "roc_auc": None,
-            "reference_roc_auc": None}
+            "columns": {f"c{index}": {} for index in range(10)}, "performance_drop": None, "score": None,
+            "reference_score": None}
 
 
 def test_a_drifted_window_asks_airflow_for_one_deterministic_training_run(variables, recorded):
