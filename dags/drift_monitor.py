@@ -4,7 +4,8 @@
 Every night, checks the previous day's served traffic for drift against the data the
 current champion learned from, and triggers `ml_training` when the drift warrants it.
 
-Each run handles exactly its data interval (one UTC day):
+Each run handles exactly its data interval (one UTC day), or, with `window_days` above 1, the
+days of traffic that end with it:
 
 1. **check_drift**: loads the window's inference log and the champion's reference data
    (found through the champion's lineage tags), runs an Evidently report (per-column data
@@ -44,7 +45,9 @@ DEFAULT_ARGS = {
     dag_id="drift_monitor",
     # one run per UTC day, started just after the day closes
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # early, so that a backfill can check replayed history (a user's own table may start years
+    # back); catchup stays off, so nothing before the latest closed day runs unless asked
+    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=4,
     tags=["ml", "monitoring", "drift", "customer_churn"],
@@ -62,6 +65,7 @@ def drift_monitor():
         settings = task_settings()
         try:
             result = run_check(settings, load_spec(settings.dataset_spec), data_interval_start, data_interval_end,
+                               window_days=params["window_days"],
                                min_rows=params["min_rows"],
                                drift_share_threshold=params["drift_share_threshold"],
                                performance_drop_threshold=params["performance_drop_threshold"])

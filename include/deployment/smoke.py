@@ -198,7 +198,7 @@ def prediction_problems(response: requests.Response, version: str, rows: int,
             rows_found = sorted(set(rows_found))
             problems.append(f"{what} in rows {_rows(rows_found)} (e.g. {predictions[rows_found[0]]!r})")
     if off:
-        problems.append(f"predictions differ from the registered model's (largest numeric difference "
+        problems.append(f"predictions differ from the expected ones, the registered model's (largest numeric difference "
                         f"{largest:.3g}, tolerance {tolerance}) in rows {_rows(sorted(set(off)))}")
     return problems
 

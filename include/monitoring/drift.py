@@ -841,18 +841,30 @@ def record_decision(settings: "Settings", window_start: datetime, decision: dict
 
 # ---------------------------------------------------------------------------------------- the whole step
 def check_drift(settings: "Settings", spec: "DatasetSpec", window_start: datetime, window_end: datetime, *,
-                min_rows: int, drift_share_threshold: float, performance_drop_threshold: float) -> dict[str, Any]:
+                min_rows: int, drift_share_threshold: float, performance_drop_threshold: float,
+                window_days: int = 1) -> dict[str, Any]:
     """The nightly step for ``[window_start, window_end)``: read, check, compare, persist.
 
+    With ``window_days`` above 1 the traffic compared is that of the ``window_days``
+    days ending at ``window_end`` (for a model that serves a few rows a day); the
+    results are still kept under ``window_start``, the run's own window.
     Returns ``{"status": "insufficient_data", "rows", "reason"}`` (nothing written)
     or ``{"status": "ok", **metrics, "report_html", "metrics_json", "mlflow_run_id"}``.
     """
+    from datetime import timedelta
+
     from include.monitoring.inference_log import read_window
 
     start, end = _as_utc(window_start, "window_start"), _as_utc(window_end, "window_end")
     if start >= end:
         raise ValueError(f"window_start {start.isoformat()} must be before window_end {end.isoformat()}")
-    current = read_window(settings.inference_log, start, end, with_labels=True)
+    if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 1:
+        raise ValueError(f"window_days must be an integer >= 1, got {window_days!r}")
+    # plain datetimes: Airflow hands in pendulum ones, whose arithmetic may drop the zone
+    traffic_start = datetime.fromtimestamp(end.timestamp(), timezone.utc) - timedelta(days=window_days)
+    if traffic_start.timestamp() > start.timestamp():
+        traffic_start = start
+    current = read_window(settings.inference_log, traffic_start, end, with_labels=True)
     verdict = check_window(current, spec, min_rows)
     if not verdict.ok:
         log.info("window %s..%s: insufficient data: %s", start.isoformat(), end.isoformat(), verdict.reason)

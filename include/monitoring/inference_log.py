@@ -9,14 +9,28 @@ Layout under ``root``, a local folder or any fsspec URL (``s3://bucket/prefix``,
 ``predictions`` files hold one row per predicted row: ``request_id`` (str, unique per
 row), ``timestamp`` (the event time, UTC), ``model_name``, ``model_version`` (str),
 every feature column as the model received it (numbers float64, categoricals str),
-``probability`` (float64) and ``prediction`` (int64). The partition is the UTC day of
-``timestamp``; the file name starts with the UTC time the file was written.
+then every output column the model answered with
+(:func:`include.training.model.output_columns`):
 
-``labels`` files hold ``request_id``, ``label`` (int64) and ``label_timestamp`` (when
-the label became known, UTC). A label is stored in the partition of the *prediction*
-it labels, not of the day it arrived, so a window's labels lie next to its
-predictions and :func:`read_window` reads only the days of the window. A later label
-for the same request overrides an earlier one (the latest ``label_timestamp`` wins).
+- ``probability`` (float64) when the model gives one: P(positive class) for a binary
+  model, the predicted class's for a multiclass one;
+- ``prediction``, typed by the task: int64 (a binary label 0/1), str (a multiclass
+  class name) or float64 (a regression value);
+- ``probability_<class>`` (float64), one per class of a multiclass model.
+
+The file's Parquet metadata (key ``inference_log.outputs``) lists its output columns
+in order, so a reader tells them from the features; a file without it (written before
+tasks existed) holds the binary ``probability`` and ``prediction``. The partition is
+the UTC day of ``timestamp``; the file name starts with the UTC time the file was written.
+
+``labels`` files hold ``request_id``, ``label`` and ``label_timestamp`` (when the label
+became known, UTC). Labels are stored as the user gave them, one Parquet type per
+file: int64 (integers; booleans as 0/1), float64 or str (``"yes"``, ``"Adelie"``);
+the drift check types them for the task with :func:`include.data.cast.target_array`.
+A label is stored in the partition of the *prediction* it labels, not of the day it
+arrived, so a window's labels lie next to its predictions and :func:`read_window`
+reads only the days of the window. A later label for the same request overrides an
+earlier one (the latest ``label_timestamp`` wins).
 
 Files are immutable: every flush adds new files and nothing is rewritten, so readers
 need no lock. A file appears whole or not at all: on a local disk it is written
@@ -24,6 +38,7 @@ under a hidden temporary name and renamed; on an object store a single PUT is at
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -43,11 +58,17 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions"
 LABELS = "labels"
 METADATA_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
-OUTPUT_COLUMNS = ("probability", "prediction")
+PROBABILITY = "probability"
+PREDICTION = "prediction"
+PROBABILITY_PREFIX = "probability_"
+# the output columns of a binary model, and of every file written before tasks existed
+OUTPUT_COLUMNS = (PROBABILITY, PREDICTION)
+# the Parquet metadata key listing a predictions file's output columns (a JSON list)
+OUTPUTS_METADATA_KEY = b"inference_log.outputs"
 LABEL_FILE_COLUMNS = ("request_id", "label", "label_timestamp")
 LABEL_COLUMN = "label"
 PREDICTION_DAY_COLUMN = "prediction_day"
-# a feature with one of these names would be overwritten by the log's own columns
+# a feature with one of these names (or an output column's) would be overwritten by the log's own columns
 RESERVED_COLUMNS = frozenset(METADATA_COLUMNS + OUTPUT_COLUMNS + (LABEL_COLUMN,))
 
 DEFAULT_FLUSH_ROWS = 2000
@@ -211,8 +232,7 @@ class _Batch:
     """The rows of one append() call, kept by reference until the next flush."""
 
     features: Any  # a DataFrame or a mapping of column name to a 1-D array
-    probabilities: Any
-    predictions: Any
+    outputs: Mapping[str, Any]  # output column name -> one value per row
     model_version: str
     request_ids: Sequence[str]
     timestamps: int | np.ndarray  # epoch ns: one for all rows, or one per row
@@ -233,6 +253,38 @@ def _columns_of(features: Any) -> dict[str, np.ndarray]:
         return {str(name): column.to_numpy() for name, column in features.items()}
     return {str(name): values if type(values) is np.ndarray else np.asarray(values)
             for name, values in features.items()}
+
+
+def _is_output_name(name: Any) -> bool:
+    return name in OUTPUT_COLUMNS or (isinstance(name, str) and name.startswith(PROBABILITY_PREFIX)
+                                      and len(name) > len(PROBABILITY_PREFIX))
+
+
+def _outputs_of(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The output columns typed as the log stores them; raises for values that cannot be."""
+    typed = {}
+    for name, values in outputs.items():
+        array = values if type(values) is np.ndarray else np.asarray(values)
+        if name != PREDICTION:
+            typed[name] = array.astype(np.float64, copy=False)
+        elif array.dtype.kind in "iub":
+            typed[name] = array.astype(np.int64, copy=False)
+        elif array.dtype.kind == "f":
+            typed[name] = array.astype(np.float64, copy=False)
+        elif array.dtype.kind in "OU":
+            typed[name] = array.astype(object, copy=False)
+        else:
+            raise TypeError(f"the output column {PREDICTION!r} holds {array.dtype} values: the log stores "
+                            "integer labels, numbers or class names")
+    return typed
+
+
+def _arrow_type(name: str, values: np.ndarray):
+    import pyarrow as pa
+
+    if name != PREDICTION or values.dtype.kind == "f":
+        return pa.float64()
+    return pa.int64() if values.dtype.kind == "i" else pa.string()
 
 
 class InferenceLogWriter:
@@ -286,36 +338,56 @@ class InferenceLogWriter:
 
     # ------------------------------------------------------------------ public
 
-    def append(self, features: pd.DataFrame | Mapping[str, Any], probabilities: Sequence[float],
-               predictions: Sequence[int], model_version: str, request_ids: Sequence[str],
-               timestamps: datetime | Sequence[datetime]) -> None:
+    def append(self, features: pd.DataFrame | Mapping[str, Any], outputs: Mapping[str, Any], model_version: str,
+               request_ids: Sequence[str], timestamps: datetime | Sequence[datetime], *legacy: Any) -> None:
         """Buffer one batch of predicted rows.
 
         ``features``: the model's input, a DataFrame or a mapping of column to values,
-        one entry per row; ``timestamps``: one timezone-aware event time for every row or
-        a sequence with one per row. The arguments are kept by reference until the next
-        flush: the caller must not change them in place afterwards.
+        one entry per row; ``outputs``: every output column the model answered with
+        (``prediction``, and ``probability`` and ``probability_<class>`` when it gives
+        them), one value per row; ``timestamps``: one timezone-aware event time for every
+        row or a sequence with one per row. The arguments are kept by reference until
+        the next flush: the caller must not change them in place afterwards.
+
+        The binary form of earlier releases, ``append(features, probabilities,
+        predictions, model_version, request_ids, timestamps)``, is still accepted.
         """
+        if not isinstance(outputs, Mapping):
+            if len(legacy) != 1:
+                raise TypeError("append() takes the output columns as a mapping: append(features, "
+                                "{'probability': ..., 'prediction': ...}, model_version, request_ids, timestamps)")
+            predictions = np.asarray(model_version, dtype=np.int64)  # a binary label, as it always was
+            outputs, model_version, request_ids, timestamps = \
+                {PROBABILITY: outputs, PREDICTION: predictions}, request_ids, timestamps, legacy[0]
+        elif legacy:
+            raise TypeError(f"append() takes 5 arguments after self, got {5 + len(legacy)}")
         rows = len(request_ids)
-        if len(probabilities) != rows or len(predictions) != rows:
-            raise ValueError(f"{len(probabilities)} probabilities and {len(predictions)} predictions "
-                             f"for {rows} request ids")
+        names = list(outputs)
+        if PREDICTION not in outputs:
+            raise ValueError(f"the outputs lack the column {PREDICTION!r} (got {', '.join(map(str, names))})")
+        unknown = [name for name in names if not _is_output_name(name)]
+        if unknown:
+            raise ValueError(f"unknown output column(s) {', '.join(map(repr, unknown))}: the log keeps "
+                             f"{PREDICTION!r}, {PROBABILITY!r} and {PROBABILITY_PREFIX}<class>")
+        for name, values in outputs.items():
+            if len(values) != rows:
+                raise ValueError(f"{len(values)} values of the output column {name!r} for {rows} request ids")
         if isinstance(features, pd.DataFrame):
-            names = features.columns
+            feature_names = features.columns
             if len(features) != rows:
                 raise ValueError(f"{len(features)} feature rows for {rows} request ids")
         else:
-            names = features.keys()
+            feature_names = features.keys()
             for name, values in features.items():
                 if len(values) != rows:
                     raise ValueError(f"feature column {name!r} has {len(values)} values for {rows} request ids")
-        if not RESERVED_COLUMNS.isdisjoint(names):
-            clashing = sorted(RESERVED_COLUMNS.intersection(names))
+        reserved = RESERVED_COLUMNS.union(names)
+        if not reserved.isdisjoint(feature_names):
+            clashing = sorted(reserved.intersection(feature_names))
             raise ValueError(f"feature column(s) {', '.join(clashing)} clash with the inference log's own columns")
         if rows == 0:
             return
-        batch = _Batch(features, probabilities, predictions, str(model_version), request_ids,
-                       _timestamps_ns(timestamps, rows), rows)
+        batch = _Batch(features, outputs, str(model_version), request_ids, _timestamps_ns(timestamps, rows), rows)
         with self._lock:
             if self._closed:
                 raise InferenceLogError(f"the inference log writer for {self.root} is closed")
@@ -420,15 +492,17 @@ class InferenceLogWriter:
 
     def _encode(self, batches: list[_Batch]) -> list[_EncodedFile]:
         """One file per day per column layout; a model reload may change the features mid-buffer."""
-        groups: dict[tuple, list[tuple[_Batch, dict[str, np.ndarray]]]] = {}
+        groups: dict[tuple, list[tuple[_Batch, dict[str, np.ndarray], dict[str, np.ndarray]]]] = {}
         for batch in batches:
             try:
                 columns = _columns_of(batch.features)
-                layout = (tuple(columns), tuple([values.dtype for values in columns.values()]))
+                outputs = _outputs_of(batch.outputs)
+                layout = (tuple(columns), tuple([values.dtype for values in columns.values()]),
+                          tuple(outputs), tuple([values.dtype for values in outputs.values()]))
             except Exception as exc:
                 self._drop_unencodable(batch, exc)
                 continue
-            groups.setdefault(layout, []).append((batch, columns))
+            groups.setdefault(layout, []).append((batch, columns, outputs))
         encoded = []
         for members in groups.values():
             try:
@@ -459,10 +533,11 @@ class InferenceLogWriter:
         logger.error("dropped %d inference log rows of model version %s that cannot be stored as Parquet: %s",
                      batch.rows, batch.model_version, self.last_error)
 
-    def _encode_group(self, members: list[tuple[_Batch, dict[str, np.ndarray]]]) -> list[_EncodedFile]:
+    def _encode_group(self, members: list[tuple[_Batch, dict[str, np.ndarray], dict[str, np.ndarray]]]
+                      ) -> list[_EncodedFile]:
         import pyarrow as pa
 
-        batches = [batch for batch, _ in members]
+        batches = [member[0] for member in members]
         counts = np.fromiter((batch.rows for batch in batches), dtype=np.int64, count=len(batches))
         if all(isinstance(batch.timestamps, int) for batch in batches):
             stamps = np.repeat(np.array([batch.timestamps for batch in batches], dtype=np.int64), counts)
@@ -481,13 +556,16 @@ class InferenceLogWriter:
             "model_version": pa.array(versions, type=pa.string()),
         }
         for name in members[0][1]:
-            values = np.concatenate([columns[name] for _, columns in members])
-            arrays[name] = pa.array(values, from_pandas=values.dtype == object)
-        arrays["probability"] = pa.array(np.concatenate(
-            [np.asarray(batch.probabilities, dtype=np.float64) for batch in batches]), type=pa.float64())
-        arrays["prediction"] = pa.array(np.concatenate(
-            [np.asarray(batch.predictions, dtype=np.int64) for batch in batches]), type=pa.int64())
-        table = pa.table(arrays)
+            values = np.concatenate([member[1][name] for member in members])
+            array = pa.array(values, from_pandas=values.dtype == object)
+            if array.type == pa.null():  # a categorical feature null in every row is still text
+                array = array.cast(pa.string())
+            arrays[name] = array
+        outputs = list(members[0][2])
+        for name in outputs:
+            values = np.concatenate([member[2][name] for member in members])
+            arrays[name] = pa.array(values, type=_arrow_type(name, values))
+        table = pa.table(arrays).replace_schema_metadata({OUTPUTS_METADATA_KEY: json.dumps(outputs).encode()})
 
         days = stamps // _NS_PER_DAY
         day_numbers = np.unique(days)
@@ -506,10 +584,14 @@ class InferenceLogWriter:
 def write_labels(root: str | os.PathLike, labels: pd.DataFrame, *, day: date | None = None) -> list[str]:
     """Store labels next to the predictions they belong to; the files written.
 
-    ``labels`` holds ``request_id`` (str), ``label`` (integers), ``label_timestamp``
+    ``labels`` holds ``request_id`` (str), ``label`` (the user's label as it is: integers,
+    booleans, floats or strings such as ``"yes"`` or ``"Adelie"``), ``label_timestamp``
     (timezone-aware: when the label became known) and, unless ``day`` is given,
     ``prediction_day`` (the UTC date of the prediction each label is for). ``day`` says
-    that every label is for a prediction made that UTC day. Labels are appended, never
+    that every label is for a prediction made that UTC day. Labels are stored as given,
+    one Parquet type for the call: int64 (integers; booleans as 0/1), float64 (floats,
+    or integers mixed with floats) or string; a call mixing text and numbers, or a
+    label that is missing or not finite, is refused. Labels are appended, never
     merged: a request labelled twice keeps both, and readers take the latest.
     """
     if not isinstance(labels, pd.DataFrame):
@@ -531,7 +613,7 @@ def write_labels(root: str | os.PathLike, labels: pd.DataFrame, *, day: date | N
     if bad_ids:
         raise ValueError(f"request_id must be a non-empty string in every row; rows {_rows_text(bad_ids)} are not "
                          f"(e.g. {request_ids[bad_ids[0]]!r})")
-    label_values = _integer_labels(labels["label"])
+    label_values = _stored_labels(labels["label"])
     label_times = _aware_times(labels["label_timestamp"], "label_timestamp")
     if day is not None:
         days = np.full(len(labels), _as_day(day, "day"), dtype=object)
@@ -543,7 +625,7 @@ def write_labels(root: str | os.PathLike, labels: pd.DataFrame, *, day: date | N
 
     table = pa.table({
         "request_id": pa.array(request_ids, type=pa.string()),
-        "label": pa.array(label_values, type=pa.int64()),
+        "label": label_values,
         "label_timestamp": pa.array(label_times, type=pa.timestamp("ns", tz="UTC")),
     })
     written = []
@@ -560,20 +642,42 @@ def _rows_text(rows: list[int], shown: int = 5) -> str:
     return text + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
 
 
-def _integer_labels(column: pd.Series) -> np.ndarray:
+def _stored_labels(column: pd.Series):
+    """The labels as one Arrow array of the type they were given in: int64, float64 or string."""
+    import pyarrow as pa
+
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
         raise ValueError(f"label is missing in rows {_rows_text(missing.tolist())}; write only known labels")
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
-        return column.to_numpy(dtype=np.int64)
+        return pa.array(column.to_numpy(dtype=np.int64), type=pa.int64())
     if pd.api.types.is_float_dtype(column):
-        values = column.to_numpy(dtype=np.float64)
-        fractional = np.flatnonzero(values != np.floor(values))
-        if not len(fractional):
-            return values.astype(np.int64)
-        raise ValueError(f"label must hold whole numbers; rows {_rows_text(fractional.tolist())} do not "
-                         f"(e.g. {values[fractional[0]]!r})")
-    raise ValueError(f"label must hold integers (such as 0/1), got a column of {column.dtype}")
+        return pa.array(_finite_labels(column.to_numpy(dtype=np.float64)), type=pa.float64())
+    kind = pd.api.types.infer_dtype(column, skipna=False)
+    if kind == "string":
+        return pa.array(column.to_numpy(dtype=object), type=pa.string())
+    if kind in ("integer", "boolean"):
+        return pa.array(column.to_numpy(dtype=np.int64), type=pa.int64())
+    if kind in ("floating", "mixed-integer-float", "decimal"):
+        return pa.array(_finite_labels(column.to_numpy(dtype=np.float64)), type=pa.float64())
+    values = column.to_numpy(dtype=object)
+    texts = [index for index, value in enumerate(values) if isinstance(value, str)]
+    if texts and len(texts) < len(values):
+        others = [index for index, value in enumerate(values) if not isinstance(value, str)]
+        raise ValueError(f"label mixes text (rows {_rows_text(texts)}) and other values (rows {_rows_text(others)}, "
+                         f"e.g. {values[others[0]]!r}); write labels of one kind per call")
+    raise ValueError(f"label must hold integers, booleans, floats or strings, got {kind} values "
+                     f"such as {values[0]!r}")
+
+
+def _finite_labels(values: np.ndarray) -> np.ndarray:
+    infinite = np.flatnonzero(~np.isfinite(values))
+    if len(infinite):
+        raise ValueError(f"label must be a finite number; rows {_rows_text(infinite.tolist())} are not "
+                         f"(e.g. {values[infinite[0]]!r})")
+    return values
 
 
 def _aware_times(column: pd.Series, what: str) -> np.ndarray:
@@ -621,24 +725,42 @@ def _days(start: pd.Timestamp, end: pd.Timestamp) -> list[date]:
     return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
 
 
-def _read_files(store: _Store, paths: list[str], required: tuple[str, ...], kind: str) -> list[pd.DataFrame]:
+def _file_outputs(table) -> list[str]:
+    """The output columns a predictions file lists in its metadata; a file written before tasks
+    existed lists none and holds the binary ones."""
+    listed = (table.schema.metadata or {}).get(OUTPUTS_METADATA_KEY)
+    if listed is None:
+        return [name for name in OUTPUT_COLUMNS if name in table.column_names]
+    names = json.loads(listed)
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"its {OUTPUTS_METADATA_KEY.decode()} metadata is not a list of column names")
+    return names
+
+
+def _read_files(store: _Store, paths: list[str], required: tuple[str, ...],
+                kind: str) -> list[tuple[pd.DataFrame, list[str]]]:
+    """Each file as a frame, with its output columns (predictions files; [] for labels)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def read(path: str) -> pd.DataFrame:
+    def read(path: str) -> tuple[pd.DataFrame, list[str]]:
         location = store.location(path)
         try:
             table = pq.read_table(pa.BufferReader(store.read(path)))
         except FileNotFoundError:
-            return pd.DataFrame()  # removed between listing and reading (e.g. a retention job)
+            return pd.DataFrame(), []  # removed between listing and reading (e.g. a retention job)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InferenceLogError(f"{location} is not a readable Parquet file (corrupt or truncated?): "
                                     f"{exc}") from exc
-        absent = [name for name in required if name not in table.column_names]
+        try:
+            outputs = _file_outputs(table) if kind == PREDICTIONS else []
+        except ValueError as exc:
+            raise InferenceLogError(f"{location} is not an inference log {kind} file: {exc}") from None
+        absent = [name for name in (*required, *outputs) if name not in table.column_names]
         if absent:
             raise InferenceLogError(f"{location} is not an inference log {kind} file: it lacks "
                                     f"the column(s) {', '.join(absent)}")
-        return table.to_pandas()
+        return table.to_pandas(), outputs
 
     if len(paths) <= 1:
         return [read(path) for path in paths]
@@ -650,9 +772,15 @@ def read_window(root: str | os.PathLike, start: datetime, end: datetime, *,
                 with_labels: bool = True) -> pd.DataFrame:
     """The predictions with ``start <= timestamp < end``, in time order, with their labels.
 
+    Columns: the log's own (``request_id``, ``timestamp``, ``model_name``,
+    ``model_version``), the features, then the output columns the files hold
+    (``probability``, ``prediction``, ``probability_<class>``; files of a binary model,
+    including those written before tasks existed, hold the first two).
     Only the date partitions the window touches are read. With ``with_labels`` the
-    column ``label`` (pandas ``Int64``) holds each row's label, NA while none arrived;
-    of several labels for a request the one with the latest ``label_timestamp`` wins.
+    column ``label`` holds each row's label as it was stored, missing while none arrived:
+    pandas ``Int64`` when every label is an integer (and when there is none), float64
+    when one is a float, else ``object`` (strings; None for missing). Of several labels
+    for a request the one with the latest ``label_timestamp`` wins.
     Feature columns come back with the types they were logged with: a feature whose
     type changed between files comes back as an ``object`` column holding both kinds,
     for the drift check to see. An empty window gives an empty frame (with at least the
@@ -665,26 +793,47 @@ def read_window(root: str | os.PathLike, start: datetime, end: datetime, *,
     store = _Store(root)
     days = _days(start_at, end_at)
     paths = [path for day in days for path in store.files(store.partition(PREDICTIONS, day))]
-    frames = _read_files(store, paths, METADATA_COLUMNS + OUTPUT_COLUMNS, PREDICTIONS)
-    frames = [frame for frame in frames if len(frame.columns)]
-    if not frames:
+    files = [(frame, names) for frame, names in _read_files(store, paths, METADATA_COLUMNS + (PREDICTION,),
+                                                             PREDICTIONS) if len(frame.columns)]
+    if not files:
         return _empty_predictions(with_labels)
 
+    outputs: list[str] = []  # in the order the files list them
+    for _, names in files:
+        outputs.extend(name for name in names if name not in outputs)
     window = []
-    for frame in frames:
+    for frame, _ in files:
         frame["timestamp"] = _utc_ns(frame["timestamp"])
         window.append(frame[(frame["timestamp"] >= start_at) & (frame["timestamp"] < end_at)])
     non_empty = [frame for frame in window if len(frame)] or window[:1]
     predictions = pd.concat(non_empty, ignore_index=True) if len(non_empty) > 1 else non_empty[0]
     predictions = predictions.sort_values("timestamp", kind="stable", ignore_index=True)
-    features = [name for name in predictions.columns if name not in METADATA_COLUMNS + OUTPUT_COLUMNS]
-    predictions = predictions[list(METADATA_COLUMNS) + features + list(OUTPUT_COLUMNS)]
+    features = [name for name in predictions.columns if name not in METADATA_COLUMNS and name not in outputs]
+    predictions = predictions[list(METADATA_COLUMNS) + features + outputs]
     if not with_labels:
         return predictions
     labels = _latest_labels(store, days, predictions["request_id"])
+    label_dtype = _label_dtype(labels[LABEL_COLUMN])
     joined = predictions.merge(labels, on="request_id", how="left", validate="many_to_one")
-    joined[LABEL_COLUMN] = joined[LABEL_COLUMN].astype("Int64")
+    if label_dtype == object:
+        joined[LABEL_COLUMN] = joined[LABEL_COLUMN].astype(object).where(joined[LABEL_COLUMN].notna(), None)
+    else:
+        joined[LABEL_COLUMN] = joined[LABEL_COLUMN].astype(label_dtype)
     return joined
+
+
+def _label_dtype(labels: pd.Series) -> Any:
+    """The dtype the window's labels come back in: as stored (see :func:`read_window`)."""
+    if pd.api.types.is_bool_dtype(labels) or pd.api.types.is_integer_dtype(labels):
+        return "Int64"
+    if pd.api.types.is_float_dtype(labels):
+        return np.float64
+    kind = pd.api.types.infer_dtype(labels, skipna=True)
+    if kind in ("integer", "empty"):
+        return "Int64"
+    if kind in ("floating", "mixed-integer-float"):
+        return np.float64
+    return object
 
 
 def _utc_ns(column: pd.Series) -> pd.Series:
@@ -696,10 +845,15 @@ def _utc_ns(column: pd.Series) -> pd.Series:
 
 def _latest_labels(store: _Store, days: list[date], request_ids: pd.Series) -> pd.DataFrame:
     paths = [path for day in days for path in store.files(store.partition(LABELS, day))]
-    frames = [frame for frame in _read_files(store, paths, LABEL_FILE_COLUMNS, LABELS) if len(frame.columns)]
+    frames = [frame[list(LABEL_FILE_COLUMNS)] for frame, _ in _read_files(store, paths, LABEL_FILE_COLUMNS, LABELS)
+              if len(frame.columns)]
     if not frames or request_ids.empty:
         return pd.DataFrame({"request_id": pd.Series(dtype=object), LABEL_COLUMN: pd.Series(dtype="Int64")})
-    labels = pd.concat([frame[list(LABEL_FILE_COLUMNS)] for frame in frames], ignore_index=True)
+    if len({str(frame[LABEL_COLUMN].dtype) for frame in frames}) > 1:
+        # files of different label types (say int64 and float64): each label keeps its own type
+        # rather than concat's common one, so that the labels that win are typed as they were stored
+        frames = [frame.astype({LABEL_COLUMN: object}) for frame in frames]
+    labels = pd.concat(frames, ignore_index=True)
     labels = labels[labels["request_id"].isin(request_ids)]
     labels["label_timestamp"] = _utc_ns(labels["label_timestamp"])
     # files are read oldest first and the sort is stable: of two labels at the same time the later file wins

@@ -73,7 +73,7 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_url(url: str) -> str:
+def check_url(url: str) -> str:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"url must be the server's base URL such as http://127.0.0.1:5080, got {url!r}")
@@ -94,8 +94,8 @@ def is_drifted(drift: DriftConfig | None, day: date) -> bool:
     return drift is not None and (drift.covariate_strength(day) > 0 or drift.concept_strength(day) > 0)
 
 
-class _Server:
-    """The model server's HTTP API, as the simulator uses it."""
+class ModelServerClient:
+    """The model server's HTTP API, as a client replaying traffic uses it (the simulator, the replay)."""
 
     def __init__(self, url: str) -> None:
         import requests
@@ -139,8 +139,18 @@ class _Server:
                                "--inference-log (the local deployer does)")
         return values["inference_log_rows_written_total"], values.get("inference_log_write_errors_total", 0.0)
 
-    def predict(self, batch: pd.DataFrame, features: list[str], event_time: Any) -> tuple[list[str], list[float]]:
-        columns = [batch[name].tolist() for name in features]  # tolist: plain Python values for json
+    def predict(self, batch: pd.DataFrame, features: list[str], event_time: Any) -> tuple[list[str], list[dict]]:
+        """(request id, answer record) per row of ``batch``, sent as one request stamped ``event_time``.
+
+        Missing values (None, NaN) are sent as JSON null. Raises :class:`TrafficError`
+        when the server cannot be reached or does not answer every row.
+        """
+        import pandas as pd
+
+        # tolist: plain Python values for json; NaN and None alike become null
+        columns = [[None if value is None or (isinstance(value, float) and value != value) else value
+                    for value in batch[name].astype(object).where(pd.notna(batch[name]), None).tolist()]
+                   for name in features]
         body = json.dumps({"dataframe_split": {"columns": features, "data": [list(row) for row in zip(*columns)]}})
         response = self._call("POST", "/invocations", data=body, headers={
             "Content-Type": "application/json", "X-Request-Time": event_time.isoformat()})
@@ -150,14 +160,14 @@ class _Server:
         try:
             payload = response.json()
             request_ids = payload["request_ids"]
-            probabilities = [item["probability"] for item in payload["predictions"]]
+            answers = list(payload["predictions"])
         except (ValueError, KeyError, TypeError) as exc:
             raise TrafficError(f"POST {self.url}/invocations returned no request_ids and predictions "
                                f"({exc!r}): {response.text[:200]}") from None
-        if len(request_ids) != len(batch) or len(probabilities) != len(batch):
+        if len(request_ids) != len(batch) or len(answers) != len(batch):
             raise TrafficError(f"POST {self.url}/invocations returned {len(request_ids)} request ids and "
-                               f"{len(probabilities)} predictions for {len(batch)} rows")
-        return request_ids, probabilities
+                               f"{len(answers)} predictions for {len(batch)} rows")
+        return request_ids, answers
 
     def wait_until_written(self, expected: float, sent: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -187,7 +197,7 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
     from include.data.generate import generate_day, land_days, partition_path, to_parquet_bytes
     from include.monitoring.inference_log import write_labels
 
-    url = _check_url(url)
+    url = check_url(url)
     if not isinstance(start, date):
         raise ValueError(f"start must be a datetime.date, got {start!r}")
     for name, value in (("days", days), ("rows_per_day", rows_per_day), ("batch_rows", batch_rows)):
@@ -203,7 +213,7 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
                 raise TrafficError(f"{path} already holds other data for {day} (training history?); simulate days "
                                    "after it, or pass land_to_training_data=False")
 
-    server = _Server(url)
+    server = ModelServerClient(url)
     try:
         written_before, _ = server.rows_written()
         features = spec.feature_names
@@ -215,9 +225,9 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
             # generate_day returns the rows in event-time order
             for first in range(0, len(frame), batch_rows):
                 batch = frame.iloc[first:first + batch_rows]
-                ids, batch_probabilities = server.predict(batch, features, batch[spec.timestamp_column].iloc[0])
+                ids, answers = server.predict(batch, features, batch[spec.timestamp_column].iloc[0])
                 request_ids.extend(ids)
-                probabilities.extend(batch_probabilities)
+                probabilities.extend(answer["probability"] for answer in answers)
                 requests_sent += 1
             sent[day] = (request_ids, probabilities, requests_sent)
         total = sum(len(ids) for ids, _, _ in sent.values())

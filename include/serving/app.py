@@ -85,7 +85,7 @@ import time
 import uuid
 from bisect import bisect_left
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -95,6 +95,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from include.data.cast import CastError, categorical_column, numeric_column
 from include.registry import model_uri
 from include.serving import validate_version
 
@@ -140,7 +141,8 @@ class FeatureColumn:
     name: str
     kind: str  # "float", "int", "bool", "str" or "other" (left to MLflow's schema enforcement)
     dtype: Any
-    required: bool
+    required: bool  # the request must hold the column
+    nullable: bool = False  # null is a value the model answers for
 
 
 _KINDS = {
@@ -163,12 +165,13 @@ def feature_columns(pyfunc_model) -> tuple[FeatureColumn, ...] | None:
     for spec in schema.inputs:
         type_name = getattr(spec.type, "name", None)
         kind, dtype = _KINDS.get(type_name, ("other", object))
-        columns.append(FeatureColumn(spec.name, kind, dtype, bool(getattr(spec, "required", True))))
+        required = bool(getattr(spec, "required", True))
+        columns.append(FeatureColumn(spec.name, kind, dtype, required, nullable=not required))
     return tuple(columns)
 
 
-# (probabilities float64, labels int64) for a mapping of typed columns
-DirectPredictor = Callable[[Mapping[str, np.ndarray]], "tuple[np.ndarray, np.ndarray]"]
+# the output columns, in order (one array each, one value per row), for a mapping of typed columns
+DirectPredictor = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -177,12 +180,13 @@ class ServedModel:
     that picked it up keeps a consistent model even while a reload swaps in another.
 
     ``direct`` is set when the version is the project's own model
-    (:class:`~include.training.model.TabularClassifier`) and the server checks and types
-    every column of its signature itself: the model is then called on the typed
-    columns, without the pyfunc wrapper's DataFrame and schema enforcement (which
-    would repeat those checks and cost more than the prediction), and, since it
-    predicts every row independently of the others, concurrent requests may share
-    one call (:class:`MicroBatcher`).
+    (:class:`~include.training.model.TabularModel`, any task) and the server checks and
+    types every column of its signature itself: the model's ``predict_columns`` is then
+    called on the typed columns, without the pyfunc wrapper's DataFrame and schema
+    enforcement (which would repeat those checks and cost more than the prediction),
+    and, since it predicts every row independently of the others, concurrent requests
+    may share one call (:class:`MicroBatcher`). Its columns are then ``nullable``: the
+    model answers a missing value as it does on the cast frame.
     """
 
     name: str
@@ -200,11 +204,11 @@ def direct_predictor(pyfunc_model, columns: tuple[FeatureColumn, ...] | None) ->
         python_model = pyfunc_model.unwrap_python_model()
     except Exception:  # not a PythonModel pyfunc: MLflow raises for other flavors
         return None
-    from include.training.model import TabularClassifier
+    from include.training.model import TabularModel
 
-    if not isinstance(python_model, TabularClassifier) or not python_model.is_fitted:
+    if not isinstance(python_model, TabularModel) or not python_model.is_fitted:
         return None
-    return python_model.predict_with_labels
+    return python_model.predict_columns
 
 
 def load_served_model(model_name: str, version: str, tracking_uri: str) -> ServedModel:
@@ -214,7 +218,12 @@ def load_served_model(model_name: str, version: str, tracking_uri: str) -> Serve
     mlflow.set_registry_uri(tracking_uri)
     pyfunc_model = mlflow.pyfunc.load_model(model_uri(model_name, version))
     columns = feature_columns(pyfunc_model)
-    return ServedModel(model_name, version, pyfunc_model, columns, direct_predictor(pyfunc_model, columns))
+    direct = direct_predictor(pyfunc_model, columns)
+    if direct is not None:
+        # the project's preprocessor imputes a missing number and encodes a missing category as
+        # none of them: null is answered in every feature, as the registered model answers it
+        columns = tuple(replace(column, nullable=True) for column in columns)
+    return ServedModel(model_name, version, pyfunc_model, columns, direct)
 
 
 # --------------------------------------------------------------------------- input
@@ -300,18 +309,17 @@ def _check_row_count(rows: int, max_rows: int) -> None:
 def _typed_column(column: FeatureColumn, values: list) -> Any:
     if column.kind == "other":
         return values
-    if column.kind in ("float", "int"):
+    if column.kind in ("float", "str"):
+        return _cast_column(column, values)
+    if column.kind == "int":
         wrong = [index for index, value in enumerate(values)
-                 if type(value) not in (int, float) and not (value is None and not column.required)]
-    elif column.kind == "bool":
+                 if type(value) not in (int, float) and not (value is None and column.nullable)]
+    else:  # "bool"
         wrong = [index for index, value in enumerate(values) if type(value) is not bool]
-    else:
-        wrong = [index for index, value in enumerate(values) if type(value) is not str]
     if wrong:
         absent = [index for index in wrong if values[index] is None]
         if absent:
-            raise RequestRejected(422, "MISSING_VALUES", f"column {column.name!r} is missing or null in rows "
-                                  f"{_rows_text(absent)}; the model needs a value in every row")
+            raise _missing_values(column, absent)
         example = values[wrong[0]]
         raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold {_KIND_WORDS[column.kind]}; "
                               f"rows {_rows_text(wrong)} do not (e.g. {example!r})")
@@ -322,9 +330,56 @@ def _typed_column(column: FeatureColumn, values: list) -> Any:
                                   f"{_rows_text(fractional)} do not")
     try:
         return np.array([np.nan if value is None else value for value in values]
-                        if not column.required else values, dtype=column.dtype)
+                        if column.nullable else values, dtype=column.dtype)
     except (OverflowError, ValueError, TypeError) as exc:
         raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r}: {exc}") from None
+
+
+def _missing_values(column: FeatureColumn, rows: list[int]) -> RequestRejected:
+    return RequestRejected(422, "MISSING_VALUES", f"column {column.name!r} is missing or null in rows "
+                           f"{_rows_text(rows)}; the model needs a value in every row")
+
+
+_JSON_NUMBERS = frozenset((int, float))
+_JSON_FEATURE_VALUES = frozenset((int, float, str, type(None)))
+
+
+def _cast_column(column: FeatureColumn, values: list) -> np.ndarray:
+    """A numeric (double) or categorical (string) feature typed by :mod:`include.data.cast`, the cast
+    that builds the registered model's input everywhere else, so that ``2``, ``2.0`` and ``"2"``
+    are one category and ``12`` and ``"12"`` one number, here as in training."""
+    numeric = column.kind == "float"
+    # JSON's scalars: only numbers, text and null can be a feature's value
+    kinds = set(map(type, values))
+    numbers = kinds <= _JSON_NUMBERS
+    absent = type(None) in kinds
+    wrong = [] if kinds <= _JSON_FEATURE_VALUES else \
+        [index for index, value in enumerate(values) if type(value) not in _JSON_FEATURE_VALUES]
+    if absent and not column.nullable:
+        raise _missing_values(column, [index for index, value in enumerate(values) if value is None])
+    if wrong:
+        words = "numbers" if numeric else "strings (or numbers, for integer-coded categories)"
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold {words}"
+                              f"{' or null' if column.nullable else ''}; rows {_rows_text(wrong)} do not "
+                              f"(e.g. {values[wrong[0]]!r})")
+    try:
+        if numeric:
+            # JSON numbers are already numbers: a float64 array is what the cast makes of them (its
+            # fast path); text and nulls go through its general path
+            container = np.array(values, dtype=np.float64) if numbers else _object_array(values)
+            return numeric_column(container, column.name).astype(column.dtype, copy=False)
+        return categorical_column(_object_array(values), column.name)
+    except CastError as exc:
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold numbers"
+                              f"{' or null' if column.nullable else ''}: {exc}") from None
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r}: {exc}") from None
+
+
+def _object_array(values: list) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 def parse_request(body: bytes, served: ServedModel, max_rows: int) -> pd.DataFrame:
@@ -355,28 +410,102 @@ def _as_frame(columns: dict[str, Any]) -> pd.DataFrame:
 # -------------------------------------------------------------------------- output
 
 
-def _checked_output(output: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The model's probabilities (float64) and labels (int64), or ValueError saying what is wrong."""
+PROBABILITY = "probability"
+PREDICTION = "prediction"
+PROBABILITY_PREFIX = "probability_"
+
+
+def _is_output_column(name: Any) -> bool:
+    return name in (PROBABILITY, PREDICTION) or (isinstance(name, str) and name.startswith(PROBABILITY_PREFIX)
+                                                 and len(name) > len(PROBABILITY_PREFIX))
+
+
+def _checked_output(output: Any, rows: int) -> dict[str, np.ndarray]:
+    """The output columns of a pyfunc's frame (``probability``, ``prediction``, ``probability_<class>``,
+    in its order), typed and checked; ValueError saying what is wrong."""
     if not isinstance(output, pd.DataFrame):
-        raise ValueError(f"the model returned {type(output).__name__}, not a DataFrame with "
-                         "'probability' and 'prediction' columns")
-    absent = [name for name in ("probability", "prediction") if name not in output.columns]
-    if absent:
+        raise ValueError(f"the model returned {type(output).__name__}, not a DataFrame with a "
+                         "'prediction' column (and 'probability' for a classifier)")
+    if PREDICTION not in output.columns:
+        absent = [name for name in (PROBABILITY, PREDICTION) if name not in output.columns]
         raise ValueError(f"the model output lacks the column(s) {', '.join(absent)}")
     if len(output) != rows:
         raise ValueError(f"the model returned {len(output)} predictions for {rows} rows")
+    names = [name for name in output.columns if _is_output_column(name)]
+    if len(set(names)) != len(names):
+        raise ValueError("the model output names a column twice")
+    binary = _is_binary_shape(names)
+    columns: dict[str, np.ndarray] = {}
     try:
-        probabilities = output["probability"].to_numpy(dtype=np.float64)
-        labels = output["prediction"].to_numpy()
-        if labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0):
-            labels = labels.astype(np.int64)
+        for name in names:
+            if name != PREDICTION:
+                columns[name] = output[name].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the model output is not numeric: {exc}") from None
-    if labels.dtype.kind not in "iub":
-        raise ValueError(f"the model's 'prediction' column holds {labels.dtype} values, not integer labels")
-    if not np.isfinite(probabilities).all():
-        raise ValueError("the model returned non-finite probabilities (NaN or infinity)")
-    return probabilities, labels.astype(np.int64, copy=False)
+    columns[PREDICTION] = _prediction_array(output[PREDICTION], binary)
+    return _checked_columns({name: columns[name] for name in names}, rows)
+
+
+def _is_binary_shape(names) -> bool:
+    return PROBABILITY in names and not any(name.startswith(PROBABILITY_PREFIX) for name in names)
+
+
+def _prediction_array(column: pd.Series, binary: bool) -> np.ndarray:
+    """A pyfunc's ``prediction`` column: int64 labels, float64 values, or class names (object)."""
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_integer_dtype(column):
+        return column.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(column):
+        values = column.to_numpy(dtype=np.float64)
+        if binary and np.isfinite(values).all() and np.all(np.mod(values, 1) == 0):
+            return values.astype(np.int64)
+        if binary:
+            raise ValueError(f"the model's 'prediction' column holds {values.dtype} values, not integer labels")
+        return values
+    kind = pd.api.types.infer_dtype(column, skipna=False)
+    if kind == "string":
+        if binary:
+            raise ValueError("the model's 'prediction' column holds text, not the integer labels 0/1 "
+                             "of a binary output")
+        return column.to_numpy(dtype=object)
+    if kind == "integer":
+        return column.to_numpy(dtype=np.int64)
+    raise ValueError(f"the model's 'prediction' column holds {kind} values, not labels, class names or numbers")
+
+
+def _checked_columns(columns: Mapping[str, np.ndarray], rows: int) -> Mapping[str, np.ndarray]:
+    """``columns`` (the model's output) when it holds one finite value per row, probabilities
+    in [0, 1] and, in the binary shape, labels in {0, 1}; InvalidModelOutput otherwise."""
+    if PREDICTION not in columns:
+        raise InvalidModelOutput(f"the model output lacks the column {PREDICTION!r}")
+    for name, values in columns.items():
+        if len(values) != rows:
+            raise InvalidModelOutput(f"the model returned {len(values)} predictions for {rows} rows")
+        if name == PREDICTION:
+            continue
+        within = (values >= 0) & (values <= 1)  # False for NaN
+        if not within.all():
+            bad = np.flatnonzero(~within).tolist()
+            raise InvalidModelOutput(f"the model returned probabilities not finite in [0, 1] in column {name!r}, "
+                                     f"rows {_rows_text(bad)} (e.g. {values[bad[0]]!r})")
+    predictions = columns[PREDICTION]
+    kind = predictions.dtype.kind
+    if _is_binary_shape(columns):
+        if kind not in "iub":
+            raise InvalidModelOutput(f"the model's 'prediction' column holds {predictions.dtype} values, "
+                                     "not integer labels")
+        if not ((predictions == 0) | (predictions == 1)).all():
+            bad = np.flatnonzero((predictions != 0) & (predictions != 1)).tolist()
+            raise InvalidModelOutput(f"the model returned predictions not in {{0, 1}} in rows {_rows_text(bad)} "
+                                     f"(e.g. {predictions[bad[0]]!r})")
+    elif kind == "f":
+        if not np.isfinite(predictions).all():
+            raise InvalidModelOutput("the model returned non-finite predictions (NaN or infinity)")
+    elif kind == "O":
+        if not all(type(value) is str for value in predictions.tolist()):
+            raise InvalidModelOutput("the model's 'prediction' column holds values that are not class names")
+    elif kind not in "iu":
+        raise InvalidModelOutput(f"the model's 'prediction' column holds {predictions.dtype} values")
+    return columns
 
 
 def _json_response(content: dict, status_code: int = 200, version: str | None = None,
@@ -398,8 +527,7 @@ class Answered:
     """A request that got its predictions: what the inference log and the metrics need of it."""
 
     features: Any  # the model's input columns (a mapping of arrays, or the frame itself)
-    probabilities: np.ndarray
-    labels: np.ndarray
+    outputs: Mapping[str, np.ndarray]  # every output column, in answer order, one value per row
     row_ids: list[str]
 
 
@@ -421,23 +549,23 @@ def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> 
         return _rejected(rejected, served, request_id), None
     if served.direct is not None:
         try:
-            probabilities, labels = _checked_arrays(*served.direct(columns), _row_count(columns))
+            outputs = _checked_columns(served.direct(columns), _row_count(columns))
         except InvalidModelOutput as exc:
             return _output_invalid(exc, served, request_id), None
         except Exception as exc:
             return _model_failed(exc, served, request_id), None
-        return _answered(columns, probabilities, labels, served, request_id)
+        return _answered(columns, outputs, served, request_id)
     frame = _as_frame(columns)
     try:
         output = served.pyfunc.predict(frame)
     except Exception as exc:
         return _model_failed(exc, served, request_id), None
     try:
-        probabilities, labels = _checked_output(output, len(frame))
+        outputs = _checked_output(output, len(frame))
     except ValueError as exc:
         return _output_invalid(exc, served, request_id), None
     # the log keeps the typed columns, or the frame itself for a model without a signature
-    return _answered(frame if served.columns is None else columns, probabilities, labels, served, request_id)
+    return _answered(frame if served.columns is None else columns, outputs, served, request_id)
 
 
 async def answer_batched(body: bytes, served: ServedModel, max_rows: int, request_id: str,
@@ -448,12 +576,12 @@ async def answer_batched(body: bytes, served: ServedModel, max_rows: int, reques
     except RequestRejected as rejected:
         return _rejected(rejected, served, request_id), None
     try:
-        probabilities, labels = await batcher.predict(served, columns)
+        outputs = await batcher.predict(served, columns)
     except InvalidModelOutput as exc:
         return _output_invalid(exc, served, request_id), None
     except Exception as exc:
         return _model_failed(exc, served, request_id), None
-    return _answered(columns, probabilities, labels, served, request_id)
+    return _answered(columns, outputs, served, request_id)
 
 
 def _rejected(rejected: RequestRejected, served: ServedModel, request_id: str) -> Response:
@@ -483,14 +611,18 @@ def _output_invalid(exc: ValueError, served: ServedModel, request_id: str) -> Re
     return _error(500, "MODEL_OUTPUT_INVALID", str(exc), served.version, request_id)
 
 
-def _answered(features: Any, probabilities: np.ndarray, labels: np.ndarray, served: ServedModel,
+def _answered(features: Any, outputs: Mapping[str, np.ndarray], served: ServedModel,
               request_id: str) -> tuple[Response, Answered]:
-    ids = row_ids(request_id, len(probabilities))
-    predictions = [{"probability": probability, "prediction": label}
-                   for probability, label in zip(probabilities.tolist(), labels.tolist())]
+    names = list(outputs)
+    ids = row_ids(request_id, len(outputs[PREDICTION]))
+    if names == [PROBABILITY, PREDICTION]:  # binary, the common case: no per-row zip of names
+        predictions = [{PROBABILITY: probability, PREDICTION: label} for probability, label
+                       in zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].tolist())]
+    else:
+        predictions = [dict(zip(names, row)) for row in zip(*(outputs[name].tolist() for name in names))]
     response = _json_response({"predictions": predictions, "model_version": served.version, "request_ids": ids},
                               200, served.version, request_id)
-    return response, Answered(features, probabilities, labels, ids)
+    return response, Answered(features, outputs, ids)
 
 
 class MicroBatcher:
@@ -517,7 +649,8 @@ class MicroBatcher:
         self._queue: list[tuple[ServedModel, dict[str, np.ndarray], int, Any]] = []
         self._flush_scheduled = False
 
-    async def predict(self, served: ServedModel, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    async def predict(self, served: ServedModel, columns: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """The output columns of ``columns``' rows (checked), predicted with whatever else is queued."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -556,7 +689,7 @@ class MicroBatcher:
                 merged = batch[0][1]
             else:
                 merged = {name: np.concatenate([item[1][name] for item in batch]) for name in batch[0][1]}
-            probabilities, labels = _checked_arrays(*served.direct(merged), batch_rows)
+            outputs = _checked_columns(served.direct(merged), batch_rows)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][3], exception=exc)
@@ -565,9 +698,12 @@ class MicroBatcher:
                 self._predict([item], item[2])
             return
         self._observe(len(batch), batch_rows)
+        if len(batch) == 1:
+            _settle(batch[0][3], result=outputs)
+            return
         offset = 0
         for _, _, rows, future in batch:
-            _settle(future, result=(probabilities[offset:offset + rows], labels[offset:offset + rows]))
+            _settle(future, result={name: values[offset:offset + rows] for name, values in outputs.items()})
             offset += rows
 
 
@@ -581,15 +717,7 @@ def _settle(future, *, result: Any = None, exception: BaseException | None = Non
 
 
 class InvalidModelOutput(ValueError):
-    """The model answered, but not with one finite probability and one label per row."""
-
-
-def _checked_arrays(probabilities: np.ndarray, labels: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(probabilities) != rows or len(labels) != rows:
-        raise InvalidModelOutput(f"the model returned {len(probabilities)} predictions for {rows} rows")
-    if not np.isfinite(probabilities).all():
-        raise InvalidModelOutput("the model returned non-finite probabilities (NaN or infinity)")
-    return probabilities, labels
+    """The model answered, but not with one well-formed value per output column and row."""
 
 
 def _row_count(columns: Mapping[str, Any]) -> int:
@@ -742,17 +870,19 @@ class ServingMetrics:
                                "(4xx and 5xx)", registry=self.registry)
         self._latency = Histogram("model_request_latency_seconds", "time to answer an /invocations request",
                                   buckets=LATENCY_BUCKETS, registry=self.registry)
-        self._predictions = Counter("model_predictions", "predicted rows by predicted label", ["prediction"],
-                                    registry=self.registry)
+        self._predictions = Counter("model_predictions", "predicted rows by predicted label (binary) or class "
+                                    "(multiclass)", ["prediction"], registry=self.registry)
         self.probabilities = _ProbabilityHistogram("model_prediction_probability",
-                                                   "predicted probabilities, one per row", PROBABILITY_BUCKETS)
+                                                   "predicted probabilities, one per row: P(positive class) "
+                                                   "(binary) or the predicted class's (multiclass)",
+                                                   PROBABILITY_BUCKETS)
         self.registry.register(self.probabilities)
         self._batch_requests = Histogram("model_batch_requests", "requests answered by one shared model call",
                                          buckets=BATCH_BUCKETS, registry=self.registry)
         self.registry.register(_StateCollector(state))
         # children looked up once: labels() takes a lock and builds a key on every call
         self._by_status: dict[int, Any] = {}
-        self._by_label: dict[int, Any] = {}
+        self._by_label: dict[int | str, Any] = {}
 
     def batch(self, requests: int, rows: int) -> None:
         self._batch_requests.observe(requests)
@@ -767,10 +897,14 @@ class ServingMetrics:
         self._latency.observe(seconds)
 
     def answered(self, answered: Answered) -> None:
-        self.probabilities.observe(answered.probabilities)
-        labels = answered.labels
-        if len(labels) <= 16:
-            counts: dict[int, int] = {}
+        probabilities = answered.outputs.get(PROBABILITY)
+        if probabilities is not None:
+            self.probabilities.observe(probabilities)
+        labels = answered.outputs[PREDICTION]
+        if labels.dtype.kind == "f":  # a regression model's values: not labels to count
+            return
+        if len(labels) <= 16 or labels.dtype.kind == "O":
+            counts: dict[int | str, int] = {}
             for label in labels.tolist():
                 counts[label] = counts.get(label, 0) + 1
         else:
@@ -874,8 +1008,7 @@ def create_app(model_name: str, version: str, tracking_uri: str, *,
         if writer is None:
             return
         try:
-            writer.append(answered.features, answered.probabilities, answered.labels, served.version,
-                          answered.row_ids, event_time)
+            writer.append(answered.features, answered.outputs, served.version, answered.row_ids, event_time)
         except Exception as exc:
             # the prediction was made and answered: losing its log row must not fail the request
             state.log_append_errors += 1

@@ -39,8 +39,9 @@ profile is never narrower than the spec); a column with nulls gets
 ``expect_column_values_to_not_be_null`` with ``mostly = 1 - (null share +
 NULL_MARGIN)``; categories stay the spec's list (categories seen in the data but
 not declared are reported on stderr); the target keeps the task's checks plus,
-for a classification task, a class-share check per class of at least a third
-and at most three times its observed share. GX has no "share of a value"
+for a binary task, a share check of the positive class of at least a third
+and at most three times its observed share (a multiclass target gets none: a
+window of a seasonal table may lack a class or see one far more often). GX has no "share of a value"
 expectation, but ``mostly`` expresses one on any column type:
 ``expect_column_values_to_be_in_set([c], mostly=p/3)`` says at least p/3 of
 the labels are ``c`` and ``expect_column_values_to_not_be_in_set([c],
@@ -318,7 +319,9 @@ def _profiled_target(spec: DatasetSpec, frame: pd.DataFrame) -> list[dict]:
     expectations = _target_checks(spec, classes=classes)
     labels = series[series.notna()]
     label_texts = pd.Series([category_text(value) for value in labels.to_numpy(dtype=object)], dtype=object)
-    checked = [spec.positive_class] if spec.task == "binary" else texts
+    # Multiclass gets no share checks: a training window of a seasonal table may lack a class
+    # (no snow in summer) or see one several times more often than the whole table does.
+    checked = [spec.positive_class] if spec.task == "binary" else []
     for text in checked:
         share = float((label_texts == text).mean()) if len(label_texts) else 0.0
         if share == 0.0:

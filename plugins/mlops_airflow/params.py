@@ -28,7 +28,7 @@ def training_params() -> dict[str, Param]:
         "gpus": Param(1, type="integer", minimum=0, maximum=8, section="Resources",
                       description="GPUs requested by the training pod (kubernetes profile). "
                                   "The local profile uses a GPU when one is present."),
-        "training_window_days": Param(28, type="integer", minimum=1, maximum=365, section="Data",
+        "training_window_days": Param(28, type="integer", minimum=1, maximum=3660, section="Data",
                                       title="Training window (days)",
                                       description="Number of daily partitions the model learns from."),
         "training_window_end": Param(None, type=["null", "string"], format="date", section="Data",
@@ -69,6 +69,9 @@ def drift_params() -> dict[str, Param]:
                                             description="Retrain when the task's metric (the spec's gate.metric) on the "
                                                         "window's labelled requests is this much worse than on the "
                                                         "champion's held-out rows, in the metric's units."),
+        "window_days": Param(1, type="integer", minimum=1, maximum=90, section="Guards", title="Window (days)",
+                             description="Days of traffic each check compares, ending with the run's own day: "
+                                         "a low-traffic model (a few rows a day) needs several."),
         "min_rows": Param(200, type="integer", minimum=1, section="Guards", title="Minimum rows",
                           description="A window with fewer served requests is skipped as insufficient data."),
         "cooldown_days": Param(7, type="integer", minimum=0, maximum=90, section="Guards",

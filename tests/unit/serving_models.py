@@ -70,6 +70,40 @@ class GarbageModel(PythonModel):
         return pd.DataFrame({"probability": np.full(rows, 7.5), "prediction": np.full(rows, 3)})
 
 
+class LabelOutOfRangeModel(PythonModel):
+    """Binary-shaped output with valid probabilities but a label that is neither 0 nor 1."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        rows = len(model_input)
+        return pd.DataFrame({"probability": np.full(rows, 0.5), "prediction": np.full(rows, 2)})
+
+
+class ThreeClassModel(PythonModel):
+    """A plain multiclass pyfunc (not the project's model): a class name, its probability and each
+    class's, plus a column the server does not answer with."""
+
+    CLASSES = ("low", "mid", "high")
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        calls = model_input["support_calls"].to_numpy(dtype=float)
+        scores = np.stack([np.exp(-calls), np.full(len(calls), 0.5), calls / 10.0], axis=1)
+        probabilities = scores / scores.sum(axis=1, keepdims=True)
+        best = probabilities.argmax(axis=1)
+        frame = pd.DataFrame({"prediction": np.array(self.CLASSES, dtype=object)[best],
+                              "probability": probabilities[np.arange(len(best)), best]})
+        for position, name in enumerate(self.CLASSES):
+            frame[f"probability_{name}"] = probabilities[:, position]
+        frame["debug"] = "not an output column"
+        return frame
+
+
+class ValueModel(PythonModel):
+    """A plain regression pyfunc: one ``prediction`` value per row."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return pd.DataFrame({"prediction": model_input[list(FEATURES)].sum(axis=1).to_numpy(dtype=float)})
+
+
 class WrongLengthModel(PythonModel):
     """Answers one prediction fewer than it was asked for."""
 

@@ -34,11 +34,15 @@ def features(rows: int, start: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+def binary_outputs(rows: int) -> dict[str, np.ndarray]:
+    return {"probability": np.linspace(0.1, 0.9, rows), "prediction": np.arange(rows) % 2}
+
+
 def append(writer: InferenceLogWriter, rows: int, at: datetime | list[datetime], prefix: str = "r",
-           start: int = 0, version: str = "3", frame=None) -> list[str]:
+           start: int = 0, version: str = "3", frame=None, outputs=None) -> list[str]:
     ids = [f"{prefix}-{start + index}" for index in range(rows)]
-    writer.append(features(rows, start) if frame is None else frame, np.linspace(0.1, 0.9, rows),
-                  np.arange(rows) % 2, version, ids, at)
+    writer.append(features(rows, start) if frame is None else frame,
+                  binary_outputs(rows) if outputs is None else outputs, version, ids, at)
     return ids
 
 
@@ -223,15 +227,19 @@ def test_a_dataframe_is_logged_like_a_mapping(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"probabilities": [0.5]}, "1 probabilities"),
+    ({"outputs": {"probability": [0.5], "prediction": [0, 1]}}, "1 values of the output column 'probability'"),
+    ({"outputs": {"probability": [0.1, 0.2]}}, "lack the column 'prediction'"),
+    ({"outputs": {"prediction": [0, 1], "score": [1.0, 2.0]}}, "unknown output column"),
     ({"request_ids": ["a"]}, "for 1 request ids"),
     ({"timestamps": datetime(2026, 11, 10)}, "no timezone"),
     ({"timestamps": [MIDNIGHT]}, "1 timestamps for 2 rows"),
     ({"timestamps": "2026-11-10T00:00:00Z"}, "timezone-aware datetime"),
     ({"features": {"timestamp": np.array([1.0, 2.0])}}, "clash"),
+    ({"features": {"probability_a": np.array([1.0, 2.0])},
+      "outputs": {"prediction": ["a", "b"], "probability_a": [0.5, 0.5]}}, "clash"),
 ])
 def test_append_refuses_inconsistent_rows(tmp_path, change, message):
-    arguments = {"features": features(2), "probabilities": [0.1, 0.2], "predictions": [0, 1],
+    arguments = {"features": features(2), "outputs": {"probability": [0.1, 0.2], "prediction": [0, 1]},
                  "model_version": "3", "request_ids": ["a", "b"], "timestamps": MIDNIGHT, **change}
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         with pytest.raises(ValueError, match=message):
@@ -265,6 +273,131 @@ def test_an_fsspec_url_works_like_a_folder():
     assert logged["label"].tolist() == [1, 0, pd.NA]
 
 
+def test_a_multiclass_models_outputs_are_logged_with_their_types_and_order(tmp_path):
+    outputs = {"prediction": np.array(["Gentoo", "Adelie", "Chinstrap"], dtype=object),
+               "probability": np.array([0.7, 0.5, 0.4]),
+               "probability_Adelie": np.array([0.2, 0.5, 0.3]),
+               "probability_Chinstrap": np.array([0.1, 0.3, 0.4]),
+               "probability_Gentoo": np.array([0.7, 0.2, 0.3])}
+    with InferenceLogWriter(tmp_path, "penguins", **MANUAL) as writer:
+        ids = append(writer, 3, MIDNIGHT, outputs=outputs)
+
+    logged = window(tmp_path, with_labels=False)
+
+    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
+                                       "plan", *outputs]
+    assert logged["request_id"].tolist() == ids
+    assert logged["prediction"].dtype == object and logged["prediction"].tolist() == ["Gentoo", "Adelie", "Chinstrap"]
+    for name in list(outputs)[1:]:
+        assert logged[name].dtype == np.float64 and logged[name].tolist() == outputs[name].tolist(), name
+    import pyarrow.parquet as pq
+
+    [path] = parquet_files(tmp_path)["date=2026-11-10"]
+    assert pq.read_schema(path).metadata[b"inference_log.outputs"] == \
+        b'["prediction", "probability", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]'
+
+
+def test_a_regression_models_value_is_logged_as_a_float_without_a_probability(tmp_path):
+    with InferenceLogWriter(tmp_path, "diabetes", **MANUAL) as writer:
+        append(writer, 3, MIDNIGHT, outputs={"prediction": np.array([151.5, 75.0, 206.25])})
+
+    logged = window(tmp_path)
+
+    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
+                                       "plan", "prediction", "label"]
+    assert logged["prediction"].dtype == np.float64 and logged["prediction"].tolist() == [151.5, 75.0, 206.25]
+
+
+def test_the_binary_form_of_append_of_earlier_releases_still_logs(tmp_path):
+    with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
+        writer.append(features(2), np.array([0.25, 0.75]), np.array([0, 1]), "3", ["a", "b"], MIDNIGHT)
+        with pytest.raises(TypeError, match="mapping"):
+            writer.append(features(2), np.array([0.25, 0.75]), np.array([0, 1]), "3", ["a", "b"])
+
+    logged = window(tmp_path)
+    assert logged[["probability", "prediction"]].to_dict("list") == {"probability": [0.25, 0.75],
+                                                                      "prediction": [0, 1]}
+    assert logged["prediction"].dtype == np.int64
+
+
+def test_a_file_written_before_tasks_existed_reads_as_before(tmp_path):
+    # no output metadata: the binary probability and prediction of the old layout
+    folder = tmp_path / "predictions" / "date=2026-11-10"
+    folder.mkdir(parents=True)
+    old = pd.DataFrame({"request_id": ["old-0", "old-1"], "timestamp": [pd.Timestamp(MIDNIGHT)] * 2,
+                        "model_name": "churn", "model_version": "2", "tenure_months": [1.0, 2.0],
+                        "probability": [0.2, 0.9], "prediction": np.array([0, 1], dtype=np.int64)})
+    old.to_parquet(folder / "20261110T000000-0.parquet", index=False)
+    with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
+        append(writer, 1, MIDNIGHT + timedelta(hours=1), frame={"tenure_months": np.array([3.0])})
+
+    logged = window(tmp_path)
+
+    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
+                                       "probability", "prediction", "label"]
+    assert logged["request_id"].tolist() == ["old-0", "old-1", "r-0"]
+    assert logged["prediction"].dtype == np.int64 and logged["prediction"].tolist() == [0, 1, 0]
+
+
+def test_outputs_that_cannot_be_stored_are_dropped_and_counted(tmp_path):
+    with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
+        good = append(writer, 2, MIDNIGHT)
+        append(writer, 2, MIDNIGHT, prefix="bad",
+               outputs={"prediction": np.array(["a", 3], dtype=object), "probability": np.array([0.5, 0.5])})
+        writer.flush()
+
+        assert writer.rows_written == 2 and writer.rows_dropped == 2 and writer.write_errors == 1
+    assert window(tmp_path)["request_id"].tolist() == good
+
+
+LABELS_AS_GIVEN = {
+    "strings": (["Adelie", "Gentoo", "yes"], object, ["Adelie", "Gentoo", "yes"]),
+    "floats": ([151.0, 75.5, 0.0], np.float64, [151.0, 75.5, 0.0]),
+    "integers": ([1, 0, 2], "Int64", [1, 0, 2]),
+    "booleans": ([True, False, True], "Int64", [1, 0, 1]),
+    "categories": (pd.Categorical(["no", "yes", "no"]), object, ["no", "yes", "no"]),
+}
+
+
+@pytest.mark.parametrize("case", LABELS_AS_GIVEN, ids=list(LABELS_AS_GIVEN))
+def test_labels_are_stored_and_read_back_as_given(tmp_path, case):
+    given, dtype, expected = LABELS_AS_GIVEN[case]
+    with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
+        ids = append(writer, 4, MIDNIGHT)
+    write_labels(tmp_path, pd.DataFrame({"request_id": ids[:3], "label": given,
+                                         "label_timestamp": MIDNIGHT + timedelta(days=1)}), day=DAY)
+
+    logged = window(tmp_path)
+
+    assert logged["label"].dtype == dtype
+    assert logged["label"].tolist()[:3] == expected
+    assert pd.isna(logged["label"].iloc[3])
+    if dtype is object:
+        assert logged["label"].iloc[3] is None
+
+
+def test_each_label_keeps_the_type_it_was_stored_with_across_files(tmp_path):
+    with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
+        ids = append(writer, 3, MIDNIGHT)
+
+    def labels(values, at):
+        return pd.DataFrame({"request_id": ids[:len(values)], "label": values, "label_timestamp": at})
+
+    write_labels(tmp_path, labels([1, 0, 1], MIDNIGHT + timedelta(days=1)), day=DAY)
+    # a float label written later for the first request wins; the others stay integers
+    write_labels(tmp_path, labels([0.5], MIDNIGHT + timedelta(days=2)), day=DAY)
+    assert window(tmp_path)["label"].tolist() == [0.5, 0.0, 1.0]
+    assert window(tmp_path)["label"].dtype == np.float64
+    # an integer label written later still: every winner is an integer again
+    write_labels(tmp_path, labels([1], MIDNIGHT + timedelta(days=3)), day=DAY)
+    logged = window(tmp_path)
+    assert logged["label"].dtype == "Int64" and logged["label"].tolist() == [1, 0, 1]
+    # text wins for one request: the column holds each label as stored
+    write_labels(tmp_path, labels(["yes"], MIDNIGHT + timedelta(days=4)), day=DAY)
+    logged = window(tmp_path)
+    assert logged["label"].dtype == object and logged["label"].tolist() == ["yes", 0, 1]
+
+
 # -------------------------------------------------------------------------- reader
 
 
@@ -275,7 +408,7 @@ def test_the_window_includes_its_start_and_excludes_its_end(tmp_path):
              "just-before-end": end - timedelta(microseconds=1), "at-end": end}
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         for name, at in times.items():
-            writer.append(features(1), [0.5], [1], "3", [name], at)
+            writer.append(features(1), {"probability": [0.5], "prediction": [1]}, "3", [name], at)
 
     logged = read_window(tmp_path, start, end)
 
@@ -340,7 +473,10 @@ def test_labels_may_name_the_prediction_day_of_each_row(tmp_path):
      "timezone"),
     (pd.DataFrame({"request_id": ["a", "b"], "label": [1, None], "label_timestamp": [MIDNIGHT] * 2}), DAY,
      "missing in rows 1"),
-    (pd.DataFrame({"request_id": ["a"], "label": [0.5], "label_timestamp": [MIDNIGHT]}), DAY, "whole numbers"),
+    (pd.DataFrame({"request_id": ["a", "b"], "label": ["yes", 1], "label_timestamp": [MIDNIGHT] * 2}), DAY,
+     "mixes text"),
+    (pd.DataFrame({"request_id": ["a"], "label": [float("inf")], "label_timestamp": [MIDNIGHT]}), DAY, "finite"),
+    (pd.DataFrame({"request_id": ["a"], "label": [[1]], "label_timestamp": [MIDNIGHT]}), DAY, "label must hold"),
     (pd.DataFrame({"request_id": [7], "label": [1], "label_timestamp": [MIDNIGHT]}), DAY, "request_id"),
     (pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT], "prediction_day": [DAY]}),
      DAY, "not both"),

@@ -62,10 +62,11 @@ def test_the_projects_model_is_predicted_directly_and_other_pyfuncs_through_mlfl
     assert served.direct is not None
     assert other.direct is None, "a pyfunc the server knows nothing about keeps MLflow's schema enforcement"
     columns = {name: rows[name].to_numpy() for name in rows.columns}
-    probabilities, labels = served.direct(columns)
+    outputs = served.direct(columns)
     expected = served.pyfunc.predict(rows)
-    np.testing.assert_array_equal(probabilities, expected["probability"].to_numpy())
-    np.testing.assert_array_equal(labels, expected["prediction"].to_numpy())
+    assert list(outputs) == ["probability", "prediction"] == list(expected.columns)
+    np.testing.assert_array_equal(outputs["probability"], expected["probability"].to_numpy())
+    np.testing.assert_array_equal(outputs["prediction"], expected["prediction"].to_numpy())
     # no signature to check against: the server cannot vouch for the columns, MLflow must
     assert direct_predictor(served.pyfunc, None) is None
 
@@ -85,11 +86,12 @@ def test_requests_sharing_a_model_call_get_exactly_their_own_answers(project_mod
     answers = asyncio.run(all_at_once())
 
     assert calls == [(len(slices), sum(len(part) for part in slices))], "one model call for all of them"
-    for part, (probabilities, labels) in zip(slices, answers):
+    for part, outputs in zip(slices, answers):
         alone = served.direct({name: part[name].to_numpy() for name in part.columns})
-        np.testing.assert_array_equal(probabilities, alone[0])
-        np.testing.assert_array_equal(labels, alone[1])
-        np.testing.assert_array_equal(probabilities, served.pyfunc.predict(part)["probability"].to_numpy())
+        assert list(outputs) == list(alone)
+        np.testing.assert_array_equal(outputs["probability"], alone["probability"])
+        np.testing.assert_array_equal(outputs["prediction"], alone["prediction"])
+        np.testing.assert_array_equal(outputs["probability"], served.pyfunc.predict(part)["probability"].to_numpy())
 
 
 def test_a_batch_is_cut_at_max_rows_and_a_failing_request_fails_alone():
@@ -97,7 +99,7 @@ def test_a_batch_is_cut_at_max_rows_and_a_failing_request_fails_alone():
         values = columns["x"]
         if (values < 0).any():
             raise ValueError("negative input")
-        return values / 10.0, (values > 5).astype(np.int64)
+        return {"probability": values / 10.0, "prediction": (values > 5).astype(np.int64)}
 
     served = ServedModel("m", "1", pyfunc=None, columns=None, direct=direct)
     calls: list[tuple[int, int]] = []
@@ -114,8 +116,8 @@ def test_a_batch_is_cut_at_max_rows_and_a_failing_request_fails_alone():
         if (values < 0).any():
             assert isinstance(answer, ValueError)
         else:
-            np.testing.assert_array_equal(answer[0], values / 10.0)
-            np.testing.assert_array_equal(answer[1], (values > 5).astype(np.int64))
+            np.testing.assert_array_equal(answer["probability"], values / 10.0)
+            np.testing.assert_array_equal(answer["prediction"], (values > 5).astype(np.int64))
     # [1,2]+[3]+[-1] failed together and were retried alone; [4,6]+[7] made the second call
     assert (2, 3) in calls and (1, 2) in calls and (1, 1) in calls
     assert all(rows <= 4 for _, rows in calls)
