@@ -10,8 +10,12 @@ export GIT_PYTHON_REFRESH := quiet
 
 .PHONY: demo test bench stop setup install browser system-deps lock status clean
 
-demo: install ## train, gate and deploy the model through the local Airflow
-	$(BIN)/python -m scripts.demo
+# make demo DATASET=path/to/spec.yaml: the same story on your own days, landed first with
+# `python -m include.data.ingest --spec SPEC EXPORT...` (empty: the generated churn data)
+DATASET ?=
+
+demo: install ## train, gate and deploy the model through the local Airflow (DATASET=spec: on your landed data)
+	$(BIN)/python -m scripts.demo$(if $(strip $(DATASET)), --dataset "$(strip $(DATASET))")
 
 test: install browser system-deps ## the whole test suite
 	$(BIN)/python -m pytest

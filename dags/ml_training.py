@@ -1,7 +1,8 @@
 """
 ## ml_training
 
-Trains, evaluates and deploys the churn model, one version per run:
+Trains, evaluates and deploys the model of the dataset spec (`MLOPS_DATASET_SPEC`; the demo: churn),
+one version per run:
 
 1. **snapshot**: the training window's daily partitions become a DVC-tracked dataset version
    (XCom carries its path, content hash and git rev, never the data).

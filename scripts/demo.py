@@ -1,5 +1,7 @@
 """``make demo``: the whole loop on the local profile, through the real scheduler.
 
+On the generated churn data (``make demo``):
+
 1. Sets up what is missing, lands 50 days of history, starts Airflow in the
    background, triggers ``ml_training`` through the REST API and follows it to a
    deployed champion.
@@ -8,22 +10,177 @@
 3. Backfills ``drift_monitor`` over those days through Airflow's REST API and
    follows the retraining it triggers, once, through the gate to a new champion.
 
-Each run starts from a fresh local state (``.local/``), so the story is the same
+On your own landed data (``make demo DATASET=path/to/spec.yaml``, after
+``python -m include.data.ingest --spec SPEC EXPORT...``):
+
+1. Checks that the spec's location holds landed days and that its expectation
+   suite exists (a missing one is profiled from the landed data and written).
+2. Trains the first champion on the first ~70% of the landed days, then replays
+   the later days through the served champion with their own event times and labels
+   (a table landed as a single day trains, deploys and stops there).
+3. Checks the replayed days with ``drift_monitor``, in at most 5 windows, one manual
+   run at a time, and follows any retraining a window triggers.
+
+Each run starts from a fresh local state (``.local/``; with DATASET, everything
+but ``.local/data/``, where your landed days may live), so the story is the same
 every time. ``make stop`` stops everything it started.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Sequence
 
 from scripts.local_stack import LocalStack
 
 DAG_ID = "ml_training"
 DRIFT_DAG_ID = "drift_monitor"
 FINISHED = {"success", "failed"}
+# DATASET mode: what survives the reset under MLOPS_HOME (the landing zone of the user's data)
+KEPT_FOLDER = "data"
+HISTORY_SHARE = 0.7
+MAX_WINDOWS = 5
+# the largest drift_monitor window_days and ml_training training_window_days (plugins/mlops_airflow/params.py)
+MAX_WINDOW_DAYS = 90
+MAX_TRAINING_DAYS = 3660
+MIN_ROWS_CAP = 200
+
+
+# --------------------------------------------------------------------------- the plan (pure)
+def calendar_days(first: date, last: date) -> int:
+    """Calendar days from ``first`` to ``last``, both included."""
+    return (last - first).days + 1
+
+
+def split_days(days: Sequence[date], share: float = HISTORY_SHARE) -> tuple[list[date], list[date]]:
+    """The landed days as (history the first champion learns from, later days to replay).
+
+    The history is about the first ``share`` of the days (rounded half up), at least one
+    day; when there are two days or more, at least one is left to replay. One day (a
+    snapshot) is all history.
+    """
+    ordered = sorted(set(days))
+    if not ordered:
+        raise ValueError("no landed day to split")
+    cut = max(1, min(len(ordered) - 1, math.floor(len(ordered) * share + 0.5)))
+    return ordered[:cut], ordered[cut:]
+
+
+def training_conf(name: str, history: Sequence[date]) -> dict:
+    """The ``ml_training`` conf of the first champion: every history day, nothing later."""
+    return {"reason": f"make demo: {name}", "model_type": "sklearn_hgb",
+            "training_window_end": history[-1].isoformat(),
+            "training_window_days": min(MAX_TRAINING_DAYS, calendar_days(history[0], history[-1]))}
+
+
+def min_rows_for(rows: int) -> int:
+    """A window's ``min_rows``: half its rows, at most 200, at least 1."""
+    return max(1, min(MIN_ROWS_CAP, rows // 2))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One ``drift_monitor`` check: the replayed days ``first..last``, run at the day after ``last``."""
+    first: date
+    last: date
+    days: int          # replayed days in first..last
+    rows: int          # replayed rows the check compares (those of its last window_days days)
+    window_days: int   # calendar days the check reads, ending with ``last``
+
+    @property
+    def min_rows(self) -> int:
+        return min_rows_for(self.rows)
+
+    @property
+    def logical_date(self) -> date:
+        # a manual run's data interval is the day that ends at its logical date: [last, last + 1)
+        return self.last + timedelta(days=1)
+
+    @property
+    def conf(self) -> dict:
+        return {"window_days": self.window_days, "min_rows": self.min_rows}
+
+    @property
+    def truncated(self) -> bool:
+        """The window spans more calendar days than one check reads: its first days go unchecked."""
+        return self.window_days < calendar_days(self.first, self.last)
+
+    @property
+    def label(self) -> str:
+        return self.first.isoformat() if self.first == self.last else f"{self.first}..{self.last}"
+
+
+def plan_windows(day_rows: Sequence[tuple[date, int]], max_windows: int = MAX_WINDOWS,
+                 max_window_days: int = MAX_WINDOW_DAYS) -> list[Window]:
+    """Split the replayed days ``(day, rows)`` into at most ``max_windows`` consecutive windows.
+
+    Each window holds a run of consecutive replayed days (sizes differ by one at most,
+    the earlier windows take the extra day); its check reads its calendar span, at most
+    ``max_window_days`` days ending with its last day.
+    """
+    ordered = sorted(day_rows)
+    if len({day for day, _ in ordered}) != len(ordered):
+        raise ValueError("a replayed day appears twice")
+    if max_windows < 1 or max_window_days < 1:
+        raise ValueError("max_windows and max_window_days must be at least 1")
+    count = min(max_windows, len(ordered))
+    windows, start = [], 0
+    for index in range(count):
+        size = len(ordered) // count + (1 if index < len(ordered) % count else 0)
+        chunk, start = ordered[start:start + size], start + size
+        first, last = chunk[0][0], chunk[-1][0]
+        window_days = min(max_window_days, calendar_days(first, last))
+        checked_from = last - timedelta(days=window_days - 1)
+        rows = sum(rows for day, rows in chunk if day >= checked_from)
+        windows.append(Window(first, last, len(chunk), rows, window_days))
+    return windows
+
+
+# --------------------------------------------------------------------------- the local stack
+def reset_state(stack: LocalStack, keep: str | None = None) -> None:
+    """Stop what runs and remove the local state, all of it, or all but the top folder ``keep``."""
+    if not stack.home.exists():
+        return
+    spared = f", keeping {stack.home / keep}" if keep else ""
+    print(f"resetting the demo state in {stack.home} (Airflow, MLflow, DVC, logs){spared} for a clean run...",
+          flush=True)
+    stack.stop()
+    if keep is None:
+        shutil.rmtree(stack.home)
+        return
+    for entry in stack.home.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def set_up(stack: LocalStack) -> None:
+    print("setting up the local profile (Airflow DB, settings, MLflow, DVC)...", flush=True)
+    stack.setup()
+
+
+def start_airflow(stack: LocalStack):
+    """Start Airflow, wait for both DAGs and unpause them; the REST client."""
+    print(f"starting Airflow (api-server, scheduler, dag-processor, triggerer) at {stack.api_url}...", flush=True)
+    stack.start()
+    client = stack.api()
+    for dag_id in (DAG_ID, DRIFT_DAG_ID):
+        client.wait_for_dag(dag_id)
+    # Both DAGs run: ml_training when triggered, drift_monitor nightly (and its backfill and
+    # manual runs: the scheduler starts no run, backfill or not, of a paused DAG)
+    for dag_id in (DAG_ID, DRIFT_DAG_ID):
+        client.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    return client
 
 
 def land_history(stack: LocalStack, first_day: date, days: int, rows_per_day: int) -> None:
@@ -36,21 +193,48 @@ def land_history(stack: LocalStack, first_day: date, days: int, rows_per_day: in
           f"in {spec.location}")
 
 
-def follow_run(client, run_id: str, timeout: float, dag_id: str = DAG_ID) -> dict:
-    """Poll the run, printing each task's state when it changes, until it finishes."""
+# --------------------------------------------------------------------------- following runs
+def follow_run(client, run_id: str, timeout: float, dag_id: str = DAG_ID, verbose: bool = True) -> dict:
+    """Poll the run, printing each task's state when it changes (``verbose``), until it finishes."""
     seen: dict[str, str] = {}
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         run = client.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
         for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: t.get("start_date") or "~"):
             state = ti.get("state") or "none"
-            if seen.get(ti["task_id"], "none") != state:
+            if verbose and seen.get(ti["task_id"], "none") != state:
                 seen[ti["task_id"]] = state
                 print(f"  [{time.monotonic() - started:6.0f}s] {ti['task_id']:<10} {state}", flush=True)
         if run["state"] in FINISHED:
             return run
         time.sleep(3)
     raise TimeoutError(f"{dag_id} run {run_id} still running after {timeout:.0f}s")
+
+
+def train(client, conf: dict, timeout: float) -> dict:
+    """Trigger ``ml_training`` with ``conf`` and follow it to its end."""
+    run = client.trigger(DAG_ID, conf)
+    print(f"triggered {DAG_ID} run {run['dag_run_id']} through the REST API; following it:", flush=True)
+    return follow_run(client, run["dag_run_id"], timeout)
+
+
+def retraining_runs(client) -> list[dict]:
+    """The ``ml_training`` runs drift_monitor created (``drift__<day>``), oldest first."""
+    runs = client.call("GET", f"/dags/{DAG_ID}/dagRuns",
+                       params={"run_id_pattern": "drift__%", "limit": 100}).get("dag_runs", [])
+    return sorted((r for r in runs if r["dag_run_id"].startswith("drift__")), key=lambda r: r["dag_run_id"])
+
+
+def wait_until_idle(client, dag_id: str, timeout: float) -> None:
+    """Wait for the queued and running runs of ``dag_id`` (e.g. the scheduled one unpausing created)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = client.call("GET", f"/dags/{dag_id}/dagRuns",
+                             params={"state": ["queued", "running"], "limit": 100}).get("dag_runs", [])
+        if not active:
+            return
+        time.sleep(3)
+    raise TimeoutError(f"{dag_id} still has active runs after {timeout:.0f}s")
 
 
 def xcom(client, run_id: str, task_id: str, key: str = "return_value", dag_id: str = DAG_ID):
@@ -60,8 +244,6 @@ def xcom(client, run_id: str, task_id: str, key: str = "return_value", dag_id: s
 
 
 def print_summary(stack: LocalStack, client, run: dict) -> bool:
-    from include import registry, tracking
-
     run_id = run["dag_run_id"]
     print("\n" + "=" * 72)
     print(f"ml_training run {run_id}: {run['state'].upper()}")
@@ -79,8 +261,7 @@ def print_summary(stack: LocalStack, client, run: dict) -> bool:
             print(f"  {'ok ' if check['passed'] else 'FAIL'} {check['name']:<40} {value}{threshold}")
     version = xcom(client, run_id, "register")
     deployed = xcom(client, run_id, "deploy")
-    tracking.configure(stack.settings)
-    champion = registry.alias_version(stack.settings.model_name, registry.CHAMPION)
+    champion = champion_version(stack)
     print("-" * 72)
     print(f"model version : {version or 'none registered'}")
     print(f"champion      : {stack.settings.model_name} v{champion}" if champion else "champion      : none")
@@ -97,6 +278,30 @@ def print_summary(stack: LocalStack, client, run: dict) -> bool:
     return run["state"] == "success"
 
 
+def champion_version(stack: LocalStack) -> str | None:
+    from include import registry, tracking
+
+    tracking.configure(stack.settings)
+    return registry.alias_version(stack.settings.model_name, registry.CHAMPION)
+
+
+def window_outcome(client, run: dict) -> dict:
+    metrics = xcom(client, run["dag_run_id"], "check_drift", dag_id=DRIFT_DAG_ID) or {}
+    decision = xcom(client, run["dag_run_id"], "trigger_retraining", "decision", dag_id=DRIFT_DAG_ID) or {}
+    outcome, reason = decision.get("outcome", "skipped"), decision.get("reason", "see the check_drift log")
+    if run["state"] == "failed":
+        outcome, reason = "failed", "see the check_drift log"
+    return {"window": run["data_interval_start"][:10], "state": run["state"], "rows": metrics.get("rows"),
+            "drift_share": metrics.get("drift_share"), "outcome": outcome, "reason": reason}
+
+
+def describe_window(client, run: dict) -> str:
+    window = window_outcome(client, run)
+    share = "   n/a" if window["drift_share"] is None else f"{window['drift_share']:6.2f}"
+    return f"{window['window']}  rows {window['rows'] or 0:>5}  drift share {share}  {window['outcome']:<8} {window['reason']}"
+
+
+# --------------------------------------------------------------------------- the generated churn data
 def simulate_traffic(stack: LocalStack, first_day: date, days: int, drift_day: date, rows_per_day: int):
     from include.data.generate import DriftConfig
     from include.data.spec import load_spec
@@ -115,9 +320,9 @@ def simulate_traffic(stack: LocalStack, first_day: date, days: int, drift_day: d
 
 def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: float) -> list[dict]:
     """Backfill drift_monitor over [first_day, last_day] one window at a time; the runs, in date order."""
-    to_utc = lambda day: datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc).isoformat()  # noqa: E731
     backfill = client.create_backfill(
-        DRIFT_DAG_ID, to_utc(first_day), to_utc(last_day), max_active_runs=1, reprocess_behavior="completed",
+        DRIFT_DAG_ID, utc_midnight(first_day), utc_midnight(last_day), max_active_runs=1,
+        reprocess_behavior="completed",
         # backfills only report drift unless asked: here the story is to retrain from history
         dag_run_conf={"allow_backfill_retrain": True})
     print(f"\nbackfilling {DRIFT_DAG_ID} {first_day}..{last_day} through the REST API (backfill {backfill['id']}), "
@@ -139,61 +344,26 @@ def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: flo
     raise TimeoutError(f"backfill {backfill['id']} not finished after {timeout:.0f}s")
 
 
-def window_outcome(client, run: dict) -> dict:
-    metrics = xcom(client, run["dag_run_id"], "check_drift", dag_id=DRIFT_DAG_ID) or {}
-    decision = xcom(client, run["dag_run_id"], "trigger_retraining", "decision", dag_id=DRIFT_DAG_ID) or {}
-    return {"window": run["data_interval_start"][:10], "state": run["state"], "rows": metrics.get("rows"),
-            "drift_share": metrics.get("drift_share"), "outcome": decision.get("outcome", "skipped"),
-            "reason": decision.get("reason", "see the check_drift log")}
+def utc_midnight(day: date) -> str:
+    return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc).isoformat()
 
 
-def describe_window(client, run: dict) -> str:
-    window = window_outcome(client, run)
-    share = "   n/a" if window["drift_share"] is None else f"{window['drift_share']:6.2f}"
-    return f"{window['window']}  rows {window['rows'] or 0:>5}  drift share {share}  {window['outcome']:<8} {window['reason']}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--history-days", type=int, default=50, help="days of labelled history before the traffic")
-    parser.add_argument("--rows-per-day", type=int, default=400)
-    parser.add_argument("--traffic-days", type=int, default=10, help="days of simulated traffic (N)")
-    parser.add_argument("--drift-from-day", type=int, default=6, help="first drifted traffic day, 1-based (K)")
-    parser.add_argument("--traffic-rows-per-day", type=int, default=500)
-    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each stage")
-    args = parser.parse_args(argv)
-    if not 1 <= args.drift_from_day <= args.traffic_days:
-        parser.error("--drift-from-day must be between 1 and --traffic-days")
-
-    started = time.monotonic()
+def run_generated(args, started: float) -> int:
+    """``make demo``: the story on 50 days of generated churn history and 10 days of simulated traffic."""
     today = date.today()
     traffic_start = today - timedelta(days=args.traffic_days)
     history_start = traffic_start - timedelta(days=args.history_days)
     drift_day = traffic_start + timedelta(days=args.drift_from_day - 1)
 
     stack = LocalStack()
-    if stack.home.exists():
-        print(f"resetting the demo state in {stack.home} (Airflow, MLflow, DVC, logs) for a clean run...", flush=True)
-        stack.stop()
-        shutil.rmtree(stack.home)
-    print("setting up the local profile (Airflow DB, settings, MLflow, DVC)...", flush=True)
-    stack.setup()
+    reset_state(stack)
+    set_up(stack)
     land_history(stack, history_start, args.history_days, args.rows_per_day)
-    print(f"starting Airflow (api-server, scheduler, dag-processor, triggerer) at {stack.api_url}...", flush=True)
-    stack.start()
-    client = stack.api()
-    for dag_id in (DAG_ID, DRIFT_DAG_ID):
-        client.wait_for_dag(dag_id)
-    # Both DAGs run: ml_training when triggered, drift_monitor nightly (and its backfill:
-    # the scheduler starts no run, backfill or not, of a paused DAG)
-    for dag_id in (DAG_ID, DRIFT_DAG_ID):
-        client.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    client = start_airflow(stack)
 
     # 1. the first champion, from the history
-    run = client.trigger(DAG_ID, {"reason": "make demo: first model",
-                                  "training_window_end": (traffic_start - timedelta(days=1)).isoformat()})
-    print(f"triggered {DAG_ID} run {run['dag_run_id']} through the REST API; following it:", flush=True)
-    run = follow_run(client, run["dag_run_id"], args.timeout)
+    run = train(client, {"reason": "make demo: first model",
+                         "training_window_end": (traffic_start - timedelta(days=1)).isoformat()}, args.timeout)
     if not print_summary(stack, client, run):
         return 1
 
@@ -204,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = backfill_drift_monitor(client, traffic_start, today - timedelta(days=1), args.timeout)
     windows = [window_outcome(client, r) for r in runs]
     fired = [w for w in windows if w["outcome"] == "retrain"]
-    retraining = client.call("GET", f"/dags/{DAG_ID}/dagRuns",
-                             params={"run_id_pattern": "drift__%", "limit": 100}).get("dag_runs", [])
-    retraining = [r for r in retraining if r["dag_run_id"].startswith("drift__")]
+    retraining = retraining_runs(client)
     print(f"\nretraining fired from {len(fired)} window(s): {', '.join(w['window'] for w in fired) or 'none'}; "
           f"{len(retraining)} {DAG_ID} run(s) created by drift_monitor")
     ok = len(fired) == 1 and len(retraining) == 1
@@ -224,6 +392,235 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reports: {stack.settings.reports}/drift/<day>/report.html; MLflow experiment drift_monitoring")
     print(f"make demo took {time.monotonic() - started:.0f}s; Airflow keeps running until `make stop`.")
     return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------- your own landed data
+class DatasetNotReady(Exception):
+    """The user's dataset cannot run through the demo yet; the message says what to do."""
+
+
+def dataset_env(spec_path: Path, name: str) -> dict[str, str]:
+    """What every Airflow process (and the stack's settings) needs to work on the user's dataset."""
+    return {"MLOPS_DATASET_SPEC": str(spec_path), "MLOPS_MODEL_NAME": name}
+
+
+def load_dataset(spec_path: Path):
+    from include.data.spec import SpecError, load_spec
+
+    try:
+        return load_spec(spec_path)
+    except SpecError as exc:
+        raise DatasetNotReady(str(exc)) from None
+
+
+def landed_days(stack: LocalStack, spec) -> list[date]:
+    """The spec's landed days; they must be there, and out of the way of the reset."""
+    from include.data.partitions import DataError, partition_dates
+
+    kept = stack.home / KEPT_FOLDER
+    for key, path in (("location", Path(spec.location)), ("expectation_suite", spec.expectation_suite)):
+        resolved = path.resolve()
+        if resolved.is_relative_to(stack.home) and not resolved.is_relative_to(kept):
+            raise DatasetNotReady(f"the spec's {key} {path} lies in {stack.home}, which make demo resets "
+                                  f"(all but {kept}/): move it under {kept}/ or out of {stack.home}")
+    try:
+        days = partition_dates(spec)
+    except DataError as exc:
+        raise DatasetNotReady(str(exc)) from None
+    if not days:
+        raise DatasetNotReady(
+            f"no landed partition of {spec.name} in {spec.location}. Land your export first:\n"
+            f"  .venv/bin/python -m include.data.ingest --spec {spec.source} [--as-of YYYY-MM-DD] EXPORT.csv ...\n"
+            f"then run `make demo DATASET={spec.source}` again")
+    return days
+
+
+def ensure_suite(spec, days: list[date]) -> None:
+    """Profile the landed data into the spec's expectation suite when it does not exist yet."""
+    from include.data.partitions import DataError, read_window
+    from include.validation.suite import ProfileError, build_suite_from_data
+
+    if spec.expectation_suite.exists():
+        print(f"expectation suite: {spec.expectation_suite}")
+        return
+    try:
+        frame = read_window(spec, days[0], days[-1] + timedelta(days=1))
+        suite = build_suite_from_data(spec, frame, days=days)
+    except (DataError, ProfileError) as exc:
+        raise DatasetNotReady(f"cannot profile a suite for {spec.name}: {exc}") from None
+    spec.expectation_suite.parent.mkdir(parents=True, exist_ok=True)
+    spec.expectation_suite.write_text(json.dumps(suite, indent=2) + "\n")
+    print(f"expectation suite {spec.expectation_suite} did not exist: profiled it from the {len(days)} landed "
+          f"day(s) ({len(frame)} rows), as `python -m include.validation.suite --spec {spec.source} --profile` "
+          f"does; review it and tighten it by hand")
+
+
+def replay_later_days(stack: LocalStack, spec, later: list[date]):
+    from include.monitoring.replay import replay
+
+    url = stack.settings.serving_url
+    print(f"\nreplaying the {len(later)} later day(s) ({later[0]}..{later[-1]}) through the champion at {url}, "
+          f"with their own event times, and storing their labels...", flush=True)
+    replayed = replay(stack.settings, spec, url, later[0], later[-1] + timedelta(days=1))
+    print(f"  {sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, "
+          f"labels in {stack.settings.inference_log}")
+    return replayed
+
+
+def check_windows(stack: LocalStack, client, windows: list[Window], timeout: float) -> tuple[list[dict], list[dict]]:
+    """One manual drift_monitor run per window, one at a time (SQLite); a retraining a window
+    fires is followed to its end before the next window. The windows' results and the retrainings."""
+    # unpausing drift_monitor started its run for the latest closed day: let it finish first
+    wait_until_idle(client, DRIFT_DAG_ID, timeout)
+    print(f"\nchecking the replayed days with {DRIFT_DAG_ID} in {len(windows)} window(s), one manual run at a "
+          f"time through the REST API:", flush=True)
+    results, retrainings = [], []
+    for window in windows:
+        run_id = f"make_demo__{window.last.isoformat()}"
+        client.call("POST", f"/dags/{DRIFT_DAG_ID}/dagRuns",
+                    json={"dag_run_id": run_id, "logical_date": utc_midnight(window.logical_date),
+                          "conf": window.conf})
+        run = follow_run(client, run_id, timeout, dag_id=DRIFT_DAG_ID, verbose=False)
+        result = {**window_outcome(client, run), "window": window.label, "days": window.days,
+                  "report_day": window.last.isoformat()}
+        states = {ti["task_id"]: ti.get("state") for ti in client.task_instances(DRIFT_DAG_ID, run_id)}
+        if states.get("check_drift") == "skipped":
+            result["reason"] = f"insufficient data (fewer than min_rows {window.min_rows} rows served)"
+        if result["rows"] is None:
+            result["rows"] = window.rows
+        if window.truncated:
+            result["reason"] += f" [checked its last {window.window_days} days only]"
+        results.append(result)
+        share = "   n/a" if result["drift_share"] is None else f"{result['drift_share']:6.2f}"
+        print(f"  {window.label:<22}  rows {result['rows']:>5}  drift share {share}  {result['outcome']:<8} "
+              f"{result['reason']}", flush=True)
+        if result["outcome"] == "retrain":
+            followed = {r["dag_run_id"] for r in retrainings}
+            for pending in (r for r in retraining_runs(client) if r["dag_run_id"] not in followed):
+                print(f"following {DAG_ID} run {pending['dag_run_id']} (the retraining window "
+                      f"{window.label} triggered):", flush=True)
+                finished = follow_run(client, pending["dag_run_id"], timeout)
+                print_summary(stack, client, finished)
+                retrainings.append(finished)
+    return results, retrainings
+
+
+def print_window_table(results: list[dict]) -> None:
+    print("\ndrift per replayed window (drift_monitor, one manual run each):")
+    print(f"  {'window':<22}  {'days':>4}  {'rows':>5}  {'drift share':>11}  {'outcome':<8}  reason")
+    for result in results:
+        share = "n/a" if result["drift_share"] is None else f"{result['drift_share']:.2f}"
+        print(f"  {result['window']:<22}  {result['days']:>4}  {result['rows'] or 0:>5}  {share:>11}  "
+              f"{result['outcome']:<8}  {result['reason']}")
+
+
+def describe_training(client, run: dict) -> str:
+    decision = xcom(client, run["dag_run_id"], "gate", "decision")
+    deployed = xcom(client, run["dag_run_id"], "deploy")
+    gate = "" if not decision else f", gate {'PASSED' if decision['passed'] else 'REJECTED'}"
+    served = f", deployed v{deployed['version']}" if deployed else ", nothing deployed"
+    failed = [ti["task_id"] for ti in client.task_instances(DAG_ID, run["dag_run_id"]) if ti.get("state") == "failed"]
+    where = f" at {', '.join(failed)} (see its log)" if failed else ""
+    return f"{run['dag_run_id']} {run['state'].upper()}{where}{gate}{served}"
+
+
+def print_dataset_summary(stack: LocalStack, client, spec, days, history, first_run, replayed, results,
+                          retrainings, started: float) -> None:
+    champion = champion_version(stack)
+    print("\n" + "=" * 72)
+    print(f"make demo on {spec.name}: {spec.task}, target {spec.target}, gate metric {spec.gate.metric}")
+    print("-" * 72)
+    print(f"landed        : {len(days)} day(s), {days[0]}..{days[-1]}, in {spec.location}")
+    print(f"history       : {len(history)} day(s), {history[0]}..{history[-1]} -> {describe_training(client, first_run)}")
+    if replayed:
+        print(f"replayed      : {len(replayed)} day(s), {replayed[0].day}..{replayed[-1].day}: "
+              f"{sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, labels stored")
+        fired = [r["window"] for r in results if r["outcome"] == "retrain"]
+        counts = {outcome: sum(r["outcome"] == outcome for r in results) for outcome in
+                  ("retrain", "no_drift", "skipped", "failed")}
+        print(f"drift checks  : {len(results)} window(s): " +
+              ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n))
+        print(f"retraining    : {'fired from ' + ', '.join(fired) if fired else 'none fired'}")
+        for run in retrainings:
+            print(f"                {describe_training(client, run)}")
+    else:
+        print("replayed      : nothing (a single landed day: no later day to replay)")
+    print(f"champion      : {spec.name} v{champion}, serving {stack.settings.serving_url}/invocations"
+          if champion else "champion      : none")
+    checked = ", ".join(r["report_day"] for r in results if r["drift_share"] is not None) or "none written"
+    print(f"reports       : {stack.settings.reports}/drift/<day>/report.html and metrics.json, <day> a window's last "
+          f"day ({checked}); MLflow experiment drift_monitoring")
+    print(f"MLflow        : {stack.settings.tracking_uri}  "
+          f"(browse: mlflow ui --backend-store-uri {stack.settings.tracking_uri} --host 127.0.0.1)")
+    print(f"Airflow UI    : {stack.api_url}/dags/{DRIFT_DAG_ID}/runs and {stack.api_url}/dags/{DAG_ID}/runs  "
+          f"(user admin, password {stack.admin_password()})")
+    print(f"task logs     : {stack.airflow_home / 'logs'}")
+    print("=" * 72)
+    print(f"make demo took {time.monotonic() - started:.0f}s; Airflow keeps running until `make stop`.")
+
+
+def run_dataset(args, started: float) -> int:
+    """``make demo DATASET=spec``: the story on the user's landed days."""
+    spec_path = Path(args.dataset).resolve()
+    try:
+        spec = load_dataset(spec_path)
+        stack = LocalStack(extra_env=dataset_env(spec_path, spec.name))
+        days = landed_days(stack, spec)
+        ensure_suite(spec, days)
+    except DatasetNotReady as exc:
+        print(f"make demo DATASET={args.dataset}: {exc}", file=sys.stderr)
+        return 2
+    history, later = split_days(days)
+    print(f"{spec.name}: {len(days)} landed day(s) {days[0]}..{days[-1]} in {spec.location}; the first "
+          f"{len(history)} train the first champion, the {len(later)} later one(s) are replayed", flush=True)
+
+    reset_state(stack, keep=KEPT_FOLDER)
+    set_up(stack)
+    client = start_airflow(stack)
+
+    # 1. the first champion, from the history
+    first_run = train(client, training_conf(spec.name, history), args.timeout)
+    ok = print_summary(stack, client, first_run)
+    if not ok or not xcom(client, first_run["dag_run_id"], "deploy"):
+        print("\nno champion was deployed, so nothing serves the later days: see the gate and the task logs above")
+        return 1
+    if not later:
+        print(f"\n{spec.name} is landed as a single day ({days[0]}, a snapshot): the champion is served, but there "
+              f"is no later day to replay through it or to check for drift. Land a later export as a day of its "
+              f"own, then run the demo again:\n"
+              f"  .venv/bin/python -m include.data.ingest --spec {spec_path} --as-of YYYY-MM-DD LATER_EXPORT.csv\n"
+              f"  make demo DATASET={args.dataset}")
+        print_dataset_summary(stack, client, spec, days, history, first_run, [], [], [], started)
+        return 0
+
+    # 2. the later days, through the served champion
+    replayed = replay_later_days(stack, spec, later)
+
+    # 3. drift_monitor over the replayed days, and the retraining it fires
+    windows = plan_windows([(day.day, day.rows) for day in replayed])
+    results, retrainings = check_windows(stack, client, windows, args.timeout)
+    print_window_table(results)
+    print_dataset_summary(stack, client, spec, days, history, first_run, replayed, results, retrainings, started)
+    ok = all(r["state"] == "success" for r in results) and all(r["state"] == "success" for r in retrainings)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", metavar="SPEC",
+                        help="your dataset spec, its days landed with python -m include.data.ingest "
+                             "(default: the generated churn data)")
+    parser.add_argument("--history-days", type=int, default=50, help="days of labelled history before the traffic")
+    parser.add_argument("--rows-per-day", type=int, default=400)
+    parser.add_argument("--traffic-days", type=int, default=10, help="days of simulated traffic (N)")
+    parser.add_argument("--drift-from-day", type=int, default=6, help="first drifted traffic day, 1-based (K)")
+    parser.add_argument("--traffic-rows-per-day", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each stage")
+    args = parser.parse_args(argv)
+    if not 1 <= args.drift_from_day <= args.traffic_days:
+        parser.error("--drift-from-day must be between 1 and --traffic-days")
+    started = time.monotonic()
+    return run_dataset(args, started) if args.dataset else run_generated(args, started)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,8 @@ def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFr
         failures.append(f"POST /invocations: {exc}")
     latency_ms = (time.perf_counter() - started) * 1000
     if response is not None:
-        compared = f", equal to the registered model's (tolerance {tolerance})" if expected is not None else ""
+        compared = (f", within {tolerance} of the expected answers (the registered model's)"
+                    if expected is not None else "")
         record(f"{len(sample)} predictions well-formed{compared}",
                prediction_problems(response, version, len(sample), expected_values, tolerance))
 

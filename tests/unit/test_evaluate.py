@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import mlflow
 import numpy as np
@@ -123,3 +124,57 @@ def test_unloadable_model_is_named_in_the_error(mlops_env, spec):
 
     with pytest.raises(EvaluationError, match="could not load the challenger model models:/m-doesnotexist"):
         evaluate("models:/m-doesnotexist", None, holdout, spec)
+
+
+class _FixedWork:
+    """A model whose every call does the same CPU work in the calling thread."""
+
+    def __init__(self, loops: int):
+        self.loops = loops
+
+    def predict(self, frame):
+        total = 0
+        for index in range(self.loops):
+            total += index * index
+        return total
+
+
+def _burn_cpu(stop, started) -> None:
+    started.put(os.getpid())
+    while not stop.is_set():
+        pass
+
+
+def test_latency_decision_is_the_same_on_a_quiet_and_a_busy_machine(spec):
+    """The gate judges the model, not the machine: a process burning every core beside the
+    measurement changes neither decision, for a model 10x under budget or one 3x over it."""
+    import multiprocessing
+
+    from include.evaluation.evaluate import measure_latency
+
+    features = make_frame(spec, 5, seed=1)[spec.feature_names]
+    light, heavy = _FixedWork(20_000), _FixedWork(600_000)
+    quiet_light = measure_latency(light, features)
+    budget = 10 * quiet_light["p95"]
+    decisions = {"quiet": (quiet_light["p95"] <= budget, measure_latency(heavy, features)["p95"] <= budget)}
+
+    context = multiprocessing.get_context("spawn")
+    stop, started = context.Event(), context.Queue()
+    burners = [context.Process(target=_burn_cpu, args=(stop, started), daemon=True)
+               for _ in range(os.cpu_count() or 2)]
+    for burner in burners:
+        burner.start()
+    try:
+        # every burner is spinning before the first measured call
+        for _ in burners:
+            started.get(timeout=60)
+        busy_light, busy_heavy = measure_latency(light, features), measure_latency(heavy, features)
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join(timeout=10)
+    decisions["busy"] = (busy_light["p95"] <= budget, busy_heavy["p95"] <= budget)
+
+    assert decisions == {"quiet": (True, False), "busy": (True, False)}, (decisions, budget, busy_light)
+    # the record says how the figure was taken, and keeps the wall clock beside it
+    assert "CPU time" in busy_light["method"] and busy_light["wall_p95"] >= busy_light["p50"]
