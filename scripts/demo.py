@@ -59,6 +59,11 @@ def calendar_days(first: date, last: date) -> int:
     return (last - first).days + 1
 
 
+def span(days: Sequence[date]) -> str:
+    """``first..last``, or the one day."""
+    return days[0].isoformat() if days[0] == days[-1] else f"{days[0]}..{days[-1]}"
+
+
 def split_days(days: Sequence[date], share: float = HISTORY_SHARE) -> tuple[list[date], list[date]]:
     """The landed days as (history the first champion learns from, later days to replay).
 
@@ -114,7 +119,7 @@ class Window:
 
     @property
     def label(self) -> str:
-        return self.first.isoformat() if self.first == self.last else f"{self.first}..{self.last}"
+        return span([self.first, self.last])
 
 
 def plan_windows(day_rows: Sequence[tuple[date, int]], max_windows: int = MAX_WINDOWS,
@@ -459,7 +464,7 @@ def replay_later_days(stack: LocalStack, spec, later: list[date]):
     from include.monitoring.replay import replay
 
     url = stack.settings.serving_url
-    print(f"\nreplaying the {len(later)} later day(s) ({later[0]}..{later[-1]}) through the champion at {url}, "
+    print(f"\nreplaying the {len(later)} later day(s) ({span(later)}) through the champion at {url}, "
           f"with their own event times, and storing their labels...", flush=True)
     replayed = replay(stack.settings, spec, url, later[0], later[-1] + timedelta(days=1))
     print(f"  {sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, "
@@ -530,10 +535,10 @@ def print_dataset_summary(stack: LocalStack, client, spec, days, history, first_
     print("\n" + "=" * 72)
     print(f"make demo on {spec.name}: {spec.task}, target {spec.target}, gate metric {spec.gate.metric}")
     print("-" * 72)
-    print(f"landed        : {len(days)} day(s), {days[0]}..{days[-1]}, in {spec.location}")
-    print(f"history       : {len(history)} day(s), {history[0]}..{history[-1]} -> {describe_training(client, first_run)}")
+    print(f"landed        : {len(days)} day(s), {span(days)}, in {spec.location}")
+    print(f"history       : {len(history)} day(s), {span(history)} -> {describe_training(client, first_run)}")
     if replayed:
-        print(f"replayed      : {len(replayed)} day(s), {replayed[0].day}..{replayed[-1].day}: "
+        print(f"replayed      : {len(replayed)} day(s), {span([replayed[0].day, replayed[-1].day])}: "
               f"{sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, labels stored")
         fired = [r["window"] for r in results if r["outcome"] == "retrain"]
         counts = {outcome: sum(r["outcome"] == outcome for r in results) for outcome in
@@ -547,9 +552,10 @@ def print_dataset_summary(stack: LocalStack, client, spec, days, history, first_
         print("replayed      : nothing (a single landed day: no later day to replay)")
     print(f"champion      : {spec.name} v{champion}, serving {stack.settings.serving_url}/invocations"
           if champion else "champion      : none")
-    checked = ", ".join(r["report_day"] for r in results if r["drift_share"] is not None) or "none written"
-    print(f"reports       : {stack.settings.reports}/drift/<day>/report.html and metrics.json, <day> a window's last "
-          f"day ({checked}); MLflow experiment drift_monitoring")
+    checked = ", ".join(r["report_day"] for r in results if r["drift_share"] is not None)
+    if checked:
+        print(f"reports       : {stack.settings.reports}/drift/<day>/report.html and metrics.json, <day> a window's "
+              f"last day ({checked}); MLflow experiment drift_monitoring")
     print(f"MLflow        : {stack.settings.tracking_uri}  "
           f"(browse: mlflow ui --backend-store-uri {stack.settings.tracking_uri} --host 127.0.0.1)")
     print(f"Airflow UI    : {stack.api_url}/dags/{DRIFT_DAG_ID}/runs and {stack.api_url}/dags/{DAG_ID}/runs  "
@@ -571,8 +577,9 @@ def run_dataset(args, started: float) -> int:
         print(f"make demo DATASET={args.dataset}: {exc}", file=sys.stderr)
         return 2
     history, later = split_days(days)
-    print(f"{spec.name}: {len(days)} landed day(s) {days[0]}..{days[-1]} in {spec.location}; the first "
-          f"{len(history)} train the first champion, the {len(later)} later one(s) are replayed", flush=True)
+    plan = (f"the first {len(history)} ({span(history)}) train the first champion, the {len(later)} later "
+            f"one(s) ({span(later)}) are replayed" if later else "a snapshot: it trains the first champion")
+    print(f"{spec.name}: {len(days)} landed day(s) {span(days)} in {spec.location}; {plan}", flush=True)
 
     reset_state(stack, keep=KEPT_FOLDER)
     set_up(stack)
@@ -582,7 +589,11 @@ def run_dataset(args, started: float) -> int:
     first_run = train(client, training_conf(spec.name, history), args.timeout)
     ok = print_summary(stack, client, first_run)
     if not ok or not xcom(client, first_run["dag_run_id"], "deploy"):
-        print("\nno champion was deployed, so nothing serves the later days: see the gate and the task logs above")
+        decision = xcom(client, first_run["dag_run_id"], "gate", "decision") or {}
+        failed = [check["name"] for check in decision.get("checks", []) if not check["passed"]]
+        hint = " (a busy machine answers slowly: run it again)" if failed == ["latency"] else ""
+        print(f"\nno champion was deployed, so nothing serves the later days: "
+              f"{'the gate failed ' + ', '.join(failed) + hint if failed else 'see the task logs above'}")
         return 1
     if not later:
         print(f"\n{spec.name} is landed as a single day ({days[0]}, a snapshot): the champion is served, but there "

@@ -599,6 +599,8 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         "champion_version": str(reference.model_version),
         "reference_data": {key: str(reference.data_ref.get(key, "")) for key in ("path", "md5", "rev")},
         "reference_rows": int(len(reference.frame)),
+        # how many days the champion learned from: a retraining it triggers learns from as many
+        "reference_window_days": _window_days(reference.data_ref),
         "drift_share_threshold": float(drift_share_threshold),
         "performance_drop_threshold": float(performance_drop_threshold),
         # what the HTML report's Evidently part is drawn from; every figure above uses all rows
@@ -612,6 +614,13 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     _write_text_atomically(Path(html_path), _report_html(metrics, drift_snapshot, performance_snapshot,
                                                          performance_note))
     return metrics
+
+
+def _window_days(data_ref: dict[str, Any]) -> int | None:
+    try:
+        return (date.fromisoformat(str(data_ref["window_end"])) - date.fromisoformat(str(data_ref["window_start"]))).days
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _performance_report(labelled: pd.DataFrame, label_values: np.ndarray, spec: "DatasetSpec",

@@ -97,6 +97,7 @@ class RetrainOnDriftOperator(BaseOperator):
             "reason": f"drift in window {window_start.date()}..{window_end.date()}: {decision.reason}"[:500],
             # the retraining window ends with the drifted window, so it learns from the new data
             "training_window_end": (window_end - timedelta(days=1)).date().isoformat(),
+            **_same_window_length(metrics),
             "drift": {
                 "window_start": window_start.isoformat(), "window_end": window_end.isoformat(),
                 "drift_share": metrics.get("drift_share"), "drifted_columns": metrics.get("drifted_columns"),
@@ -119,6 +120,13 @@ class RetrainOnDriftOperator(BaseOperator):
         from mlops_airflow.runtime import task_settings
 
         record_decision(task_settings(), context["data_interval_start"], decision)
+
+
+def _same_window_length(metrics: dict) -> dict:
+    """The retraining learns from as many days as the champion did: a low-traffic table (a row a
+    day) would otherwise get ml_training's default window, too few rows to pass validation."""
+    days = metrics.get("reference_window_days")
+    return {"training_window_days": min(int(days), 3660)} if isinstance(days, int) and days >= 1 else {}
 
 
 def _dag_run_url(dag_id: str, run_id: str) -> str:

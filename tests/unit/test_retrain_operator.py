@@ -76,7 +76,7 @@ def _metrics(drift_share: float) -> dict:
     drifted = [f"c{index}" for index in range(round(drift_share * 10))]
     return {"status": "ok", "drift_share": drift_share, "drifted_columns": drifted,
             "columns": {f"c{index}": {} for index in range(10)}, "performance_drop": None, "score": None,
-            "reference_score": None}
+            "reference_score": None, "reference_window_days": 183}
 
 
 def test_a_drifted_window_asks_airflow_for_one_deterministic_training_run(variables, recorded):
@@ -95,6 +95,8 @@ def test_a_drifted_window_asks_airflow_for_one_deterministic_training_run(variab
     assert trigger.skip_when_already_exists is True and trigger.reset_dag_run is False
     assert trigger.logical_date is None and trigger.wait_for_completion is False
     assert trigger.conf["training_window_end"] == "2026-03-19"
+    # as many days as the champion learned from: a row-a-day table keeps enough rows to validate
+    assert trigger.conf["training_window_days"] == 183
     assert trigger.conf["drift"]["drift_share"] == 0.5 and trigger.conf["drift"]["drift_run_id"] == DagRun.run_id
     assert "drift in window 2026-03-19..2026-03-20" in trigger.conf["reason"]
     assert json.loads(json.dumps(trigger.conf)) == trigger.conf
