@@ -17,9 +17,8 @@ import os
 import sys
 
 from include.settings import Settings
+from include.training import TORCH_THREADS_ENV
 
-# include.training.model.TORCH_THREADS_ENV (not imported here: that module loads MLflow and torch)
-TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"
 
 
 def is_loopback(host: str) -> bool:

@@ -10,3 +10,5 @@ MODEL_TYPES = ("torch_mlp", "sklearn_hgb")
 BOOSTING_ROUNDS_PER_EPOCH = 10
 # used when a run gives no learning rate: boosting wants a rate ~100x an Adam-trained MLP's
 DEFAULT_LEARNING_RATES = {"torch_mlp": 0.001, "sklearn_hgb": 0.1}
+# an override for the inference thread count, e.g. 1 per worker when a server forks several
+TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"

@@ -41,7 +41,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES
+from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES, TORCH_THREADS_ENV
 from include.training.preprocessing import TabularPreprocessor
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ ARCHITECTURE_ARTIFACT = "architecture"
 WEIGHTS_ARTIFACT = "weights"
 ESTIMATOR_ARTIFACT = "estimator"
 
-# an override for the inference thread count, e.g. 1 per worker when a server forks several
-TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"
 
 
 class ModelError(ValueError):
