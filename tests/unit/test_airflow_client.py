@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scripts import local_stack
-from scripts.local_stack import AirflowClient
+from scripts import airflow_client
+from scripts.airflow_client import AirflowClient
 
 LOCKED = {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access. "
                     "Please use PostgreSQL or MySQL."}
@@ -80,7 +80,7 @@ class ScriptedAirflow:
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
-    monkeypatch.setattr(local_stack, "LOCKED_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(airflow_client, "LOCKED_RETRY_DELAYS", (0.01, 0.01, 0.01))
 
 
 BACKFILL = {"dag_id": "drift_monitor", "from_date": "2026-11-17T00:00:00+00:00",
