@@ -138,6 +138,7 @@ def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, A
     import mlflow
 
     from include import registry, tracking
+    from include.data.versioning import DatasetRef
     from include.training.train import git_commit
 
     tracking.configure(settings)
@@ -145,9 +146,7 @@ def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, A
     if result_path and os.path.exists(result_path):
         mlflow.MlflowClient().log_artifact(training["run_id"], result_path, artifact_path="validation")
     tags = {
-        "data.repo": data_ref["repo"], "data.path": data_ref["path"], "data.md5": data_ref["md5"],
-        "data.rev": data_ref["rev"], "data.rows": data_ref["rows"],
-        "data.window": f"{data_ref['window_start']}..{data_ref['window_end']}",
+        **DatasetRef.from_dict(data_ref).to_tags(),
         "validation.success": validation["success"],
         "validation.expectations": f"{validation['successful']}/{validation['evaluated']}",
         "validation.result": result_path or "",
@@ -256,14 +255,12 @@ def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any
 def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
     """The dataset reference a registered version was trained on, from its lineage tags."""
     from include import registry
+    from include.data.versioning import DatasetRef, LineageError
 
-    tags = registry.version_tags(settings.model_name, version)
     try:
-        start, end = tags["data.window"].split("..")
-        return {"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
-                "rev": tags["data.rev"], "rows": int(tags["data.rows"]), "window_start": start, "window_end": end}
-    except KeyError as missing:
-        raise ValueError(f"{settings.model_name} version {version} has no lineage tag {missing}") from None
+        return DatasetRef.from_tags(registry.version_tags(settings.model_name, version)).to_dict()
+    except LineageError as exc:
+        raise ValueError(f"{settings.model_name} version {version}: {exc}") from None
 
 
 def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, reason: str, airflow_run_id: str,

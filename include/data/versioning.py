@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -80,6 +81,46 @@ class DatasetRef:
 
     def describe(self) -> str:
         return f"{self.path} at rev {self.rev} (md5 {self.md5}) in data registry {self.repo}"
+
+    def to_tags(self) -> dict[str, str]:
+        """The lineage tags a model version trained on this snapshot carries: ``data.repo``,
+        ``data.path``, ``data.md5``, ``data.rev``, ``data.rows`` and ``data.window`` (``start..end``)."""
+        return {"data.repo": self.repo, "data.path": self.path, "data.md5": self.md5, "data.rev": self.rev,
+                "data.rows": str(self.rows), "data.window": f"{self.window_start}..{self.window_end}"}
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "DatasetRef":
+        """The snapshot a model version's lineage tags (:meth:`to_tags`) point at.
+
+        Raises :class:`LineageError` naming a missing or empty tag, or a ``data.window``
+        that is not ``YYYY-MM-DD..YYYY-MM-DD``.
+        """
+        missing = [key for key in LINEAGE_TAGS if not tags.get(key)]
+        if missing:
+            raise LineageError(f"lineage tag(s) {', '.join(missing)} missing: the data it was trained on "
+                               "cannot be found")
+        start, separator, end = tags["data.window"].partition("..")
+        try:
+            if not separator:
+                raise ValueError(tags["data.window"])
+            date.fromisoformat(start)
+            date.fromisoformat(end)
+        except ValueError:
+            raise LineageError(f"tag data.window={tags['data.window']!r} is not 'YYYY-MM-DD..YYYY-MM-DD'") from None
+        try:
+            return cls.from_dict({"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
+                                  "rev": tags["data.rev"], "rows": tags["data.rows"], "window_start": start,
+                                  "window_end": end})
+        except ValueError as exc:
+            raise LineageError(f"bad lineage tags: {exc}") from None
+
+
+class LineageError(ValueError):
+    """A model version's lineage tags do not lead to its data; the message names the tag."""
+
+
+# the tags DatasetRef.to_tags writes and from_tags reads
+LINEAGE_TAGS = ("data.repo", "data.path", "data.md5", "data.rev", "data.rows", "data.window")
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
