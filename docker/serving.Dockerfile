@@ -5,12 +5,14 @@ FROM python:3.11.11-slim-bookworm
 ARG GIT_COMMIT=unknown
 RUN useradd --create-home --uid 10001 server
 WORKDIR /opt/project
-COPY requirements.txt /tmp/requirements.txt
-# CPU torch is enough to serve the MLP
-RUN pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
-    && grep -vE '^(torch|apache-airflow.*)==' /tmp/requirements.txt > /tmp/requirements-serving.txt \
-    && pip install --no-cache-dir -r /tmp/requirements-serving.txt \
-    && rm /tmp/requirements*.txt
+COPY pyproject.toml requirements.txt /tmp/deps/
+# CPU torch is enough to serve the MLP; then only what the server imports (the `serving`
+# dependency group), at the lock's versions: no Airflow, Great Expectations, Evidently, DVC or
+# test tools (a 1.5 GB environment instead of 2.6 GB)
+RUN pip install --no-cache-dir "pip==26.3" \
+    && pip install --no-cache-dir "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu \
+    && pip install --no-cache-dir --group /tmp/deps/pyproject.toml:serving -c /tmp/deps/requirements.txt \
+    && rm -r /tmp/deps
 COPY include/ include/
 ENV PYTHONPATH=/opt/project MLOPS_PROFILE=kubernetes MLOPS_GIT_COMMIT=${GIT_COMMIT} PYTHONUNBUFFERED=1
 USER 10001

@@ -12,12 +12,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends git \
     && useradd --create-home --uid 10001 trainer
 
 WORKDIR /opt/project
-# CUDA build of torch first (its own index), then the rest of the lock without Airflow
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}" \
-    && grep -vE '^(torch|apache-airflow.*)==' /tmp/requirements.txt > /tmp/requirements-training.txt \
-    && pip install --no-cache-dir -r /tmp/requirements-training.txt \
-    && rm /tmp/requirements*.txt
+# CUDA build of torch first (its own index), then only what the training command imports
+# (the `training` dependency group) at the lock's versions: no Airflow, GX, Evidently or test tools
+COPY pyproject.toml requirements.txt /tmp/deps/
+RUN pip install --no-cache-dir "pip==26.3" \
+    && pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}" \
+    && pip install --no-cache-dir --group /tmp/deps/pyproject.toml:training -c /tmp/deps/requirements.txt \
+    && rm -r /tmp/deps
 
 COPY include/ include/
 ENV PYTHONPATH=/opt/project \
