@@ -111,7 +111,7 @@ def _evidently_full_report(window: pd.DataFrame, reference: Reference, spec) -> 
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    from include.monitoring.drift import _comparable
+    from include.monitoring.drift_report import _comparable
 
     definition = DataDefinition(numerical_columns=[*spec.numeric_features, "probability"],
                                 categorical_columns=spec.categorical_features)

@@ -1,0 +1,141 @@
+"""The drift check's reference: the rows the current champion learned from, with its predictions on them.
+
+The champion is found through the registry alias, its data through its lineage tags
+(``data.*``, written when it was registered), and the data itself through the DVC
+remote. The champion then predicts on its own training rows, so that prediction drift
+compares like with like, and scores the snapshot's held-out rows, which is what the
+window's score is compared with. Also here: the names of the columns the check
+reads, shared by the window checks and the report.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from include.data.spec import DatasetSpec
+    from include.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_COLUMN = "probability"
+PREDICTION_COLUMN = "prediction"
+LABEL_COLUMN = "label"
+LINEAGE_TAGS = ("data.repo", "data.path", "data.md5", "data.rev", "data.rows", "data.window")
+
+
+class DriftReferenceError(RuntimeError):
+    """No reference can be built: no champion, or its lineage tags do not lead to its data."""
+
+
+@dataclass
+class Reference:
+    """What the champion learned from: typed feature columns, its prediction column and ``label`` per row.
+
+    ``model_version`` is the champion's registry version; ``data_ref`` the
+    :class:`~include.data.versioning.DatasetRef` of its snapshot as a dict (``repo``,
+    ``path``, ``md5``, ``rev``, ``rows``, ``window_start``, ``window_end``);
+    ``holdout_score`` the champion's ``metric`` on the snapshot's held-out rows (None
+    when the metric is undefined there).
+    """
+
+    frame: pd.DataFrame = field(repr=False)
+    model_version: str
+    data_ref: dict[str, Any]
+    holdout_score: float | None
+    metric: str = "roc_auc"
+
+
+def prediction_column(spec: "DatasetSpec") -> str:
+    """The output column whose drift is prediction drift: ``probability`` (binary), ``prediction``
+    (the class of a multiclass model, the value of a regression one). Raises nothing."""
+    return PROBABILITY_COLUMN if spec.task == "binary" else PREDICTION_COLUMN
+
+
+def _prediction_is_numeric(spec: "DatasetSpec") -> bool:
+    return spec.task != "multiclass"
+
+
+def _parse_window(value: str, model_name: str, version: str) -> tuple[str, str]:
+    start, separator, end = value.partition("..")
+    try:
+        if not separator:
+            raise ValueError(value)
+        date.fromisoformat(start)
+        date.fromisoformat(end)
+    except ValueError:
+        raise DriftReferenceError(f"{model_name} version {version}: tag data.window={value!r} is not "
+                                  f"'YYYY-MM-DD..YYYY-MM-DD'") from None
+    return start, end
+
+
+def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Reference:
+    """The champion's training rows with its predictions on them, read back through its lineage tags.
+
+    ``holdout_score`` (the spec's ``gate.metric``) is *computed* here (the champion
+    scoring the snapshot's held-out rows) rather than read from the version's
+    ``gate.challenger_score`` tag: a version registered outside the pipeline has no
+    gate tag, and computing it guarantees the same model, the same rows and the
+    same metric as the window's score it is compared with; it costs one prediction
+    on the held-out rows.
+
+    Returns a :class:`Reference` whose ``frame`` has the feature columns (as the model
+    takes them), the prediction column (:func:`prediction_column`) and ``label`` (the
+    target typed for the task), one row per training row of the snapshot. Raises
+    :class:`DriftReferenceError` when there is no champion, its lineage tags are
+    missing or malformed, or its snapshot lacks the target column;
+    :class:`~include.data.versioning.DataVersionError` when the snapshot cannot be
+    read; MLflow's errors when the model cannot be loaded.
+    """
+    import mlflow
+
+    from include import registry, tracking
+    from include.data.cast import target_array
+    from include.data.split import holdout_split
+    from include.data.versioning import DataRegistry, DatasetRef
+    from include.evaluation.metrics import score
+    from include.training.model import as_model_input
+
+    tracking.configure(settings)
+    model_name = settings.model_name
+    version = registry.alias_version(model_name, registry.CHAMPION)
+    if version is None:
+        raise DriftReferenceError(f"model {model_name!r} has no {registry.CHAMPION!r} alias in the registry at "
+                                  f"{settings.tracking_uri}: there is no deployed model to compare traffic with")
+    tags = registry.version_tags(model_name, version)
+    missing = [key for key in LINEAGE_TAGS if not tags.get(key)]
+    if missing:
+        raise DriftReferenceError(f"champion {model_name} version {version} lacks lineage tag(s) "
+                                  f"{', '.join(missing)}: cannot find the data it was trained on")
+    window_start, window_end = _parse_window(tags["data.window"], model_name, version)
+    try:
+        ref = DatasetRef.from_dict({"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
+                                    "rev": tags["data.rev"], "rows": tags["data.rows"],
+                                    "window_start": window_start, "window_end": window_end})
+    except ValueError as exc:
+        raise DriftReferenceError(f"champion {model_name} version {version}: bad lineage tags: {exc}") from None
+    snapshot = DataRegistry(ref.repo, settings.dvc_remote).load(ref)
+    if spec.target not in snapshot.columns:
+        raise DriftReferenceError(f"the champion's snapshot {ref.describe()} has no target column {spec.target!r}")
+    train, holdout = holdout_split(snapshot, spec)
+
+    model = mlflow.pyfunc.load_model(registry.model_uri(model_name, version))
+    features = as_model_input(train, spec)
+    predicted = model.predict(features)[prediction_column(spec)].to_numpy()
+    holdout_output = model.predict(as_model_input(holdout, spec))
+    metric = spec.gate.metric
+    holdout_score = score(spec.task, target_array(holdout[spec.target], spec),
+                          {name: holdout_output[name].to_numpy() for name in holdout_output.columns},
+                          spec.classes).get(metric)
+
+    frame = features.reset_index(drop=True)
+    frame[prediction_column(spec)] = predicted
+    frame[LABEL_COLUMN] = target_array(train[spec.target], spec)
+    log.info("reference: %s version %s, %d training rows of %s, held-out %s %s", model_name, version,
+             len(frame), ref.describe(), metric, holdout_score)
+    return Reference(frame=frame, model_version=str(version), data_ref=ref.to_dict(),
+                     holdout_score=holdout_score, metric=metric)
