@@ -260,7 +260,7 @@ def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
     try:
         return DatasetRef.from_tags(registry.version_tags(settings.model_name, version)).to_dict()
     except LineageError as exc:
-        raise ValueError(f"{settings.model_name} version {version}: {exc}") from None
+        raise ValueError(f"{settings.model_name} version {version} {exc}") from None
 
 
 def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, reason: str, airflow_run_id: str,

@@ -97,8 +97,8 @@ class DatasetRef:
         """
         missing = [key for key in LINEAGE_TAGS if not tags.get(key)]
         if missing:
-            raise LineageError(f"lineage tag(s) {', '.join(missing)} missing: the data it was trained on "
-                               "cannot be found")
+            raise LineageError(f"lacks lineage tag(s) {', '.join(missing)}: cannot find the data it was "
+                               "trained on")
         start, separator, end = tags["data.window"].partition("..")
         try:
             if not separator:
@@ -106,17 +106,19 @@ class DatasetRef:
             date.fromisoformat(start)
             date.fromisoformat(end)
         except ValueError:
-            raise LineageError(f"tag data.window={tags['data.window']!r} is not 'YYYY-MM-DD..YYYY-MM-DD'") from None
+            raise LineageError(f"has tag data.window={tags['data.window']!r}, which is not "
+                               "'YYYY-MM-DD..YYYY-MM-DD'") from None
         try:
             return cls.from_dict({"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
                                   "rev": tags["data.rev"], "rows": tags["data.rows"], "window_start": start,
                                   "window_end": end})
         except ValueError as exc:
-            raise LineageError(f"bad lineage tags: {exc}") from None
+            raise LineageError(f"has bad lineage tags: {exc}") from None
 
 
 class LineageError(ValueError):
-    """A model version's lineage tags do not lead to its data; the message names the tag."""
+    """A model version's lineage tags do not lead to its data; the message, a verb phrase to put
+    after the version's name ("lacks lineage tag(s) ..."), names the tag."""
 
 
 # the tags DatasetRef.to_tags writes and from_tags reads

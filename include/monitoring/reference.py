@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from include.data.versioning import LINEAGE_TAGS  # re-exported with the drift check's public names
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 PROBABILITY_COLUMN = "probability"
 PREDICTION_COLUMN = "prediction"
 LABEL_COLUMN = "label"
-LINEAGE_TAGS = ("data.repo", "data.path", "data.md5", "data.rev", "data.rows", "data.window")
 
 
 class DriftReferenceError(RuntimeError):
@@ -60,19 +60,6 @@ def _prediction_is_numeric(spec: "DatasetSpec") -> bool:
     return spec.task != "multiclass"
 
 
-def _parse_window(value: str, model_name: str, version: str) -> tuple[str, str]:
-    start, separator, end = value.partition("..")
-    try:
-        if not separator:
-            raise ValueError(value)
-        date.fromisoformat(start)
-        date.fromisoformat(end)
-    except ValueError:
-        raise DriftReferenceError(f"{model_name} version {version}: tag data.window={value!r} is not "
-                                  f"'YYYY-MM-DD..YYYY-MM-DD'") from None
-    return start, end
-
-
 def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Reference:
     """The champion's training rows with its predictions on them, read back through its lineage tags.
 
@@ -96,7 +83,7 @@ def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Referen
     from include import registry, tracking
     from include.data.cast import target_array
     from include.data.split import holdout_split
-    from include.data.versioning import DataRegistry, DatasetRef
+    from include.data.versioning import DataRegistry, DatasetRef, LineageError
     from include.evaluation.metrics import score
     from include.training.model import as_model_input
 
@@ -106,18 +93,10 @@ def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Referen
     if version is None:
         raise DriftReferenceError(f"model {model_name!r} has no {registry.CHAMPION!r} alias in the registry at "
                                   f"{settings.tracking_uri}: there is no deployed model to compare traffic with")
-    tags = registry.version_tags(model_name, version)
-    missing = [key for key in LINEAGE_TAGS if not tags.get(key)]
-    if missing:
-        raise DriftReferenceError(f"champion {model_name} version {version} lacks lineage tag(s) "
-                                  f"{', '.join(missing)}: cannot find the data it was trained on")
-    window_start, window_end = _parse_window(tags["data.window"], model_name, version)
     try:
-        ref = DatasetRef.from_dict({"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
-                                    "rev": tags["data.rev"], "rows": tags["data.rows"],
-                                    "window_start": window_start, "window_end": window_end})
-    except ValueError as exc:
-        raise DriftReferenceError(f"champion {model_name} version {version}: bad lineage tags: {exc}") from None
+        ref = DatasetRef.from_tags(registry.version_tags(model_name, version))
+    except LineageError as exc:
+        raise DriftReferenceError(f"champion {model_name} version {version} {exc}") from None
     snapshot = DataRegistry(ref.repo, settings.dvc_remote).load(ref)
     if spec.target not in snapshot.columns:
         raise DriftReferenceError(f"the champion's snapshot {ref.describe()} has no target column {spec.target!r}")

@@ -17,7 +17,7 @@ def test_tags_round_trip_to_the_same_snapshot():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"data.md5": ""}, "data.md5 missing"),
+    ({"data.md5": ""}, "lacks lineage tag.*data.md5"),
     ({"data.window": "2026-03-01"}, "not 'YYYY-MM-DD..YYYY-MM-DD'"),
     ({"data.window": "2026-03-01..someday"}, "not 'YYYY-MM-DD..YYYY-MM-DD'"),
     ({"data.rows": "many"}, "rows must be an integer"),
