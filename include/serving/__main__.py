@@ -11,31 +11,21 @@ rows are buffered and written in the background, and the rest on shutdown (SIGTE
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
 
 from include.settings import Settings
 from include.training import TORCH_THREADS_ENV
-
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from include.util.net import is_loopback
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
     from include.serving.app import (
         DEFAULT_BATCH_MAX_ROWS, DEFAULT_BATCH_MAX_WAIT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS,
-        MAX_BATCH_WAIT_SECONDS,
     )
+    from include.serving.batching import MAX_BATCH_WAIT_SECONDS
 
     parser = argparse.ArgumentParser(prog="python -m include.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default=settings.model_name,

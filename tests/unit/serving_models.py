@@ -156,6 +156,16 @@ class SlowChurnModel(ChurnModel):
         return super().predict(context, model_input, params)
 
 
+def predict(body: bytes, served, max_rows: int):
+    """The server's response to ``body`` for ``served`` (an ``include.serving.model.ServedModel``),
+    under a fresh request id: parsed, predicted and encoded as ``POST /invocations`` does it."""
+    import uuid
+
+    from include.serving.app import answer
+
+    return answer(body, served, max_rows, str(uuid.uuid4()))[0]
+
+
 def forget_mlflow_uris() -> None:
     """Undo ``mlflow.set_tracking_uri``/``set_registry_uri`` so later tests read the URI from
     their environment again (MLflow keeps the URI in a module global that outlives a test)."""

@@ -13,7 +13,7 @@ No cluster here, so three stand-ins, each as close to the real thing as fits in 
 - :class:`ServiceStandIn` is the Service: an HTTP server on 127.0.0.1 that answers with
   the pods the fake made ready (old pods keep serving until a rollout completes, as
   with maxUnavailable 0), only when the Service's selector matches their labels, and
-  with the real serving code (``include.serving.app.predict``) over the real registered
+  with the real serving code (``include.serving.app.answer``) over the real registered
   model version.
 - the MLflow registry is real (SQLite, ``mlops_env``).
 """
@@ -268,7 +268,9 @@ class ServiceStandIn:
     """The Service on 127.0.0.1, answering as the real server of the version the fake's ready pods run."""
 
     def __init__(self, cluster: FakeKubernetes, tracking_uri: str):
-        from include.serving.app import DEFAULT_MAX_ROWS, load_served_model, predict
+        from include.serving.app import DEFAULT_MAX_ROWS
+        from include.serving.model import load_served_model
+        from tests.unit.serving_models import predict
 
         loaded: dict[str, object] = {}
         lock = threading.Lock()

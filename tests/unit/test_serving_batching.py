@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from include.monitoring.inference_log import read_window
-from include.serving.app import MicroBatcher, ServedModel, create_app, direct_predictor, load_served_model
+from include.serving.app import create_app
+from include.serving.batching import MicroBatcher
+from include.serving.model import ServedModel, direct_predictor, load_served_model
 from include.training.model import as_model_input
 from include.training.train import TrainingConfig, train_and_log
 from tests.unit.churn_frame import make_frame

@@ -26,7 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from include.data.cast import model_input, target_array
 from include.data.spec import DatasetSpec, load_spec
 from include.monitoring.inference_log import read_window, write_labels
-from include.serving.app import MicroBatcher, create_app, load_served_model
+from include.serving.app import create_app
+from include.serving.batching import MicroBatcher
+from include.serving.model import load_served_model
 from include.training.model import output_columns
 from include.training.train import TrainingConfig, train_and_log
 from tests.unit.serving_models import (

@@ -1,0 +1,358 @@
+"""Reading an ``/invocations`` request: its body, its headers and its columns, checked
+against the model's signature.
+
+Bodies follow MLflow's scoring server: ``{"dataframe_records": [{column: value}...]}``
+or ``{"dataframe_split": {"columns": [...], "data": [[...]...]}}``.
+
+Request values
+    A feature the signature declares a double or a string is typed by the one cast
+    at the data boundary (:mod:`include.data.cast`), the very one that builds the
+    registered model's input everywhere else: a numeric feature may come as a JSON
+    number or a numeric string, a categorical one as a string or a number
+    (``2``, ``2.0`` and ``"2"`` are the category ``"2"``). A column is ``nullable``
+    when the model answers null in it (the project's own model in every feature; see
+    :func:`include.serving.model.load_served_model`; another pyfunc where its signature
+    marks the column optional). Booleans, lists and objects, and a string that is not
+    a number in a numeric feature, get a 422 naming the column.
+
+Request ids and event times
+    ``X-Request-ID`` (1-128 printable ASCII characters, no spaces) names the request,
+    else a fresh uuid4 does; ``X-Request-Time`` (ISO 8601 with a UTC offset) stands for
+    the time the request was received, which lets a replay log traffic at the times it
+    stands for. A malformed header gets a 400.
+
+Every check raises :class:`RequestRejected`, which carries the HTTP status and
+``error_code`` the app answers with.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import numpy as np
+from fastapi import Request
+
+from include.data.cast import CastError, categorical_column, numeric_column
+from include.util.text import rows_text
+
+INPUT_FORMATS = ("dataframe_records", "dataframe_split")
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_TIME_HEADER = "X-Request-Time"
+MAX_REQUEST_ID_LENGTH = 128
+
+
+class RequestRejected(Exception):
+    """A request the server refuses, with the HTTP status and a message for the client.
+
+    ``status_code`` is a 4xx, ``error_code`` a constant such as ``"BAD_REQUEST"`` and
+    ``message`` says what was wrong and how to fix it.
+    """
+
+    def __init__(self, status_code: int, error_code: str, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """One named input column of a model's signature, as the server checks it."""
+
+    name: str
+    kind: str  # "float", "int", "bool", "str" or "other" (left to MLflow's schema enforcement)
+    dtype: Any
+    required: bool  # the request must hold the column
+    nullable: bool = False  # null is a value the model answers for
+
+
+_KINDS = {
+    "double": ("float", np.float64),
+    "float": ("float", np.float32),
+    "long": ("int", np.int64),
+    "integer": ("int", np.int32),
+    "boolean": ("bool", np.bool_),
+    "string": ("str", object),
+}
+_KIND_WORDS = {"float": "numbers", "int": "whole numbers", "bool": "true/false values", "str": "strings"}
+
+
+def feature_columns(pyfunc_model) -> tuple[FeatureColumn, ...] | None:
+    """The named input columns of ``pyfunc_model``'s signature, in signature order.
+
+    Returns None when the model has no column signature to check against (none at
+    all, a tensor spec, or unnamed inputs). A column is ``nullable`` exactly when the
+    signature marks it optional. Raises nothing of its own.
+    """
+    schema = pyfunc_model.metadata.get_input_schema()
+    if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+        return None
+    columns = []
+    for spec in schema.inputs:
+        type_name = getattr(spec.type, "name", None)
+        kind, dtype = _KINDS.get(type_name, ("other", object))
+        required = bool(getattr(spec, "required", True))
+        columns.append(FeatureColumn(spec.name, kind, dtype, required, nullable=not required))
+    return tuple(columns)
+
+
+# ---------------------------------------------------------------------------- headers
+
+
+def request_id_of(request: Request) -> str:
+    """The client's ``X-Request-ID`` (the client then keeps it unique), or a fresh uuid4
+    (36 characters) when it sent none.
+
+    Raises :class:`RequestRejected` (400 ``BAD_REQUEST_ID``) for a header that is empty,
+    longer than 128 characters, or holds spaces or non-printable or non-ASCII characters.
+    """
+    given = request.headers.get(REQUEST_ID_HEADER)
+    if given is None:
+        return str(uuid.uuid4())
+    if not 0 < len(given) <= MAX_REQUEST_ID_LENGTH or not (given.isascii() and given.isprintable()) \
+            or " " in given:
+        raise RequestRejected(400, "BAD_REQUEST_ID", f"{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID_LENGTH} "
+                              f"printable ASCII characters without spaces, got {given[:MAX_REQUEST_ID_LENGTH]!r}")
+    return given
+
+
+def event_time_of(request: Request) -> datetime:
+    """The client's ``X-Request-Time`` (to replay or simulate traffic), else now: an aware UTC datetime.
+
+    Raises :class:`RequestRejected` (400 ``BAD_REQUEST_TIME``) when the header is not an
+    ISO 8601 time with a UTC offset.
+    """
+    given = request.headers.get(REQUEST_TIME_HEADER)
+    if given is None:
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(given.strip())
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None:
+        raise RequestRejected(400, "BAD_REQUEST_TIME", f"{REQUEST_TIME_HEADER} must be an ISO 8601 time with a "
+                              f"UTC offset, such as 2026-11-10T08:30:00Z; got {given[:64]!r}")
+    return parsed.astimezone(timezone.utc)
+
+
+def content_type_is_json(request: Request) -> bool:
+    """True when the request declares a JSON body (``application/json`` or ``text/json``) or none at all."""
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return True
+    return content_type.split(";", 1)[0].strip().lower() in ("application/json", "text/json")
+
+
+async def read_body(request: Request, max_body_bytes: int) -> bytes:
+    """The whole request body, at most ``max_body_bytes`` bytes.
+
+    Raises :class:`RequestRejected` (413 ``BODY_TOO_LARGE``) as soon as the declared
+    ``Content-Length`` or the bytes read so far exceed the limit, without reading the rest.
+    """
+    too_large = RequestRejected(413, "BODY_TOO_LARGE", f"the request body is larger than {max_body_bytes} "
+                                "bytes; split it into smaller batches")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    # a chunked upload declares no length, so the limit is enforced while reading
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ------------------------------------------------------------------------------- body
+
+
+def _reject_json_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON (send null for a missing value)")
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of ``body`` (NaN and Infinity are not JSON, so they are refused).
+
+    Raises :class:`RequestRejected`: 400 ``BAD_REQUEST`` for an empty body,
+    400 ``MALFORMED_JSON`` for one that is not valid UTF-8 JSON.
+    """
+    if not body.strip():
+        raise RequestRejected(400, "BAD_REQUEST", "request body is empty; send a JSON object with "
+                              "'dataframe_records' or 'dataframe_split'")
+    try:
+        return json.loads(body, parse_constant=_reject_json_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestRejected(400, "MALFORMED_JSON", f"request body is not valid JSON: {exc}") from None
+
+
+def parse_columns(body: bytes, signature: tuple[FeatureColumn, ...] | None, max_rows: int) -> dict[str, Any]:
+    """The request's columns, one entry per column, each with one value per row (1 to ``max_rows`` rows).
+
+    With a ``signature`` (:func:`feature_columns`), the columns come in signature order,
+    each a numpy array typed as the signature declares it (float64 with NaN for a
+    null numeric value, object holding str or None for a categorical one; ``other``
+    columns stay lists); columns the signature does not name are dropped, as MLflow's
+    schema enforcement drops them. Without one, each column is the list of JSON
+    values, in the order the request first names them.
+
+    Raises :class:`RequestRejected`: 400 for a body that is not the MLflow format or
+    has no rows, 413 ``TOO_MANY_ROWS`` above ``max_rows``, 422 ``MISSING_COLUMNS``,
+    ``MISSING_VALUES`` or ``WRONG_TYPE`` for values the signature does not allow.
+    """
+    values = _columns(parse_json(body), max_rows)
+    if signature is None:
+        return values
+    absent = [column.name for column in signature if column.required and column.name not in values]
+    if absent:
+        raise RequestRejected(422, "MISSING_COLUMNS", f"missing feature columns: {', '.join(absent)} "
+                              f"(the model needs {', '.join(column.name for column in signature)})")
+    return {column.name: _typed_column(column, values[column.name])
+            for column in signature if column.name in values}
+
+
+def row_count(columns: Mapping[str, Any]) -> int:
+    """The number of rows in parsed ``columns`` (0 when there are no columns)."""
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _columns(payload: Any, max_rows: int) -> dict[str, list]:
+    """The values of each column, in request order, from either input format."""
+    if not isinstance(payload, dict):
+        raise RequestRejected(400, "BAD_REQUEST", "expected a JSON object with one of the keys "
+                              f"{', '.join(INPUT_FORMATS)}, got a JSON {type(payload).__name__}")
+    formats = [key for key in INPUT_FORMATS if key in payload]
+    unknown = sorted(set(payload) - set(INPUT_FORMATS))
+    if len(formats) != 1 or unknown:
+        found = ", ".join(sorted(payload)) or "none"
+        raise RequestRejected(400, "BAD_REQUEST", f"expected exactly one of the keys {', '.join(INPUT_FORMATS)} "
+                              f"(the MLflow scoring format), found keys: {found}")
+    input_format = formats[0]
+    body = payload[input_format]
+
+    if input_format == "dataframe_records":
+        if not isinstance(body, list):
+            raise RequestRejected(400, "BAD_REQUEST", "'dataframe_records' must be a list of objects, "
+                                  "one per row, such as [{\"feature\": 1.0}]")
+        _check_row_count(len(body), max_rows)
+        not_objects = [index for index, row in enumerate(body) if type(row) is not dict]
+        if not_objects:
+            raise RequestRejected(400, "BAD_REQUEST", "each entry of 'dataframe_records' must be an object "
+                                  f"of column: value; rows {rows_text(not_objects)} are not")
+        names: dict[str, None] = {}
+        for row in body:
+            names.update(dict.fromkeys(row))
+        values = {name: [row.get(name) for row in body] for name in names}
+        return values
+
+    if not isinstance(body, dict) or not isinstance(body.get("columns"), list) \
+            or not isinstance(body.get("data"), list):
+        raise RequestRejected(400, "BAD_REQUEST", "'dataframe_split' must be an object with 'columns' "
+                              "(a list of names) and 'data' (a list of rows, each a list of values)")
+    extra = sorted(set(body) - {"columns", "data", "index"})
+    if extra:
+        raise RequestRejected(400, "BAD_REQUEST", f"'dataframe_split' has unexpected keys: {', '.join(extra)}")
+    columns, data = body["columns"], body["data"]
+    if not all(isinstance(name, str) for name in columns):
+        raise RequestRejected(400, "BAD_REQUEST", "'dataframe_split.columns' must be a list of strings")
+    if len(set(columns)) != len(columns):
+        raise RequestRejected(400, "BAD_REQUEST", "'dataframe_split.columns' names a column twice")
+    _check_row_count(len(data), max_rows)
+    wrong_width = [index for index, row in enumerate(data) if type(row) is not list or len(row) != len(columns)]
+    if wrong_width:
+        raise RequestRejected(400, "BAD_REQUEST", f"each row of 'dataframe_split.data' must be a list of "
+                              f"{len(columns)} values (one per column); rows {rows_text(wrong_width)} are not")
+    by_column = list(zip(*data)) if columns else []
+    return {name: list(column) for name, column in zip(columns, by_column)}
+
+
+def _check_row_count(rows: int, max_rows: int) -> None:
+    if rows == 0:
+        raise RequestRejected(400, "BAD_REQUEST", "the request has no rows to predict")
+    if rows > max_rows:
+        raise RequestRejected(413, "TOO_MANY_ROWS", f"the request has {rows} rows, more than the "
+                              f"{max_rows} this server accepts in one request; split it into batches")
+
+
+# ------------------------------------------------------------------------------ types
+
+
+def _typed_column(column: FeatureColumn, values: list) -> Any:
+    if column.kind == "other":
+        return values
+    if column.kind in ("float", "str"):
+        return _cast_column(column, values)
+    if column.kind == "int":
+        wrong = [index for index, value in enumerate(values)
+                 if type(value) not in (int, float) and not (value is None and column.nullable)]
+    else:  # "bool"
+        wrong = [index for index, value in enumerate(values) if type(value) is not bool]
+    if wrong:
+        absent = [index for index in wrong if values[index] is None]
+        if absent:
+            raise _missing_values(column, absent)
+        example = values[wrong[0]]
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold {_KIND_WORDS[column.kind]}; "
+                              f"rows {rows_text(wrong)} do not (e.g. {example!r})")
+    if column.kind == "int":
+        fractional = [index for index, value in enumerate(values) if type(value) is float and not value.is_integer()]
+        if fractional:
+            raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold whole numbers; rows "
+                                  f"{rows_text(fractional)} do not")
+    try:
+        return np.array([np.nan if value is None else value for value in values]
+                        if column.nullable else values, dtype=column.dtype)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r}: {exc}") from None
+
+
+def _missing_values(column: FeatureColumn, rows: list[int]) -> RequestRejected:
+    return RequestRejected(422, "MISSING_VALUES", f"column {column.name!r} is missing or null in rows "
+                           f"{rows_text(rows)}; the model needs a value in every row")
+
+
+_JSON_NUMBERS = frozenset((int, float))
+_JSON_FEATURE_VALUES = frozenset((int, float, str, type(None)))
+
+
+def _cast_column(column: FeatureColumn, values: list) -> np.ndarray:
+    """A numeric (double) or categorical (string) feature typed by :mod:`include.data.cast`, the cast
+    that builds the registered model's input everywhere else, so that ``2``, ``2.0`` and ``"2"``
+    are one category and ``12`` and ``"12"`` one number, here as in training."""
+    numeric = column.kind == "float"
+    # JSON's scalars: only numbers, text and null can be a feature's value
+    kinds = set(map(type, values))
+    numbers = kinds <= _JSON_NUMBERS
+    absent = type(None) in kinds
+    wrong = [] if kinds <= _JSON_FEATURE_VALUES else \
+        [index for index, value in enumerate(values) if type(value) not in _JSON_FEATURE_VALUES]
+    if absent and not column.nullable:
+        raise _missing_values(column, [index for index, value in enumerate(values) if value is None])
+    if wrong:
+        words = "numbers" if numeric else "strings (or numbers, for integer-coded categories)"
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold {words}"
+                              f"{' or null' if column.nullable else ''}; rows {rows_text(wrong)} do not "
+                              f"(e.g. {values[wrong[0]]!r})")
+    try:
+        if numeric:
+            # JSON numbers are already numbers: a float64 array is what the cast makes of them (its
+            # fast path); text and nulls go through its general path
+            container = np.array(values, dtype=np.float64) if numbers else _object_array(values)
+            return numeric_column(container, column.name).astype(column.dtype, copy=False)
+        return categorical_column(_object_array(values), column.name)
+    except CastError as exc:
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold numbers"
+                              f"{' or null' if column.nullable else ''}: {exc}") from None
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r}: {exc}") from None
+
+
+def _object_array(values: list) -> np.ndarray:
+    # np.array would turn a list of equal-length strings into a fixed-width str dtype
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
