@@ -18,8 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from include.data.spec import HIGHER_IS_BETTER
-
-PROBABILITY_PREFIX = "probability_"
+from include.training import PROBABILITY_PREFIX
 
 
 def _probability_matrix(outputs: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray:

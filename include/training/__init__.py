@@ -12,3 +12,5 @@ BOOSTING_ROUNDS_PER_EPOCH = 10
 DEFAULT_LEARNING_RATES = {"torch_mlp": 0.001, "sklearn_hgb": 0.1}
 # an override for the inference thread count, e.g. 1 per worker when a server forks several
 TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"
+# a multiclass model's output column per class: probability_<class>
+PROBABILITY_PREFIX = "probability_"

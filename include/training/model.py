@@ -30,7 +30,6 @@ JSON, or a joblib file) and :meth:`TabularModel.load_context` rebuilds it.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -41,7 +40,10 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES, TORCH_THREADS_ENV
+from include.data.spec import TASKS
+from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES, PROBABILITY_PREFIX
+from include.training.mlp import (DROPOUT, HIDDEN_SIZES, ThreadsError, build_mlp, limit_torch_threads,
+                                  mlp_logits, torch_device_name)
 from include.training.preprocessing import TabularPreprocessor
 
 if TYPE_CHECKING:
@@ -50,18 +52,12 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_TYPES", "BOOSTING_ROUNDS_PER_EPOCH", "TabularModel", "TabularClassifier", "EpochReport",
            "ModelError", "as_model_input", "build_mlp", "pip_requirements", "output_columns"]
 
-TASKS = ("binary", "multiclass", "regression")
-PROBABILITY_PREFIX = "probability_"
-
-HIDDEN_SIZES = (64, 32)
-DROPOUT = 0.1
 DECISION_THRESHOLD = 0.5
 
 PREPROCESSOR_ARTIFACT = "preprocessor"
 ARCHITECTURE_ARTIFACT = "architecture"
 WEIGHTS_ARTIFACT = "weights"
 ESTIMATOR_ARTIFACT = "estimator"
-
 
 
 class ModelError(ValueError):
@@ -73,21 +69,6 @@ class EpochReport:
     epoch: int
     train_loss: float
     seconds: float
-
-
-def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN_SIZES, dropout: float = DROPOUT,
-              output_dim: int = 1):
-    """A plain ``nn.Sequential`` so a state dict loads without any custom class; ``output_dim``
-    logits (1 for binary and regression, one per class for multiclass)."""
-    from torch import nn
-
-    layers: list[Any] = []
-    width = input_dim
-    for hidden in hidden_sizes:
-        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
-        width = hidden
-    layers.append(nn.Linear(width, output_dim))
-    return nn.Sequential(*layers)
 
 
 def pip_requirements(model_type: str) -> list[str]:
@@ -175,14 +156,6 @@ def _check_labels(labels: Any, rows: int, task: str, classes: tuple[str, ...]) -
     if len(np.unique(array)) < 2:
         raise ModelError(f"training labels are all {int(array[0])}: a classifier needs both classes")
     return array.astype(np.float32)
-
-
-def _torch_device_name(device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return device.type
 
 
 class TabularModel(mlflow.pyfunc.PythonModel):
@@ -302,7 +275,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         network.eval()
         self.network = network
         self._torch_device = device
-        self.device = _torch_device_name(device)
+        self.device = torch_device_name(device)
 
     def _fit_hgb(self, matrix, target, epochs, learning_rate, seed, report) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -341,7 +314,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
                 inputs = torch.from_numpy(matrix)
                 if self._torch_device is not None and self._torch_device.type != "cpu":
                     inputs = inputs.to(self._torch_device)
-                logits = _mlp_logits(self.network, inputs).cpu().numpy().astype(np.float64)
+                logits = mlp_logits(self.network, inputs).cpu().numpy().astype(np.float64)
             # numpy's exp treats every element alike (torch's sigmoid does not: its vectorised
             # and scalar paths may differ in the last bit depending on where a row sits)
             if self.task == "binary":
@@ -365,7 +338,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
 
         ``frame`` may also be a mapping of column name to array. A row's probability
         depends on that row alone, to the last bit, whatever else is in the batch
-        (see :func:`_mlp_logits`), so a server may predict concurrent requests
+        (see :func:`include.training.mlp.mlp_logits`), so a server may predict concurrent requests
         together and still answer each exactly as it would have alone.
         Raises :class:`ModelError` for a regression model or an unfitted one.
         """
@@ -462,58 +435,16 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         network.load_state_dict(torch.load(artifacts[WEIGHTS_ARTIFACT], map_location=device, weights_only=True))
         network.to(device).eval()
         if device.type == "cpu":
-            _limit_torch_threads()
+            try:
+                limit_torch_threads()
+            except ThreadsError as exc:
+                raise ModelError(str(exc)) from None
         self.target_mean = float(architecture.get("target_mean", 0.0))
         self.target_std = float(architecture.get("target_std", 1.0))
         self.network = network
         self._torch_device = device
-        self.device = _torch_device_name(device)
+        self.device = torch_device_name(device)
 
 
 # versions registered before regression and multiclass existed unpickle this name
 TabularClassifier = TabularModel
-
-
-def _mlp_logits(network, inputs):
-    """The network's logits, each row computed on its own: a one-row matrix product per row.
-
-    ``nn.Linear`` multiplies the whole batch at once, and the matrix kernel it picks
-    (and so the order of the floating-point sums) depends on the number of rows: a
-    row's logit could then change in its last bit with the batch it was sent in.
-    A batched product of one-row matrices runs the same kernel for every row.
-    """
-    import torch
-
-    hidden = inputs.unsqueeze(1)
-    for layer in network:
-        if isinstance(layer, torch.nn.Linear):
-            rows = hidden.shape[0]
-            weights = layer.weight.t().unsqueeze(0).expand(rows, -1, -1)
-            hidden = torch.baddbmm(layer.bias.view(1, 1, -1).expand(rows, 1, -1), hidden, weights)
-        else:
-            hidden = layer(hidden)
-    return hidden.reshape(hidden.shape[0], -1)
-
-
-def _limit_torch_threads() -> None:
-    """Cap intra-op threads at the CPUs this process may actually use.
-
-    torch sizes its pool from the host's cores, which inside a CPU-limited
-    container oversubscribes and makes small-batch latency jittery; the network
-    is so small that more threads than CPUs never helps.
-    """
-    import torch
-
-    override = os.environ.get(TORCH_THREADS_ENV)
-    if override:
-        try:
-            threads = int(override)
-        except ValueError:
-            raise ModelError(f"{TORCH_THREADS_ENV} must be a positive integer, got {override!r}") from None
-        if threads < 1:
-            raise ModelError(f"{TORCH_THREADS_ENV} must be a positive integer, got {override!r}")
-    else:
-        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = min(torch.get_num_threads(), available)
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
