@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from include.util.fs import write_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
 # git-ignored: the benchmarks' own MLflow store, Airflow home, data and intermediate results
 WORK = Path(os.environ.get("BENCH_WORK", ROOT / "benchmarks" / ".work")).resolve()
@@ -110,11 +112,10 @@ def measured() -> Iterator[dict[str, float]]:
 
 # ------------------------------------------------------------------------------------------ results
 def save(section: str, payload: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    """Write ``payload`` as ``<RESULTS_DIR>/<section>.json`` (atomically: an interrupted run leaves the
+    previous result whole). Returns the file's path. Raises ``OSError`` when it cannot be written."""
     path = RESULTS_DIR / f"{section}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
     return path
 
 

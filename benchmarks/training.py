@@ -17,8 +17,8 @@ import json
 import sys
 
 from benchmarks.common import gpu_description, median, project_env, run_json, runs, save
+from include.training import MODEL_TYPES
 
-MODEL_TYPES = ("torch_mlp", "sklearn_hgb")
 EPOCHS = 10
 
 

@@ -24,6 +24,7 @@ Trigger it from the UI (the form explains each param), the REST API, or the `dri
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pendulum
@@ -34,6 +35,8 @@ from mlops_airflow.approval import APPROVAL_VARIABLE, DeployApprovalOperator
 from mlops_airflow.params import training_params
 from mlops_airflow.retries import retry_args
 from mlops_airflow.training import training_task
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ARGS = {
     "owner": "ml-platform",
@@ -135,7 +138,15 @@ def ml_training():
     def approval_required() -> str:
         from airflow.sdk import Variable
 
-        required = str(Variable.get(APPROVAL_VARIABLE, default="false")).strip().lower() in ("true", "1", "yes")
+        from include.util.text import parse_bool
+
+        value = Variable.get(APPROVAL_VARIABLE, default="false")
+        try:
+            required = parse_bool(value, f"Variable {APPROVAL_VARIABLE}")
+        except ValueError as unknown:
+            # an unrecognised value has always meant "no approval"; the log says it was not understood
+            log.warning("%s; deploying without approval", unknown)
+            required = False
         return "approve_deploy" if required else "deploy"
 
     # a rejection skips deploy; without approval the branch goes straight to deploy

@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from include.settings import PROJECT_ROOT, Settings
+from include.util.fs import write_atomically
 from scripts.airflow_client import AirflowClient
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -167,6 +168,13 @@ class LocalStack:
         return records
 
     def start(self, timeout: float = 180) -> None:
+        """Start every component that is not running yet, each in its own session and recorded
+        under ``run_dir``, then wait up to ``timeout`` seconds for Airflow to report healthy.
+
+        Returns nothing. Raises ``RuntimeError`` when another program holds the api-server's
+        port or a component exits while starting, ``TimeoutError`` when Airflow is not healthy
+        in time, and ``OSError`` when a log or record cannot be written.
+        """
         import psutil
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -182,9 +190,8 @@ class LocalStack:
             process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, start_new_session=True)
             record = ProcessRecord(name, process.pid, psutil.Process(process.pid).create_time(), command)
-            tmp = self._record_path(name).with_suffix(".tmp")
-            tmp.write_text(json.dumps(record.__dict__))
-            os.replace(tmp, self._record_path(name))
+            # stop and status read this record from another process: it is whole or absent
+            write_atomically(self._record_path(name), json.dumps(record.__dict__))
         self.wait_healthy(timeout)
 
     def command(self, name: str) -> list[str]:

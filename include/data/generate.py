@@ -89,8 +89,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -99,6 +97,7 @@ import numpy as np
 import pandas as pd
 
 from include.data.spec import DatasetSpec
+from include.util.fs import write_atomically
 
 DRIFT_KINDS = ("covariate", "concept", "both")
 
@@ -335,22 +334,6 @@ def partition_path(spec: DatasetSpec, day: date) -> Path:
     return Path(spec.location) / f"date={day:%Y-%m-%d}" / "part-0.parquet"
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    # Readers only ever see a whole file: the bytes go to a temp file in the same
-    # folder (same filesystem, so os.replace is atomic) and replace the target in one step.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(payload)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     """The frame as parquet; the same frame always gives the same bytes (no index, no timestamps)."""
     buffer = io.BytesIO()
@@ -370,7 +353,7 @@ def land_days(spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed
         path = partition_path(spec, day)
         # An identical file is left alone, so a re-run changes neither bytes nor mtime.
         if not (path.is_file() and path.read_bytes() == payload):
-            _write_atomically(path, payload)
+            write_atomically(path, payload)
         paths.append(path)
     return paths
 

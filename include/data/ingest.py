@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from include.data.cast import CastError, categorical_column, numeric_column, target_array
-from include.data.generate import _write_atomically, parse_date_arg, to_parquet_bytes
+from include.data.generate import parse_date_arg, to_parquet_bytes
 from include.data.partitions import PARTITION_PREFIX
 from include.data.spec import DatasetSpec, category_text, load_spec
+from include.util.fs import write_atomically
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet", ".pq")
 # what a missing value contributes to a derived row id (no real cell holds this text)
@@ -291,7 +292,7 @@ def _write(spec: DatasetSpec, plan: list[tuple[date, pd.DataFrame, int, bytes]],
             path = Path(spec.location) / f"{PARTITION_PREFIX}{day:%Y-%m-%d}" / f"part-{digest[:16]}.parquet"
             created.update(folder for folder in (path.parent, *path.parent.parents) if not folder.exists())
             if not path.exists():
-                _write_atomically(path, payload)
+                write_atomically(path, payload)
                 written.append(path)
             report.files.append(path)
     except BaseException as exc:

@@ -26,13 +26,14 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
+
+from include.util.fs import write_atomically
 
 REMOTE_NAME = "storage"
 SNAPSHOT_ROOT = "snapshots"
@@ -264,7 +265,8 @@ class DataRegistry:
             self._ensure()
             if self._committed_md5(dvc_file) == md5:
                 return ref(self._git("log", "-1", "--format=%H", "--", dvc_file).stdout.strip())
-            self._write(self.repo / path, payload)
+            # dvc add leaves a read-only link or copy of the cache in place: replace it, never write into it
+            write_atomically(self.repo / path, payload)
             self._dvc("add", "-q", path)
             tracked = self._tracked_md5((self.repo / dvc_file).read_text())
             if tracked != md5:
@@ -295,19 +297,6 @@ class DataRegistry:
     def _committed_md5(self, dvc_file: str) -> str | None:
         shown = self._git("show", f"HEAD:{dvc_file}", check=False)
         return self._tracked_md5(shown.stdout) if shown.returncode == 0 else None
-
-    @staticmethod
-    def _write(path: Path, payload: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as temp:
-                temp.write(payload)
-            # dvc add leaves a read-only link or copy of the cache in place; replace, never write into it.
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
 
 
 def load(ref: DatasetRef) -> pd.DataFrame:

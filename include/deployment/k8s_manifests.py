@@ -60,6 +60,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
+from include.util.k8s import is_quantity
+from include.util.text import parse_bool
+
 if TYPE_CHECKING:
     from include.settings import Settings
 
@@ -78,10 +81,8 @@ METRICS_PATH = "/metrics"
 TRACKING_URI_KEY = "MLFLOW_TRACKING_URI"
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][0-9]+|[KMGTPE]i|[mkMGTPE])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 _PULL_POLICIES = ("IfNotPresent", "Always", "Never")
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def serving_name(model_name: str) -> str:
@@ -93,7 +94,11 @@ def serving_name(model_name: str) -> str:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Everything about the serving objects that is not the model version."""
+    """Everything about the serving objects that is not the model version.
+
+    Checked on construction: raises ``ValueError`` listing every invalid setting at once
+    (names, image, replica bounds, resource quantities, tracking URI, inference log, labels).
+    """
 
     namespace: str = "ml-serving"
     image: str = "ghcr.io/example/churn-serving:latest"
@@ -143,7 +148,7 @@ class ServingConfig:
         for what, quantity in (("CPU request", self.cpu_request), ("CPU limit", self.cpu_limit),
                                ("memory request", self.memory_request), ("memory limit", self.memory_limit),
                                ("/tmp size", self.tmp_size)):
-            if quantity is not None and not _QUANTITY.match(quantity):
+            if quantity is not None and not is_quantity(quantity):
                 problems.append(f"{what} {quantity!r} is not a Kubernetes quantity such as 500m or 2Gi")
         if self.tracking_uri is None and self.tracking_configmap is None:
             problems.append("the pods need an MLflow tracking URI: set MLOPS_SERVING_TRACKING_URI (or "
@@ -170,7 +175,11 @@ class ServingConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> ServingConfig:
-        """The configuration from ``MLOPS_SERVING_*`` (see the module docstring), falling back on ``settings``."""
+        """The configuration from ``MLOPS_SERVING_*`` (see the module docstring), falling back on ``settings``.
+
+        Returns the checked ``ServingConfig``. Raises ``ValueError`` naming the variable when a
+        number or a flag cannot be read, or listing every invalid setting (see the class).
+        """
         env = os.environ if environ is None else environ
 
         def text(name: str, default: str | None) -> str | None:
@@ -190,10 +199,12 @@ class ServingConfig:
                 raise ValueError(f"{name}={value!r} is not a whole number") from None
 
         def flag(name: str) -> bool:
-            value = env.get(name, "").strip().lower()
-            if value not in _TRUE + _FALSE:
-                raise ValueError(f"{name}={value!r} is not true or false")
-            return value in _TRUE
+            value = env.get(name, "")
+            try:
+                return parse_bool(value, name)
+            except ValueError:
+                # parse_bool lists every spelling; this names the variable and its value, as before
+                raise ValueError(f"{name}={value.strip().lower()!r} is not true or false") from None
 
         replicas = number("MLOPS_SERVING_REPLICAS", 2)
         min_replicas = number("MLOPS_SERVING_MIN_REPLICAS", replicas)

@@ -29,6 +29,7 @@ from include.deployment.smoke import smoke_test as run_smoke_test
 from include.deployment.smoke import split_payload as _split_payload  # noqa: F401 (kept importable from here)
 from include.serving import validate_version
 from include.settings import PROJECT_ROOT, Settings
+from include.util.fs import write_atomically
 
 if TYPE_CHECKING:
     import numpy as np
@@ -366,14 +367,8 @@ class LocalServingDeployer:
                 from exc
 
     def _write_state(self, state: _State) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_path.with_suffix(f".{os.getpid()}.tmp")
-        with open(temporary, "w") as handle:
-            json.dump(state.__dict__, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
         # readers see the old or the new state, never half of one
-        os.replace(temporary, self.state_path)
+        write_atomically(self.state_path, json.dumps(state.__dict__, indent=2))
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:

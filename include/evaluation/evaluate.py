@@ -21,7 +21,6 @@ at the right store (``include.tracking.configure``).
 from __future__ import annotations
 
 import math
-import re
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Mapping
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from include.evaluation.metrics import PROBABILITY_PREFIX, baseline, higher_is_better, score
+from include.util.text import metric_key
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
@@ -233,11 +233,6 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
         "challenger": challenger,
         "champion": champion,
     }
-
-
-def metric_key(*parts: str) -> str:
-    """An MLflow-legal metric name: characters MLflow rejects (e.g. '=' or '+') become '_'."""
-    return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", ".".join(parts))
 
 
 def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:

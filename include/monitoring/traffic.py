@@ -25,7 +25,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from include.data.generate import DRIFT_KINDS, DriftConfig, parse_date_arg
+from include.util.net import is_loopback
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,16 +80,6 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def is_drifted(drift: DriftConfig | None, day: date) -> bool:
     return drift is not None and (drift.covariate_strength(day) > 0 or drift.concept_strength(day) > 0)
 
@@ -103,7 +93,7 @@ class ModelServerClient:
         self.url = url
         self.session = requests.Session()
         # a loopback server must not be reached through a proxy from the environment
-        self.session.trust_env = not _is_loopback(url)
+        self.session.trust_env = not is_loopback(url)
 
     def close(self) -> None:
         self.session.close()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from include.settings import PROJECT_ROOT, Settings
 from include.training import BOOSTING_ROUNDS_PER_EPOCH, DEFAULT_LEARNING_RATES, MODEL_TYPES
+from include.util.fs import write_atomically
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -221,17 +222,11 @@ def model_signature(spec: "DatasetSpec", output: "pd.DataFrame"):
 
 
 def write_xcom(path: str | Path, payload: Mapping[str, Any]) -> None:
-    """Write atomically: a reader (the pod's XCom sidecar) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(payload, handle)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``payload`` as JSON to ``path`` atomically: a reader (the pod's XCom sidecar) never
+    sees a half-written file. Returns nothing. Raises ``TypeError`` or ``ValueError`` when
+    ``payload`` cannot be encoded as JSON (nothing is written then), and ``OSError`` when the
+    file cannot be written (the previous file, if any, is left as it was)."""
+    write_atomically(path, json.dumps(payload))
 
 
 def _positive_int(text: str) -> int:

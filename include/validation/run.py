@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from include.data.spec import DatasetSpec
+from include.util.fs import write_atomically
 
 RESULT_FORMAT = "SUMMARY"
 SAMPLE_SIZE = 5
@@ -234,21 +233,14 @@ def _failure(result: dict) -> FailedExpectation:
                              details=details)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as temp:
-            json.dump(payload, temp, indent=2, default=str)
-            temp.write("\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def validate(frame: pd.DataFrame, spec: DatasetSpec, result_path: Path) -> ValidationOutcome:
-    """Run ``spec``'s expectation suite on ``frame``, write GX's full result to ``result_path``."""
+    """Run ``spec``'s expectation suite on ``frame``, write GX's full result to ``result_path``.
+
+    Returns the ``ValidationOutcome``: whether every expectation held, the failed ones
+    in the suite's order, the counts, and ``result_path``. A failed expectation is an
+    outcome, not an error. Raises ``ValueError`` when ``frame`` is not a DataFrame or
+    the suite is missing or malformed, and ``OSError`` when the result cannot be written.
+    """
     if not isinstance(frame, pd.DataFrame):
         raise ValueError(f"validate needs a pandas DataFrame, got {type(frame).__name__}")
     suite_dict = load_suite(spec.expectation_suite)
@@ -267,7 +259,7 @@ def validate(frame: pd.DataFrame, spec: DatasetSpec, result_path: Path) -> Valid
             gx.ValidationDefinition(name=f"{spec.name}_validation", data=batch_definition, suite=suite))
         result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
         result_dict = result.to_json_dict()
-    _write_json(result_path, result_dict)
+    write_atomically(result_path, json.dumps(result_dict, indent=2, default=str) + "\n")
     # GX orders results its own way; report failures in the suite's order, which reads top-down.
     position: dict[tuple, int] = {}
     for index, expectation in enumerate(suite_dict["expectations"]):

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import BaseOperator
 
+from include.util.k8s import is_quantity
 from mlops_airflow.profiles import KUBERNETES, current_profile
 
 TRAINING_MODULE = "include.training.train"
@@ -85,8 +86,6 @@ POD_ANNOTATIONS = {
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
     "karpenter.sh/do-not-disrupt": "true",
 }
-# a Kubernetes resource quantity: 4, 500m, 1.5, 16Gi, 1e3
-_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
 # env var names that carry a credential: only ever set from a Secret
 CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 
@@ -175,13 +174,18 @@ def gpu_resources(gpus: int, cpu: str = DEFAULT_CPU, memory: str = DEFAULT_MEMOR
 
     Requests equal limits: a training job's footprint is known, and a container that
     never uses more than its request is the last one kubelet evicts.
+
+    Returns a ``V1ResourceRequirements`` whose requests and limits hold ``cpu`` and ``memory``
+    (limits also ``nvidia.com/gpu`` when ``gpus`` > 0). Raises ``ValueError`` when ``gpus`` is
+    not an integer >= 0, or naming the Variable when ``cpu`` or ``memory`` is not a
+    Kubernetes quantity (:func:`include.util.k8s.is_quantity`).
     """
     from kubernetes.client import models as k8s
 
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
         raise ValueError(f"gpus must be an integer >= 0, got {gpus!r}")
     for name, value in (("training_cpu", cpu), ("training_memory", memory)):
-        if not _QUANTITY.match(str(value).strip()):
+        if not is_quantity(str(value).strip()):
             raise ValueError(f"Variable {name}={value!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)")
     amounts = {"cpu": str(cpu).strip(), "memory": str(memory).strip()}
     limits = dict(amounts)

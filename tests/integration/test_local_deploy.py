@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 
 import numpy as np
 import psutil
@@ -13,6 +12,8 @@ from include.deployment import DeployFailed, deployer_for
 from include.deployment.local import LocalServingDeployer, ServingError
 from include.registry import CHAMPION, PREVIOUS_CHAMPION
 from include.registry import alias_version as registry_alias_version
+from scripts.local_stack import free_port
+from tests.integration.servers import kill_serving_processes, serving_processes
 from tests.unit.serving_models import (
     ChurnModel,
     GarbageModel,
@@ -34,24 +35,6 @@ def alias_version(model_name: str, alias: str) -> str | None:
     return None if version is None else str(version)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serving_processes() -> list[psutil.Process]:
-    """Servers started by this test process (they stay its children despite their own session)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "include.serving" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 @pytest.fixture
 def settings(mlops_env, monkeypatch):
     from include.tracking import configure
@@ -70,10 +53,7 @@ def deployer(settings):
     try:
         deployer.stop()
     finally:
-        leftovers = serving_processes()
-        for process in leftovers:
-            process.kill()
-        psutil.wait_procs(leftovers, timeout=10)
+        leftovers = kill_serving_processes()
     assert not leftovers, f"servers left running after the test: {leftovers}"
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,7 +10,6 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
-import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,7 +18,9 @@ from include.data.generate import DriftConfig, generate_day, land_days, partitio
 from include.monitoring.inference_log import read_window
 from include.monitoring.traffic import DEFAULT_SEED, LABEL_DELAY, TrafficError, main, simulate
 from include.settings import PROJECT_ROOT
+from scripts.local_stack import free_port
 from tests.integration.monitoring_models import register_demo_model
+from tests.integration.servers import kill_serving_processes
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,6 @@ MODEL_NAME = "customer_churn"
 FIRST_DAY = date(2026, 11, 10)
 ROWS_PER_DAY = 200
 BATCH_ROWS = 50
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def utc(day: date) -> datetime:
@@ -48,17 +42,6 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
 
 def served_ok(url: str) -> float:
     return scrape(url).get(("model_requests_total", (("status", "200"),)), 0.0)
-
-
-def serving_processes() -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "include.serving" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +74,7 @@ def served(tmp_path_factory):
             try:
                 deployer.stop()
             finally:
-                leftovers = serving_processes()
-                for process in leftovers:
-                    process.kill()
-                psutil.wait_procs(leftovers, timeout=10)
+                leftovers = kill_serving_processes()
                 forget_mlflow_uris()
             assert not leftovers, f"servers left running after the tests: {leftovers}"
 

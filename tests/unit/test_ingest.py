@@ -257,7 +257,7 @@ def test_a_new_category_is_not_an_error(tmp_path):
 def test_a_failed_write_removes_what_the_run_wrote(tmp_path, monkeypatch):
     spec_path = write_spec(tmp_path)
     orders().to_csv(tmp_path / "orders.csv", index=False)
-    real_write, calls = ingest_module._write_atomically, []
+    real_write, calls = ingest_module.write_atomically, []
 
     def failing_write(path, payload):
         calls.append(path)
@@ -265,7 +265,7 @@ def test_a_failed_write_removes_what_the_run_wrote(tmp_path, monkeypatch):
             raise OSError("disk full")
         real_write(path, payload)
 
-    monkeypatch.setattr(ingest_module, "_write_atomically", failing_write)
+    monkeypatch.setattr(ingest_module, "write_atomically", failing_write)
     with pytest.raises(IngestError, match="disk full"):
         ingest(load_spec(spec_path), [tmp_path / "orders.csv"])
     assert calls[0].exists() is False
