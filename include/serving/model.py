@@ -22,11 +22,11 @@ import pandas as pd
 
 from include.registry import model_uri
 from include.serving.request import FeatureColumn, feature_columns
+from include.training import PROBABILITY_PREFIX
 from include.util.text import rows_text
 
 PROBABILITY = "probability"
 PREDICTION = "prediction"
-PROBABILITY_PREFIX = "probability_"
 
 # the output columns, in order (one array each, one value per row), for a mapping of typed columns
 DirectPredictor = Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from include.training import PROBABILITY_PREFIX
 from include.util.fs import write_atomically
 
 PREDICTIONS = "predictions"
@@ -22,7 +23,6 @@ LABELS = "labels"
 METADATA_COLUMNS = ("request_id", "timestamp", "model_name", "model_version")
 PROBABILITY = "probability"
 PREDICTION = "prediction"
-PROBABILITY_PREFIX = "probability_"
 # the output columns of a binary model, and of every file written before tasks existed
 OUTPUT_COLUMNS = (PROBABILITY, PREDICTION)
 # the Parquet metadata key listing a predictions file's output columns (a JSON list)
