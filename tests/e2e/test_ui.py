@@ -153,7 +153,7 @@ def test_both_dags_listed_with_their_docs(logged_in: Page):
     ui.wait_for_text(TRAINING_DAG_ID, "drift_monitor")
     ui.shot("03-dag-list")
     docs = {
-        TRAINING_DAG_ID: "Trains, evaluates and deploys the churn model, one version per run",
+        TRAINING_DAG_ID: "Trains, evaluates and deploys the model of the dataset spec",
         "drift_monitor": "checks the previous day's served traffic for drift",
     }
     for number, (dag_id, sentence) in enumerate(docs.items(), start=4):
