@@ -28,8 +28,8 @@ def settings():
 def demo_frame(days: int = DAYS, rows_per_day: int = ROWS_PER_DAY, seed: int = 7):
     import pandas as pd
 
-    from include.data.generate import generate_day
     from include.data.spec import load_spec
+    from include.simulation.generate import generate_day
 
     spec = load_spec(settings().dataset_spec)
     frame = pd.concat([generate_day(spec, FIRST_DAY + timedelta(days=offset), rows_per_day, seed)

@@ -116,9 +116,9 @@ def drift_window(client, day: date) -> dict:
 
 
 def main() -> int:
-    from include.data.generate import DriftConfig, land_days
     from include.data.spec import load_spec
-    from include.monitoring.traffic import simulate
+    from include.simulation.generate import DriftConfig, land_days
+    from include.simulation.traffic import simulate
     from scripts.local_stack import LocalStack, free_port
 
     training_runs, drift_windows = runs(2, 1), runs(3, 1)

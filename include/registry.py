@@ -58,6 +58,21 @@ def alias_version(model_name: str, alias: str) -> str | None:
         raise
 
 
+def validate_version(version: object) -> str:
+    """A registry version number in canonical form: ``"3"`` for ``3``, ``"3"`` or ``" 03 "``.
+
+    Only digits are accepted because the version becomes part of a ``models:/`` URI
+    (:func:`model_uri`). Returns the version as a string without leading zeros. Raises
+    ``ValueError`` for anything that is not a positive integer or its decimal text
+    (a bool, a float, ``"0"``, ``"v3"``, ``"3.0"``, non-ASCII digits).
+    """
+    is_text_or_number = isinstance(version, (str, int)) and not isinstance(version, bool)
+    text = str(version).strip() if is_text_or_number else ""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"model version must be a positive integer such as \"3\", got {version!r}")
+    return str(int(text))
+
+
 def model_uri(model_name: str, version: str) -> str:
     return f"models:/{model_name}/{version}"
 

@@ -189,8 +189,8 @@ def start_airflow(stack: LocalStack):
 
 
 def land_history(stack: LocalStack, first_day: date, days: int, rows_per_day: int) -> None:
-    from include.data.generate import land_days
     from include.data.spec import load_spec
+    from include.simulation.generate import land_days
 
     spec = load_spec(stack.settings.dataset_spec, stack.env())
     land_days(spec, first_day, days, rows_per_day)
@@ -308,9 +308,9 @@ def describe_window(client, run: dict) -> str:
 
 # --------------------------------------------------------------------------- the generated churn data
 def simulate_traffic(stack: LocalStack, first_day: date, days: int, drift_day: date, rows_per_day: int):
-    from include.data.generate import DriftConfig
     from include.data.spec import load_spec
-    from include.monitoring.traffic import simulate
+    from include.simulation.generate import DriftConfig
+    from include.simulation.traffic import simulate
 
     spec = load_spec(stack.settings.dataset_spec, stack.env())
     print(f"\nsending {days} days of traffic ({first_day}..{first_day + timedelta(days=days - 1)}) to "

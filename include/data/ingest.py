@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from include.data.cast import CastError, categorical_column, numeric_column, target_array
-from include.data.generate import parse_date_arg, to_parquet_bytes
-from include.data.partitions import PARTITION_PREFIX
+from include.data.partitions import PARTITION_PREFIX, to_parquet_bytes
 from include.data.spec import DatasetSpec, category_text, load_spec
+from include.util.cli import parse_date_arg
 from include.util.fs import write_atomically
 
 SUFFIXES = (".csv.gz", ".csv", ".parquet", ".pq")

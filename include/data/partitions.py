@@ -1,5 +1,8 @@
 """Reading the landing zone: daily partitions ``<location>/date=YYYY-MM-DD/*.parquet``.
 
+It also holds the one encoding every writer of the zone lands a partition in
+(:func:`to_parquet_bytes`), so that re-landing the same rows gives the same bytes.
+
 This module only finds and reads files. It neither fixes nor coerces types and
 it does not insist that every partition holds every column: a broken batch must
 reach the Great Expectations suite as it is, so that validation is what rejects
@@ -7,6 +10,7 @@ it, with a report that says why.
 """
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
@@ -79,3 +83,14 @@ def read_window(spec: DatasetSpec, start: date, end: date) -> pd.DataFrame:
         raise DataError(f"no partitions of {spec.name} between {start} and {end} in {spec.location}")
     frames = [_read_file(path, spec) for day in days for path in _partition_files(folders[day])]
     return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as Parquet; the same frame always gives the same bytes (no index, no timestamps).
+
+    Returns the file's bytes. Raises what pyarrow raises for a column it cannot
+    store (``pyarrow.ArrowException``, ``TypeError`` or ``ValueError``).
+    """
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow", index=False)
+    return buffer.getvalue()

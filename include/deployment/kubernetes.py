@@ -13,10 +13,9 @@ API server. ``deploy(model_name, version, sample, expected)``:
    in between is a conflict, retried on a fresh read, never silently overwritten. An
    HPA that autoscaling no longer wants is deleted; while an HPA is on, the live
    replica count is kept so a rollout does not undo the autoscaler;
-3. waits for the rollout (``kubectl rollout status`` semantics: the controller observed
-   the new generation, every replica updated and available, no old replica left); a
-   ``ProgressDeadlineExceeded`` condition fails at once, with what the new pods report
-   (image pull errors, crash loops);
+3. waits for the rollout (:mod:`include.deployment.rollout`: ``kubectl rollout status``
+   semantics); a ``ProgressDeadlineExceeded`` condition fails at once, with what the new
+   pods report (image pull errors, crash loops);
 4. waits until ``/health`` through the Service reports the new version (endpoints and
    kube-proxy lag the pods' readiness by a moment), then runs the shared smoke test
    (:func:`include.deployment.smoke.smoke_test`) through the Service;
@@ -58,18 +57,17 @@ from typing import TYPE_CHECKING, Any, Callable
 from include.deployment import DeployFailed, DeployResult, promote
 from include.deployment.k8s_manifests import (
     MODEL_NAME_LABEL,
-    MODEL_VERSION_LABEL,
     REVISION_ANNOTATION,
-    ServingConfig,
     deployment_version,
     label_value,
-    pod_selector,
     render_deployment,
     render_hpa,
     render_service,
 )
+from include.deployment.rollout import is_complete, pod_problems, pods_label_selector, wait_for_rollout
+from include.deployment.serving_config import ServingConfig
 from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, new_session, served_version, smoke_test
-from include.serving import validate_version
+from include.registry import validate_version
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,11 +89,6 @@ _API = {
 _CONFLICT_RETRIES = 3
 # a Service's allocated addresses cannot change: a replace must carry them over
 _SERVICE_ALLOCATED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy")
-_POD_WAITING_SHOWN = 3
-
-
-class RolloutFailed(RuntimeError):
-    """The Deployment did not roll out: progress deadline exceeded, or not complete in time."""
 
 
 @dataclass(frozen=True)
@@ -118,30 +111,6 @@ class _Snapshot:
     @property
     def version(self) -> str | None:
         return deployment_version(self.deployment)
-
-
-def rollout_state(deployment: dict[str, Any]) -> tuple[bool, str]:
-    """(complete, what it is waiting for) of a Deployment read from the API, as ``kubectl rollout status``.
-
-    Raises RolloutFailed when the controller reports the progress deadline exceeded.
-    """
-    metadata, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status") or {}
-    generation, observed = metadata.get("generation") or 0, status.get("observedGeneration") or 0
-    if observed < generation:
-        return False, f"the controller has not yet observed generation {generation} (observed {observed})"
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            raise RolloutFailed(f"the rollout exceeded its progress deadline: {condition.get('message', '')}".rstrip())
-    wanted = spec.get("replicas", 1)
-    updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
-    available = status.get("availableReplicas") or 0
-    if updated < wanted:
-        return False, f"{updated} of {wanted} replicas updated"
-    if total > updated:
-        return False, f"{total - updated} old replicas pending termination"
-    if available < updated:
-        return False, f"{available} of {updated} updated replicas available"
-    return True, f"{available} of {wanted} replicas updated and available"
 
 
 class KubernetesDeployer:
@@ -250,7 +219,7 @@ class KubernetesDeployer:
         target = snapshot.deployment
         what = (f"the Deployment spec of revision {snapshot.revision}" if snapshot.revision
                 else "the Deployment spec read before the deploy")
-        was_complete = _is_complete(snapshot.deployment)
+        was_complete = is_complete(snapshot.deployment)
         if not was_complete and champion is not None and snapshot.version != champion:
             # the spec read before was an unfinished rollout: the champion is the known-good target
             target = render_deployment(model_name, champion, self.config,
@@ -379,48 +348,22 @@ class KubernetesDeployer:
     # ------------------------------------------------------------------- waits
 
     def _wait_for_rollout(self, name: str, version: str | None) -> str:
-        deadline = time.monotonic() + self.rollout_timeout
-        while True:
-            deployment = _json(self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace,
-                                                                           _preload_content=False))
-            try:
-                complete, progress = rollout_state(deployment)
-            except RolloutFailed as exc:
-                raise RolloutFailed(f"{exc}{self._pod_problems(name, version)}") from None
-            if complete:
-                return progress
-            if time.monotonic() >= deadline:
-                raise RolloutFailed(f"the rollout of version {version} did not complete within "
-                                    f"{self.rollout_timeout:g}s: {progress}{self._pod_problems(name, version)}")
-            self._sleep(self.poll_interval)
+        def read_status() -> dict[str, Any]:
+            return _json(self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace,
+                                                                     _preload_content=False))
+
+        return wait_for_rollout(read_status, version, timeout=self.rollout_timeout, poll_interval=self.poll_interval,
+                                sleep=self._sleep, diagnose=lambda: self._pod_problems(name, version))
 
     def _pod_problems(self, name: str, version: str | None) -> str:
         """Why the new pods are not ready, as their containers report it (best effort, for the error message)."""
-        labels = pod_selector(name) | ({MODEL_VERSION_LABEL: version} if version is not None else {})
-        selector = ",".join(f"{key}={value}" for key, value in labels.items())
         try:
-            pods = _json(self.core.list_namespaced_pod(namespace=self.namespace, label_selector=selector,
-                                                       _preload_content=False))
+            pods = _json(self.core.list_namespaced_pod(namespace=self.namespace, _preload_content=False,
+                                                       label_selector=pods_label_selector(name, version)))
         except Exception as exc:  # the message is a courtesy: never let it hide the real failure
             log.info("could not list the pods of %s: %s", name, exc)
             return ""
-        problems = []
-        for pod in pods.get("items") or []:
-            pod_name = pod.get("metadata", {}).get("name", "?")
-            status = pod.get("status") or {}
-            for container in status.get("containerStatuses") or []:
-                state = container.get("state") or {}
-                waiting = state.get("waiting") or {}
-                if waiting.get("reason"):
-                    problems.append(f"{pod_name}: {waiting['reason']}"
-                                    + (f" ({waiting['message'][:200]})" if waiting.get("message") else ""))
-            for condition in status.get("conditions") or []:
-                if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                    problems.append(f"{pod_name}: not scheduled ({condition.get('message', '')[:200]})")
-        if not problems:
-            return ""
-        more = f" and {len(problems) - _POD_WAITING_SHOWN} more" if len(problems) > _POD_WAITING_SHOWN else ""
-        return "; pods: " + "; ".join(problems[:_POD_WAITING_SHOWN]) + more
+        return pod_problems(pods)
 
     def _settle(self, url: str, version: str | None, in_a_row: int = 3) -> str | None:
         """Wait until /health through the Service reports ``version`` ``in_a_row`` times; the last answer."""
@@ -467,10 +410,3 @@ def _update_body(kind: str, desired: dict[str, Any], current: dict[str, Any]) ->
             if value is not None:
                 body["spec"].setdefault(key, value)
     return body
-
-
-def _is_complete(deployment: dict[str, Any]) -> bool:
-    try:
-        return rollout_state(deployment)[0]
-    except RolloutFailed:
-        return False

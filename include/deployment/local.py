@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -144,7 +144,7 @@ class LocalServingDeployer:
                 raise ServingError(f"reload to version {version} failed (HTTP {response.status_code}): "
                                    f"{_message(response)}")
             state = self._read_state()
-            self._write_state(_replace(state, version=version))
+            self._write_state(replace(state, version=version))
             reloaded = self.status()
             if reloaded is None or not reloaded.running or reloaded.version != version:
                 raise ServingError(f"after the reload /health does not report version {version}: {reloaded}")
@@ -429,7 +429,3 @@ def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         return probe.connect_ex((host, port)) == 0
-
-
-def _replace(state: _State, **changes: Any) -> _State:
-    return _State(**{**state.__dict__, **changes})

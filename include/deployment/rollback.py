@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from include.serving import validate_version
+from include.registry import validate_version
 
 if TYPE_CHECKING:
     import numpy as np

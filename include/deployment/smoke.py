@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from include.deployment import SmokeResult, SmokeTestFailed
-from include.serving import validate_version
+from include.registry import validate_version
 
 if TYPE_CHECKING:
     import numpy as np

@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from include.monitoring.traffic import DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_TIMEOUT, ModelServerClient, TrafficError, \
+from include.simulation.traffic import DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_TIMEOUT, ModelServerClient, TrafficError, \
     check_url
 
 if TYPE_CHECKING:
@@ -102,9 +102,9 @@ def replay(settings: "Settings", spec: "DatasetSpec", url: str, start: date, end
 
 
 def main(argv: list[str] | None = None) -> int:
-    from include.data.generate import parse_date_arg
     from include.data.spec import SpecError, load_spec
     from include.settings import Settings
+    from include.util.cli import parse_date_arg
 
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(

@@ -43,7 +43,7 @@ def kubernetes_client(settings):
     """The cluster's API client in the kubernetes profile (None in the local profile).
 
     Also exports the serving Variables as the ``MLOPS_SERVING_*`` settings that
-    ``include.deployment.k8s_manifests.ServingConfig`` reads.
+    ``include.deployment.serving_config.ServingConfig`` reads.
     """
     if settings.profile != "kubernetes":
         return None

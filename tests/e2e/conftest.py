@@ -170,8 +170,8 @@ def _install_stop_handlers(stack):
 @pytest.fixture(scope="package")
 def e2e(tmp_path_factory) -> E2E:
     """The whole local Airflow on free ports with a private home and the demo history landed."""
-    from include.data.generate import land_days
     from include.data.spec import load_spec
+    from include.simulation.generate import land_days
 
     home = tmp_path_factory.mktemp("e2e-home")
     serving_port = free_port()

@@ -63,9 +63,9 @@ def test_invalid_params_are_refused_with_no_run(e2e, conf, message):
 def served_traffic(e2e, first_champion):
     """TRAFFIC_DAYS days of requests to the champion the REST-triggered run deployed."""
     assert first_champion["run"]["state"] == "success", "no champion: see test_rest_trigger_trains_and_registers"
-    from include.data.generate import DriftConfig
     from include.data.spec import load_spec
-    from include.monitoring.traffic import simulate
+    from include.simulation.generate import DriftConfig
+    from include.simulation.traffic import simulate
 
     spec = load_spec(e2e.settings.dataset_spec, e2e.stack.env())
     return simulate(e2e.settings, spec, e2e.settings.serving_url, TRAFFIC_START, TRAFFIC_DAYS,

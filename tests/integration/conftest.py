@@ -33,9 +33,9 @@ def local_profile(tmp_path_factory):
         # the session's Airflow DB (tests/conftest.py), shared by the modules: run ids never clash
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
 
-        from include.data.generate import land_days
         from include.data.spec import load_spec
         from include.settings import Settings
+        from include.simulation.generate import land_days
 
         settings = Settings.from_env()
         spec = load_spec(settings.dataset_spec)

@@ -1,6 +1,6 @@
 """The demo data as real exports store it: four dtype variants, each with the spec that describes it.
 
-Each variant is the demo's seeded churn data (``include.data.generate.generate_day``
+Each variant is the demo's seeded churn data (``include.simulation.generate.generate_day``
 with the demo spec) with one change of storage type applied after generating, written
 as the export a user would hand to ``python -m include.data.ingest``:
 
@@ -94,8 +94,8 @@ def apply_variant(variant: str, frame: pd.DataFrame, rng: np.random.Generator) -
 def write_export(variant: str, root: Path, name: str, first_day: date, days: int, rows_per_day: int,
                  seed: int = 7) -> Export:
     """Generate ``days`` days, apply the variant, write one export file per day; the spec too."""
-    from include.data.generate import generate_day
     from include.data.spec import load_spec
+    from include.simulation.generate import generate_day
 
     spec_path = write_spec(variant, root, name)
     demo = load_spec(DEMO_SPEC, environ={"MLOPS_HOME": str(root / "unused-home")})

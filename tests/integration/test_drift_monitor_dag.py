@@ -81,8 +81,8 @@ def served_traffic(local_profile):
                                               "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "first champion"})
     assert states["deploy"] == "success", states
 
-    from include.data.generate import DriftConfig
-    from include.monitoring.traffic import simulate
+    from include.simulation.generate import DriftConfig
+    from include.simulation.traffic import simulate
 
     simulate(settings, spec, settings.serving_url, TRAFFIC_START, TRAFFIC_DAYS, 300,
              drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0))

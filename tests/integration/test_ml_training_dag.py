@@ -103,7 +103,7 @@ def test_worse_challenger_is_rejected_and_nothing_is_promoted(local_profile):
 def test_bad_batch_fails_validation_and_never_trains(local_profile, corruption):
     settings, spec = local_profile
     bad_day = LAST_DAY + timedelta(days=1)
-    from include.data.generate import generate_day
+    from include.simulation.generate import generate_day
 
     frame = generate_day(spec, bad_day, 250, seed=7)
     if corruption == "nulls_in_required_column":

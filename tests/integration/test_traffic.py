@@ -14,10 +14,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from include.data.generate import DriftConfig, generate_day, land_days, partition_path, to_parquet_bytes
+from include.data.partitions import to_parquet_bytes
 from include.monitoring.inference_log import read_window
-from include.monitoring.traffic import DEFAULT_SEED, LABEL_DELAY, TrafficError, main, simulate
 from include.settings import PROJECT_ROOT
+from include.simulation.generate import DriftConfig, generate_day, land_days, partition_path
+from include.simulation.traffic import DEFAULT_SEED, LABEL_DELAY, TrafficError, main, simulate
 from scripts.local_stack import free_port
 from tests.integration.monitoring_models import register_demo_model
 from tests.integration.servers import kill_serving_processes

@@ -116,10 +116,10 @@ def stack(tmp_path_factory) -> Stack:
         server.start()
         # a test run killed from outside (SIGTERM, Ctrl-C) skips the finalizer below: not the server
         atexit.register(server.stop)
-        from include.data.generate import land_days
         from include.data.spec import load_spec
         from include.deployment.local import LocalServingDeployer
         from include.settings import Settings
+        from include.simulation.generate import land_days
 
         settings = Settings.from_env()
         try:

@@ -45,8 +45,8 @@ def _overlap(a: dict, b: dict) -> bool:
 @pytest.fixture(scope="module")
 def scheduler(stack, champion_run, postgres):
     """The local stack's Airflow components on a PostgreSQL metadata DB, sharing the suite's home and MLflow."""
-    from include.data.generate import DriftConfig
-    from include.monitoring.traffic import simulate
+    from include.simulation.generate import DriftConfig
+    from include.simulation.traffic import simulate
     from scripts.local_stack import LocalStack
 
     simulate(stack.settings, stack.spec, stack.settings.serving_url, WINDOWS[0], len(WINDOWS), 250,

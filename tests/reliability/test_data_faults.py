@@ -34,7 +34,8 @@ UNREADABLE = ("truncated_parquet", "zero_byte_file")
 
 
 def _write_bad_day(spec, day, fault: str) -> Path:
-    from include.data.generate import generate_day, to_parquet_bytes
+    from include.data.partitions import to_parquet_bytes
+    from include.simulation.generate import generate_day
 
     frame = generate_day(spec, day, 250, seed=11)
     if fault == "null_heavy_batch":

@@ -63,8 +63,8 @@ def _set_state(run_id: str, state: str) -> None:
 
 @pytest.fixture(scope="module")
 def traffic(stack, champion_run):
-    from include.data.generate import DriftConfig
-    from include.monitoring.traffic import simulate
+    from include.simulation.generate import DriftConfig
+    from include.simulation.traffic import simulate
 
     simulate(stack.settings, stack.spec, stack.settings.serving_url, TRAFFIC_START, len(DRIFTED), 250,
              drift=DriftConfig(kind="covariate", start=TRAFFIC_START, strength=1.0), land_to_training_data=False)

@@ -141,9 +141,10 @@ def _xcom_texts() -> list[str]:
 
 def _rendered_kubernetes_specs(tmp_path) -> list[str]:
     """The training pod and the serving manifests of the kubernetes profile, rendered for a run."""
-    from include.deployment.k8s_manifests import ServingConfig, render_all
+    from include.deployment.serving_config import ServingConfig
     from include.settings import Settings
     from tests.unit import test_training_pod as pods
+    from tests.unit.manifests import render_all
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(pods.KUBECONFIG)

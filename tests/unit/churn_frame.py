@@ -1,6 +1,6 @@
 """A small synthetic churn frame for the training and evaluation tests.
 
-Built here rather than with include/data/generate.py so these tests depend only
+Built here rather than with include/simulation/generate.py so these tests depend only
 on the dataset spec. The label follows a known logistic rule, so a model that
 learns anything scores well above 0.5 ROC AUC, and a model trained on shuffled
 labels does not.

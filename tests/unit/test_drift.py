@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from include.data.generate import DriftConfig, generate_day
 from include.data.spec import load_spec
 from include.data.split import holdout_split
 from include.monitoring.drift import (
@@ -26,6 +25,7 @@ from include.monitoring.drift import (
     persist_results, record_decision, reference_for_champion, run_drift_check,
 )
 from include.settings import PROJECT_ROOT
+from include.simulation.generate import DriftConfig, generate_day
 from include.training.model import TabularClassifier, as_model_input
 from include.training.preprocessing import TabularPreprocessor
 

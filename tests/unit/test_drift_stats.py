@@ -130,7 +130,7 @@ def _evidently_full_report(window: pd.DataFrame, reference: Reference, spec) -> 
 
 def test_scores_and_verdicts_equal_evidentlys_full_report_though_the_page_is_drawn_from_a_sample(
         demo_spec, champion, tmp_path):
-    from include.data.generate import DriftConfig
+    from include.simulation.generate import DriftConfig
 
     model, reference = champion
     window = served(demo_spec, model, 2, 1500, drift=DriftConfig("covariate", REFERENCE_START, 0.5))

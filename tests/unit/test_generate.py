@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.data.generate import DriftConfig, generate_day, land_days, main
+from include.simulation.generate import DriftConfig, generate_day, land_days, main
 
 DAY = date(2026, 10, 1)
 

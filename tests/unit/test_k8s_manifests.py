@@ -14,15 +14,14 @@ from kubernetes_validate.utils import all_versions
 from include.deployment.k8s_manifests import (
     CONTAINER_PORT,
     RUN_AS_USER,
-    ServingConfig,
     deployment_version,
-    render_all,
     render_deployment,
     render_hpa,
     render_service,
-    serving_name,
 )
+from include.deployment.serving_config import ServingConfig, serving_name
 from include.settings import Settings
+from tests.unit.manifests import render_all
 
 ROOT = Path(__file__).resolve().parents[2]
 # the three newest minor versions kubernetes-validate 1.37.0 ships strict schemas for

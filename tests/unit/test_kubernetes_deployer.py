@@ -33,8 +33,10 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 from include.deployment import DeployFailed, deployer_for
-from include.deployment.k8s_manifests import REVISION_ANNOTATION, ServingConfig, render_deployment
-from include.deployment.kubernetes import KubernetesDeployer, RolloutFailed, rollout_state
+from include.deployment.k8s_manifests import REVISION_ANNOTATION, render_deployment
+from include.deployment.kubernetes import KubernetesDeployer
+from include.deployment.rollout import RolloutFailed, rollout_state
+from include.deployment.serving_config import ServingConfig
 from include.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version
 from tests.unit.serving_models import ChurnModel, RaisingModel, forget_mlflow_uris, register, sample_frame
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.data.generate import generate_day, land_days
 from include.data.partitions import DataError, partition_dates, read_window
+from include.simulation.generate import generate_day, land_days
 
 START = date(2026, 10, 1)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.data.generate import generate_day
+from include.simulation.generate import generate_day
 from include.validation.suite import build_suite_from_spec, main as suite_main
 from include.validation.run import validate
 

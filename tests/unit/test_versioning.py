@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.data.generate import generate_day
 from include.data.spec import load_spec
 from include.data.versioning import DataRegistry, DatasetRef, DataVersionError, load
 from include.settings import PROJECT_ROOT
+from include.simulation.generate import generate_day
 
 START, END = date(2026, 10, 1), date(2026, 10, 4)
 
@@ -259,8 +259,8 @@ def test_snapshot_pushed_to_a_git_remote_is_readable_from_there_alone(tmp_path, 
     import subprocess
     from datetime import date
 
-    from include.data.generate import generate_day
     from include.data.versioning import DataRegistry, DatasetRef, load
+    from include.simulation.generate import generate_day
 
     bare = tmp_path / "registry.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)

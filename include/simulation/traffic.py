@@ -19,7 +19,7 @@ The labels go to ``settings.inference_log``, which must be the log the server wr
 
 CLI::
 
-    python -m include.monitoring.traffic --url http://127.0.0.1:5080 --start 2026-11-10 --days 10 \\
+    python -m include.simulation.traffic --url http://127.0.0.1:5080 --start 2026-11-10 --days 10 \\
         --rows-per-day 500 [--drift covariate --drift-from 2026-11-15 --drift-strength 1.0]
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from include.data.generate import DRIFT_KINDS, DriftConfig, parse_date_arg
+from include.simulation.generate import DriftConfig, add_drift_arguments, drift_from_args
+from include.util.cli import parse_date_arg
 from include.util.net import is_loopback
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
     from include.settings import Settings
 
-# the training data is landed with seed 7 (include.data.generate's default)
+# the training data is landed with seed 7 (include.simulation.generate's default)
 DEFAULT_SEED = 11
 DEFAULT_BATCH_ROWS = 50
 LABEL_DELAY = timedelta(days=30)
@@ -59,6 +60,8 @@ class TrafficError(RuntimeError):
 
 @dataclass(frozen=True)
 class DaySummary:
+    """What :func:`simulate` sent for one day, and where its labels (and landed rows) went."""
+
     day: date
     rows: int
     requests: int
@@ -74,6 +77,7 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 def check_url(url: str) -> str:
+    """``url`` without a trailing slash. Raises ``ValueError`` unless it is an http(s) URL with a host."""
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"url must be the server's base URL such as http://127.0.0.1:5080, got {url!r}")
@@ -81,6 +85,7 @@ def check_url(url: str) -> str:
 
 
 def is_drifted(drift: DriftConfig | None, day: date) -> bool:
+    """Whether ``drift`` changes ``day`` at all (False when there is no drift)."""
     return drift is not None and (drift.covariate_strength(day) > 0 or drift.concept_strength(day) > 0)
 
 
@@ -107,6 +112,11 @@ class ModelServerClient:
             raise TrafficError(f"{method} {self.url}{path} failed: {exc}; is the model server running?") from exc
 
     def metrics(self) -> dict[str, float]:
+        """The server's unlabelled Prometheus samples by name.
+
+        Raises :class:`TrafficError` when ``/metrics`` cannot be reached, does not answer
+        HTTP 200, or is not in the Prometheus text format.
+        """
         from prometheus_client.parser import text_string_to_metric_families
 
         response = self._call("GET", "/metrics")
@@ -119,7 +129,11 @@ class ModelServerClient:
             raise TrafficError(f"{self.url}/metrics is not in the Prometheus text format: {exc}") from exc
 
     def rows_written(self) -> tuple[float, float]:
-        """The server's inference log counters: rows written and write errors."""
+        """The server's inference log counters: (rows written, write errors).
+
+        Raises :class:`TrafficError` when the server is not the project's model server or
+        runs without an inference log, and as :meth:`metrics` does.
+        """
         values = self.metrics()
         if "inference_log_rows_written_total" not in values:
             raise TrafficError(f"{self.url}/metrics has no inference_log_rows_written_total: is this the "
@@ -160,6 +174,11 @@ class ModelServerClient:
         return request_ids, answers
 
     def wait_until_written(self, expected: float, sent: int, timeout: float) -> None:
+        """Poll until the server has written ``expected`` rows in all; returns None once it has.
+
+        Raises :class:`TrafficError` when that takes longer than ``timeout`` seconds (the
+        message counts which of the ``sent`` rows were logged), and as :meth:`rows_written` does.
+        """
         deadline = time.monotonic() + timeout
         while True:
             written, errors = self.rows_written()
@@ -178,14 +197,21 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
              flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> list[DaySummary]:
     """Send ``days`` days of ``rows_per_day`` customers from ``start`` to the server at ``url``.
 
-    Returns one summary per day. Nothing is sent when a training partition it would
-    land already holds other data (say the training history covers these days).
-    Re-running it logs the days again under new request ids: the log is append-only.
+    Returns one :class:`DaySummary` per day, in order. Nothing is sent when a training
+    partition it would land already holds other data (say the training history covers
+    these days). Re-running it logs the days again under new request ids: the log is
+    append-only.
+
+    Raises ``ValueError`` for invalid arguments (and what
+    :func:`~include.simulation.generate.generate_day` raises); :class:`TrafficError` when
+    a partition to land holds other data, or the server cannot be reached, refuses a
+    request or does not log every row within ``flush_timeout`` seconds.
     """
     import numpy as np
 
-    from include.data.generate import generate_day, land_days, partition_path, to_parquet_bytes
+    from include.data.partitions import to_parquet_bytes
     from include.monitoring.inference_log import write_labels
+    from include.simulation.generate import generate_day, land_days, partition_path
 
     url = check_url(url)
     if not isinstance(start, date):
@@ -243,12 +269,16 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring).
+
+    Returns 0, or 1 after printing a :class:`TrafficError`; invalid arguments exit with status 2.
+    """
     from include.data.spec import load_spec
     from include.settings import Settings
 
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(
-        prog="python -m include.monitoring.traffic",
+        prog="python -m include.simulation.traffic",
         description="Send days of generated customers to a running model server, then store their labels.")
     parser.add_argument("--url", default=settings.serving_url,
                         help=f"the model server's base URL (default: {settings.serving_url})")
@@ -259,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"generator seed (default {DEFAULT_SEED}; the training data uses 7)")
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
                         help=f"rows per request (default {DEFAULT_BATCH_ROWS})")
-    parser.add_argument("--drift", choices=DRIFT_KINDS, help="inject drift of this kind")
-    parser.add_argument("--drift-from", type=parse_date_arg, help="first drifted day, YYYY-MM-DD")
-    parser.add_argument("--drift-strength", type=float, default=1.0, help="drift strength (default 1.0)")
+    add_drift_arguments(parser)
     parser.add_argument("--no-land", action="store_true",
                         help="do not land the labelled rows in the training data's landing zone")
     parser.add_argument("--flush-timeout", type=float, default=DEFAULT_FLUSH_TIMEOUT,
@@ -269,12 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, help="dataset spec (default: MLOPS_DATASET_SPEC or the demo spec)")
     args = parser.parse_args(argv)
 
-    if args.drift and args.drift_from is None:
-        parser.error("--drift needs --drift-from (the first drifted day)")
-    if args.drift_from is not None and not args.drift:
-        parser.error("--drift-from needs --drift (covariate, concept or both)")
+    drift = drift_from_args(parser, args)
     try:
-        drift = DriftConfig(args.drift, args.drift_from, args.drift_strength) if args.drift else None
         spec = load_spec(args.spec or settings.dataset_spec)
         summaries = simulate(settings, spec, args.url, args.start, args.days, args.rows_per_day, args.seed, drift,
                              args.batch_rows, not args.no_land, flush_timeout=args.flush_timeout)

@@ -81,13 +81,12 @@ Drift (``DriftConfig``, applied to days >= ``start``, scaled by ``strength``)
 
 CLI::
 
-    python -m include.data.generate --start 2026-10-01 --days 60 --rows-per-day 400 \\
+    python -m include.simulation.generate --start 2026-10-01 --days 60 --rows-per-day 400 \\
         [--seed 7] [--drift concept --drift-from 2026-11-10 --drift-strength 1.0] [--spec path]
 """
 from __future__ import annotations
 
 import argparse
-import io
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -96,7 +95,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from include.data.partitions import to_parquet_bytes
 from include.data.spec import DatasetSpec
+from include.util.cli import parse_date_arg
 from include.util.fs import write_atomically
 
 DRIFT_KINDS = ("covariate", "concept", "both")
@@ -159,7 +160,11 @@ CONCEPT_DRIFTED_COEFFICIENTS = {
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """A change in the data from ``start`` on: ``kind`` is "covariate", "concept" or "both"."""
+    """A change in the data from ``start`` on: ``kind`` is "covariate", "concept" or "both".
+
+    Checked on construction: raises ``ValueError`` for an unknown kind, a ``start`` that is
+    not a ``datetime.date``, or a ``strength`` that is not a finite number >= 0.
+    """
 
     kind: str
     start: date
@@ -175,14 +180,20 @@ class DriftConfig:
             raise ValueError(f"drift strength must be a finite number >= 0, got {self.strength!r}")
 
     def covariate_strength(self, day: date) -> float:
+        """The covariate drift applied to ``day``: ``strength`` from ``start`` on, else 0.0."""
         return float(self.strength) if day >= self.start and self.kind in ("covariate", "both") else 0.0
 
     def concept_strength(self, day: date) -> float:
+        """The concept drift applied to ``day``: ``strength`` from ``start`` on, else 0.0."""
         return float(self.strength) if day >= self.start and self.kind in ("concept", "both") else 0.0
 
 
 def check_spec(spec: DatasetSpec) -> None:
-    """Fail clearly when ``spec`` describes a dataset other than the one this module generates."""
+    """Fail clearly when ``spec`` describes a dataset other than the one this module generates.
+
+    Returns None. Raises ``ValueError`` listing every numeric feature, categorical feature
+    or category that differs from the demo ``customer_churn`` schema.
+    """
     numeric = set(spec.numeric_features)
     categorical = {name: spec.feature(name).categories for name in spec.categorical_features}
     problems = []
@@ -195,7 +206,7 @@ def check_spec(spec: DatasetSpec) -> None:
             if set(categorical[name]) != set(categories):
                 problems.append(f"{name} categories {list(categorical[name])} != {list(categories)}")
     if problems:
-        raise ValueError(f"include.data.generate only produces the demo customer_churn dataset; "
+        raise ValueError(f"include.simulation.generate only produces the demo customer_churn dataset; "
                          f"spec '{spec.name}' ({spec.source}) differs: " + "; ".join(problems))
 
 
@@ -242,7 +253,13 @@ def _check_args(day: date, rows: int, seed: int) -> None:
 
 def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int,
                  drift: DriftConfig | None = None) -> pd.DataFrame:
-    """One day of customers, columns exactly ``spec.columns``; the same arguments give the same frame."""
+    """One day of customers; the same arguments give the same frame.
+
+    Returns a frame of ``rows`` rows in event-time order whose columns are exactly
+    ``spec.columns``. Raises ``ValueError`` when ``spec`` is not the demo schema
+    (:func:`check_spec`), ``day`` is not a date, ``rows`` or ``seed`` is out of range,
+    or ``drift`` is not a :class:`DriftConfig`.
+    """
     check_spec(spec)
     _check_args(day, rows, seed)
     if drift is not None and not isinstance(drift, DriftConfig):
@@ -331,19 +348,18 @@ def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int,
 
 
 def partition_path(spec: DatasetSpec, day: date) -> Path:
+    """The file :func:`land_days` writes ``day`` to: ``<location>/date=YYYY-MM-DD/part-0.parquet``."""
     return Path(spec.location) / f"date={day:%Y-%m-%d}" / "part-0.parquet"
-
-
-def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """The frame as parquet; the same frame always gives the same bytes (no index, no timestamps)."""
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, engine="pyarrow", index=False)
-    return buffer.getvalue()
 
 
 def land_days(spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed: int = 7,
               drift: DriftConfig | None = None) -> list[Path]:
-    """Write ``days`` daily partitions from ``start``; re-landing a day rewrites the same bytes."""
+    """Write ``days`` daily partitions from ``start``; re-landing a day rewrites the same bytes.
+
+    Returns the partition files, one per day in order. Raises ``ValueError`` for a
+    ``days`` that is not a positive integer and whatever :func:`generate_day` raises;
+    ``OSError`` when a file cannot be written.
+    """
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive integer, got {days!r}")
     paths = []
@@ -358,37 +374,51 @@ def land_days(spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed
     return paths
 
 
-def parse_date_arg(value: str) -> date:
-    """argparse type for YYYY-MM-DD dates (shared by the data command lines)."""
+def add_drift_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--drift``, ``--drift-from`` and ``--drift-strength`` to ``parser``; read them back
+    with :func:`drift_from_args`. Returns nothing."""
+    parser.add_argument("--drift", choices=DRIFT_KINDS, help="inject drift of this kind")
+    parser.add_argument("--drift-from", type=parse_date_arg, help="first drifted day, YYYY-MM-DD")
+    parser.add_argument("--drift-strength", type=float, default=1.0, help="drift strength (default 1.0)")
+
+
+def drift_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DriftConfig | None:
+    """The drift the options of :func:`add_drift_arguments` ask for.
+
+    Returns the ``DriftConfig``, or None when ``--drift`` is not given. Exits through
+    ``parser.error`` (``SystemExit`` with status 2) when only one of ``--drift`` and
+    ``--drift-from`` is given or the strength is invalid.
+    """
+    if args.drift and args.drift_from is None:
+        parser.error("--drift needs --drift-from (the first drifted day)")
+    if args.drift_from is not None and not args.drift:
+        parser.error("--drift-from needs --drift (covariate, concept or both)")
+    if not args.drift:
+        return None
     try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
+        return DriftConfig(args.drift, args.drift_from, args.drift_strength)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring). Returns 0; invalid arguments exit with status 2."""
     from include.data.spec import load_spec
     from include.settings import Settings
 
     parser = argparse.ArgumentParser(
-        prog="python -m include.data.generate",
+        prog="python -m include.simulation.generate",
         description="Land seeded daily partitions of the demo customer_churn dataset.")
     parser.add_argument("--start", type=parse_date_arg, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True, help="number of consecutive days")
     parser.add_argument("--rows-per-day", type=int, required=True, help="customers per day")
     parser.add_argument("--seed", type=int, default=7, help="base seed (default 7)")
-    parser.add_argument("--drift", choices=DRIFT_KINDS, help="inject drift of this kind")
-    parser.add_argument("--drift-from", type=parse_date_arg, help="first drifted day, YYYY-MM-DD")
-    parser.add_argument("--drift-strength", type=float, default=1.0, help="drift strength (default 1.0)")
+    add_drift_arguments(parser)
     parser.add_argument("--spec", type=Path, help="dataset spec (default: MLOPS_DATASET_SPEC or the demo spec)")
     args = parser.parse_args(argv)
 
-    if args.drift and args.drift_from is None:
-        parser.error("--drift needs --drift-from (the first drifted day)")
-    if args.drift_from is not None and not args.drift:
-        parser.error("--drift-from needs --drift (covariate, concept or both)")
+    drift = drift_from_args(parser, args)
     try:
-        drift = DriftConfig(args.drift, args.drift_from, args.drift_strength) if args.drift else None
         spec = load_spec(args.spec or Settings.from_env().dataset_spec)
         paths = land_days(spec, args.start, args.days, args.rows_per_day, args.seed, drift)
     except ValueError as exc:
