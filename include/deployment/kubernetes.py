@@ -49,6 +49,7 @@ plus the smoke test.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -70,6 +71,7 @@ from include.deployment.k8s_manifests import (
 )
 from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, new_session, served_version, smoke_test
 from include.serving import validate_version
+from include.util.wait import wait_until
 
 if TYPE_CHECKING:
     import numpy as np
@@ -379,20 +381,24 @@ class KubernetesDeployer:
     # ------------------------------------------------------------------- waits
 
     def _wait_for_rollout(self, name: str, version: str | None) -> str:
-        deadline = time.monotonic() + self.rollout_timeout
-        while True:
+        progress = ""
+
+        def complete() -> bool:
+            nonlocal progress
             deployment = _json(self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace,
                                                                            _preload_content=False))
             try:
-                complete, progress = rollout_state(deployment)
+                done, progress = rollout_state(deployment)
             except RolloutFailed as exc:
                 raise RolloutFailed(f"{exc}{self._pod_problems(name, version)}") from None
-            if complete:
-                return progress
-            if time.monotonic() >= deadline:
-                raise RolloutFailed(f"the rollout of version {version} did not complete within "
-                                    f"{self.rollout_timeout:g}s: {progress}{self._pod_problems(name, version)}")
-            self._sleep(self.poll_interval)
+            return done
+
+        def timed_out() -> RolloutFailed:
+            return RolloutFailed(f"the rollout of version {version} did not complete within "
+                                 f"{self.rollout_timeout:g}s: {progress}{self._pod_problems(name, version)}")
+
+        wait_until(complete, self.rollout_timeout, self.poll_interval, on_timeout=timed_out, sleep=self._sleep)
+        return progress
 
     def _pod_problems(self, name: str, version: str | None) -> str:
         """Why the new pods are not ready, as their containers report it (best effort, for the error message)."""
@@ -424,14 +430,18 @@ class KubernetesDeployer:
 
     def _settle(self, url: str, version: str | None, in_a_row: int = 3) -> str | None:
         """Wait until /health through the Service reports ``version`` ``in_a_row`` times; the last answer."""
-        deadline = time.monotonic() + self.settle_timeout
         streak, reported = 0, None
-        while True:
+
+        def settled() -> bool:
+            nonlocal streak, reported
             reported = served_version(self._http(), url, timeout=min(2.0, self.request_timeout))
             streak = streak + 1 if reported == version else 0
-            if streak >= in_a_row or time.monotonic() >= deadline:
-                return reported
-            self._sleep(min(self.poll_interval, 1.0))
+            return streak >= in_a_row
+
+        # not settled in time is no failure here: the smoke test then reports what the Service answers
+        with contextlib.suppress(TimeoutError):
+            wait_until(settled, self.settle_timeout, min(self.poll_interval, 1.0), sleep=self._sleep)
+        return reported
 
     def _http(self) -> requests.Session:
         if self._session is None:
