@@ -30,6 +30,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 from benchmarks.common import WORK, bytecode_env, median, quick, runs, save
+from include.util.wait import wait_until
 
 HOME = WORK / "airflow-stack"
 TRAINING_DAG_ID = "ml_training"
@@ -48,25 +49,23 @@ def _parse_time(value: str) -> datetime:
 
 
 def _wait_for_run(client, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict | None:
         response = client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-        if response.status_code == 200 and response.json()["state"] in FINISHED:
-            return response.json()
-        time.sleep(1)
-    raise TimeoutError(f"{dag_id} run {run_id} not finished after {timeout:.0f}s")
+        return response.json() if response.status_code == 200 and response.json()["state"] in FINISHED else None
+
+    return wait_until(finished, timeout, interval=1, what=f"{dag_id} run {run_id} not finished")
 
 
 def _wait_for_task_start(client, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def started() -> list[dict] | None:
         response = client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         if response.status_code == 200:
             instances = response.json()["task_instances"]
             if any(ti.get("start_date") for ti in instances):
                 return instances
-        time.sleep(1)
-    raise TimeoutError(f"no task of {dag_id} run {run_id} started after {timeout:.0f}s")
+        return None
+
+    return wait_until(started, timeout, interval=1, what=f"no task of {dag_id} run {run_id} started")
 
 
 def training_run(client, conf: dict) -> dict:

@@ -19,10 +19,8 @@ every payload with the same probabilities.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -30,7 +28,8 @@ from typing import Iterator
 import requests
 
 from benchmarks.common import ROOT, WORK, median, project_env, quick, run_json, runs, save
-from scripts.local_stack import free_port, stop_process_group
+from include.util.procs import ManagedProcess, ProcessExited
+from scripts.local_stack import free_port
 
 CONCURRENCY = (1, 8, 32)
 PAYLOAD_ROWS = 256
@@ -49,30 +48,24 @@ def payloads() -> list[dict]:
 @contextmanager
 def server(command: list[str], url: str, env: dict[str, str], log_path: Path, timeout: float = 180) -> Iterator[str]:
     """Start ``command`` in a session of its own, wait until ``url/health`` answers, stop it (and its children)."""
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{url}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    shown = f"`{' '.join(command[:4])}...`"
+    process = ManagedProcess.start(command, log_path=log_path, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"`{' '.join(command[:4])}...` exited with {process.returncode}; see {log_path}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"`{' '.join(command[:4])}...` not healthy after {timeout:.0f}s; see {log_path}")
-            time.sleep(0.5)
+        try:
+            process.wait_healthy(healthy, timeout, interval=0.5, on_timeout=lambda: TimeoutError(
+                f"{shown} not healthy after {timeout:.0f}s; see {log_path}"))
+        except ProcessExited as exited:
+            raise RuntimeError(f"{shown} exited with {exited.returncode}; see {log_path}") from None
         yield url
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    stop_process_group(process.pid, timeout=20)
-    process.wait()
+        process.stop_group(timeout=20)
+        process.wait()
 
 
 def project_server(tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path):

@@ -11,6 +11,8 @@ import time
 
 import requests
 
+from include.util.wait import wait_until
+
 
 LOCKED_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
@@ -49,16 +51,16 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
         """Wait until the dag-processor has parsed ``dag_id``; fail fast on an import error."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def parsed() -> dict | None:
             response = self.request("GET", f"/dags/{dag_id}")
             if response.status_code == 200:
                 return response.json()
             errors = self.call("GET", "/importErrors").get("import_errors", [])
             if errors:
                 raise RuntimeError("DAG import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
-            time.sleep(2)
-        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s")
+            return None
+
+        return wait_until(parsed, timeout, interval=2, what=f"DAG {dag_id} not parsed")
 
     def create_backfill(self, dag_id: str, from_date: str, to_date: str, **options) -> dict:
         """``POST /backfills`` while ``dag_id`` is paused, then unpause it so that the runs start.

@@ -38,6 +38,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
+from include.util.wait import wait_until
 from scripts.local_stack import LocalStack
 
 DAG_ID = "ml_training"
@@ -203,17 +204,17 @@ def follow_run(client, run_id: str, timeout: float, dag_id: str = DAG_ID, verbos
     """Poll the run, printing each task's state when it changes (``verbose``), until it finishes."""
     seen: dict[str, str] = {}
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+
+    def finished() -> dict | None:
         run = client.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
         for ti in sorted(client.task_instances(dag_id, run_id), key=lambda t: t.get("start_date") or "~"):
             state = ti.get("state") or "none"
             if verbose and seen.get(ti["task_id"], "none") != state:
                 seen[ti["task_id"]] = state
                 print(f"  [{time.monotonic() - started:6.0f}s] {ti['task_id']:<10} {state}", flush=True)
-        if run["state"] in FINISHED:
-            return run
-        time.sleep(3)
-    raise TimeoutError(f"{dag_id} run {run_id} still running after {timeout:.0f}s")
+        return run if run["state"] in FINISHED else None
+
+    return wait_until(finished, timeout, interval=3, what=f"{dag_id} run {run_id} still running")
 
 
 def train(client, conf: dict, timeout: float) -> dict:
@@ -232,14 +233,12 @@ def retraining_runs(client) -> list[dict]:
 
 def wait_until_idle(client, dag_id: str, timeout: float) -> None:
     """Wait for the queued and running runs of ``dag_id`` (e.g. the scheduled one unpausing created)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def idle() -> bool:
         active = client.call("GET", f"/dags/{dag_id}/dagRuns",
                              params={"state": ["queued", "running"], "limit": 100}).get("dag_runs", [])
-        if not active:
-            return
-        time.sleep(3)
-    raise TimeoutError(f"{dag_id} still has active runs after {timeout:.0f}s")
+        return not active
+
+    wait_until(idle, timeout, interval=3, what=f"{dag_id} still has active runs")
 
 
 def xcom(client, run_id: str, task_id: str, key: str = "return_value", dag_id: str = DAG_ID):
@@ -332,9 +331,11 @@ def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: flo
         dag_run_conf={"allow_backfill_retrain": True})
     print(f"\nbackfilling {DRIFT_DAG_ID} {first_day}..{last_day} through the REST API (backfill {backfill['id']}), "
           f"one window at a time:", flush=True)
-    deadline = time.monotonic() + timeout
     reported: set[str] = set()
-    while time.monotonic() < deadline:
+    runs: list[dict] = []
+
+    def finished() -> bool:
+        nonlocal runs
         runs = client.call("GET", f"/dags/{DRIFT_DAG_ID}/dagRuns",
                            params={"run_type": "backfill", "order_by": "logical_date", "limit": 100})["dag_runs"]
         runs = [r for r in runs if r.get("backfill_id") in (None, backfill["id"])]
@@ -342,11 +343,11 @@ def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: flo
             if run["state"] in FINISHED and run["dag_run_id"] not in reported:
                 reported.add(run["dag_run_id"])
                 print("  " + describe_window(client, run), flush=True)
-        if client.call("GET", f"/backfills/{backfill['id']}").get("completed_at") and \
-                all(r["state"] in FINISHED for r in runs):
-            return runs
-        time.sleep(3)
-    raise TimeoutError(f"backfill {backfill['id']} not finished after {timeout:.0f}s")
+        return bool(client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")) and \
+            all(r["state"] in FINISHED for r in runs)
+
+    wait_until(finished, timeout, interval=3, what=f"backfill {backfill['id']} not finished")
+    return runs
 
 
 def utc_midnight(day: date) -> str:

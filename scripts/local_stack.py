@@ -9,14 +9,13 @@ together with the workers it spawned, and never touches a process it did not sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import requests
 
 from include.settings import PROJECT_ROOT, Settings
 from include.util.fs import write_atomically
+from include.util.procs import ManagedProcess, log_tail
+from include.util.wait import wait_until
 from scripts.airflow_client import AirflowClient
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -38,15 +39,9 @@ class ProcessRecord:
     command: list[str]
 
 
-def _process_alive(record: ProcessRecord) -> bool:
-    import psutil
-
-    try:
-        process = psutil.Process(record.pid)
-        # a recycled pid belongs to somebody else: only our own start time counts
-        return abs(process.create_time() - record.create_time) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+def _process(record: ProcessRecord) -> ManagedProcess:
+    # pid and start time together: a recycled pid belongs to somebody else and is left alone
+    return ManagedProcess(record.pid, record.create_time)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -163,7 +158,7 @@ class LocalStack:
         records = {}
         for name in COMPONENTS:
             record = self._read_record(name)
-            if record and _process_alive(record):
+            if record and _process(record).alive():
                 records[name] = record
         return records
 
@@ -175,8 +170,6 @@ class LocalStack:
         port or a component exits while starting, ``TimeoutError`` when Airflow is not healthy
         in time, and ``OSError`` when a log or record cannot be written.
         """
-        import psutil
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
         running = self.running()
         if "api-server" not in running and not port_is_free(self.api_port):
@@ -186,10 +179,9 @@ class LocalStack:
             if name in running:
                 continue
             command = self.command(name)
-            log = open(self.run_dir / f"{name}.log", "ab")
-            process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, start_new_session=True)
-            record = ProcessRecord(name, process.pid, psutil.Process(process.pid).create_time(), command)
+            process = ManagedProcess.start(command, log_path=self.run_dir / f"{name}.log", env=self.env(),
+                                           cwd=PROJECT_ROOT)
+            record = ProcessRecord(name, process.pid, process.create_time, command)
             # stop and status read this record from another process: it is whole or absent
             write_atomically(self._record_path(name), json.dumps(record.__dict__))
         self.wait_healthy(timeout)
@@ -202,12 +194,16 @@ class LocalStack:
         return command
 
     def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        """Wait up to ``timeout`` seconds until Airflow reports its metadatabase, scheduler and
+        dag-processor healthy. Returns nothing. Raises ``RuntimeError`` with their log tails when
+        a component has exited, ``TimeoutError`` with the last answer (or error) otherwise."""
         last_error = "no answer"
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
+            nonlocal last_error
             dead = [name for name in COMPONENTS if name not in self.running()]
             if dead:
-                logs = "\n".join(f"--- {n}.log ---\n{self._log_tail(n)}" for n in dead)
+                logs = "\n".join(f"--- {n}.log ---\n{log_tail(self.run_dir / f'{n}.log')}" for n in dead)
                 raise RuntimeError(f"Airflow component(s) exited: {', '.join(dead)}\n{logs}")
             try:
                 health = requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json()
@@ -215,18 +211,14 @@ class LocalStack:
                 dag_processor = health.get("dag_processor", {}).get("status")
                 if health.get("metadatabase", {}).get("status") == "healthy" and scheduler == "healthy" \
                         and dag_processor == "healthy":
-                    return
+                    return True
                 last_error = json.dumps(health)
             except (requests.RequestException, ValueError) as exc:
                 last_error = str(exc)
-            time.sleep(2)
-        raise TimeoutError(f"Airflow at {self.api_url} not healthy after {timeout:.0f}s: {last_error}")
+            return False
 
-    def _log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            return "\n".join((self.run_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        wait_until(healthy, timeout, interval=2, on_timeout=lambda: TimeoutError(
+            f"Airflow at {self.api_url} not healthy after {timeout:.0f}s: {last_error}"))
 
     def stop(self, timeout: float = 20) -> list[str]:
         """Stop every process this stack started (Airflow components and the model server)."""
@@ -248,8 +240,9 @@ class LocalStack:
             record = self._read_record(name)
             if record is None:
                 continue
-            if _process_alive(record):
-                stop_process_group(record.pid, timeout)
+            process = _process(record)
+            if process.alive():
+                process.stop_group(timeout)
                 stopped.append(name)
             self._record_path(name).unlink(missing_ok=True)
         return stopped
@@ -257,9 +250,10 @@ class LocalStack:
     # ----------------------------------------------------------------- REST API
     def admin_password(self) -> str:
         path = self.airflow_home / "simple_auth_manager_passwords.json.generated"
-        deadline = time.monotonic() + 30
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        # the api-server writes the file once it is up; if it never does, reading it below
+        # raises FileNotFoundError naming the file, which says more than a timeout would
+        with contextlib.suppress(TimeoutError):
+            wait_until(path.exists, 30, interval=0.5, what=f"{path} not written")
         return json.loads(path.read_text())[ADMIN_USER]
 
     def api(self) -> "AirflowClient":
@@ -267,26 +261,9 @@ class LocalStack:
 
 
 def stop_process_group(pid: int, timeout: float) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        # reap our own child if we are its parent (tests); harmless otherwise
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGTERM to the process group ``pid`` leads, SIGKILL after ``timeout`` seconds; see
+    :meth:`include.util.procs.ManagedProcess.stop_group`, which this calls for a bare pid."""
+    ManagedProcess(pid, None).stop_group(timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

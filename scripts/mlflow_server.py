@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from include.settings import Settings
-from scripts.local_stack import stop_process_group
+from include.util.procs import ManagedProcess
 
 LOOPBACK = "127.0.0.1"
 
@@ -37,7 +35,7 @@ class MlflowServer:
         self.log_path = Path(log_path)
         self.workers = workers
         self.start_timeout = start_timeout
-        self.process: subprocess.Popen | None = None
+        self.process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -55,29 +53,30 @@ class MlflowServer:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.returncode is None
 
     def start(self) -> "MlflowServer":
+        """Start the server unless it runs, and wait until ``/health`` answers.
+
+        Returns this server. Raises ``ProcessExited`` (a ``RuntimeError``) with the log tail
+        when it exits while starting, and ``TimeoutError`` when it does not answer within
+        ``start_timeout`` seconds (it is stopped then).
+        """
         if self.running:
             return self
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # MLflow's background job runner (GenAI scoring, trace archival) is a handful of worker
         # processes this project never uses
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with code {self.process.returncode}; "
-                                   f"see {self.log_path}:\n{self._log_tail()}")
-            if self.healthy():
-                return self
-            time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"mlflow server did not answer {self.url}/health within {self.start_timeout:.0f}s; "
-                           f"see {self.log_path}:\n{self._log_tail()}")
+        self.process = process = ManagedProcess.start(self.command, log_path=self.log_path, env=env)
+
+        def timed_out() -> TimeoutError:
+            self.stop()
+            return TimeoutError(f"mlflow server did not answer {self.url}/health within {self.start_timeout:.0f}s; "
+                                f"see {self.log_path}:\n{process.log_tail()}")
+
+        process.wait_healthy(self.healthy, self.start_timeout, interval=0.3, what="mlflow server",
+                             on_timeout=timed_out)
+        return self
 
     def healthy(self) -> bool:
         try:
@@ -91,15 +90,8 @@ class MlflowServer:
         """SIGTERM to the server's process group (its workers too), SIGKILL if it lingers;
         a no-op when it is not running."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        stop_process_group(process.pid, timeout)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        if process is not None:
+            process.stop_group(timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,12 +10,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -30,6 +27,7 @@ from include.deployment.smoke import split_payload as _split_payload  # noqa: F4
 from include.serving import validate_version
 from include.settings import PROJECT_ROOT, Settings
 from include.util.fs import write_atomically
+from include.util.procs import ManagedProcess, ProcessExited, ProcessSurvived
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,7 +77,7 @@ class LocalServingDeployer:
         self.state_path = settings.path("serving", "state.json")
         self.log_path = settings.path("serving", "server.log")
         self._lock_path = settings.path("serving", "deploy.lock")
-        self._children: dict[int, subprocess.Popen] = {}
+        self._children: dict[int, ManagedProcess] = {}  # servers started here, by pid
         self._lock_depth = 0
         self._thread_lock = threading.RLock()
         self._session: requests.Session | None = None
@@ -122,9 +120,12 @@ class LocalServingDeployer:
                 return False
             stopped = False
             if self._alive(state):
-                self._terminate(state.pid)
+                try:
+                    self._process(state).stop_group(self.stop_timeout)
+                except ProcessSurvived:
+                    raise ServingError(f"server pid {state.pid} survived SIGKILL") from None
                 stopped = True
-            self._forget(state.pid)
+            self._children.pop(state.pid, None)
             self.state_path.unlink(missing_ok=True)
             return stopped
 
@@ -228,14 +229,11 @@ class LocalServingDeployer:
     # ---------------------------------------------------------------- helpers
 
     def _start(self, model_name: str, version: str) -> ServingStatus:
-        import psutil
-
         host, port = self.settings.serving_host, self.settings.serving_port
         if _port_in_use(host, port):
             # otherwise a foreign server on the port could answer our /health checks
             raise ServingError(f"port {port} on {host} is already in use by a process this deployer did not "
                                "start; stop it or set MLOPS_SERVING_PORT to a free port")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update({
             "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
@@ -249,111 +247,55 @@ class LocalServingDeployer:
         command = [sys.executable, "-m", "include.serving", "--model-name", model_name, "--version", version,
                    "--host", host, "--port", str(port), "--inference-log", self.settings.inference_log]
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        with open(self.log_path, "ab") as log:
-            log_offset = log.tell()
-            log.write(f"--- {started_at} starting {model_name} version {version} on {host}:{port}\n".encode())
-            log.flush()
-            # a new session: the server outlives the task that started it and gets no
-            # signal meant for that task's process group
-            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        # a new session: the server outlives the task that started it and gets no
+        # signal meant for that task's process group
+        process = ManagedProcess.start(
+            command, log_path=self.log_path, env=env, cwd=PROJECT_ROOT,
+            header=f"--- {started_at} starting {model_name} version {version} on {host}:{port}\n")
         self._children[process.pid] = process
-        try:
-            created = psutil.Process(process.pid).create_time()
-        except psutil.NoSuchProcess:
-            created = 0.0
-        state = _State(process.pid, created, host, port, model_name, version, started_at)
+        state = _State(process.pid, process.create_time, host, port, model_name, version, started_at)
         self._write_state(state)
 
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            exit_code = process.poll()
-            if exit_code is not None:
-                self._forget(process.pid)
-                self.state_path.unlink(missing_ok=True)
-                raise ServingError(f"the server for {model_name} version {version} exited with code {exit_code} "
-                                   f"before answering{self._log_errors(log_offset)}; last lines of {self.log_path}:\n"
-                                   f"{self._log_tail(log_offset)}")
+        def answers() -> ServingStatus | None:
             health = self._health(state.url)
-            if health is not None:
-                if health.get("model_name") == model_name and str(health.get("model_version")) == version:
-                    return ServingStatus(state.pid, state.url, model_name, version, True, started_at)
-                self.stop()
-                raise ServingError(f"{state.url}/health answers for {health.get('model_name')} version "
-                                   f"{health.get('model_version')}, not {model_name} version {version}: is another "
-                                   f"server using port {port}?")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise ServingError(f"the server for {model_name} version {version} did not answer {state.url}/health "
-                                   f"within {self.start_timeout:.0f}s; last lines of {self.log_path}:\n"
-                                   f"{self._log_tail(log_offset)}")
-            time.sleep(0.2)
+            if health is None:
+                return None
+            if health.get("model_name") == model_name and str(health.get("model_version")) == version:
+                return ServingStatus(state.pid, state.url, model_name, version, True, started_at)
+            self.stop()
+            raise ServingError(f"{state.url}/health answers for {health.get('model_name')} version "
+                               f"{health.get('model_version')}, not {model_name} version {version}: is another "
+                               f"server using port {port}?")
 
-    def _terminate(self, pid: int) -> None:
-        import psutil
+        def timed_out() -> ServingError:
+            self.stop()
+            return ServingError(f"the server for {model_name} version {version} did not answer {state.url}/health "
+                                f"within {self.start_timeout:.0f}s; last lines of {self.log_path}:\n"
+                                f"{process.log_tail(LOG_TAIL_LINES)}")
 
         try:
-            process = psutil.Process(pid)
-            # start_new_session made the server a process group leader; signal only that
-            # group, and only when it is still the group the recorded pid leads
-            group = pid if os.getpgid(pid) == pid else None
-        except (psutil.NoSuchProcess, ProcessLookupError):
-            return
-        for sig, wait in ((signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)):
-            try:
-                if group is not None:
-                    os.killpg(group, sig)
-                else:
-                    os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                if pid in self._children:
-                    self._children[pid].wait(timeout=wait)
-                else:
-                    process.wait(timeout=wait)
-                return
-            except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
-                continue
-        raise ServingError(f"server pid {pid} survived SIGKILL")
+            return process.wait_healthy(answers, self.start_timeout, interval=0.2, on_timeout=timed_out)
+        except ProcessExited as exited:
+            self._children.pop(process.pid, None)
+            self.state_path.unlink(missing_ok=True)
+            raise ServingError(f"the server for {model_name} version {version} exited with code {exited.returncode} "
+                               f"before answering{_log_errors(process)}; last lines of {self.log_path}:\n"
+                               f"{process.log_tail(LOG_TAIL_LINES)}") from None
+
+    def _process(self, state: _State) -> ManagedProcess:
+        """The recorded server: the handle this deployer started it with (which reaps it), else re-attached."""
+        child = self._children.get(state.pid)
+        if child is not None and child.create_time == state.process_created:
+            return child
+        return ManagedProcess(state.pid, state.process_created, self.log_path)
 
     def _alive(self, state: _State) -> bool:
-        import psutil
-
-        try:
-            process = psutil.Process(state.pid)
-            if abs(process.create_time() - state.process_created) > 1.0:
-                return False  # the pid now belongs to another process
-            if process.status() == psutil.STATUS_ZOMBIE:
-                self._forget(state.pid)
-                return False
+        process = self._process(state)
+        if process.alive():
             return True
-        except psutil.NoSuchProcess:
-            return False
-
-    def _forget(self, pid: int) -> None:
-        process = self._children.pop(pid, None)
-        if process is not None:
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def _log_lines(self, offset: int) -> list[str]:
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(offset)
-                return log.read().decode(errors="replace").splitlines()
-        except OSError as exc:
-            return [f"(log unreadable: {exc})"]
-
-    def _log_tail(self, offset: int = 0) -> str:
-        return "\n".join(self._log_lines(offset)[-LOG_TAIL_LINES:])
-
-    def _log_errors(self, offset: int) -> str:
-        """The server's own one-line errors (such as why the model did not load), which a traceback buries."""
-        errors = [line.split(": ", 1)[-1] for line in self._log_lines(offset) if " ERROR include.serving" in line]
-        return f": {'; '.join(errors[-3:])}" if errors else ""
+        if process.returncode is not None:
+            self._children.pop(state.pid, None)  # ended and reaped: nothing left to track
+        return False
 
     def _read_state(self) -> _State | None:
         try:
@@ -423,6 +365,12 @@ class LocalServingDeployer:
         except ValueError:
             return None
         return payload if isinstance(payload, dict) else None
+
+
+def _log_errors(process: ManagedProcess) -> str:
+    """The server's own one-line errors (such as why the model did not load), which a traceback buries."""
+    errors = [line.split(": ", 1)[-1] for line in process.log_lines() if " ERROR include.serving" in line]
+    return f": {'; '.join(errors[-3:])}" if errors else ""
 
 
 def _port_in_use(host: str, port: int) -> bool:

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from include.deployment.k8s_manifests import MODEL_VERSION_LABEL, pod_selector
+from include.util.wait import wait_until
 
 _POD_WAITING_SHOWN = 3
 
@@ -71,19 +72,22 @@ def wait_for_rollout(read_status: Callable[[], dict[str, Any]], version: str | N
     within ``timeout`` seconds; either message ends with what ``diagnose()`` returns (say
     :func:`pod_problems`). What ``read_status`` raises is passed on.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        deployment = read_status()
+    progress = ""
+
+    def complete() -> bool:
+        nonlocal progress
         try:
-            complete, progress = rollout_state(deployment)
+            done, progress = rollout_state(read_status())
         except RolloutFailed as exc:
             raise RolloutFailed(f"{exc}{diagnose()}") from None
-        if complete:
-            return progress
-        if time.monotonic() >= deadline:
-            raise RolloutFailed(f"the rollout of version {version} did not complete within "
-                                f"{timeout:g}s: {progress}{diagnose()}")
-        sleep(poll_interval)
+        return done
+
+    def timed_out() -> RolloutFailed:
+        return RolloutFailed(f"the rollout of version {version} did not complete within "
+                             f"{timeout:g}s: {progress}{diagnose()}")
+
+    wait_until(complete, timeout, poll_interval, on_timeout=timed_out, sleep=sleep)
+    return progress
 
 
 def pods_label_selector(name: str, version: str | None) -> str:
