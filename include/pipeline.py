@@ -96,36 +96,50 @@ def gate_thresholds(spec: DatasetSpec, metric: str | None = None, minimum: float
 def evaluate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], training: dict[str, Any],
              latency_budget_ms: float, metric: str | None = None) -> dict[str, Any]:
     """Score the challenger (loaded back from its logged artifact) and the champion on the same rows,
-    with the task's metrics; ``metric`` is the gate's (default: the spec's)."""
+    with the task's metrics; ``metric`` is the gate's (default: the spec's).
+
+    Returns :meth:`Evaluation.to_dict <include.evaluation.records.Evaluation.to_dict>` with
+    ``champion_version`` (the champion's registered version, None without one).
+    """
+    from dataclasses import replace
+
     from include import registry, tracking
     from include.data.split import holdout_split
     from include.evaluation.evaluate import evaluate as score, log_evaluation
+    from include.evaluation.records import Evaluation
 
     tracking.configure(settings)
     _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
     champion_version = registry.alias_version(settings.model_name, registry.CHAMPION)
     champion_uri = registry.model_uri(settings.model_name, champion_version) if champion_version else None
-    evaluation = score(training["model_uri"], champion_uri, holdout, spec, latency_budget_ms=latency_budget_ms,
-                       metric=metric or spec.gate.metric)
-    evaluation["champion_version"] = champion_version
-    log_evaluation(training["run_id"], evaluation)
-    return evaluation
+    evaluation = Evaluation.from_dict(score(training["model_uri"], champion_uri, holdout, spec,
+                                            latency_budget_ms=latency_budget_ms, metric=metric or spec.gate.metric))
+    result = replace(evaluation, champion_version=champion_version).to_dict()
+    log_evaluation(training["run_id"], result)
+    return result
 
 
 def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any],
          minimum: float | None, max_regression: float, metric: str | None = None) -> dict[str, Any]:
     """Decide promotion (see :func:`gate_thresholds` for where the numbers come from); the decision
-    and its numbers are tagged on the challenger's run."""
+    and its numbers are tagged on the challenger's run.
+
+    ``evaluation`` is :func:`evaluate`'s result, read leniently
+    (:meth:`~include.evaluation.records.Evaluation.from_partial`) so that a broken one is
+    a rejection with its reason tagged, never an error.
+    """
     import mlflow
 
     from include import tracking
     from include.evaluation.gate import decide
+    from include.evaluation.records import Evaluation
 
     tracking.configure(settings)
     decision = decide(evaluation, minimum, max_regression, metric=metric)
     log.info("gate %s: %s\n%s", "PASSED" if decision.passed else "REJECTED", decision.reason, decision.table())
     # which champion the numbers were measured against: the deploy re-gates if it has changed since
-    tags = {**decision.as_tags(), GATED_AGAINST_TAG: str(evaluation.get("champion_version") or "none")}
+    gated_against = Evaluation.from_partial(evaluation).champion_version
+    tags = {**decision.as_tags(), GATED_AGAINST_TAG: str(gated_against or "none")}
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         client.set_tag(training["run_id"], key, value)

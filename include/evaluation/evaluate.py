@@ -14,8 +14,10 @@ busy neighbour process does not inflate (it makes the call wait for a core, not
 do more work). The wall-clock p50/p95 are reported beside it. A model that is
 truly over budget does the work and is rejected on a quiet or a busy machine.
 
-The result is a plain, JSON-friendly dict: it is logged as ``evaluation.json``
-and read by :func:`include.evaluation.gate.decide`. MLflow must already point
+The result is an :class:`~include.evaluation.records.Evaluation`, returned as its
+JSON-friendly dict (:meth:`~include.evaluation.records.Evaluation.to_dict`, whose
+docstring gives the shape): it is logged as ``evaluation.json`` and read by
+:func:`include.evaluation.gate.decide`. MLflow must already point
 at the right store (``include.tracking.configure``).
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from include.evaluation.metrics import PROBABILITY_PREFIX, baseline, higher_is_better, score
+from include.evaluation.records import Evaluation, Latency, ModelScores, Scores
 from include.util.text import metric_key
 
 if TYPE_CHECKING:
@@ -120,7 +123,8 @@ def _slice_keys(holdout: pd.DataFrame, spec: "DatasetSpec") -> tuple[list[str], 
 
 
 def _score(model, features: pd.DataFrame, labels: np.ndarray, slice_order: list[str], slice_keys: np.ndarray,
-           spec: "DatasetSpec", role: str) -> dict[str, Any]:
+           spec: "DatasetSpec", role: str) -> tuple[Scores, dict[str, Scores]]:
+    """(overall scores, scores per slice value)."""
     output = _outputs(model, features, spec, role)
     columns = {name: output[name].to_numpy() for name in output.columns}
     slices = {}
@@ -128,7 +132,7 @@ def _score(model, features: pd.DataFrame, labels: np.ndarray, slice_order: list[
         mask = slice_keys == value
         slices[value] = score(spec.task, labels[mask], {name: array[mask] for name, array in columns.items()},
                               spec.classes)
-    return {"overall": score(spec.task, labels, columns, spec.classes), "slices": slices}
+    return score(spec.task, labels, columns, spec.classes), slices
 
 
 @contextmanager
@@ -162,8 +166,13 @@ def measure_latency(model, features: pd.DataFrame, rows: int = 1, requests: int 
     Returns ``p50``/``p95`` (milliseconds of CPU time the call cost its thread:
     the figure the gate reads), ``wall_p50``/``wall_p95`` (milliseconds of wall
     clock, which include waiting for a core on a busy machine), ``requests``,
-    ``rows_per_request`` and ``method`` (how the figure was taken, in words).
+    ``rows_per_request`` and ``method`` (how the figure was taken, in words): a
+    :class:`~include.evaluation.records.Latency` as a dict.
     """
+    return _measure_latency(model, features, rows, requests).to_dict()
+
+
+def _measure_latency(model, features: pd.DataFrame, rows: int, requests: int) -> Latency:
     positions = np.arange(rows) % len(features)
     request = features.iloc[positions].reset_index(drop=True)
     cpu, wall = [], []
@@ -176,10 +185,10 @@ def measure_latency(model, features: pd.DataFrame, rows: int = 1, requests: int 
             model.predict(request)
             cpu.append((time.thread_time() - started_cpu) * 1000.0)
             wall.append((time.perf_counter() - started_wall) * 1000.0)
-    return {"p50": float(np.percentile(cpu, 50)), "p95": float(np.percentile(cpu, 95)),
-            "wall_p50": float(np.percentile(wall, 50)), "wall_p95": float(np.percentile(wall, 95)),
-            "requests": requests, "rows_per_request": rows,
-            "method": LATENCY_METHOD.format(requests=requests, rows=rows)}
+    return Latency(p50=float(np.percentile(cpu, 50)), p95=float(np.percentile(cpu, 95)),
+                   wall_p50=float(np.percentile(wall, 50)), wall_p95=float(np.percentile(wall, 95)),
+                   requests=requests, rows_per_request=rows,
+                   method=LATENCY_METHOD.format(requests=requests, rows=rows))
 
 
 def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFrame, spec: "DatasetSpec",
@@ -187,7 +196,10 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
     """Challenger (and champion) metrics on ``holdout``, overall and per slice, plus challenger latency.
 
     ``metric`` is the gate's metric (default: the spec's ``gate.metric``); the result
-    carries it, its direction and the no-skill ``baseline`` on these rows. Raises
+    carries it, its direction and the no-skill ``baseline`` on these rows. Returns
+    :meth:`Evaluation.to_dict <include.evaluation.records.Evaluation.to_dict>` (the
+    shape is in :mod:`include.evaluation.records`); ``champion`` is None without a
+    champion URI. Raises
     :class:`EvaluationError` for bad arguments, a model that cannot be loaded or
     whose output breaks the task's contract, or unusable labels.
     """
@@ -211,36 +223,42 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
     slice_order, slice_keys = _slice_keys(holdout, spec)
 
     challenger_model = _load(challenger_uri, "challenger")
-    challenger = {"uri": challenger_uri,
-                  **_score(challenger_model, features, labels, slice_order, slice_keys, spec, "challenger")}
-    latency = measure_latency(challenger_model, features, rows=latency_rows)
-    challenger["latency_ms"] = latency
-    challenger["latency_budget_ms"] = float(latency_budget_ms)
-    challenger["within_latency_budget"] = bool(latency["p95"] <= latency_budget_ms)
+    overall, slices = _score(challenger_model, features, labels, slice_order, slice_keys, spec, "challenger")
+    latency = _measure_latency(challenger_model, features, latency_rows, LATENCY_REQUESTS)
+    challenger = ModelScores(challenger_uri, overall, slices, latency_ms=latency,
+                             latency_budget_ms=float(latency_budget_ms),
+                             within_latency_budget=bool(latency.p95 <= latency_budget_ms))
 
     champion = None
     if champion_uri is not None:
         champion_model = _load(champion_uri, "champion")
-        champion = {"uri": champion_uri,
-                    **_score(champion_model, features, labels, slice_order, slice_keys, spec, "champion")}
-    return {
-        "task": spec.task,
-        "metric": metric,
-        "higher_is_better": higher_is_better(metric),
-        "baseline": baseline(spec.task, metric, labels, spec.classes),
-        "slice_feature": spec.slice_feature,
-        "holdout_rows": int(len(holdout)),
-        "challenger": challenger,
-        "champion": champion,
-    }
+        champion = ModelScores(champion_uri,
+                               *_score(champion_model, features, labels, slice_order, slice_keys, spec, "champion"))
+    return Evaluation(
+        task=spec.task,
+        metric=metric,
+        higher_is_better=higher_is_better(metric),
+        baseline=baseline(spec.task, metric, labels, spec.classes),
+        slice_feature=spec.slice_feature,
+        holdout_rows=int(len(holdout)),
+        challenger=challenger,
+        champion=champion,
+    ).to_dict()
 
 
-def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
+def evaluation_metrics(evaluation: Mapping[str, Any] | Evaluation) -> dict[str, float]:
     """The challenger's numbers as flat metric names, e.g. ``holdout_roc_auc.plan.basic`` or
-    ``holdout_recall.Adelie``; None is left out."""
-    challenger = evaluation["challenger"]
-    feature = evaluation.get("slice_feature") or "slice"
-    metrics: dict[str, Any] = {"holdout_rows": evaluation.get("holdout_rows")}
+    ``holdout_recall.Adelie``; None is left out.
+
+    ``evaluation`` is :func:`evaluate`'s result or its record; raises ``ValueError``
+    (from :meth:`Evaluation.from_dict <include.evaluation.records.Evaluation.from_dict>`)
+    naming the key a malformed one lacks or has bad.
+    """
+    if not isinstance(evaluation, Evaluation):
+        evaluation = Evaluation.from_dict(evaluation)
+    challenger = evaluation.challenger
+    feature = evaluation.slice_feature or "slice"
+    metrics: dict[str, Any] = {"holdout_rows": evaluation.holdout_rows}
 
     def add(prefix: str, scores: Mapping[str, Any], *suffix: str) -> None:
         for name, value in scores.items():
@@ -250,12 +268,13 @@ def evaluation_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
             elif name != "rows" or suffix:
                 metrics[metric_key(f"{prefix}{name}", *suffix)] = value
 
-    add("holdout_", challenger["overall"])
-    for value, scores in challenger.get("slices", {}).items():
+    add("holdout_", challenger.overall)
+    for value, scores in challenger.slices.items():
         add("holdout_", scores, feature, str(value))
-    latency = challenger.get("latency_ms") or {}
-    for name in ("p50", "p95", "wall_p50", "wall_p95"):
-        metrics[f"latency_{name}_ms"] = latency.get(name)
+    latency = challenger.latency_ms
+    if latency is not None:
+        metrics.update(latency_p50_ms=latency.p50, latency_p95_ms=latency.p95, latency_wall_p50_ms=latency.wall_p50,
+                       latency_wall_p95_ms=latency.wall_p95)
     return {key: float(value) for key, value in metrics.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)}
 

@@ -19,7 +19,9 @@ and ``log_loss``. The task's other metrics are reported, never gated. Rules:
 With no champion (the first model) only the absolute rules 1-2 apply, and the
 decision says so. The gate fails CLOSED: a missing, None, non-numeric or NaN
 value where a number is required fails its check with detail "missing"/"NaN";
-it never passes by default.
+it never passes by default. To judge each value itself, it reads the evaluation
+with :meth:`Evaluation.from_partial <include.evaluation.records.Evaluation.from_partial>`,
+which keeps what is there (a NaN, a string) instead of refusing the whole result.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from include.evaluation.metrics import higher_is_better, loss_against
+from include.evaluation.records import UNSET, Evaluation, ModelScores
 
 # evaluations logged before metrics were task-aware gate on ROC AUC
 LEGACY_METRIC = "roc_auc"
@@ -150,18 +153,14 @@ def _pair(value: float, threshold: float) -> tuple[str, str]:
     return f"{value:.{decimals}f}", f"{threshold:.{decimals}f}"
 
 
-def _get(mapping: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(mapping, Mapping) or key not in mapping:
-            return None
-        mapping = mapping[key]
-    return mapping
+def _p95(scores: ModelScores) -> Any:
+    return None if scores.latency_ms is None else scores.latency_ms.p95
 
 
-def _floor_check(challenger: Any, metric: str, minimum: float | None, baseline: float | None) -> Check:
+def _floor_check(challenger: ModelScores, metric: str, minimum: float | None, baseline: float | None) -> Check:
     higher = higher_is_better(metric)
     name = f"{'min' if higher else 'max'}_{metric}"
-    value, problem = _number(_get(challenger, "overall", metric))
+    value, problem = _number(challenger.overall.get(metric))
     if minimum is None:
         bar, bar_problem = _number(baseline)
         if bar_problem:
@@ -182,10 +181,10 @@ def _floor_check(challenger: Any, metric: str, minimum: float | None, baseline: 
     return Check(name, value, bar, False, f"{metric} {shown} {opposite} {label} {limit}")
 
 
-def _latency_check(challenger: Any) -> Check:
-    p95, p95_problem = _number(_get(challenger, "latency_ms", "p95"))
-    budget, budget_problem = _number(_get(challenger, "latency_budget_ms"))
-    within = _get(challenger, "within_latency_budget")
+def _latency_check(challenger: ModelScores) -> Check:
+    p95, p95_problem = _number(_p95(challenger))
+    budget, budget_problem = _number(challenger.latency_budget_ms)
+    within = challenger.within_latency_budget
     if p95_problem:
         return Check("latency", None, budget, False, f"latency p95 {p95_problem}")
     if budget_problem:
@@ -223,9 +222,9 @@ def _regression_check(name: str, label: str, metric: str, challenger_value: Any,
                  f"({metric} {challenger_score:.3f} vs champion {champion_score:.3f})")
 
 
-def _log_loss_check(challenger: Any, champion: Any) -> Check:
-    challenger_loss, challenger_problem = _number(_get(challenger, "overall", "log_loss"))
-    champion_loss, champion_problem = _number(_get(champion, "overall", "log_loss"))
+def _log_loss_check(challenger: ModelScores, champion: ModelScores) -> Check:
+    challenger_loss, challenger_problem = _number(challenger.overall.get("log_loss"))
+    champion_loss, champion_problem = _number(champion.overall.get("log_loss"))
     if challenger_problem or champion_problem:
         problem = f"challenger {challenger_problem}" if challenger_problem else f"champion {champion_problem}"
         return Check("log_loss", None, None, True, f"log_loss {problem}; reported, not gated")
@@ -235,18 +234,23 @@ def _log_loss_check(challenger: Any, champion: Any) -> Check:
                  "reported, not gated")
 
 
-def decide(evaluation: Mapping[str, Any], minimum: float | None, max_regression: float,
+def decide(evaluation: Mapping[str, Any] | Evaluation, minimum: float | None, max_regression: float,
            metric: str | None = None) -> GateDecision:
     """Apply the rules in the module docstring to an :func:`include.evaluation.evaluate.evaluate` result.
 
+    ``evaluation`` is that result (a mapping, read with
+    :meth:`~include.evaluation.records.Evaluation.from_partial`) or its record.
     ``metric`` defaults to the evaluation's own; ``minimum`` is the bar in its
     direction (None: beat the evaluation's ``baseline``). Raises ``ValueError`` for
-    an unknown metric, a non-finite bar or a negative ``max_regression``; a bad
-    *evaluation* never raises, it fails the check it breaks.
+    an evaluation that is not a mapping, an unknown metric, a non-finite bar or a
+    negative ``max_regression``; a bad *evaluation* never raises, it fails the check
+    it breaks.
     """
-    if not isinstance(evaluation, Mapping):
+    if isinstance(evaluation, Mapping):
+        evaluation = Evaluation.from_partial(evaluation)
+    elif not isinstance(evaluation, Evaluation):
         raise ValueError(f"evaluation must be a mapping, got {type(evaluation).__name__}")
-    metric = metric or evaluation.get("metric") or LEGACY_METRIC
+    metric = metric or evaluation.metric or LEGACY_METRIC
     try:
         higher_is_better(metric)
     except KeyError:
@@ -262,25 +266,24 @@ def decide(evaluation: Mapping[str, Any], minimum: float | None, max_regression:
     if tolerance_problem or tolerance < 0:
         raise ValueError(f"max_regression must be a number >= 0, got {max_regression!r}")
 
-    challenger = evaluation.get("challenger")
-    baseline = _number(evaluation.get("baseline"))[0]
+    challenger, champion = evaluation.challenger, evaluation.champion
+    baseline = _number(evaluation.baseline)[0]
     checks = [_floor_check(challenger, metric, bar, baseline), _latency_check(challenger)]
     first_model = False
-    if "champion" not in evaluation:
+    if champion is UNSET:
         # an evaluation that forgot the champion must not be mistaken for the first model
         checks.append(Check("champion", None, None, False,
                             "champion missing from the evaluation (expected its scores or null)"))
-    elif evaluation["champion"] is None:
+    elif champion is None:
         first_model = True
     else:
-        champion = evaluation["champion"]
-        feature = evaluation.get("slice_feature") or "slice"
+        feature = evaluation.slice_feature or "slice"
         checks.append(_regression_check("regression_overall", "overall", metric,
-                                        _get(challenger, "overall", metric), _get(champion, "overall", metric),
+                                        challenger.overall.get(metric), champion.overall.get(metric),
                                         tolerance, comparable_if_none=False))
-        challenger_slices = _get(challenger, "slices") or {}
-        champion_slices = _get(champion, "slices")
-        if not isinstance(champion_slices, Mapping):
+        challenger_slices = challenger.slices or {}
+        champion_slices = champion.slices
+        if champion_slices is None:
             checks.append(Check("slices", None, tolerance, False, "champion slices missing"))
             champion_slices = {}
         for value, champion_scores in champion_slices.items():
@@ -289,14 +292,14 @@ def decide(evaluation: Mapping[str, Any], minimum: float | None, max_regression:
                 checks.append(Check(label, None, tolerance, False, f"{label} missing for the challenger"))
                 continue
             checks.append(_regression_check(
-                label, label, metric, _get(challenger_slices[value], metric), _get(champion_scores, metric),
+                label, label, metric, challenger_slices[value].get(metric), champion_scores.get(metric),
                 tolerance, comparable_if_none=True))
         for value in challenger_slices:
             if value not in champion_slices:
                 label = f"slice {feature}={value}"
                 checks.append(Check(label, None, tolerance, True,
                                     f"{label}: new slice, no champion baseline; reported, not gated"))
-        if metric != "log_loss" and _get(challenger, "overall", "log_loss") is not None:
+        if metric != "log_loss" and challenger.overall.get("log_loss") is not None:
             checks.append(_log_loss_check(challenger, champion))
 
     passed = all(check.passed for check in checks)
@@ -309,11 +312,11 @@ def decide(evaluation: Mapping[str, Any], minimum: float | None, max_regression:
         minimum=bar,
         baseline=baseline,
         max_regression=tolerance,
-        challenger_score=_number(_get(challenger, "overall", metric))[0],
-        champion_score=None if first_model else _number(_get(evaluation, "champion", "overall", metric))[0],
-        latency_p95_ms=_number(_get(challenger, "latency_ms", "p95"))[0],
-        latency_budget_ms=_number(_get(challenger, "latency_budget_ms"))[0],
-        latency_method=_get(challenger, "latency_ms", "method"),
+        challenger_score=_number(challenger.overall.get(metric))[0],
+        champion_score=_number(champion.overall.get(metric))[0] if isinstance(champion, ModelScores) else None,
+        latency_p95_ms=_number(_p95(challenger))[0],
+        latency_budget_ms=_number(challenger.latency_budget_ms)[0],
+        latency_method=None if challenger.latency_ms is None else challenger.latency_ms.method,
     )
 
 

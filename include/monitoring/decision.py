@@ -19,6 +19,11 @@ Rules, in order (the first that applies decides):
 
 Cooldown is measured on data-interval dates, never on the wall clock, so a
 cleared or retried task decides the same way it did the first time.
+
+The numbers are read with :meth:`DriftMetrics.from_partial
+<include.monitoring.records.DriftMetrics.from_partial>`, which keeps what is there
+(a NaN, a string) so that rule 2 can refuse an unusable ``drift_share`` by name
+instead of the reader refusing the whole result.
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Mapping
+
+from include.monitoring.records import DriftMetrics
 
 OUTCOMES = ("retrain", "no_drift", "skipped")
 
@@ -65,9 +72,9 @@ def _check_day(name: str, value: Any) -> date:
     return value
 
 
-def _drift_sentence(metrics: Mapping[str, Any], drift_share: float, threshold: float) -> str:
-    columns = metrics.get("drifted_columns")
-    total = len(metrics.get("columns") or {})
+def _drift_sentence(metrics: DriftMetrics, drift_share: float, threshold: float) -> str:
+    columns = metrics.drifted_columns
+    total = len(metrics.columns)
     if isinstance(columns, (list, tuple)) and columns:
         counted = f"{len(columns)} of {total} columns: " if total else ""
         detail = f" ({counted}{', '.join(str(column) for column in columns)})"
@@ -77,12 +84,12 @@ def _drift_sentence(metrics: Mapping[str, Any], drift_share: float, threshold: f
     return f"drift share {drift_share:.2f} {relation} threshold {threshold:.2f}{detail}"
 
 
-def _performance_sentence(metrics: Mapping[str, Any], drop: float | None, threshold: float) -> str:
+def _performance_sentence(metrics: DriftMetrics, drop: float | None, threshold: float) -> str:
     if drop is None:
-        note = metrics.get("performance_note")
+        note = metrics.performance_note
         return f"performance not measured ({note})" if note else "performance not measured (no labels)"
-    metric = metrics.get("metric") or "score"
-    window, reference = _number(metrics.get("score")), _number(metrics.get("reference_score"))
+    metric = metrics.metric or "score"
+    window, reference = _number(metrics.score), _number(metrics.reference_score)
     scores = f" ({metric} {reference:.3f} -> {window:.3f})" if window is not None and reference is not None else ""
     relation = ">=" if drop >= threshold else "<"
     return f"{metric} drop {drop:.3f} {relation} threshold {threshold:.3f}{scores}"
@@ -91,7 +98,13 @@ def _performance_sentence(metrics: Mapping[str, Any], drop: float | None, thresh
 def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performance_drop_threshold: float,
            active_training_runs: int, last_trigger_window_end: date | None, window_start: date, window_end: date,
            cooldown_days: int, is_backfill: bool, allow_backfill: bool) -> RetrainDecision:
-    """Apply the rules of this module, in order; every reason states the numbers it compared."""
+    """Apply the rules of this module, in order; every reason states the numbers it compared.
+
+    ``metrics`` is ``check_drift``'s result: ``{"status": "insufficient_data", "rows": int,
+    "reason": str}``, or ``{"status": "ok", ...}`` with the keys of
+    :class:`~include.monitoring.records.DriftMetrics`. Raises ``ValueError`` for a bad
+    argument or a result without a usable ``drift_share`` (missing, NaN, not a number).
+    """
     if not isinstance(metrics, Mapping):
         raise ValueError(f"metrics must be the drift check's result (a mapping), got {type(metrics).__name__}")
     drift_threshold = _check_threshold("drift_share_threshold", drift_share_threshold)
@@ -112,13 +125,14 @@ def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performa
         return RetrainDecision(False, "skipped", f"insufficient data in window {start}..{end} "
                                                  f"({rows} rows): {metrics.get('reason') or 'no reason given'}")
 
-    drift_share = _number(metrics.get("drift_share"))
+    measured = DriftMetrics.from_partial(metrics)
+    drift_share = _number(measured.drift_share)
     if drift_share is None:
-        raise ValueError(f"the drift check's result has no usable drift_share (got {metrics.get('drift_share')!r}); "
+        raise ValueError(f"the drift check's result has no usable drift_share (got {measured.drift_share!r}); "
                          f"refusing to call window {start}..{end} undrifted")
-    drop = _number(metrics.get("performance_drop"))
-    drift_part = _drift_sentence(metrics, drift_share, drift_threshold)
-    performance_part = _performance_sentence(metrics, drop, drop_threshold)
+    drop = _number(measured.performance_drop)
+    drift_part = _drift_sentence(measured, drift_share, drift_threshold)
+    performance_part = _performance_sentence(measured, drop, drop_threshold)
     drifted = drift_share >= drift_threshold
     degraded = drop is not None and drop >= drop_threshold
     if not (drifted or degraded):

@@ -76,6 +76,7 @@ from include.monitoring.drift_store import (
     DRIFT_EXPERIMENT, METRICS_JSON, REPORT_HTML, WINDOW_START_TAG, DriftRunNotFound, _as_utc, persist_results,
     record_decision,
 )
+from include.monitoring.records import REFERENCE_DATA_KEYS, ColumnDrift, DriftMetrics, ReportSample
 from include.monitoring.reference import (
     LABEL_COLUMN, LINEAGE_TAGS, PREDICTION_COLUMN, PROBABILITY_COLUMN, DriftReferenceError, Reference,
     _prediction_is_numeric, prediction_column, reference_for_champion,
@@ -155,9 +156,10 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     drawn from at most ``report_sample_rows`` rows per side; the window's score needs
     at least ``min_labelled_rows`` labelled rows.
 
-    Returns a JSON-ready dict, key by key (a "column result" is ``{"drift_score":
-    float, "method": str, "threshold": float, "drifted": bool}``, drifted meaning
-    score >= threshold):
+    Returns :meth:`DriftMetrics.to_dict <include.monitoring.records.DriftMetrics.to_dict>`,
+    a JSON-ready dict, key by key (a "column result" is ``{"drift_score": float,
+    "method": str, "threshold": float, "drifted": bool}``, drifted meaning score >=
+    threshold):
 
     - ``rows`` (int): rows in the window; ``labelled_rows`` (int): those with a label;
     - ``drift_share`` (float, 0..1): drifted feature columns / feature columns;
@@ -231,11 +233,11 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         if empty.side == "current":
             raise DriftInputError(f"window: {empty}") from None
         raise ValueError(f"reference frame: {empty}") from None
-    per_column = {name: {**result.to_dict(), "drift_score": _finite(result.drift_score,
-                                                                     f"drift score for column {name!r}")}
+    per_column = {name: ColumnDrift(name, result.method, result.threshold,
+                                    _finite(result.drift_score, f"drift score for column {name!r}"))
                   for name, result in results.items()}
     columns = {name: per_column[name] for name in spec.feature_names}
-    drifted_columns = [name for name, result in columns.items() if result["drifted"]]
+    drifted_columns = [name for name, result in columns.items() if result.drifted]
 
     labels = current[LABEL_COLUMN] if LABEL_COLUMN in current.columns else pd.Series(pd.NA, index=current.index)
     labelled = current.loc[labels.notna().to_numpy()]
@@ -261,34 +263,34 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     performance_drop = (loss_against(metric, window_score, reference_score)
                         if window_score is not None and reference_score is not None else None)
 
-    metrics = {
-        "rows": int(len(current)),
-        "labelled_rows": int(len(labelled)),
-        "drift_share": len(drifted_columns) / len(spec.feature_names),
-        "drifted_columns": drifted_columns,
-        "columns": columns,
-        "prediction_column": predicted,
-        "prediction_drift": per_column[predicted],
-        "metric": metric,
-        "score": window_score,
-        "reference_score": reference_score,
-        "performance_drop": performance_drop,
-        "performance_note": performance_note,
-        "champion_version": str(reference.model_version),
-        "reference_data": {key: str(reference.data_ref.get(key, "")) for key in ("path", "md5", "rev")},
-        "reference_rows": int(len(reference.frame)),
+    metrics = DriftMetrics(
+        rows=int(len(current)),
+        labelled_rows=int(len(labelled)),
+        drift_share=len(drifted_columns) / len(spec.feature_names),
+        drifted_columns=drifted_columns,
+        columns=columns,
+        prediction_column=predicted,
+        prediction_drift=per_column[predicted],
+        metric=metric,
+        score=window_score,
+        reference_score=reference_score,
+        performance_drop=performance_drop,
+        performance_note=performance_note,
+        champion_version=str(reference.model_version),
+        reference_data={key: str(reference.data_ref.get(key, "")) for key in REFERENCE_DATA_KEYS},
+        reference_rows=int(len(reference.frame)),
         # how many days the champion learned from: a retraining it triggers learns from as many
-        "reference_window_days": _window_days(reference.data_ref),
-        "drift_share_threshold": float(drift_share_threshold),
-        "performance_drop_threshold": float(performance_drop_threshold),
+        reference_window_days=_window_days(reference.data_ref),
+        drift_share_threshold=float(drift_share_threshold),
+        performance_drop_threshold=float(performance_drop_threshold),
         # what the HTML report's Evidently part is drawn from; every figure above uses all rows
-        "report_sample": {
-            "sampled": len(current_sample) < len(current) or len(reference_sample) < len(reference.frame),
-            "seed": REPORT_SAMPLE_SEED,
-            "current_rows": int(len(current_sample)), "current_rows_total": int(len(current)),
-            "reference_rows": int(len(reference_sample)), "reference_rows_total": int(len(reference.frame)),
-        },
-    }
+        report_sample=ReportSample(
+            sampled=len(current_sample) < len(current) or len(reference_sample) < len(reference.frame),
+            seed=REPORT_SAMPLE_SEED,
+            current_rows=int(len(current_sample)), current_rows_total=int(len(current)),
+            reference_rows=int(len(reference_sample)), reference_rows_total=int(len(reference.frame)),
+        ),
+    ).to_dict()
     write_atomically(html_path, _report_html(metrics, drift_snapshot, performance_snapshot, performance_note))
     return metrics
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from include.monitoring.records import ColumnDrift
 
 WASSERSTEIN = "wasserstein"
 JENSEN_SHANNON = "jensenshannon"
@@ -45,22 +46,6 @@ class EmptyColumnError(ValueError):
                          f"(every value is missing or infinite)")
         self.column = column
         self.side = side
-
-
-@dataclass(frozen=True)
-class ColumnDrift:
-    column: str
-    method: str
-    threshold: float
-    drift_score: float
-
-    @property
-    def drifted(self) -> bool:
-        return self.drift_score >= self.threshold
-
-    def to_dict(self) -> dict:
-        return {"drift_score": self.drift_score, "method": self.method, "threshold": self.threshold,
-                "drifted": self.drifted}
 
 
 def finite_values(values: pd.Series | np.ndarray) -> np.ndarray:

@@ -64,6 +64,7 @@ class RetrainOnDriftOperator(BaseOperator):
         from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
 
         from include.monitoring.decision import decide
+        from include.monitoring.records import DriftMetrics
 
         ti, params, dag_run = context["ti"], context["params"], context["dag_run"]
         window_start, window_end = context["data_interval_start"], context["data_interval_end"]
@@ -88,6 +89,8 @@ class RetrainOnDriftOperator(BaseOperator):
         if not decision.retrain:
             raise AirflowSkipException(f"{decision.outcome}: {decision.reason}")
 
+        # decide() has refused a result without a usable drift_share; the rest is passed on as found
+        measured = DriftMetrics.from_partial(metrics)
         run_id = training_run_id(window_start)
         Variable.set(LAST_TRIGGER_VARIABLE, {
             "window_start": window_start.date().isoformat(), "window_end": window_end.date().isoformat(),
@@ -97,11 +100,11 @@ class RetrainOnDriftOperator(BaseOperator):
             "reason": f"drift in window {window_start.date()}..{window_end.date()}: {decision.reason}"[:500],
             # the retraining window ends with the drifted window, so it learns from the new data
             "training_window_end": (window_end - timedelta(days=1)).date().isoformat(),
-            **_same_window_length(metrics),
+            **_same_window_length(measured.reference_window_days),
             "drift": {
                 "window_start": window_start.isoformat(), "window_end": window_end.isoformat(),
-                "drift_share": metrics.get("drift_share"), "drifted_columns": metrics.get("drifted_columns"),
-                "performance_drop": metrics.get("performance_drop"), "drift_run_id": dag_run.run_id,
+                "drift_share": measured.drift_share, "drifted_columns": measured.drifted_columns,
+                "performance_drop": measured.performance_drop, "drift_run_id": dag_run.run_id,
             },
         }
         ti.xcom_push(key=TrainingRunLink().xcom_key, value=_dag_run_url(TRAINING_DAG_ID, run_id))
@@ -122,10 +125,10 @@ class RetrainOnDriftOperator(BaseOperator):
         record_decision(task_settings(), context["data_interval_start"], decision)
 
 
-def _same_window_length(metrics: dict) -> dict:
-    """The retraining learns from as many days as the champion did: a low-traffic table (a row a
-    day) would otherwise get ml_training's default window, too few rows to pass validation."""
-    days = metrics.get("reference_window_days")
+def _same_window_length(days) -> dict:
+    """The retraining learns from as many days as the champion did (``days``, the drift result's
+    ``reference_window_days``): a low-traffic table (a row a day) would otherwise get ml_training's
+    default window, too few rows to pass validation."""
     return {"training_window_days": min(int(days), 3660)} if isinstance(days, int) and days >= 1 else {}
 
 

@@ -163,6 +163,15 @@ def test_a_large_undrifted_window_raises_no_false_alarm_even_against_a_small_ref
     assert against_small["drift_share"] < 0.3, against_small["drifted_columns"]
 
 
+def test_the_result_is_the_drift_metrics_record_as_json(undrifted, covariate):
+    from include.monitoring.records import DriftMetrics
+
+    for metrics, _ in (undrifted, covariate):
+        record = DriftMetrics.from_dict(json.loads(json.dumps(metrics)))
+        assert record.to_dict() == metrics
+        assert record.drifted_columns == [name for name, column in record.columns.items() if column.drifted]
+
+
 def test_concept_drift_shows_as_a_performance_drop_not_as_data_drift(demo_spec, champion, tmp_path):
     model, reference = champion
     window = served(demo_spec, model, 2, 1500, drift=DriftConfig("concept", REFERENCE_START, 1.0))

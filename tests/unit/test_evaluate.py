@@ -11,6 +11,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from include.data.split import holdout_split
 from include.evaluation.evaluate import EvaluationError, evaluate, log_evaluation
+from include.evaluation.records import Evaluation
 from include.training.model import as_model_input
 from include.training.train import TrainingConfig, train_and_log
 from tests.unit.churn_frame import make_frame
@@ -35,6 +36,7 @@ def test_champion_and_challenger_are_scored_on_the_same_rows_overall_and_per_sli
     evaluation = evaluate(challenger.model_uri, champion.model_uri, holdout, spec, latency_budget_ms=1000.0)
 
     assert json.loads(json.dumps(evaluation)) == evaluation
+    assert Evaluation.from_dict(evaluation).to_dict() == evaluation
     assert evaluation["slice_feature"] == "plan"
     assert evaluation["holdout_rows"] == len(holdout) == 500
     good, bad = evaluation["champion"], evaluation["challenger"]

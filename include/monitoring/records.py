@@ -1,0 +1,247 @@
+"""The drift check's result as typed records: what :func:`include.monitoring.drift.run_drift_check` measures.
+
+The result travels as JSON (the ``check_drift`` task's XCom, ``metrics.json``);
+:meth:`DriftMetrics.to_dict` writes that JSON and :meth:`DriftMetrics.from_dict`
+reads it back, so the key names live here. The shape, key by key, is in
+:class:`DriftMetrics`'s docstring.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+REFERENCE_DATA_KEYS = ("path", "md5", "rev")
+
+
+def _mapping(data: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _key(data: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise ValueError(f"{where} is missing {key!r} (got keys {sorted(map(str, data))})")
+    return data[key]
+
+
+def _number(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> float | None:
+    value = _key(data, key, where)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}.{key} must be a finite number{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def _integer(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> int | None:
+    value = _key(data, key, where)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}.{key} must be an integer >= 0{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def _text(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = _key(data, key, where)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}.{key} must be a string, got {value!r}")
+    return value
+
+
+def _flag(data: Mapping[str, Any], key: str, where: str) -> bool:
+    value = _key(data, key, where)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}.{key} must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """One column's drift: its ``drift_score`` by ``method`` (higher = more drift), drifted at
+    or above ``threshold``. The JSON (:meth:`to_dict`) is keyed by the column's name, so it
+    leaves ``column`` out: ``{"drift_score": float, "method": str, "threshold": float, "drifted": bool}``."""
+
+    column: str
+    method: str
+    threshold: float
+    drift_score: float
+
+    @property
+    def drifted(self) -> bool:
+        return self.drift_score >= self.threshold
+
+    def to_dict(self) -> dict:
+        return {"drift_score": self.drift_score, "method": self.method, "threshold": self.threshold,
+                "drifted": self.drifted}
+
+    @classmethod
+    def from_dict(cls, column: str, data: Any, where: str | None = None) -> "ColumnDrift":
+        """Column ``column``'s result from :meth:`to_dict`'s JSON.
+
+        Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, default
+        ``columns.<column>``), including a ``drifted`` that disagrees with ``drift_score >= threshold``.
+        """
+        where = where or f"columns.{column}"
+        data = _mapping(data, where)
+        result = cls(column, _text(data, "method", where), _number(data, "threshold", where),
+                     _number(data, "drift_score", where))
+        if _flag(data, "drifted", where) != result.drifted:
+            raise ValueError(f"{where}.drifted is {data['drifted']!r}, but drift_score {result.drift_score!r} "
+                             f"{'>=' if result.drifted else '<'} threshold {result.threshold!r}")
+        return result
+
+
+@dataclass(frozen=True)
+class ReportSample:
+    """What the HTML report's Evidently part was drawn from (every figure of record uses all rows):
+    ``sampled`` is whether either side was cut down, with the ``seed`` of the draw."""
+
+    sampled: bool
+    seed: int
+    current_rows: int
+    current_rows_total: int
+    reference_rows: int
+    reference_rows_total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sampled": self.sampled, "seed": self.seed, "current_rows": self.current_rows,
+                "current_rows_total": self.current_rows_total, "reference_rows": self.reference_rows,
+                "reference_rows_total": self.reference_rows_total}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "report_sample") -> "ReportSample":
+        """Raises ``ValueError`` naming the missing or bad key."""
+        data = _mapping(data, where)
+        return cls(sampled=_flag(data, "sampled", where),
+                   **{name: _integer(data, name, where) for name in
+                      ("seed", "current_rows", "current_rows_total", "reference_rows", "reference_rows_total")})
+
+
+@dataclass(frozen=True)
+class DriftMetrics:
+    """One window measured against the champion's training data. The JSON (:meth:`to_dict`), key by key:
+
+    - ``rows`` (int): rows in the window; ``labelled_rows`` (int): those with a label;
+    - ``drift_share`` (float, 0..1): drifted feature columns / feature columns;
+    - ``drifted_columns`` (list[str]): the drifted feature columns, in spec order;
+    - ``columns`` (dict[str, :class:`ColumnDrift`]): every feature column, in spec order;
+    - ``prediction_column`` (str) and ``prediction_drift`` (its :class:`ColumnDrift`);
+    - ``metric`` (str): the reference's metric (the spec's ``gate.metric``);
+    - ``score`` (float | None): that metric on the window's labelled rows, None when not measured;
+    - ``reference_score`` (float | None): the champion's score on the held-out rows;
+    - ``performance_drop`` (float | None): how much worse ``score`` is than ``reference_score``,
+      in the metric's units (negative: better); None unless both exist;
+    - ``performance_note`` (str): how the score was measured, or why it was not;
+    - ``champion_version`` (str); ``reference_data`` (``{"path", "md5", "rev"}``, str);
+    - ``reference_rows`` (int); ``reference_window_days`` (int | None): how many days the
+      champion's snapshot spans, None when its lineage does not say;
+    - ``drift_share_threshold``, ``performance_drop_threshold`` (float): as passed to the check;
+    - ``report_sample`` (:class:`ReportSample`).
+    """
+
+    rows: int
+    labelled_rows: int
+    drift_share: float
+    drifted_columns: list[str]
+    columns: dict[str, ColumnDrift]
+    prediction_column: str
+    prediction_drift: ColumnDrift
+    metric: str
+    score: float | None
+    reference_score: float | None
+    performance_drop: float | None
+    performance_note: str
+    champion_version: str
+    reference_data: dict[str, str]
+    reference_rows: int
+    reference_window_days: int | None
+    drift_share_threshold: float
+    performance_drop_threshold: float
+    report_sample: ReportSample
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "labelled_rows": self.labelled_rows,
+            "drift_share": self.drift_share,
+            "drifted_columns": list(self.drifted_columns),
+            "columns": {name: result.to_dict() for name, result in self.columns.items()},
+            "prediction_column": self.prediction_column,
+            "prediction_drift": self.prediction_drift.to_dict(),
+            "metric": self.metric,
+            "score": self.score,
+            "reference_score": self.reference_score,
+            "performance_drop": self.performance_drop,
+            "performance_note": self.performance_note,
+            "champion_version": self.champion_version,
+            "reference_data": dict(self.reference_data),
+            "reference_rows": self.reference_rows,
+            "reference_window_days": self.reference_window_days,
+            "drift_share_threshold": self.drift_share_threshold,
+            "performance_drop_threshold": self.performance_drop_threshold,
+            "report_sample": self.report_sample.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "DriftMetrics":
+        """Read :meth:`to_dict`'s JSON; other keys (``check_drift``'s ``status`` and paths) are ignored.
+
+        Raises ``ValueError`` naming the missing or bad key: a key absent, a number that is not
+        finite, a ``drift_share`` outside 0..1, a drifted column that is not among ``columns``.
+        """
+        where = "drift metrics"
+        data = _mapping(data, where)
+        drift_share = _number(data, "drift_share", where)
+        if not 0 <= drift_share <= 1:
+            raise ValueError(f"{where}.drift_share must be within 0..1, got {drift_share!r}")
+        columns = {name: ColumnDrift.from_dict(name, result)
+                   for name, result in _mapping(_key(data, "columns", where), f"{where}.columns").items()}
+        drifted = _key(data, "drifted_columns", where)
+        if not isinstance(drifted, list) or not all(isinstance(name, str) for name in drifted):
+            raise ValueError(f"{where}.drifted_columns must be a list of column names, got {drifted!r}")
+        unknown = [name for name in drifted if name not in columns]
+        if unknown:
+            raise ValueError(f"{where}.drifted_columns names column(s) not in columns: {', '.join(unknown)}")
+        prediction_column = _text(data, "prediction_column", where)
+        reference_data = _mapping(_key(data, "reference_data", where), f"{where}.reference_data")
+        return cls(
+            rows=_integer(data, "rows", where),
+            labelled_rows=_integer(data, "labelled_rows", where),
+            drift_share=drift_share,
+            drifted_columns=list(drifted),
+            columns=columns,
+            prediction_column=prediction_column,
+            prediction_drift=ColumnDrift.from_dict(prediction_column, _key(data, "prediction_drift", where),
+                                                   "prediction_drift"),
+            metric=_text(data, "metric", where),
+            score=_number(data, "score", where, optional=True),
+            reference_score=_number(data, "reference_score", where, optional=True),
+            performance_drop=_number(data, "performance_drop", where, optional=True),
+            performance_note=_text(data, "performance_note", where),
+            champion_version=_text(data, "champion_version", where),
+            reference_data={key: _text(reference_data, key, f"{where}.reference_data")
+                            for key in REFERENCE_DATA_KEYS},
+            reference_rows=_integer(data, "reference_rows", where),
+            reference_window_days=_integer(data, "reference_window_days", where, optional=True),
+            drift_share_threshold=_number(data, "drift_share_threshold", where),
+            performance_drop_threshold=_number(data, "performance_drop_threshold", where),
+            report_sample=ReportSample.from_dict(_key(data, "report_sample", where)),
+        )
+
+    @classmethod
+    def from_partial(cls, data: Any) -> "DriftMetrics":
+        """What ``data`` holds of the shape, unchecked and never raising, for a reader that judges
+        the values it needs itself (the retraining decision refuses an unusable ``drift_share``
+        with its own message).
+
+        Each field holds the JSON value found (which may be NaN, a string, ...) or None when
+        its key is absent; ``columns`` is ``{}`` unless a mapping, and its values are left as
+        found. :meth:`to_dict` of such a record is not the drift check's JSON.
+        """
+        data = dict(data) if isinstance(data, Mapping) else {}
+        values = {field.name: data.get(field.name) for field in fields(cls)}
+        values["columns"] = dict(values["columns"]) if isinstance(values["columns"], Mapping) else {}
+        return cls(**values)
