@@ -21,9 +21,10 @@ stays a dict.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from include.util import fields as read
 
 
 class _Unset:
@@ -41,66 +42,15 @@ UNSET: Any = _Unset()
 Scores = dict[str, Any]
 
 
-# ---------------------------------------------------------------------- checks for from_dict
-def _mapping(data: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-    return data
-
-
-def _key(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise ValueError(f"{where} is missing {key!r} (got keys {sorted(map(str, data))})")
-    return data[key]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> float | None:
-    value = _key(data, key, where)
-    if value is None and optional:
-        return None
-    if not _is_number(value):
-        raise ValueError(f"{where}.{key} must be a finite number{' or null' if optional else ''}, got {value!r}")
-    return value
-
-
-def _integer(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> int | None:
-    value = _key(data, key, where)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}.{key} must be an integer{' or null' if optional else ''}, got {value!r}")
-    return value
-
-
-def _text(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> str | None:
-    value = _key(data, key, where)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{where}.{key} must be a string{' or null' if optional else ''}, got {value!r}")
-    return value
-
-
-def _flag(data: Mapping[str, Any], key: str, where: str) -> bool:
-    value = _key(data, key, where)
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
-
-
 def _scores(data: Any, where: str) -> Scores:
     """A :func:`~include.evaluation.metrics.score` dict: name -> finite number, null, or name -> number."""
-    scores = _mapping(data, where)
+    scores = read.mapping(data, where)
     for name, value in scores.items():
         if isinstance(value, Mapping):
-            bad = [label for label, number in value.items() if not _is_number(number)]
+            bad = [label for label, number in value.items() if not read.is_number(number)]
             if bad:
                 raise ValueError(f"{where}.{name}.{bad[0]} must be a finite number, got {value[bad[0]]!r}")
-        elif value is not None and not _is_number(value):
+        elif value is not None and not read.is_number(value):
             raise ValueError(f"{where}.{name} must be a finite number or null, got {value!r}")
     return copy.deepcopy(dict(scores))
 
@@ -131,11 +81,11 @@ class Latency:
     @classmethod
     def from_dict(cls, data: Any, where: str = "latency_ms") -> "Latency":
         """Raises ``ValueError`` naming the missing or bad key."""
-        data = _mapping(data, where)
-        return cls(p50=_number(data, "p50", where), p95=_number(data, "p95", where),
-                   wall_p50=_number(data, "wall_p50", where), wall_p95=_number(data, "wall_p95", where),
-                   requests=_integer(data, "requests", where),
-                   rows_per_request=_integer(data, "rows_per_request", where), method=_text(data, "method", where))
+        data = read.mapping(data, where)
+        return cls(p50=read.number(data, "p50", where), p95=read.number(data, "p95", where),
+                   wall_p50=read.number(data, "wall_p50", where), wall_p95=read.number(data, "wall_p95", where),
+                   requests=read.integer(data, "requests", where),
+                   rows_per_request=read.integer(data, "rows_per_request", where), method=read.text(data, "method", where))
 
     @classmethod
     def from_partial(cls, data: Any) -> "Latency | None":
@@ -168,17 +118,17 @@ class ModelScores:
     def from_dict(cls, data: Any, where: str) -> "ModelScores":
         """Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, e.g. ``challenger``).
         The latency keys are read when ``latency_ms`` is there, and then all three are required."""
-        data = _mapping(data, where)
-        uri = _text(data, "uri", where)
-        overall = _scores(_key(data, "overall", where), f"{where}.overall")
+        data = read.mapping(data, where)
+        uri = read.text(data, "uri", where)
+        overall = _scores(read.key(data, "overall", where), f"{where}.overall")
         slices = {value: _scores(scores, f"{where}.slices.{value}")
-                  for value, scores in _mapping(_key(data, "slices", where), f"{where}.slices").items()}
+                  for value, scores in read.mapping(read.key(data, "slices", where), f"{where}.slices").items()}
         if "latency_ms" not in data:
             return cls(uri, overall, slices)
         return cls(uri, overall, slices,
                    latency_ms=Latency.from_dict(data["latency_ms"], f"{where}.latency_ms"),
-                   latency_budget_ms=_number(data, "latency_budget_ms", where),
-                   within_latency_budget=_flag(data, "within_latency_budget", where))
+                   latency_budget_ms=read.number(data, "latency_budget_ms", where),
+                   within_latency_budget=read.flag(data, "within_latency_budget", where))
 
     @classmethod
     def from_partial(cls, data: Any) -> "ModelScores":
@@ -232,21 +182,21 @@ class Evaluation:
         must be a finite number or null, got nan``): a key of the shape absent, a score that is
         not a finite number or null, a challenger without its latency.
         """
-        data = _mapping(data, "evaluation")
+        data = read.mapping(data, "evaluation")
         where = "evaluation"
-        challenger = ModelScores.from_dict(_key(data, "challenger", where), "challenger")
+        challenger = ModelScores.from_dict(read.key(data, "challenger", where), "challenger")
         if challenger.latency_ms is None:
             raise ValueError("challenger is missing 'latency_ms' (the gate reads its p95)")
-        champion = _key(data, "champion", where)
+        champion = read.key(data, "champion", where)
         return cls(
-            task=_text(data, "task", where), metric=_text(data, "metric", where),
-            higher_is_better=_flag(data, "higher_is_better", where),
-            baseline=_number(data, "baseline", where, optional=True),
-            slice_feature=_text(data, "slice_feature", where, optional=True),
-            holdout_rows=_integer(data, "holdout_rows", where),
+            task=read.text(data, "task", where), metric=read.text(data, "metric", where),
+            higher_is_better=read.flag(data, "higher_is_better", where),
+            baseline=read.number(data, "baseline", where, optional=True),
+            slice_feature=read.text(data, "slice_feature", where, optional=True),
+            holdout_rows=read.integer(data, "holdout_rows", where),
             challenger=challenger,
             champion=None if champion is None else ModelScores.from_dict(champion, "champion"),
-            champion_version=_text(data, "champion_version", where, optional=True)
+            champion_version=read.text(data, "champion_version", where, optional=True)
             if "champion_version" in data else UNSET,
         )
 

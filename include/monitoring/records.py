@@ -7,55 +7,12 @@ reads it back, so the key names live here. The shape, key by key, is in
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from include.util import fields as read
+
 REFERENCE_DATA_KEYS = ("path", "md5", "rev")
-
-
-def _mapping(data: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-    return data
-
-
-def _key(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in data:
-        raise ValueError(f"{where} is missing {key!r} (got keys {sorted(map(str, data))})")
-    return data[key]
-
-
-def _number(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> float | None:
-    value = _key(data, key, where)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where}.{key} must be a finite number{' or null' if optional else ''}, got {value!r}")
-    return value
-
-
-def _integer(data: Mapping[str, Any], key: str, where: str, *, optional: bool = False) -> int | None:
-    value = _key(data, key, where)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}.{key} must be an integer >= 0{' or null' if optional else ''}, got {value!r}")
-    return value
-
-
-def _text(data: Mapping[str, Any], key: str, where: str) -> str:
-    value = _key(data, key, where)
-    if not isinstance(value, str):
-        raise ValueError(f"{where}.{key} must be a string, got {value!r}")
-    return value
-
-
-def _flag(data: Mapping[str, Any], key: str, where: str) -> bool:
-    value = _key(data, key, where)
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}.{key} must be true or false, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -85,10 +42,10 @@ class ColumnDrift:
         ``columns.<column>``), including a ``drifted`` that disagrees with ``drift_score >= threshold``.
         """
         where = where or f"columns.{column}"
-        data = _mapping(data, where)
-        result = cls(column, _text(data, "method", where), _number(data, "threshold", where),
-                     _number(data, "drift_score", where))
-        if _flag(data, "drifted", where) != result.drifted:
+        data = read.mapping(data, where)
+        result = cls(column, read.text(data, "method", where), read.number(data, "threshold", where),
+                     read.number(data, "drift_score", where))
+        if read.flag(data, "drifted", where) != result.drifted:
             raise ValueError(f"{where}.drifted is {data['drifted']!r}, but drift_score {result.drift_score!r} "
                              f"{'>=' if result.drifted else '<'} threshold {result.threshold!r}")
         return result
@@ -114,9 +71,9 @@ class ReportSample:
     @classmethod
     def from_dict(cls, data: Any, where: str = "report_sample") -> "ReportSample":
         """Raises ``ValueError`` naming the missing or bad key."""
-        data = _mapping(data, where)
-        return cls(sampled=_flag(data, "sampled", where),
-                   **{name: _integer(data, name, where) for name in
+        data = read.mapping(data, where)
+        return cls(sampled=read.flag(data, "sampled", where),
+                   **{name: read.integer(data, name, where) for name in
                       ("seed", "current_rows", "current_rows_total", "reference_rows", "reference_rows_total")})
 
 
@@ -193,42 +150,42 @@ class DriftMetrics:
         finite, a ``drift_share`` outside 0..1, a drifted column that is not among ``columns``.
         """
         where = "drift metrics"
-        data = _mapping(data, where)
-        drift_share = _number(data, "drift_share", where)
+        data = read.mapping(data, where)
+        drift_share = read.number(data, "drift_share", where)
         if not 0 <= drift_share <= 1:
             raise ValueError(f"{where}.drift_share must be within 0..1, got {drift_share!r}")
         columns = {name: ColumnDrift.from_dict(name, result)
-                   for name, result in _mapping(_key(data, "columns", where), f"{where}.columns").items()}
-        drifted = _key(data, "drifted_columns", where)
+                   for name, result in read.mapping(read.key(data, "columns", where), f"{where}.columns").items()}
+        drifted = read.key(data, "drifted_columns", where)
         if not isinstance(drifted, list) or not all(isinstance(name, str) for name in drifted):
             raise ValueError(f"{where}.drifted_columns must be a list of column names, got {drifted!r}")
         unknown = [name for name in drifted if name not in columns]
         if unknown:
             raise ValueError(f"{where}.drifted_columns names column(s) not in columns: {', '.join(unknown)}")
-        prediction_column = _text(data, "prediction_column", where)
-        reference_data = _mapping(_key(data, "reference_data", where), f"{where}.reference_data")
+        prediction_column = read.text(data, "prediction_column", where)
+        reference_data = read.mapping(read.key(data, "reference_data", where), f"{where}.reference_data")
         return cls(
-            rows=_integer(data, "rows", where),
-            labelled_rows=_integer(data, "labelled_rows", where),
+            rows=read.integer(data, "rows", where),
+            labelled_rows=read.integer(data, "labelled_rows", where),
             drift_share=drift_share,
             drifted_columns=list(drifted),
             columns=columns,
             prediction_column=prediction_column,
-            prediction_drift=ColumnDrift.from_dict(prediction_column, _key(data, "prediction_drift", where),
+            prediction_drift=ColumnDrift.from_dict(prediction_column, read.key(data, "prediction_drift", where),
                                                    "prediction_drift"),
-            metric=_text(data, "metric", where),
-            score=_number(data, "score", where, optional=True),
-            reference_score=_number(data, "reference_score", where, optional=True),
-            performance_drop=_number(data, "performance_drop", where, optional=True),
-            performance_note=_text(data, "performance_note", where),
-            champion_version=_text(data, "champion_version", where),
-            reference_data={key: _text(reference_data, key, f"{where}.reference_data")
+            metric=read.text(data, "metric", where),
+            score=read.number(data, "score", where, optional=True),
+            reference_score=read.number(data, "reference_score", where, optional=True),
+            performance_drop=read.number(data, "performance_drop", where, optional=True),
+            performance_note=read.text(data, "performance_note", where),
+            champion_version=read.text(data, "champion_version", where),
+            reference_data={key: read.text(reference_data, key, f"{where}.reference_data")
                             for key in REFERENCE_DATA_KEYS},
-            reference_rows=_integer(data, "reference_rows", where),
-            reference_window_days=_integer(data, "reference_window_days", where, optional=True),
-            drift_share_threshold=_number(data, "drift_share_threshold", where),
-            performance_drop_threshold=_number(data, "performance_drop_threshold", where),
-            report_sample=ReportSample.from_dict(_key(data, "report_sample", where)),
+            reference_rows=read.integer(data, "reference_rows", where),
+            reference_window_days=read.integer(data, "reference_window_days", where, optional=True),
+            drift_share_threshold=read.number(data, "drift_share_threshold", where),
+            performance_drop_threshold=read.number(data, "performance_drop_threshold", where),
+            report_sample=ReportSample.from_dict(read.key(data, "report_sample", where)),
         )
 
     @classmethod

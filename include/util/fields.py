@@ -1,0 +1,67 @@
+"""Typed reads of one key of a JSON mapping, for the records' ``from_dict`` (evaluation, drift).
+
+Each reader returns the value when it has the declared type and raises ``ValueError``
+naming ``where.key`` and the value otherwise, so a malformed XCom payload says which key
+is wrong. ``optional=True`` lets the value be null (None).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+
+def mapping(data: Any, where: str) -> Mapping[str, Any]:
+    """``data`` itself; raises ``ValueError`` unless it is a mapping."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def key(data: Mapping[str, Any], name: str, where: str) -> Any:
+    """``data[name]``; raises ``ValueError`` naming the key and the keys present when it is missing."""
+    if name not in data:
+        raise ValueError(f"{where} is missing {name!r} (got keys {sorted(map(str, data))})")
+    return data[name]
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> float | None:
+    """A finite number (or None when ``optional``); raises ``ValueError`` otherwise."""
+    value = key(data, name, where)
+    if value is None and optional:
+        return None
+    if not is_number(value):
+        raise ValueError(f"{where}.{name} must be a finite number{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def integer(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> int | None:
+    """An int that is not a bool (or None when ``optional``); raises ``ValueError`` otherwise."""
+    value = key(data, name, where)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}.{name} must be an integer{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def text(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> str | None:
+    """A str (or None when ``optional``); raises ``ValueError`` otherwise."""
+    value = key(data, name, where)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{where}.{name} must be a string{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def flag(data: Mapping[str, Any], name: str, where: str) -> bool:
+    """A bool; raises ``ValueError`` otherwise."""
+    value = key(data, name, where)
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}.{name} must be true or false, got {value!r}")
+    return value
