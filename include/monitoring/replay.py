@@ -76,13 +76,8 @@ def replay(settings: "Settings", spec: "DatasetSpec", url: str, start: date, end
         row_days = event_times.dt.tz_convert("UTC").dt.date.to_numpy()
         for day in days:
             positions = (row_days == day).nonzero()[0].tolist()
-            request_ids: list[str] = []
-            requests = 0
-            for first in range(0, len(positions), batch_rows):
-                chunk = positions[first:first + batch_rows]
-                ids, _ = server.predict(features.iloc[chunk], spec.feature_names, event_times.iloc[chunk[0]])
-                request_ids.extend(ids)
-                requests += 1
+            request_ids, _, requests = server.send_rows(features.iloc[positions], spec.feature_names,
+                                                        event_times.iloc[positions], batch_rows)
             sent[day] = (request_ids, positions, requests)
         total = sum(len(ids) for ids, _, _ in sent.values())
         # labels only make sense next to predictions that are really in the log

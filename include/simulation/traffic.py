@@ -173,6 +173,25 @@ class ModelServerClient:
                                f"{len(answers)} predictions for {len(batch)} rows")
         return request_ids, answers
 
+    def send_rows(self, rows: pd.DataFrame, features: list[str], event_times: pd.Series,
+                  batch_rows: int) -> tuple[list[str], list[dict], int]:
+        """Send ``rows`` in order, ``batch_rows`` per request, each request stamped with its first
+        row's event time (``event_times`` holds one per row, aligned with ``rows``).
+
+        Returns (request id per row, answer record per row, requests sent). Raises
+        :class:`TrafficError` as :meth:`predict` does.
+        """
+        request_ids: list[str] = []
+        answers: list[dict] = []
+        requests = 0
+        for first in range(0, len(rows), batch_rows):
+            ids, batch_answers = self.predict(rows.iloc[first:first + batch_rows], features,
+                                              event_times.iloc[first])
+            request_ids.extend(ids)
+            answers.extend(batch_answers)
+            requests += 1
+        return request_ids, answers, requests
+
     def wait_until_written(self, expected: float, sent: int, timeout: float) -> None:
         """Poll until the server has written ``expected`` rows in all; returns None once it has.
 
@@ -235,17 +254,10 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
         features = spec.feature_names
         sent: dict[date, tuple[list[str], list[float], int]] = {}
         for day, frame in frames.items():
-            request_ids: list[str] = []
-            probabilities: list[float] = []
-            requests_sent = 0
             # generate_day returns the rows in event-time order
-            for first in range(0, len(frame), batch_rows):
-                batch = frame.iloc[first:first + batch_rows]
-                ids, answers = server.predict(batch, features, batch[spec.timestamp_column].iloc[0])
-                request_ids.extend(ids)
-                probabilities.extend(answer["probability"] for answer in answers)
-                requests_sent += 1
-            sent[day] = (request_ids, probabilities, requests_sent)
+            request_ids, answers, requests_sent = server.send_rows(frame, features, frame[spec.timestamp_column],
+                                                                   batch_rows)
+            sent[day] = (request_ids, [answer["probability"] for answer in answers], requests_sent)
         total = sum(len(ids) for ids, _, _ in sent.values())
         # labels only make sense next to predictions that are really in the log
         server.wait_until_written(written_before + total, total, flush_timeout)
