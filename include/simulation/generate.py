@@ -62,7 +62,7 @@ Label: ``churned`` = 1 when the customer cancels within 30 days
     draw cap what any model can learn: about 26 % of customers churn (37 % on
     basic, 19 % on standard, 14 % on premium) and a gradient-boosted model
     trained on 20 days x 400 rows reaches a ROC AUC of about 0.85 on the latest
-    20 % (tests/unit/test_generate.py checks 0.78-0.92).
+    20 % (tests/unit/simulation/test_generate.py checks 0.78-0.92).
 
 Drift (``DriftConfig``, applied to days >= ``start``, scaled by ``strength``)
     covariate   The population moves, the relation stays: usage falls

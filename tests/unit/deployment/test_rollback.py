@@ -14,7 +14,7 @@ from include.deployment import DeployFailed, DeployResult, SmokeResult
 from include.deployment.rollback import RollbackRefused, resolve_target, rollback
 from include.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version, promote_champion, version_tags
 from tests.unit.serving_models import ChurnModel, register, sample_frame
-from tests.unit.test_kubernetes_deployer import (  # noqa: F401 (fixtures used by name)
+from tests.unit.deployment.test_kubernetes_deployer import (  # noqa: F401 (fixtures used by name)
     NAME,
     cluster,
     empty_registry,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DAG_FILE = ROOT / "dags" / "ml_training.py"
 KUBERNETES_VERSIONS = ("1.35", "1.36", "1.37")
 

@@ -23,7 +23,7 @@ from include.deployment.serving_config import ServingConfig, serving_name
 from include.settings import Settings
 from tests.unit.manifests import render_all
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # the three newest minor versions kubernetes-validate 1.37.0 ships strict schemas for
 KUBERNETES_VERSIONS = ("1.35", "1.36", "1.37")
 MODEL_NAME = "customer_churn"

@@ -11,7 +11,7 @@ from scipy import stats
 from include.monitoring import drift_stats
 from include.monitoring.drift import DriftInputError, Reference, report_sample, run_drift_check
 # the champion (a fitted model and its 8000-row reference) and its traffic, as in test_drift
-from tests.unit.test_drift import REFERENCE_START, THRESHOLDS, champion, demo_spec, served  # noqa: F401
+from tests.unit.monitoring.test_drift import REFERENCE_START, THRESHOLDS, champion, demo_spec, served  # noqa: F401
 
 TOLERANCE = 1e-9
 

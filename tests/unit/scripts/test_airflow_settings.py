@@ -9,7 +9,7 @@ import yaml
 
 from scripts.airflow_settings import SettingsError, load_settings_file, parse_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ENV = {"MLOPS_HOME": "/srv/mlops"}
 
 

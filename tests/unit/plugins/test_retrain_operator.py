@@ -17,7 +17,7 @@ import pytest
 
 from mlops_airflow import retraining
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 WINDOW_START = datetime(2026, 3, 19, tzinfo=timezone.utc)
 WINDOW_END = datetime(2026, 3, 20, tzinfo=timezone.utc)
 PARAMS = {"drift_share_threshold": 0.3, "performance_drop_threshold": 0.05, "cooldown_days": 7,
