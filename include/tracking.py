@@ -55,7 +55,9 @@ def ensure_experiment(settings: Settings, name: str) -> str:
 
 
 def end_orphaned_runs(settings: Settings, experiment_name: str, tags: Mapping[str, str], reason: str) -> list[str]:
-    """Mark the RUNNING runs of ``experiment_name`` carrying all of ``tags`` as KILLED; returns their run ids, a list of str.
+    """Mark the RUNNING runs of ``experiment_name`` carrying all of ``tags`` as KILLED.
+
+    Returns the ids of the runs it ended, a list of str.
 
     A training process that was killed (timeout, SIGKILL, a deleted pod) cannot end
     its own run: left RUNNING, it would look like a job still in progress.

@@ -55,8 +55,7 @@ def pod_selector(resource_name: str) -> dict[str, str]:
 
 
 def common_labels(model_name: str, config: ServingConfig) -> dict[str, str]:
-    """The labels every object for ``model_name`` carries (extra labels, pod selector, model name): a dict of str to str.
-    """
+    """The labels every object for ``model_name`` carries (extra, selector, model name): a dict of str to str."""
     return {
         **config.extra_labels,
         **pod_selector(config.resource_name(model_name)),

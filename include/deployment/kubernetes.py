@@ -152,8 +152,8 @@ class KubernetesDeployer:
         return self.config.namespace
 
     def service_url(self, model_name: str | None = None) -> str:
-        """Returns the URL (a str) where the smoke test reaches the model: the Service's cluster DNS name unless configured.
-        """
+        """Returns the URL (a str) where the smoke test reaches the model: the Service's cluster DNS name unless
+        configured."""
         return self.config.service_url(model_name or self.settings.model_name)
 
     # ------------------------------------------------------------------ deploy

@@ -168,8 +168,8 @@ class LocalServingDeployer:
 
     def smoke_test(self, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
                    tolerance: float = 1e-6) -> SmokeResult:
-        """Real requests against the served endpoint; returns a :class:`SmokeResult`, raises SmokeTestFailed listing every failed check.
-        """
+        """Real requests against the served endpoint; returns a :class:`SmokeResult`, raises SmokeTestFailed listing
+        every failed check."""
         # the checks are shared with the kubernetes deployer (include.deployment.smoke)
         return run_smoke_test(self.url, version, sample, expected, tolerance, session=self._http(),
                               request_timeout=self.request_timeout)

@@ -91,8 +91,8 @@ def wait_for_rollout(read_status: Callable[[], dict[str, Any]], version: str | N
 
 
 def pods_label_selector(name: str, version: str | None) -> str:
-    """Returns the label selector (a str, ``key=value,...``) of the pods of the Deployment ``name`` that serve ``version`` (any when None).
-    """
+    """Returns the label selector (a str, ``key=value,...``) of the pods of the Deployment ``name`` that serve
+    ``version`` (any when None)."""
     labels = pod_selector(name) | ({MODEL_VERSION_LABEL: version} if version is not None else {})
     return ",".join(f"{key}={value}" for key, value in labels.items())
 

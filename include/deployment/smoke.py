@@ -146,7 +146,9 @@ def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFr
 
 def health_problems(session: requests.Session, url: str, version: str,
                     timeout: float = DEFAULT_REQUEST_TIMEOUT, after: str = "") -> list[str]:
-    """What is wrong with ``/health`` at ``url`` for ``version``: a list of messages, empty when it is fine. Never raises.
+    """What is wrong with ``/health`` at ``url`` for ``version``: a list of messages, empty when all is well.
+
+    Never raises.
     """
     suffix = f" {after}" if after else ""
     try:
