@@ -101,6 +101,7 @@ class ModelServerClient:
         self.session.trust_env = not is_loopback(url)
 
     def close(self) -> None:
+        """Close the HTTP session; never raises."""
         self.session.close()
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
