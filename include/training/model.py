@@ -374,7 +374,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(self.predict_columns(model_input), index=model_input.index)
 
     def save_artifacts(self, directory: str | Path) -> dict[str, str]:
-        """Write the fitted state under ``directory``; returns log_model's ``artifacts`` dict. ModelError if unfitted."""
+        """Write the fitted state under ``directory``; returns log_model's ``artifacts``. ModelError if unfitted."""
         if not self.is_fitted:
             raise ModelError("cannot save an unfitted model")
         directory = Path(directory)
