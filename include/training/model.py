@@ -76,7 +76,7 @@ def pip_requirements(model_type: str) -> list[str]:
 
     Given explicitly so that MLflow does not infer them by loading the model in a
     subprocess (seconds per log) and so that a local-version suffix such as
-    ``+cpu`` does not pin the serving image to the CPU build of torch. ModelError for an unknown type.
+    ``+cpu`` does not pin the serving image to the CPU build of torch; raises ModelError for an unknown type.
     """
     _check_model_type(model_type)
     # slim images install mlflow-skinny rather than mlflow; pin whichever is there
@@ -109,7 +109,7 @@ def as_model_input(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
 
 
 def output_columns(task: str, classes: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """Returns the served output column names of a ``task`` model (module docstring); ModelError for another task."""
+    """Returns the served output column names of a ``task`` model ; raises ModelError for another task."""
     if task == "binary":
         return ["probability", "prediction"]
     if task == "multiclass":
@@ -362,7 +362,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return columns
 
     def predict_with_labels(self, frame: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (probability float64, predicted label int64) arrays of shape (rows,); ModelError unless binary."""
+        """Returns (probability float64, label int64) arrays of shape (rows,); raises ModelError unless binary."""
         if self.task != "binary":
             raise ModelError(f"predict_with_labels is for binary models; use predict_columns for {self.task}")
         columns = self.predict_columns(frame)
@@ -374,7 +374,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(self.predict_columns(model_input), index=model_input.index)
 
     def save_artifacts(self, directory: str | Path) -> dict[str, str]:
-        """Write the fitted state under ``directory``; returns log_model's ``artifacts``. ModelError if unfitted."""
+        """Write the fitted state in ``directory``; returns log_model's ``artifacts``; raises ModelError if unfitted."""
         if not self.is_fitted:
             raise ModelError("cannot save an unfitted model")
         directory = Path(directory)
@@ -403,7 +403,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         self.load_artifacts(context.artifacts)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
-        """Rebuild the fitted state from the paths :meth:`save_artifacts` returned; ModelError for a missing one."""
+        """Rebuild the fitted state from :meth:`save_artifacts`'s paths; raises ModelError if one is missing."""
         required = [PREPROCESSOR_ARTIFACT]
         if self.model_type == "torch_mlp":
             required += [ARCHITECTURE_ARTIFACT, WEIGHTS_ARTIFACT]
