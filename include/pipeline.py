@@ -212,7 +212,9 @@ def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], vers
 
     The sample and the expected answers come from the held-out rows and the
     registered model itself, so a server that answers differently fails. Returns a dict with keys
-    ``model_name``, ``version``, ``previous_champion`` and ``url``; raises :class:`DeployFailed` on failure.
+    ``model_name``, ``version``, ``previous_champion`` and ``url``. Raises :class:`PromotionRefused` when
+    the version's gate no longer holds against the current champion, ``TimeoutError`` when the promotion
+    lock stays taken, and :class:`DeployFailed` when serving or the smoke test fails.
     """
     from include import registry, tracking
     from include.deployment import deployer_for
@@ -298,7 +300,8 @@ def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, rea
     """Redeploy a registered version (a number, or "previous") and move the aliases, with an audit trail.
 
     Returns :func:`include.deployment.rollback.rollback`'s outcome dict. Raises :class:`RollbackRefused`
-    for a target that cannot be rolled back to, ``ValueError`` for missing lineage, and the deployer's errors.
+    for a target that cannot be rolled back to, ``ValueError`` for missing lineage, ``TimeoutError`` when the
+    promotion lock stays taken, and the deployer's errors.
     """
     from include import tracking
     from include.deployment import deployer_for
