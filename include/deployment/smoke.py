@@ -237,7 +237,8 @@ def message(response: requests.Response) -> str:
 def split_payload(sample: pd.DataFrame) -> bytes:
     """The sample in MLflow's ``dataframe_split`` format, at full float precision, NaN sent as null.
 
-    Returns the JSON as UTF-8 bytes. Raises ``TypeError`` for a value JSON cannot carry.
+    Returns the JSON as UTF-8 bytes. Raises ``TypeError`` for a value JSON cannot carry, ``ValueError`` for
+    an infinite number.
     """
     values = sample.astype(object).where(sample.notna(), None)
     payload = {"dataframe_split": {"columns": [str(name) for name in sample.columns],
