@@ -37,7 +37,10 @@ GATED_AGAINST_TAG = "gate.champion_version"
 # ---------------------------------------------------------------------- data
 def training_window(window_end: str | None, days: int, run_day: date) -> tuple[date, date]:
     """``[start, end)`` of the training window: ``days`` daily partitions ending on ``window_end``
-    (inclusive), or on the day before the run when no end is given."""
+    (inclusive), or on the day before the run when no end is given.
+
+    Returns two ``datetime.date``. Raises ``ValueError`` when ``days`` < 1 or ``window_end`` is not an ISO date.
+    """
     if days < 1:
         raise ValueError(f"training_window_days must be >= 1, got {days}")
     last_day = date.fromisoformat(window_end) if window_end else run_day - timedelta(days=1)
@@ -59,6 +62,8 @@ def snapshot(settings: Settings, spec: DatasetSpec, start: date, end: date) -> d
 
 
 def load_snapshot(settings: Settings, data_ref: dict[str, Any]):
+    """The DataFrame a :meth:`DatasetRef.to_dict` dict names; :func:`include.data.versioning.load` errors pass through.
+    """
     from include.data.versioning import DataRegistry, DatasetRef
 
     ref = DatasetRef.from_dict(data_ref)
@@ -66,7 +71,11 @@ def load_snapshot(settings: Settings, data_ref: dict[str, Any]):
 
 
 def validate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any]) -> dict[str, Any]:
-    """Run the dataset's expectation suite on the snapshot; the result is kept by content hash."""
+    """Run the dataset's expectation suite on the snapshot; the result is kept by content hash.
+
+    Returns the outcome's :meth:`~include.validation.run.ValidationOutcome.to_dict`. Raises
+    :class:`ValidationFailed` when an expectation fails.
+    """
     from include.validation.run import validate as run_suite
 
     frame = load_snapshot(settings, data_ref)
@@ -85,7 +94,7 @@ def gate_thresholds(spec: DatasetSpec, metric: str | None = None, minimum: float
     """(metric, bar, max_regression) for a run: each override (the trigger form's) or the spec's ``gate``.
 
     The spec's bar applies to the spec's metric only: a run that gates on another
-    metric without a bar of its own must beat the no-skill baseline.
+    metric without a bar of its own must beat the no-skill baseline. Returns a tuple (str, float or None, float).
     """
     metric = metric or spec.gate.metric
     if minimum is None and metric == spec.gate.metric:
@@ -126,7 +135,8 @@ def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any
 
     ``evaluation`` is :func:`evaluate`'s result, read leniently
     (:meth:`~include.evaluation.records.Evaluation.from_partial`) so that a broken one is
-    a rejection with its reason tagged, never an error.
+    a rejection with its reason tagged, never an error. Returns the decision's ``to_dict()`` plus
+    ``"tags"``, the tags set; MLflow's errors pass through.
     """
     import mlflow
 
@@ -148,7 +158,10 @@ def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any
 
 def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, Any], validation: dict[str, Any],
              decision: dict[str, Any], run_context: dict[str, Any]) -> str:
-    """Register the challenger with its lineage and point the ``challenger`` alias at it."""
+    """Register the challenger with its lineage and point the ``challenger`` alias at it.
+
+    Returns the registered version (a str); MLflow's errors pass through.
+    """
     import mlflow
 
     from include import registry, tracking
@@ -198,7 +211,10 @@ def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], vers
     """Serve ``version``, smoke-test it with real requests, then make it the champion.
 
     The sample and the expected answers come from the held-out rows and the
-    registered model itself, so a server that answers differently fails.
+    registered model itself, so a server that answers differently fails. Returns a dict with keys
+    ``model_name``, ``version``, ``previous_champion`` and ``url``. Raises :class:`PromotionRefused` when
+    the version's gate no longer holds against the current champion, ``TimeoutError`` when the promotion
+    lock stays taken, and :class:`DeployFailed` when serving or the smoke test fails.
     """
     from include import registry, tracking
     from include.deployment import deployer_for
@@ -267,7 +283,9 @@ def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any
 
 
 def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
-    """The dataset reference a registered version was trained on, from its lineage tags."""
+    """The dataset reference (a :meth:`DatasetRef.to_dict` dict) a registered version was trained on, from
+    its lineage tags. Raises ``ValueError`` when those tags are missing or malformed.
+    """
     from include import registry
     from include.data.versioning import DatasetRef, LineageError
 
@@ -279,7 +297,12 @@ def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
 
 def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, reason: str, airflow_run_id: str,
              kubernetes_client=None) -> dict[str, Any]:
-    """Redeploy a registered version (a number, or "previous") and move the aliases, with an audit trail."""
+    """Redeploy a registered version (a number, or "previous") and move the aliases, with an audit trail.
+
+    Returns :func:`include.deployment.rollback.rollback`'s outcome dict. Raises :class:`RollbackRefused`
+    for a target that cannot be rolled back to, ``ValueError`` for missing lineage, ``TimeoutError`` when the
+    promotion lock stays taken, and the deployer's errors.
+    """
     from include import tracking
     from include.deployment import deployer_for
     from include.deployment.rollback import resolve_target, rollback as roll_back

@@ -47,7 +47,10 @@ def _client():
 
 
 def alias_version(model_name: str, alias: str) -> str | None:
-    """The version number behind ``alias``, or None when the alias (or the model) does not exist."""
+    """The version number (a str) behind ``alias``, or None when the alias (or the model) does not exist.
+
+    Any other ``MlflowException`` is re-raised.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -74,6 +77,7 @@ def validate_version(version: object) -> str:
 
 
 def model_uri(model_name: str, version: str) -> str:
+    """The ``models:/<name>/<version>`` URI (a str) of a registered version."""
     return f"models:/{model_name}/{version}"
 
 
@@ -82,7 +86,8 @@ def register_challenger(model_name: str, source_uri: str, source_run_id: str,
     """Register ``source_uri`` as a new version, tag it and point ``challenger`` at it.
 
     Idempotent: a retry of the same training run finds the version it already
-    registered (by run id) instead of creating a second one.
+    registered (by run id) instead of creating a second one. Returns the version as a str;
+    MLflow's errors pass through.
     """
     import mlflow
 
@@ -99,6 +104,7 @@ def register_challenger(model_name: str, source_uri: str, source_run_id: str,
 
 
 def set_version_tags(model_name: str, version: str, tags: Mapping[str, object]) -> None:
+    """Set ``tags`` on a model version, values as str (bools as ``true``/``false``); MLflow's errors pass through."""
     client = _client()
     for key, value in tags.items():
         # booleans as "true"/"false", the way the gate writes its own tags
@@ -106,13 +112,14 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, object]) 
 
 
 def version_tags(model_name: str, version: str) -> dict[str, str]:
+    """The tags of a model version, a dict of str to str; MLflow's errors pass through."""
     return dict(_client().get_model_version(model_name, version).tags)
 
 
 def promote_champion(model_name: str, version: str, expected_champion=_UNSET) -> str | None:
     """Move ``champion`` to ``version``; the version it leaves keeps ``previous_champion``.
 
-    With ``expected_champion`` (a version, or None for "no champion yet"), refuses with
+    With ``expected_champion`` (a version, or None for "no champion yet"), raises
     :class:`ChampionChanged` when the champion is another version by now. Callers hold
     :func:`promotion_lock`, so that nothing moves between this check and the move.
     Returns the previous champion's version (None on the first promotion).
@@ -137,12 +144,13 @@ _held = threading.local()
 
 @contextmanager
 def promotion_lock(settings: "Settings", model_name: str, timeout_s: float = PROMOTION_LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold the lock that serialises every promotion (and rollback) of ``model_name``.
+    """Hold the lock that serialises every promotion (and rollback) of ``model_name``; yields None.
 
     ``settings.promotion_lock`` says where: a PostgreSQL URL takes a session advisory
     lock in that database (every worker that reaches it takes turns, and the lock goes
     when the holder's connection does, even if it is killed); anything else is a file
-    locked with ``flock`` (writers on one machine). Re-entrant within a thread.
+    locked with ``flock`` (writers on one machine). Re-entrant within a thread. Raises
+    ``ValueError`` for a URL of another scheme; ``TimeoutError`` when the lock is not free within ``timeout_s`` seconds.
     """
     held = getattr(_held, "names", None)
     if held is None:

@@ -24,6 +24,7 @@ CLIENT_RETRY_DEFAULTS = {
 
 
 def configure(settings: Settings) -> None:
+    """Point MLflow's tracking and registry at ``settings.tracking_uri`` (creating a SQLite file's folder)."""
     import mlflow
 
     if settings.tracking_uri.startswith("sqlite:///"):
@@ -36,7 +37,7 @@ def configure(settings: Settings) -> None:
 
 
 def ensure_experiment(settings: Settings, name: str) -> str:
-    """Experiment id for ``name``, created with the profile's artifact root if missing."""
+    """Returns the experiment id (a str) for ``name``, created with the profile's artifact root if missing."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -54,7 +55,9 @@ def ensure_experiment(settings: Settings, name: str) -> str:
 
 
 def end_orphaned_runs(settings: Settings, experiment_name: str, tags: Mapping[str, str], reason: str) -> list[str]:
-    """Mark the RUNNING runs of ``experiment_name`` carrying all of ``tags`` as KILLED; their ids.
+    """Mark the RUNNING runs of ``experiment_name`` carrying all of ``tags`` as KILLED.
+
+    Returns the ids of the runs it ended, a list of str.
 
     A training process that was killed (timeout, SIGKILL, a deleted pod) cannot end
     its own run: left RUNNING, it would look like a job still in progress.

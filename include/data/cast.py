@@ -46,7 +46,8 @@ def _example(series: pd.Series, bad: np.ndarray) -> str:
 def numeric_column(values: Any, name: str) -> np.ndarray:
     """``values`` (any numeric dtype, bool, or objects that are all numbers/None) as ``float64``, NaN for missing.
 
-    Raises :class:`CastError` naming ``name`` and the first row that is not a number.
+    Returns a ``float64`` array of shape (rows,). Raises :class:`CastError` naming ``name`` and the
+    first row that is not a number.
     """
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64, copy=False)
@@ -75,6 +76,7 @@ def categorical_column(values: Any, name: str) -> np.ndarray:
 
     Strings pass through untouched (the serving path's fast case); integer codes,
     integral floats, booleans and pandas categories become their canonical text.
+    Returns an ``object`` array of shape (rows,) holding ``str`` or ``None``; raises nothing itself.
     """
     if isinstance(values, np.ndarray) and values.dtype == object:
         kind = pd.api.types.infer_dtype(values, skipna=True)
@@ -113,8 +115,8 @@ def target_array(values: Any, spec: DatasetSpec) -> np.ndarray:
     """The target column typed for the task: binary ``int64`` 0/1 (1 = ``positive_class``),
     multiclass ``object`` class text, regression ``float64``.
 
-    Raises :class:`CastError` for a missing label, a label outside the declared
-    classes, a third value in a binary target, or a non-number in a regression one.
+    Returns an array of shape (rows,) of that dtype. Raises :class:`CastError` for a missing label,
+    a label outside the declared classes, a third value in a binary target, or a non-number in a regression one.
     """
     series = _as_series(values)
     missing = series.isna().to_numpy()
@@ -139,7 +141,10 @@ def target_array(values: Any, spec: DatasetSpec) -> np.ndarray:
 
 
 def class_names(spec: DatasetSpec) -> list[str]:
-    """The model's classes in output order: multiclass the spec's ``classes``; binary ``["0", "1"]``."""
+    """The model's classes in output order: multiclass the spec's ``classes``; binary ``["0", "1"]``.
+
+    Returns a list of str, empty for regression.
+    """
     if spec.task == "multiclass":
         return list(spec.classes)
     if spec.task == "binary":

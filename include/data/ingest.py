@@ -54,10 +54,12 @@ class IngestReport:
 
     @property
     def total_landed(self) -> int:
+        """The number of rows landed, over all days (an int)."""
         return sum(self.landed.values())
 
     @property
     def total_skipped(self) -> int:
+        """The number of rows skipped as already landed, over all days (an int)."""
         return sum(self.skipped.values())
 
 

@@ -54,7 +54,7 @@ def _partition_files(folder: Path) -> list[Path]:
 
 
 def partition_dates(spec: DatasetSpec) -> list[date]:
-    """The days that have at least one parquet file, oldest first."""
+    """Returns the days that have at least one parquet file, as a list of ``datetime.date``, oldest first."""
     return sorted(_partition_folders(spec))
 
 
@@ -72,7 +72,12 @@ def _read_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def read_window(spec: DatasetSpec, start: date, end: date) -> pd.DataFrame:
-    """Every row of the partitions with ``start <= day < end``, in date order, index 0..n-1."""
+    """Every row of the partitions with ``start <= day < end``, in date order, index 0..n-1.
+
+    Returns a DataFrame of those rows. Raises :class:`DataError` when a bound is not a ``datetime.date``,
+    when ``start`` is not before ``end``, or when no partition falls in the window; a partition
+    that cannot be read raises :class:`UnreadablePartition`.
+    """
     if not isinstance(start, date) or not isinstance(end, date):
         raise DataError(f"read_window needs two datetime.date bounds, got {start!r} and {end!r}")
     if start >= end:

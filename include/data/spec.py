@@ -66,6 +66,7 @@ class Feature:
 
     @property
     def is_numeric(self) -> bool:
+        """True for a ``numeric`` feature, False for a ``categorical`` one."""
         return self.type == "numeric"
 
 
@@ -83,6 +84,7 @@ class GateSpec:
 
     @property
     def higher_is_better(self) -> bool:
+        """True when a larger value of the gate's metric is better (accuracy, AUC), False for losses."""
         return HIGHER_IS_BETTER[self.metric]
 
 
@@ -115,32 +117,37 @@ class DatasetSpec:
 
     @property
     def feature_names(self) -> list[str]:
+        """The feature names in spec order, a list of str."""
         return [f.name for f in self.features]
 
     @property
     def numeric_features(self) -> list[str]:
+        """The names of the numeric features in spec order, a list of str."""
         return [f.name for f in self.features if f.is_numeric]
 
     @property
     def categorical_features(self) -> list[str]:
+        """The names of the categorical features in spec order, a list of str."""
         return [f.name for f in self.features if not f.is_numeric]
 
     @property
     def columns(self) -> list[str]:
-        """Every column a landed partition holds, in a stable order."""
+        """Every column a landed partition holds, in a stable order: a list of str (id, timestamp, features, target)."""
         return [self.id_column, self.timestamp_column, *self.feature_names, self.target]
 
     @property
     def is_classification(self) -> bool:
+        """True for a binary or multiclass task, False for regression."""
         return self.task != "regression"
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The metrics evaluation reports for this task, the gate's first."""
+        """The metric names evaluation reports for this task, the gate's first: a tuple of str."""
         names = TASK_METRICS[self.task]
         return (self.gate.metric, *(name for name in names if name != self.gate.metric))
 
     def feature(self, name: str) -> Feature:
+        """Returns the :class:`Feature` called ``name``; raises ``KeyError`` when there is none."""
         for feature in self.features:
             if feature.name == name:
                 return feature
@@ -159,7 +166,7 @@ def category_text(value: Any) -> str:
 
     Integer-coded categories arrive as int64, as float64 once a column holds a
     null, as strings from a CSV with quotes, or as a pandas category of any of
-    those; one canonical text makes them the same category everywhere.
+    those; one canonical text makes them the same category everywhere. Returns a str; never raises.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -240,8 +247,8 @@ def _target_classes(path: Path, raw: dict, task: str) -> tuple[tuple[str, ...], 
 def load_spec(path: str | Path, environ=None) -> DatasetSpec:
     """Read and check a dataset spec; ``${VAR}`` in ``location`` comes from the environment.
 
-    Raises :class:`SpecError` naming the key for a missing file, invalid YAML, a
-    missing or malformed key, or a combination that cannot work (a binary task
+    Returns the checked :class:`DatasetSpec`. Raises :class:`SpecError` naming the key for a missing
+    file, invalid YAML, a missing or malformed key, or a combination that cannot work (a binary task
     with three classes, a numeric slice feature, a metric of another task).
     """
     from include.settings import Settings

@@ -15,6 +15,12 @@ HOLDOUT_FRACTION = 0.2
 
 def holdout_split(frame: pd.DataFrame, spec: DatasetSpec,
                   holdout_fraction: float = HOLDOUT_FRACTION) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``frame`` by time: the earliest rows train, the latest ``holdout_fraction`` are held out.
+
+    Rows are ordered by timestamp, then id. Returns ``(train, held_out)``, two DataFrames with a
+    fresh 0..n-1 index. Raises ``ValueError`` when ``holdout_fraction`` is not in (0, 1) or the
+    frame has fewer than 10 rows.
+    """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     if len(frame) < 10:

@@ -64,10 +64,15 @@ class DatasetRef:
     window_end: str
 
     def to_dict(self) -> dict:
+        """The reference as a plain dict with one key per field (``rows`` an int, the rest str)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "DatasetRef":
+        """The reference a :meth:`to_dict` dict describes; ``rows`` is coerced to int, the rest to str.
+
+        Raises ``ValueError`` when ``data`` is not a dict, lacks a field, or has a ``rows`` that is not an integer.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"a DatasetRef needs a dict, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
@@ -81,11 +86,15 @@ class DatasetRef:
         return cls(**{name: str(data[name]) for name in names if name != "rows"}, rows=rows)
 
     def describe(self) -> str:
+        """A one-line str naming path, rev, md5 and data registry, for logs and error messages."""
         return f"{self.path} at rev {self.rev} (md5 {self.md5}) in data registry {self.repo}"
 
     def to_tags(self) -> dict[str, str]:
         """The lineage tags a model version trained on this snapshot carries: ``data.repo``,
-        ``data.path``, ``data.md5``, ``data.rev``, ``data.rows`` and ``data.window`` (``start..end``)."""
+        ``data.path``, ``data.md5``, ``data.rev``, ``data.rows`` and ``data.window`` (``start..end``).
+
+        Returns a dict of str to str.
+        """
         return {"data.repo": self.repo, "data.path": self.path, "data.md5": self.md5, "data.rev": self.rev,
                 "data.rows": str(self.rows), "data.window": f"{self.window_start}..{self.window_end}"}
 
@@ -93,8 +102,8 @@ class DatasetRef:
     def from_tags(cls, tags: Mapping[str, str]) -> "DatasetRef":
         """The snapshot a model version's lineage tags (:meth:`to_tags`) point at.
 
-        Raises :class:`LineageError` naming a missing or empty tag, or a ``data.window``
-        that is not ``YYYY-MM-DD..YYYY-MM-DD``.
+        Returns a :class:`DatasetRef`. Raises :class:`LineageError` naming a missing or empty tag, a
+        ``data.window`` that is not ``YYYY-MM-DD..YYYY-MM-DD``, or another malformed tag (``data.rows``).
         """
         missing = [key for key in LINEAGE_TAGS if not tags.get(key)]
         if missing:
@@ -127,7 +136,10 @@ LINEAGE_TAGS = ("data.repo", "data.path", "data.md5", "data.rev", "data.rows", "
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """The frame as parquet without its index; equal frames give equal bytes, so equal md5s."""
+    """The frame as parquet without its index; equal frames give equal bytes, so equal md5s.
+
+    Returns bytes; pyarrow's errors pass through.
+    """
     buffer = io.BytesIO()
     frame.to_parquet(buffer, engine="pyarrow", index=False)
     return buffer.getvalue()
@@ -234,6 +246,7 @@ class DataRegistry:
             self._git("push", "-q", "origin", "HEAD:refs/heads/main")
 
     def snapshot_path(self, dataset: str, window_start: date, window_end: date) -> str:
+        """The repository-relative path (a str) of the snapshot of ``dataset`` for that window."""
         return f"{SNAPSHOT_ROOT}/{dataset}/{window_start.isoformat()}_{window_end.isoformat()}.parquet"
 
     def snapshot(self, frame: pd.DataFrame, dataset: str, window_start: date, window_end: date) -> DatasetRef:
@@ -241,6 +254,9 @@ class DataRegistry:
 
         Idempotent: when the same bytes are already committed at that path, nothing
         is written, pushed or committed, and the commit that holds them is returned.
+        Returns the :class:`DatasetRef` of the snapshot. Raises ``ValueError`` for a frame that is not
+        a DataFrame, a bad dataset name or window, and :class:`DataRegistryError` when DVC records
+        another md5 or a git/DVC command fails.
         """
         if not isinstance(frame, pd.DataFrame):
             raise ValueError(f"snapshot needs a pandas DataFrame, got {type(frame).__name__}")
@@ -280,6 +296,7 @@ class DataRegistry:
             return ref(self._git("rev-parse", "HEAD").stdout.strip())
 
     def load(self, ref: DatasetRef) -> pd.DataFrame:
+        """The frame ``ref`` names, as :func:`load` reads it: same return value and errors."""
         return load(ref)
 
     # -- helpers --------------------------------------------------------------------------------

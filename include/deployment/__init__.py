@@ -57,13 +57,20 @@ class DeployFailed(RuntimeError):
 class Deployer(Protocol):
     def deploy(self, model_name: str, version: str, sample: pd.DataFrame,
                expected: np.ndarray | None = None) -> DeployResult:
-        """Serve ``version``, smoke-test it, then move ``champion``; on failure restore the champion."""
+        """Serve ``version``, smoke-test it, then move ``champion``; on failure restore the champion.
+
+        Returns a :class:`DeployResult`; raises :class:`DeployFailed` naming the failed stage.
+        """
         ...
 
 
 def deployer_for(settings: Settings, kubernetes_client: Any = None) -> Deployer:
     """The profile's deployer. The kubernetes profile needs ``kubernetes_client``, a
-    ``kubernetes.client.ApiClient`` (in an Airflow task: ``KubernetesHook(conn_id).get_conn()``)."""
+    ``kubernetes.client.ApiClient`` (in an Airflow task: ``KubernetesHook(conn_id).get_conn()``).
+
+    Returns a :class:`Deployer`. Raises ``ValueError`` for the kubernetes profile without a client,
+    or for a profile that has no deployer.
+    """
     if settings.profile == "local":
         from include.deployment.local import LocalServingDeployer
 

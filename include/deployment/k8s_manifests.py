@@ -40,18 +40,22 @@ TRACKING_URI_KEY = "MLFLOW_TRACKING_URI"
 
 
 def label_value(text: str) -> str:
-    """``text`` made a valid label value (at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends)."""
+    """Returns ``text`` made a valid label value (at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends)."""
     value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63]
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
 
 
 def pod_selector(resource_name: str) -> dict[str, str]:
     """The labels the Service and the Deployment called ``resource_name`` select pods by: stable
-    across versions (a Deployment's selector cannot change, and the Service must follow every rollout)."""
+    across versions (a Deployment's selector cannot change, and the Service must follow every rollout).
+
+    Returns a dict of label name to value.
+    """
     return {"app.kubernetes.io/name": "model-server", "app.kubernetes.io/instance": resource_name}
 
 
 def common_labels(model_name: str, config: ServingConfig) -> dict[str, str]:
+    """The labels every object for ``model_name`` carries (extra, selector, model name): a dict of str to str."""
     return {
         **config.extra_labels,
         **pod_selector(config.resource_name(model_name)),
@@ -72,6 +76,7 @@ def _metadata(model_name: str, config: ServingConfig, labels: dict[str, str],
 
 
 def container_args(model_name: str, version: str, config: ServingConfig) -> list[str]:
+    """The model server's command-line arguments for ``model_name`` ``version``, a list of str."""
     args = ["--host", "0.0.0.0", "--allow-remote", "--port", str(CONTAINER_PORT),
             "--model-name", model_name, "--version", version]
     if config.inference_log is None:
@@ -106,10 +111,11 @@ def _probe(period: int, failures: int, timeout: int = 2) -> dict[str, Any]:
 
 def render_deployment(model_name: str, version: str, config: ServingConfig,
                       replicas: int | None = None) -> dict[str, Any]:
-    """The Deployment serving ``model_name`` ``version``.
+    """The Deployment serving ``model_name`` ``version``, as a manifest dict.
 
     ``replicas`` overrides the configured count; the deployer passes the live count
     when an HPA owns it, so that a rollout does not undo the autoscaler's choice.
+    Raises ``ValueError`` (from :func:`~include.registry.validate_version`) for a malformed version.
     """
     from include.registry import model_uri, validate_version
 
@@ -202,6 +208,7 @@ def render_deployment(model_name: str, version: str, config: ServingConfig,
 
 
 def render_service(model_name: str, config: ServingConfig) -> dict[str, Any]:
+    """The ClusterIP Service in front of ``model_name``'s pods, as a manifest dict."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -215,6 +222,7 @@ def render_service(model_name: str, config: ServingConfig) -> dict[str, Any]:
 
 
 def render_hpa(model_name: str, config: ServingConfig) -> dict[str, Any] | None:
+    """The HorizontalPodAutoscaler (CPU utilisation) as a manifest dict, or None when the HPA is disabled."""
     if not config.hpa_enabled:
         return None
     return {
@@ -235,7 +243,10 @@ def render_hpa(model_name: str, config: ServingConfig) -> dict[str, Any] | None:
 
 
 def deployment_version(deployment: Mapping[str, Any] | None) -> str | None:
-    """The model version a Deployment's pod template serves (its ``model-version`` label, else ``--version``)."""
+    """The model version a Deployment's pod template serves (its ``model-version`` label, else ``--version``).
+
+    Returns the version as a str, or None for no Deployment or one that names no version. Never raises.
+    """
     if not deployment:
         return None
     template = (deployment.get("spec") or {}).get("template") or {}

@@ -148,10 +148,12 @@ class KubernetesDeployer:
 
     @property
     def namespace(self) -> str:
+        """The namespace this deployer works in (a str), from the serving config."""
         return self.config.namespace
 
     def service_url(self, model_name: str | None = None) -> str:
-        """Where the smoke test reaches the model: the Service's cluster DNS name unless configured."""
+        """Returns the URL (a str) where the smoke test reaches the model: the Service's cluster DNS name unless
+        configured."""
         return self.config.service_url(model_name or self.settings.model_name)
 
     # ------------------------------------------------------------------ deploy
@@ -162,7 +164,8 @@ class KubernetesDeployer:
 
         On any failure the previous Deployment spec is re-applied (or, on a first deploy,
         what was created is deleted), the aliases are left as they were, and DeployFailed
-        says what failed and what is served now.
+        says what failed and what is served now. Returns a :class:`DeployResult`; raises
+        ``ValueError`` for a malformed version and :class:`DeployFailed` for everything else.
         """
         from include.registry import CHAMPION, alias_version
         from include.tracking import configure

@@ -84,13 +84,14 @@ class LocalServingDeployer:
 
     @property
     def url(self) -> str:
+        """The base URL (a str) of the recorded server, else the configured serving URL."""
         state = self._read_state()
         return state.url if state else self.settings.serving_url
 
     # ----------------------------------------------------------------- process
 
     def status(self) -> ServingStatus | None:
-        """The recorded server, or None when no recorded process is alive."""
+        """The recorded server as a :class:`ServingStatus`, or None when no recorded process is alive."""
         state = self._read_state()
         if state is None or not self._alive(state):
             return None
@@ -100,7 +101,11 @@ class LocalServingDeployer:
         return ServingStatus(state.pid, state.url, state.model_name, version, running, state.started_at)
 
     def start(self, version: str, model_name: str | None = None) -> ServingStatus:
-        """Start a server for ``version`` and wait until /health reports it."""
+        """Start a server for ``version`` and wait until /health reports it.
+
+        Returns its :class:`ServingStatus` (the running one when it already serves that version). Raises
+        :class:`ServingError` when a server for another version is running, or the port is taken by another process.
+        """
         version = validate_version(version)
         model_name = model_name or self.settings.model_name
         with self._exclusive():
@@ -113,7 +118,11 @@ class LocalServingDeployer:
             return self._start(model_name, version)
 
     def stop(self) -> bool:
-        """Stop the recorded server (SIGTERM, then SIGKILL); False when none was running."""
+        """Stop the recorded server (SIGTERM, then SIGKILL).
+
+        Returns True when a server was stopped, False when none was running. Raises :class:`ServingError`
+        when the process survives SIGKILL.
+        """
         with self._exclusive():
             state = self._read_state()
             if state is None:
@@ -130,7 +139,11 @@ class LocalServingDeployer:
             return stopped
 
     def reload(self, version: str) -> ServingStatus:
-        """Swap the running server to ``version`` in place; on failure it keeps its old version."""
+        """Swap the running server to ``version`` in place; on failure it keeps its old version.
+
+        Returns the new :class:`ServingStatus`. Raises :class:`ServingError` when no server is running,
+        the reload is refused, or /health does not report ``version`` afterwards.
+        """
         version = validate_version(version)
         with self._exclusive():
             current = self.status()
@@ -155,7 +168,8 @@ class LocalServingDeployer:
 
     def smoke_test(self, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
                    tolerance: float = 1e-6) -> SmokeResult:
-        """Real requests against the served endpoint; raises SmokeTestFailed listing every failed check."""
+        """Real requests against the served endpoint; returns a :class:`SmokeResult`, raises SmokeTestFailed listing
+        every failed check."""
         # the checks are shared with the kubernetes deployer (include.deployment.smoke)
         return run_smoke_test(self.url, version, sample, expected, tolerance, session=self._http(),
                               request_timeout=self.request_timeout)
@@ -167,7 +181,8 @@ class LocalServingDeployer:
         """Serve ``version`` (reload or start), smoke-test it, then move ``champion`` to it.
 
         On any failure the previous champion is served again, the aliases are left as
-        they were, and DeployFailed says what failed and what is served now.
+        they were, and DeployFailed says what failed and what is served now. Returns a
+        :class:`DeployResult`; raises ``ValueError`` for a malformed version.
         """
         from include.registry import CHAMPION, alias_version
         from include.tracking import configure

@@ -52,6 +52,7 @@ def resolve_target(model_name: str, target: str) -> str:
     ``previous_champion_version`` tag. A number must be a registered version of
     ``model_name``. Either must differ from the current champion, which must exist.
     Needs the MLflow tracking URI configured (``include.tracking.configure``).
+    Returns the version as a str. Raises :class:`RollbackRefused` when any of that does not hold.
     """
     from include.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version, version_tags
 

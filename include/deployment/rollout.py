@@ -52,7 +52,7 @@ def rollout_state(deployment: dict[str, Any]) -> tuple[bool, str]:
 
 
 def is_complete(deployment: dict[str, Any]) -> bool:
-    """Whether the Deployment's rollout completed; False also when it exceeded its progress deadline.
+    """Whether the Deployment's rollout completed (a bool); False also when it exceeded its progress deadline.
 
     Never raises :class:`RolloutFailed`.
     """
@@ -91,7 +91,8 @@ def wait_for_rollout(read_status: Callable[[], dict[str, Any]], version: str | N
 
 
 def pods_label_selector(name: str, version: str | None) -> str:
-    """The label selector of the pods of the Deployment ``name`` that serve ``version`` (any when None)."""
+    """Returns the label selector (a str, ``key=value,...``) of the pods of the Deployment ``name`` that serve
+    ``version`` (any when None)."""
     labels = pod_selector(name) | ({MODEL_VERSION_LABEL: version} if version is not None else {})
     return ",".join(f"{key}={value}" for key, value in labels.items())
 

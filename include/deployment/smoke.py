@@ -39,6 +39,7 @@ class EndpointError(RuntimeError):
 
 
 def new_session() -> requests.Session:
+    """A ``requests.Session`` that ignores proxy settings from the environment."""
     import requests
 
     session = requests.Session()
@@ -49,6 +50,10 @@ def new_session() -> requests.Session:
 
 def request(session: requests.Session, method: str, url: str, *, json_body: Any = None, body: bytes | None = None,
             timeout: float = DEFAULT_REQUEST_TIMEOUT) -> requests.Response:
+    """Send ``json_body`` (or raw ``body``) to ``url``; returns the ``requests.Response``, whatever its status.
+
+    Raises :class:`EndpointError` when the request fails (connection refused, timeout, ...).
+    """
     import requests
 
     data = json.dumps(json_body).encode() if json_body is not None else body
@@ -60,7 +65,7 @@ def request(session: requests.Session, method: str, url: str, *, json_body: Any 
 
 
 def served_version(session: requests.Session, url: str, timeout: float = 2.0) -> str | None:
-    """The version ``/health`` reports, or None when it does not answer 200 with one."""
+    """The version (a str) ``/health`` reports, or None when it does not answer 200 with one. Never raises."""
     try:
         response = request(session, "GET", f"{url}/health", timeout=timeout)
     except EndpointError:
@@ -72,7 +77,8 @@ def served_version(session: requests.Session, url: str, timeout: float = 2.0) ->
 
 def expected_frame(expected: Any) -> pd.DataFrame | None:
     """``expected`` as a frame of output columns: a frame stays one, a 1-d array is the
-    binary ``probability`` column (what callers passed before tasks existed)."""
+    binary ``probability`` column (what callers passed before tasks existed). Returns a DataFrame, or None for None.
+    """
     import numpy as np
     import pandas as pd
 
@@ -84,7 +90,7 @@ def expected_frame(expected: Any) -> pd.DataFrame | None:
 def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFrame | np.ndarray | None = None,
                tolerance: float = 1e-6, *, session: requests.Session | None = None,
                request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> SmokeResult:
-    """Real requests against ``url``; raises SmokeTestFailed listing every failed check.
+    """Real requests against ``url``; returns a :class:`SmokeResult`, raises SmokeTestFailed listing every failed check.
 
     ``sample`` is sent as it is (callers type it with :mod:`include.data.cast`);
     ``expected`` is the registered model's output frame for it (or the binary
@@ -140,6 +146,10 @@ def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFr
 
 def health_problems(session: requests.Session, url: str, version: str,
                     timeout: float = DEFAULT_REQUEST_TIMEOUT, after: str = "") -> list[str]:
+    """What is wrong with ``/health`` at ``url`` for ``version``: a list of messages, empty when all is well.
+
+    Never raises.
+    """
     suffix = f" {after}" if after else ""
     try:
         response = request(session, "GET", f"{url}/health", timeout=timeout)
@@ -156,6 +166,10 @@ def health_problems(session: requests.Session, url: str, version: str,
 
 def prediction_problems(response: requests.Response, version: str, rows: int,
                         expected: pd.DataFrame | None, tolerance: float) -> list[str]:
+    """What is wrong with a ``/invocations`` response for ``rows`` rows of ``version``.
+
+    Returns a list of messages (status, shape, values off ``expected`` by more than ``tolerance``), empty when none.
+    """
     if response.status_code != 200:
         return [f"POST /invocations answered HTTP {response.status_code}: {message(response)}"]
     payload = json_or_none(response)
@@ -205,6 +219,7 @@ def prediction_problems(response: requests.Response, version: str, rows: int,
 
 
 def json_or_none(response: requests.Response) -> Any:
+    """The response's JSON body, or None when it is not JSON."""
     try:
         return response.json()
     except ValueError:
@@ -212,6 +227,7 @@ def json_or_none(response: requests.Response) -> Any:
 
 
 def message(response: requests.Response) -> str:
+    """The server's error message from a response: its JSON ``message``, else the first 500 characters of the body."""
     payload = json_or_none(response)
     if isinstance(payload, dict) and payload.get("message"):
         return str(payload["message"])
@@ -219,7 +235,11 @@ def message(response: requests.Response) -> str:
 
 
 def split_payload(sample: pd.DataFrame) -> bytes:
-    """The sample in MLflow's ``dataframe_split`` format, at full float precision, NaN sent as null."""
+    """The sample in MLflow's ``dataframe_split`` format, at full float precision, NaN sent as null.
+
+    Returns the JSON as UTF-8 bytes. Raises ``TypeError`` for a value JSON cannot carry, ``ValueError`` for
+    an infinite number.
+    """
     values = sample.astype(object).where(sample.notna(), None)
     payload = {"dataframe_split": {"columns": [str(name) for name in sample.columns],
                                    "data": values.to_numpy().tolist()}}

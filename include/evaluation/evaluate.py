@@ -248,7 +248,7 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
 
 def evaluation_metrics(evaluation: Mapping[str, Any] | Evaluation) -> dict[str, float]:
     """The challenger's numbers as flat metric names, e.g. ``holdout_roc_auc.plan.basic`` or
-    ``holdout_recall.Adelie``; None is left out.
+    ``holdout_recall.Adelie``; None is left out. Returns a dict of metric name to float.
 
     ``evaluation`` is :func:`evaluate`'s result or its record; raises ``ValueError``
     (from :meth:`Evaluation.from_dict <include.evaluation.records.Evaluation.from_dict>`)

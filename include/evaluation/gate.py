@@ -67,19 +67,22 @@ class GateDecision:
 
     @property
     def failed_checks(self) -> list[Check]:
+        """The checks that failed, a list of :class:`Check` in check order (empty when it passed)."""
         return [check for check in self.checks if not check.passed]
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as a JSON-ready dict, one key per field; ``checks`` a list of dicts."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GateDecision":
+        """The decision :meth:`to_dict` wrote; ``TypeError`` for a key that is not a field."""
         values = dict(data)
         values["checks"] = [Check(**check) for check in values.get("checks", [])]
         return cls(**values)
 
     def as_tags(self) -> dict[str, str]:
-        """Flat string tags for the MLflow run and model version, e.g. ``gate.passed=false``."""
+        """Flat string tags for the MLflow run and model version, e.g. ``gate.passed=false``: a dict of str to str."""
         tags = {
             "gate.passed": str(self.passed).lower(),
             "gate.first_model": str(self.first_model).lower(),
@@ -100,7 +103,7 @@ class GateDecision:
         return tags
 
     def table(self) -> str:
-        """The checks as an aligned text table, for the task log."""
+        """Returns the checks as an aligned text table (a str), for the task log."""
         header = ("check", "value", "threshold", "result", "detail")
         rows = [(check.name, _cell(check.value), _cell(check.threshold), "pass" if check.passed else "FAIL",
                  check.detail) for check in self.checks]
@@ -241,10 +244,9 @@ def decide(evaluation: Mapping[str, Any] | Evaluation, minimum: float | None, ma
     ``evaluation`` is that result (a mapping, read with
     :meth:`~include.evaluation.records.Evaluation.from_partial`) or its record.
     ``metric`` defaults to the evaluation's own; ``minimum`` is the bar in its
-    direction (None: beat the evaluation's ``baseline``). Raises ``ValueError`` for
-    an evaluation that is not a mapping, an unknown metric, a non-finite bar or a
-    negative ``max_regression``; a bad *evaluation* never raises, it fails the check
-    it breaks.
+    direction (None: beat the evaluation's ``baseline``). Returns a :class:`GateDecision`. Raises
+    ``ValueError`` for an evaluation that is not a mapping, an unknown metric, a non-finite bar or a
+    negative ``max_regression``; a bad *evaluation* never raises, it fails the check it breaks.
     """
     if isinstance(evaluation, Mapping):
         evaluation = Evaluation.from_partial(evaluation)

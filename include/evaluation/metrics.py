@@ -76,11 +76,11 @@ def score(task: str, labels: Any, outputs: Mapping[str, Any], classes: Sequence[
 
 def baseline(task: str, metric: str, labels: Any, classes: Sequence[str] = ()) -> float | None:
     """The ``metric`` a no-skill model reaches on ``labels``: the bar a first model must beat
-    when the spec sets no ``gate.min``.
+    when the spec sets no ``gate.min``. Returns a float, or None without labels.
 
     binary: ROC AUC 0.5, PR AUC the positive share, log loss of predicting that share;
     multiclass: predicting the most frequent class (macro-F1) or the class shares (log loss);
-    regression: predicting the mean (RMSE, R² 0) or the median (MAE). None without labels.
+    regression: predicting the mean (RMSE, R² 0) or the median (MAE).
     """
     labels = np.asarray(labels)
     if len(labels) == 0:
@@ -109,10 +109,12 @@ def baseline(task: str, metric: str, labels: Any, classes: Sequence[str] = ()) -
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether larger values of ``metric`` are better; raises ``KeyError`` for an unknown metric."""
+    """Returns whether larger values of ``metric`` are better (a bool); raises ``KeyError`` for an unknown metric."""
     return HIGHER_IS_BETTER[metric]
 
 
 def loss_against(metric: str, value: float, reference: float) -> float:
-    """How much worse ``value`` is than ``reference`` in ``metric``'s direction (negative: better)."""
+    """How much worse ``value`` is than ``reference`` in ``metric``'s direction (negative: better), as a float
+    in the metric's units. Raises ``KeyError`` for an unknown metric.
+    """
     return reference - value if higher_is_better(metric) else value - reference

@@ -75,21 +75,25 @@ class Latency:
     method: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The latency as a JSON-ready dict: ``p50``, ``p95``, ``wall_p50``, ``wall_p95`` (milliseconds), ``requests``,
+        ``rows_per_request``, ``method``."""
         return {"p50": self.p50, "p95": self.p95, "wall_p50": self.wall_p50, "wall_p95": self.wall_p95,
                 "requests": self.requests, "rows_per_request": self.rows_per_request, "method": self.method}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "latency_ms") -> "Latency":
-        """Raises ``ValueError`` naming the missing or bad key."""
+        """Returns the :class:`Latency` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key."""
         data = read.mapping(data, where)
         return cls(p50=read.number(data, "p50", where), p95=read.number(data, "p95", where),
                    wall_p50=read.number(data, "wall_p50", where), wall_p95=read.number(data, "wall_p95", where),
                    requests=read.integer(data, "requests", where),
-                   rows_per_request=read.integer(data, "rows_per_request", where), method=read.text(data, "method", where))
+                   rows_per_request=read.integer(data, "rows_per_request", where),
+                   method=read.text(data, "method", where))
 
     @classmethod
     def from_partial(cls, data: Any) -> "Latency | None":
-        """What ``data`` holds, unchecked (None for an absent key); None when it is not a mapping."""
+        """Returns what ``data`` holds as a :class:`Latency`, unchecked (None for an absent key); None when it is not
+        a mapping."""
         if not isinstance(data, Mapping):
             return None
         return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})
@@ -108,6 +112,7 @@ class ModelScores:
     within_latency_budget: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The scores as a JSON-ready dict: ``uri``, ``overall``, ``slices``, and the latency keys when measured."""
         result = {"uri": self.uri, "overall": copy.deepcopy(self.overall), "slices": copy.deepcopy(self.slices)}
         if self.latency_ms is not None:
             result.update(latency_ms=self.latency_ms.to_dict(), latency_budget_ms=self.latency_budget_ms,
@@ -116,8 +121,11 @@ class ModelScores:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "ModelScores":
-        """Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, e.g. ``challenger``).
-        The latency keys are read when ``latency_ms`` is there, and then all three are required."""
+        """Returns the :class:`ModelScores` :meth:`to_dict` wrote.
+
+        Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, e.g. ``challenger``).
+        The latency keys are read when ``latency_ms`` is there, and then all three are required.
+        """
         data = read.mapping(data, where)
         uri = read.text(data, "uri", where)
         overall = _scores(read.key(data, "overall", where), f"{where}.overall")
@@ -132,8 +140,9 @@ class ModelScores:
 
     @classmethod
     def from_partial(cls, data: Any) -> "ModelScores":
-        """What ``data`` holds, unchecked and never raising: ``overall`` is ``{}`` unless a mapping,
-        ``slices`` None unless a mapping (each slice ``{}`` unless a mapping), the rest as found or None."""
+        """Returns what ``data`` holds as :class:`ModelScores`, unchecked and never raising: ``overall`` is ``{}``
+        unless a mapping, ``slices`` None unless a mapping (each slice ``{}`` unless a mapping), the rest as found
+        or None."""
         data = _partial_mapping(data)
         slices = data.get("slices")
         return cls(uri=data.get("uri"), overall=_partial_mapping(data.get("overall")),
@@ -164,6 +173,8 @@ class Evaluation:
     champion_version: str | None = UNSET
 
     def to_dict(self) -> dict[str, Any]:
+        """The evaluation as its JSON-ready dict (``champion_version`` only when set); :meth:`from_dict` reads it back.
+        """
         result = {
             "task": self.task, "metric": self.metric, "higher_is_better": self.higher_is_better,
             "baseline": self.baseline, "slice_feature": self.slice_feature, "holdout_rows": self.holdout_rows,
@@ -176,7 +187,7 @@ class Evaluation:
 
     @classmethod
     def from_dict(cls, data: Any) -> "Evaluation":
-        """Read :meth:`to_dict`'s JSON; other keys are ignored.
+        """Read :meth:`to_dict`'s JSON into an :class:`Evaluation`; other keys are ignored.
 
         Raises ``ValueError`` naming the missing or bad key (e.g. ``challenger.overall.roc_auc
         must be a finite number or null, got nan``): a key of the shape absent, a score that is
@@ -202,8 +213,8 @@ class Evaluation:
 
     @classmethod
     def from_partial(cls, data: Any) -> "Evaluation":
-        """What ``data`` holds of the shape, unchecked and never raising, for a reader that judges
-        every value itself and must not raise on a broken evaluation (the gate fails closed).
+        """Returns what ``data`` holds of the shape as an :class:`Evaluation`, unchecked and never raising, for a reader
+        that judges every value itself and must not raise on a broken evaluation (the gate fails closed).
 
         A field holds the JSON value found, which may be NaN, a string or anything else, or None
         when its key is absent; ``champion`` is :data:`UNSET` when its key is absent (None means

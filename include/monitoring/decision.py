@@ -44,6 +44,7 @@ class RetrainDecision:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as a dict with keys ``retrain`` (bool), ``outcome`` and ``reason`` (str)."""
         return asdict(self)
 
 
@@ -102,8 +103,8 @@ def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performa
 
     ``metrics`` is ``check_drift``'s result: ``{"status": "insufficient_data", "rows": int,
     "reason": str}``, or ``{"status": "ok", ...}`` with the keys of
-    :class:`~include.monitoring.records.DriftMetrics`. Raises ``ValueError`` for a bad
-    argument or a result without a usable ``drift_share`` (missing, NaN, not a number).
+    :class:`~include.monitoring.records.DriftMetrics`. Returns a :class:`RetrainDecision`. Raises
+    ``ValueError`` for a bad argument or a result without a usable ``drift_share`` (missing, NaN, not a number).
     """
     if not isinstance(metrics, Mapping):
         raise ValueError(f"metrics must be the drift check's result (a mapping), got {type(metrics).__name__}")

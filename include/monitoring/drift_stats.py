@@ -49,7 +49,10 @@ class EmptyColumnError(ValueError):
 
 
 def finite_values(values: pd.Series | np.ndarray) -> np.ndarray:
-    """The column as float64 without its missing and infinite values (no copy when there are none)."""
+    """The column as a 1-d float64 array without its missing and infinite values (no copy when there are none).
+
+    Raises ``ValueError`` for a Series that holds non-numbers.
+    """
     array = np.asarray(pd.to_numeric(values, errors="raise") if isinstance(values, pd.Series) else values)
     if array.dtype != np.float64:
         array = array.astype(np.float64)
@@ -58,7 +61,9 @@ def finite_values(values: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def wasserstein_distance(reference: np.ndarray, current: np.ndarray) -> float:
-    """The first Wasserstein distance between two samples of finite values (``scipy.stats.wasserstein_distance``)."""
+    """The first Wasserstein distance (a float, in the values' units) between two samples of finite values,
+    as ``scipy.stats.wasserstein_distance`` computes it.
+    """
     if _looks_discrete(reference) and _looks_discrete(current):
         return _wasserstein_from_counts(reference, current)
     return _wasserstein_from_sorted(np.sort(reference), np.sort(current))
@@ -130,13 +135,15 @@ def _pieces_area(own: np.ndarray, other: np.ndarray, own_step: int, other_step: 
 
 
 def wasserstein_norm(reference: np.ndarray, current: np.ndarray) -> float:
-    """Evidently's ``wasserstein`` drift score: the distance in units of the reference's standard deviation."""
+    """Evidently's ``wasserstein`` drift score: the distance in units of the reference's standard deviation
+    (a float >= 0).
+    """
     norm = max(float(np.std(reference)), MIN_NORM)
     return wasserstein_distance(reference, current) / norm
 
 
 def category_counts(values: pd.Series) -> pd.Series:
-    """How often each category occurs, missing values left out."""
+    """How often each category occurs, missing values left out: an int Series indexed by category."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(object)
     counts = values.value_counts(dropna=True, sort=False)
@@ -144,7 +151,7 @@ def category_counts(values: pd.Series) -> pd.Series:
 
 
 def jensen_shannon(reference_counts: pd.Series, current_counts: pd.Series) -> float:
-    """Evidently's ``jensenshannon`` drift score from each side's category counts."""
+    """Evidently's ``jensenshannon`` drift score from each side's category counts: a float in [0, 1]."""
     from scipy.spatial import distance
 
     categories = reference_counts.index.union(current_counts.index)
@@ -155,6 +162,10 @@ def jensen_shannon(reference_counts: pd.Series, current_counts: pd.Series) -> fl
 
 def numeric_drift(column: str, reference: pd.Series | np.ndarray, current: pd.Series | np.ndarray,
                   threshold: float) -> ColumnDrift:
+    """The Wasserstein drift of a numeric column, as a :class:`ColumnDrift` judged against ``threshold``.
+
+    Raises :class:`EmptyColumnError` when a side has no finite value.
+    """
     reference_values, current_values = finite_values(reference), finite_values(current)
     for side, values in (("reference", reference_values), ("current", current_values)):
         if len(values) == 0:
@@ -163,6 +174,10 @@ def numeric_drift(column: str, reference: pd.Series | np.ndarray, current: pd.Se
 
 
 def categorical_drift(column: str, reference: pd.Series, current: pd.Series, threshold: float) -> ColumnDrift:
+    """The Jensen-Shannon drift of a categorical column, as a :class:`ColumnDrift` judged against ``threshold``.
+
+    Raises :class:`EmptyColumnError` when a side has no category.
+    """
     reference_counts, current_counts = category_counts(reference), category_counts(current)
     for side, counts in (("reference", reference_counts), ("current", current_counts)):
         if counts.sum() == 0:
@@ -183,6 +198,9 @@ def column_drifts(reference: pd.DataFrame, current: pd.DataFrame, methods: dict[
     ``while_computing``, if given, runs meanwhile on the calling thread and its
     result is returned alongside, so that work which holds the GIL (rendering a
     report) overlaps with the measurements rather than following them.
+    Returns ``(drifts, side_result)``: a dict of column to :class:`ColumnDrift`, and ``while_computing``'s
+    result (None without it). Raises ``ValueError`` for an unknown method; a column's error
+    (e.g. :class:`EmptyColumnError`) passes through.
     """
     for column, (method, _threshold) in methods.items():
         if method not in METHODS:

@@ -28,15 +28,17 @@ class ColumnDrift:
 
     @property
     def drifted(self) -> bool:
+        """True when ``drift_score >= threshold``."""
         return self.drift_score >= self.threshold
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict with keys ``drift_score``, ``method``, ``threshold`` and ``drifted``."""
         return {"drift_score": self.drift_score, "method": self.method, "threshold": self.threshold,
                 "drifted": self.drifted}
 
     @classmethod
     def from_dict(cls, column: str, data: Any, where: str | None = None) -> "ColumnDrift":
-        """Column ``column``'s result from :meth:`to_dict`'s JSON.
+        """Column ``column``'s result from :meth:`to_dict`'s JSON, as a :class:`ColumnDrift`.
 
         Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, default
         ``columns.<column>``), including a ``drifted`` that disagrees with ``drift_score >= threshold``.
@@ -64,13 +66,15 @@ class ReportSample:
     reference_rows_total: int
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``sampled`` (bool), ``seed`` and the current and reference row counts (ints)."""
         return {"sampled": self.sampled, "seed": self.seed, "current_rows": self.current_rows,
                 "current_rows_total": self.current_rows_total, "reference_rows": self.reference_rows,
                 "reference_rows_total": self.reference_rows_total}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "report_sample") -> "ReportSample":
-        """Raises ``ValueError`` naming the missing or bad key."""
+        """Returns the :class:`ReportSample` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key.
+        """
         data = read.mapping(data, where)
         return cls(sampled=read.flag(data, "sampled", where),
                    **{name: read.integer(data, name, where) for name in
@@ -120,6 +124,7 @@ class DriftMetrics:
     report_sample: ReportSample
 
     def to_dict(self) -> dict[str, Any]:
+        """The drift check's JSON-ready dict, one key per field (nested records as their ``to_dict()``)."""
         return {
             "rows": self.rows,
             "labelled_rows": self.labelled_rows,
@@ -144,9 +149,8 @@ class DriftMetrics:
 
     @classmethod
     def from_dict(cls, data: Any) -> "DriftMetrics":
-        """Read :meth:`to_dict`'s JSON; other keys (``check_drift``'s ``status`` and paths) are ignored.
-
-        Raises ``ValueError`` naming the missing or bad key: a key absent, a number that is not
+        """Read :meth:`to_dict`'s JSON into :class:`DriftMetrics`; other keys (``check_drift``'s ``status`` and paths)
+        are ignored. Raises ``ValueError`` naming the missing or bad key: a key absent, a number that is not
         finite, a ``drift_share`` outside 0..1, a drifted column that is not among ``columns``.
         """
         where = "drift metrics"
@@ -190,11 +194,9 @@ class DriftMetrics:
 
     @classmethod
     def from_partial(cls, data: Any) -> "DriftMetrics":
-        """What ``data`` holds of the shape, unchecked and never raising, for a reader that judges
-        the values it needs itself (the retraining decision refuses an unusable ``drift_share``
-        with its own message).
-
-        Each field holds the JSON value found (which may be NaN, a string, ...) or None when
+        """Returns what ``data`` holds of the shape as :class:`DriftMetrics`, unchecked and never raising, for a reader
+        that judges the values it needs itself (the retraining decision refuses an unusable ``drift_share``
+        with its own message). Each field holds the JSON value found (which may be NaN, a string, ...) or None when
         its key is absent; ``columns`` is ``{}`` unless a mapping, and its values are left as
         found. :meth:`to_dict` of such a record is not the drift check's JSON.
         """

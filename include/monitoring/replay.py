@@ -97,6 +97,10 @@ def replay(settings: "Settings", spec: "DatasetSpec", url: str, start: date, end
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``python -m include.monitoring.replay`` command; returns the exit status (0, or 1 for a traffic error).
+
+    A bad spec or argument exits through ``argparse`` (``SystemExit`` with status 2).
+    """
     from include.data.spec import SpecError, load_spec
     from include.settings import Settings
     from include.util.cli import parse_date_arg

@@ -33,6 +33,7 @@ class WindowCheck:
 
     @property
     def ok(self) -> bool:
+        """True when ``status`` is ``ok``, False for ``insufficient_data``."""
         return self.status == "ok"
 
 

@@ -21,6 +21,10 @@ from include.util.net import is_loopback
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
+    """The server's command-line options, parsed against ``settings``' defaults: an ``argparse.Namespace``.
+
+    A bad option exits through ``argparse`` (``SystemExit`` with status 2).
+    """
     from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
     from include.serving.app import (
         DEFAULT_BATCH_MAX_ROWS, DEFAULT_BATCH_MAX_WAIT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS,
@@ -80,6 +84,9 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the model server until it is stopped; returns the exit status: 0 after a clean run, 1 when
+    start-up failed (e.g. the model did not load), 2 for a bad option value.
+    """
     settings = Settings.from_env()
     args = parse_args(argv, settings)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

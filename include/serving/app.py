@@ -259,12 +259,11 @@ def _log_rows(state: ServingState, answered: Answered, served: ServedModel, even
 
 
 async def reload(request: Request) -> Response:
-    """``POST /admin/reload`` with ``{"version": "4"}``: serve that version from now on.
-
+    """``POST /admin/reload`` with ``{"version": "4"}``: serve that version from now on. Returns a JSON Response:
     200 ``{"status": "ok", "model_name", "model_version", "previous_version"}`` once the
     new version answers (at once when it already does); 400/422 for a bad body or
     version, 409 while another reload runs, 500 ``RELOAD_FAILED`` when the version
-    cannot be loaded, in which case the previous version keeps answering.
+    cannot be loaded, in which case the previous version keeps answering. Never raises.
     """
     state: ServingState = request.app.state.serving
     model_name = state.model_name

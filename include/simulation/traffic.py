@@ -101,6 +101,7 @@ class ModelServerClient:
         self.session.trust_env = not is_loopback(url)
 
     def close(self) -> None:
+        """Close the HTTP session; never raises."""
         self.session.close()
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
@@ -112,7 +113,7 @@ class ModelServerClient:
             raise TrafficError(f"{method} {self.url}{path} failed: {exc}; is the model server running?") from exc
 
     def metrics(self) -> dict[str, float]:
-        """The server's unlabelled Prometheus samples by name.
+        """The server's unlabelled Prometheus samples: a dict of sample name to float value.
 
         Raises :class:`TrafficError` when ``/metrics`` cannot be reached, does not answer
         HTTP 200, or is not in the Prometheus text format.

@@ -21,7 +21,8 @@ class ThreadsError(ValueError):
 def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN_SIZES, dropout: float = DROPOUT,
               output_dim: int = 1):
     """A plain ``nn.Sequential`` so a state dict loads without any custom class; ``output_dim``
-    logits (1 for binary and regression, one per class for multiclass)."""
+    logits (1 for binary and regression, one per class for multiclass). Returns the untrained module.
+    """
     from torch import nn
 
     layers: list[Any] = []
@@ -34,6 +35,7 @@ def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN
 
 
 def torch_device_name(device) -> str:
+    """The device's name for logs and tags: ``cuda:<GPU name>`` for a GPU, else its type (e.g. ``cpu``)."""
     import torch
 
     if device.type == "cuda":
@@ -44,6 +46,7 @@ def torch_device_name(device) -> str:
 def mlp_logits(network, inputs):
     """The network's logits, each row computed on its own: a one-row matrix product per row.
 
+    Returns a float tensor of shape (rows, outputs), like ``network(inputs)``.
     ``nn.Linear`` multiplies the whole batch at once, and the matrix kernel it picks
     (and so the order of the floating-point sums) depends on the number of rows: a
     row's logit could then change in its last bit with the batch it was sent in.
@@ -67,7 +70,8 @@ def limit_torch_threads() -> None:
 
     torch sizes its pool from the host's cores, which inside a CPU-limited
     container oversubscribes and makes small-batch latency jittery; the network
-    is so small that more threads than CPUs never helps.
+    is so small that more threads than CPUs never helps. Raises :class:`ThreadsError`
+    when ``MLOPS_TORCH_THREADS`` is set to anything but a positive integer.
     """
     import torch
 

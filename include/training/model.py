@@ -72,11 +72,11 @@ class EpochReport:
 
 
 def pip_requirements(model_type: str) -> list[str]:
-    """Pinned requirements of the serving environment for ``model_type``.
+    """Returns the pinned requirements (``name==version`` str) of the serving environment for ``model_type``.
 
     Given explicitly so that MLflow does not infer them by loading the model in a
     subprocess (seconds per log) and so that a local-version suffix such as
-    ``+cpu`` does not pin the serving image to the CPU build of torch.
+    ``+cpu`` does not pin the serving image to the CPU build of torch; raises ModelError for an unknown type.
     """
     _check_model_type(model_type)
     # slim images install mlflow-skinny rather than mlflow; pin whichever is there
@@ -96,7 +96,7 @@ def pip_requirements(model_type: str) -> list[str]:
 
 
 def as_model_input(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
-    """The spec's feature columns typed as the logged signature declares them (see :mod:`include.data.cast`).
+    """A DataFrame of the spec's feature columns typed as the logged signature declares (:mod:`include.data.cast`).
 
     Raises :class:`ModelError` for a missing feature column or a value of the wrong kind.
     """
@@ -109,7 +109,7 @@ def as_model_input(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
 
 
 def output_columns(task: str, classes: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """The served output columns of a model of ``task`` (see the module docstring)."""
+    """Returns the served output column names of a ``task`` model ; raises ModelError for another task."""
     if task == "binary":
         return ["probability", "prediction"]
     if task == "multiclass":
@@ -213,7 +213,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         """Fit ``preprocessor`` then the estimator on ``features``; ``on_epoch`` sees each epoch's report.
 
         ``labels`` are typed by :func:`include.data.cast.target_array`: 0/1 (binary),
-        class text (multiclass) or numbers (regression). Raises :class:`ModelError`.
+        class text (multiclass) or numbers (regression). Returns ``self``. Raises :class:`ModelError`.
         """
         if epochs < 1:
             raise ModelError(f"epochs must be >= 1, got {epochs}")
@@ -334,7 +334,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return full
 
     def predict_proba(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
-        """Binary: P(``positive_class``) per row, float64 shape (rows,); multiclass: (rows, classes).
+        """Returns binary: P(``positive_class``) per row, float64 shape (rows,); multiclass: (rows, classes).
 
         ``frame`` may also be a mapping of column name to array. A row's probability
         depends on that row alone, to the last bit, whatever else is in the batch
@@ -348,7 +348,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return raw[:, 0] if self.task == "binary" else raw
 
     def predict_columns(self, frame: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The served output columns (:attr:`output_columns`, in order), one value per row, without a DataFrame."""
+        """Returns the served output columns (:attr:`output_columns`, in order) as a dict of (rows,) arrays."""
         raw = self._raw(frame)
         if self.task == "binary":
             probability = raw[:, 0]
@@ -362,7 +362,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return columns
 
     def predict_with_labels(self, frame: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Binary only: (probability float64, predicted label int64) per row."""
+        """Returns (probability float64, label int64) arrays of shape (rows,); raises ModelError unless binary."""
         if self.task != "binary":
             raise ModelError(f"predict_with_labels is for binary models; use predict_columns for {self.task}")
         columns = self.predict_columns(frame)
@@ -374,7 +374,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(self.predict_columns(model_input), index=model_input.index)
 
     def save_artifacts(self, directory: str | Path) -> dict[str, str]:
-        """Write the fitted state under ``directory``; returns the ``artifacts`` mapping for log_model."""
+        """Write the fitted state in ``directory``; returns log_model's ``artifacts``; raises ModelError if unfitted."""
         if not self.is_fitted:
             raise ModelError("cannot save an unfitted model")
         directory = Path(directory)
@@ -403,7 +403,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         self.load_artifacts(context.artifacts)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
-        """Rebuild the fitted state from the paths :meth:`save_artifacts` returned."""
+        """Rebuild the fitted state from :meth:`save_artifacts`'s paths; raises ModelError if one is missing."""
         required = [PREPROCESSOR_ARTIFACT]
         if self.model_type == "torch_mlp":
             required += [ARCHITECTURE_ARTIFACT, WEIGHTS_ARTIFACT]

@@ -64,28 +64,36 @@ class TabularPreprocessor:
 
     @classmethod
     def from_spec(cls, spec: "DatasetSpec") -> "TabularPreprocessor":
+        """An unfitted preprocessor for the spec's numeric and categorical features."""
         return cls(spec.numeric_features, {f.name: f.categories for f in spec.features if not f.is_numeric})
 
     @property
     def feature_names(self) -> list[str]:
-        """Input columns the preprocessor reads."""
+        """Input columns the preprocessor reads: a list of str, numeric features first."""
         return [*self.numeric_features, *self.categories]
 
     @property
     def output_names(self) -> list[str]:
-        """One name per output column, e.g. ``tenure_months`` or ``plan=basic``."""
+        """One name per output column, e.g. ``tenure_months`` or ``plan=basic``: a list of str."""
         return [*self.numeric_features,
                 *(f"{name}={value}" for name, values in self.categories.items() for value in values)]
 
     @property
     def output_dim(self) -> int:
+        """The number of output columns (an int): one per numeric feature, one per declared category."""
         return len(self.numeric_features) + sum(len(values) for values in self.categories.values())
 
     @property
     def is_fitted(self) -> bool:
+        """True once :meth:`fit` (or :meth:`from_dict`) has set the numeric statistics."""
         return self.numeric_stats is not None
 
     def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+        """Learn each numeric feature's mean and standard deviation from ``frame``; returns ``self``.
+
+        Raises :class:`PreprocessingError` for a missing feature column, an empty frame, or a numeric
+        feature with no non-missing value.
+        """
         self._check_columns(frame)
         if len(frame) == 0:
             raise PreprocessingError("cannot fit a preprocessor on an empty frame")
@@ -103,7 +111,11 @@ class TabularPreprocessor:
 
     def transform(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """The model matrix of ``frame``: a DataFrame, or a mapping of column name to a 1-d array
-        (what a server holds once it has parsed a request; no DataFrame needs building for it)."""
+        (what a server holds once it has parsed a request; no DataFrame needs building for it).
+
+        Returns a float32 array of shape (rows, :attr:`output_dim`). Raises :class:`PreprocessingError`
+        when unfitted, for a missing feature column, columns of different lengths, or another input type.
+        """
         if self.numeric_stats is None:
             raise PreprocessingError("the preprocessor is not fitted: call fit() or load it with from_dict()")
         rows = self._check_columns(frame)
@@ -124,9 +136,14 @@ class TabularPreprocessor:
         return out
 
     def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Fit on ``frame``, then return its :meth:`transform`; the errors of both."""
         return self.fit(frame).transform(frame)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fitted state as a JSON-ready dict with keys ``format_version``, ``numeric`` and ``categorical``.
+
+        Raises :class:`PreprocessingError` when unfitted.
+        """
         if self.numeric_stats is None:
             raise PreprocessingError("cannot serialise an unfitted preprocessor")
         return {
@@ -138,6 +155,11 @@ class TabularPreprocessor:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TabularPreprocessor":
+        """The fitted preprocessor :meth:`to_dict` wrote.
+
+        Raises :class:`PreprocessingError` for a non-mapping, another ``format_version``, a missing key,
+        or a non-finite mean or non-positive standard deviation.
+        """
         if not isinstance(data, Mapping):
             raise PreprocessingError(f"preprocessor state must be a mapping, got {type(data).__name__}")
         version = data.get("format_version")

@@ -73,6 +73,7 @@ class TrainingConfig:
             raise TrainingError(f"seed must be an integer >= 0, got {self.seed!r}")
 
     def to_params(self) -> dict[str, Any]:
+        """The config as a dict of MLflow params, one key per field."""
         return asdict(self)
 
 
@@ -93,12 +94,12 @@ class TrainingResult:
     model: Any = field(default=None, repr=False, compare=False)
 
     def to_xcom(self) -> dict[str, str]:
-        """The contract with the next task: references only."""
+        """The contract with the next task, references only: a dict with keys ``run_id``, ``model_uri``, ``device``."""
         return {"run_id": self.run_id, "model_uri": self.model_uri, "device": self.device}
 
 
 def git_commit() -> str:
-    """The code version: ``$MLOPS_GIT_COMMIT`` (set in images), else the checkout's HEAD, else "unknown"."""
+    """The code version (a str): ``$MLOPS_GIT_COMMIT`` (set in images), else the checkout's HEAD, else ``unknown``."""
     commit = os.environ.get(GIT_COMMIT_ENV, "").strip()
     if commit:
         return commit
@@ -123,9 +124,11 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
                   extra_params: Mapping[str, object] | None = None) -> TrainingResult:
     """Train ``config.model_type`` on the train split of ``frame`` and log run + model to MLflow.
 
-    The run ends FAILED if anything raises inside it. ``tags`` (e.g. the dataset
-    reference, the Airflow dag/run ids) are set on the run next to
-    ``code.git_commit``; ``extra_params`` are logged beside the config.
+    Returns a :class:`TrainingResult`. The run ends FAILED if anything raises inside it. ``tags``
+    (e.g. the dataset reference, the Airflow dag/run ids) are set on the run next to
+    ``code.git_commit``; ``extra_params`` are logged beside the config. Raises :class:`TrainingError`
+    for a frame that lacks a column or holds bad labels; the split's ``ValueError``, :class:`ModelError`
+    and MLflow's errors pass through.
     """
     import mlflow
 
@@ -202,8 +205,8 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
 
 
 def model_signature(spec: "DatasetSpec", output: "pd.DataFrame"):
-    """The logged signature: every numeric feature a double, every categorical one a string
-    (both may hold nulls), and the task's output columns as ``output`` holds them.
+    """The logged signature (an ``mlflow.models.ModelSignature``): every numeric feature a double, every
+    categorical one a string (both may hold nulls), and the task's output columns as ``output`` holds them.
 
     Built from the spec rather than inferred from a few example rows, which may
     happen to hold a null or only integers.
@@ -282,6 +285,7 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m include.training.train`` argument parser (an ``argparse.ArgumentParser``)."""
     parser = argparse.ArgumentParser(
         prog="python -m include.training.train",
         description="Train a model on one DVC dataset version and log it to MLflow (no registration).",
@@ -308,6 +312,10 @@ def _stop_on_sigterm(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train on the ``--data-ref`` snapshot and print the :class:`TrainingResult` as JSON; returns 0.
+
+    A bad argument exits through ``argparse`` (``SystemExit`` with status 2); training errors pass through.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from include.data.versioning import DatasetRef

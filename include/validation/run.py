@@ -73,9 +73,12 @@ class ValidationOutcome:
     result_path: str
 
     def to_dict(self) -> dict:
+        """The outcome as a dict: ``success``, ``failures`` (a list of dicts), ``evaluated``, ``successful``,
+        ``result_path``."""
         return asdict(self)
 
     def summary(self) -> str:
+        """The verdict and counts on one line, then one line per failed expectation: a str for the task log."""
         verdict = "passed" if self.success else "FAILED"
         lines = [f"Great Expectations validation {verdict}: {self.successful} of {self.evaluated} "
                  f"expectations met, {len(self.failures)} failed (full result: {self.result_path})"]
@@ -151,7 +154,11 @@ def _format_observed(observed: object, limit: int = MAX_LINE_CHARS) -> str:
 
 
 def load_suite(path: Path) -> dict:
-    """The suite JSON at ``path``, checked for the shape GX needs."""
+    """The suite JSON at ``path`` as a dict, checked for the shape GX needs.
+
+    Raises ``ValueError`` for a missing file, invalid JSON, no ``name`` or ``expectations`` list,
+    or an expectation without a ``type`` or with non-dict ``kwargs``.
+    """
     try:
         suite = json.loads(Path(path).read_text())
     except FileNotFoundError:

@@ -381,10 +381,15 @@ def build_suite_from_data(spec: DatasetSpec, frame: pd.DataFrame, days: Sequence
 
 
 def suite_json(spec: DatasetSpec) -> str:
+    """The spec-only suite (:func:`build_suite_from_spec`) as indented JSON text ending in a newline."""
     return json.dumps(build_suite_from_spec(spec), indent=2) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print a suite for a spec; returns the exit status (0, or 2 when the data cannot be read or profiled).
+
+    A bad spec or option exits through ``argparse`` (``SystemExit`` with status 2).
+    """
     from include.data.partitions import DataError, partition_dates, read_window
     from include.data.spec import SpecError, load_spec
     from include.settings import Settings

@@ -238,7 +238,7 @@ class InferenceLogWriter:
 
     @property
     def pending_rows(self) -> int:
-        """Rows appended but not yet in the log (buffered, being written, or waiting for a retry)."""
+        """The number of rows appended but not yet in the log (buffered, being written, or waiting for a retry)."""
         return self._unwritten_rows
 
     def flush(self) -> int:
