@@ -9,6 +9,7 @@ Each section runs in its own interpreter and leaves its figures in
     python -m benchmarks --only drift serving # some sections, then RESULTS.md from what is there
     python -m benchmarks --report             # RESULTS.md from the results already there
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {section}", flush=True)
             started = time.monotonic()
             completed = subprocess.run([sys.executable, "-m", f"benchmarks.{section}"], cwd=ROOT, env=project_env())
-            print(f"== {section}: {'done' if completed.returncode == 0 else 'FAILED'} in "
-                  f"{time.monotonic() - started:.0f}s", flush=True)
+            print(
+                f"== {section}: {'done' if completed.returncode == 0 else 'FAILED'} in "
+                f"{time.monotonic() - started:.0f}s",
+                flush=True,
+            )
             if completed.returncode != 0:
                 failed.append(section)
     path = write_report()

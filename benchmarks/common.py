@@ -1,4 +1,5 @@
 """What every benchmark shares: where it works, how it repeats, how it reads time and memory."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from include.util.fs import write_atomically
 
@@ -55,11 +57,11 @@ def project_env(**extra: str) -> dict[str, str]:
 
 def run_json(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> dict[str, Any]:
     """Run ``python <args>`` in a fresh interpreter; its last stdout line is the JSON it reports."""
-    completed = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                               env=env or project_env(), cwd=ROOT)
+    completed = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env or project_env(), cwd=ROOT
+    )
     if completed.returncode != 0:
-        raise RuntimeError(f"`python {' '.join(args)}` failed ({completed.returncode}):\n"
-                           f"{completed.stderr[-4000:]}")
+        raise RuntimeError(f"`python {' '.join(args)}` failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
     lines = [line for line in completed.stdout.splitlines() if line.strip()]
     if not lines:
         raise RuntimeError(f"`python {' '.join(args)}` reported nothing:\n{completed.stderr[-4000:]}")
@@ -100,8 +102,10 @@ def measured() -> Iterator[dict[str, float]]:
     result: dict[str, float] = {}
     before = rss_bytes()
     if not reset_peak_rss():
-        raise RuntimeError("cannot reset the RSS high-water mark (/proc/self/clear_refs): peak memory "
-                           "of a block cannot be measured here")
+        raise RuntimeError(
+            "cannot reset the RSS high-water mark (/proc/self/clear_refs): peak memory "
+            "of a block cannot be measured here"
+        )
     started = time.perf_counter()
     yield result
     result["seconds"] = time.perf_counter() - started
@@ -162,8 +166,18 @@ def machine() -> dict[str, Any]:
     from importlib import metadata
 
     versions = {}
-    for name in ("apache-airflow", "mlflow", "evidently", "torch", "scikit-learn", "numpy", "pandas", "scipy",
-                 "fastapi", "uvicorn"):
+    for name in (
+        "apache-airflow",
+        "mlflow",
+        "evidently",
+        "torch",
+        "scikit-learn",
+        "numpy",
+        "pandas",
+        "scipy",
+        "fastapi",
+        "uvicorn",
+    ):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

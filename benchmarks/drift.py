@@ -19,6 +19,7 @@ it (the frames and libraries are already in memory for both).
     python -m benchmarks.drift                  # the whole section
     python -m benchmarks.drift case --tool project --rows 100000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,16 @@ SEED = 20_261_101
 THRESHOLD = 0.1
 DRIFT_SHARE_THRESHOLD = 0.3
 # numeric column -> shift of the window's mean, in reference standard deviations
-NUMERIC_SHIFTS = {"num_00": 0.8, "num_01": 0.4, "num_02": 0.2, "num_03": 0.13, "num_04": 0.115,
-                  "num_05": 0.085, "num_06": 0.06, "num_07": 0.03}
+NUMERIC_SHIFTS = {
+    "num_00": 0.8,
+    "num_01": 0.4,
+    "num_02": 0.2,
+    "num_03": 0.13,
+    "num_04": 0.115,
+    "num_05": 0.085,
+    "num_06": 0.06,
+    "num_07": 0.03,
+}
 # categorical column -> share of the window's rows moved onto the first two categories
 CATEGORICAL_SHIFTS = {"cat_0": 0.3, "cat_1": 0.08}
 
@@ -87,11 +96,20 @@ def spec():
     from include.data.spec import DatasetSpec, Feature
     from include.settings import PROJECT_ROOT
 
-    features = tuple([Feature(name, "numeric") for name in NUMERIC]
-                     + [Feature(name, "categorical", categories=tuple(CATEGORIES)) for name in CATEGORICAL])
-    return DatasetSpec(name="drift_benchmark", location="unused", id_column="request_id",
-                       timestamp_column="timestamp", target="label", features=features, slice_feature="cat_0",
-                       expectation_suite=PROJECT_ROOT / "include/validation/suites/customer_churn.json")
+    features = tuple(
+        [Feature(name, "numeric") for name in NUMERIC]
+        + [Feature(name, "categorical", categories=tuple(CATEGORIES)) for name in CATEGORICAL]
+    )
+    return DatasetSpec(
+        name="drift_benchmark",
+        location="unused",
+        id_column="request_id",
+        timestamp_column="timestamp",
+        target="label",
+        features=features,
+        slice_feature="cat_0",
+        expectation_suite=PROJECT_ROOT / "include/validation/suites/customer_churn.json",
+    )
 
 
 # ------------------------------------------------------------------------------------------ one case
@@ -109,12 +127,21 @@ def run_case(tool: str, rows: int) -> dict:
             from include.monitoring.drift import Reference, run_drift_check
 
             frame_spec = spec()
-            reference_ = Reference(frame=reference, model_version="benchmark", holdout_score=None,
-                                   data_ref={"path": "benchmark", "md5": "-", "rev": "-"})
+            reference_ = Reference(
+                frame=reference,
+                model_version="benchmark",
+                holdout_score=None,
+                data_ref={"path": "benchmark", "md5": "-", "rev": "-"},
+            )
             with measured() as cost:
-                metrics = run_drift_check(current, reference_, frame_spec, html_path=html,
-                                          drift_share_threshold=DRIFT_SHARE_THRESHOLD,
-                                          performance_drop_threshold=0.05)
+                metrics = run_drift_check(
+                    current,
+                    reference_,
+                    frame_spec,
+                    html_path=html,
+                    drift_share_threshold=DRIFT_SHARE_THRESHOLD,
+                    performance_drop_threshold=0.05,
+                )
             columns = {**metrics["columns"], "probability": metrics["prediction_drift"]}
             scores = {name: [result["drift_score"], result["drifted"]] for name, result in columns.items()}
         elif tool == "evidently":
@@ -124,21 +151,37 @@ def run_case(tool: str, rows: int) -> dict:
 
             definition = DataDefinition(numerical_columns=[*NUMERIC, "probability"], categorical_columns=CATEGORICAL)
             with measured() as cost:
-                snapshot = Report([
-                    DataDriftPreset(columns=[*NUMERIC, *CATEGORICAL], drift_share=DRIFT_SHARE_THRESHOLD,
-                                    num_method="wasserstein", num_threshold=THRESHOLD,
-                                    cat_method="jensenshannon", cat_threshold=THRESHOLD),
-                    ValueDrift(column="probability", method="wasserstein", threshold=THRESHOLD),
-                ], include_tests=True).run(
+                snapshot = Report(
+                    [
+                        DataDriftPreset(
+                            columns=[*NUMERIC, *CATEGORICAL],
+                            drift_share=DRIFT_SHARE_THRESHOLD,
+                            num_method="wasserstein",
+                            num_threshold=THRESHOLD,
+                            cat_method="jensenshannon",
+                            cat_threshold=THRESHOLD,
+                        ),
+                        ValueDrift(column="probability", method="wasserstein", threshold=THRESHOLD),
+                    ],
+                    include_tests=True,
+                ).run(
                     current_data=Dataset.from_pandas(current, data_definition=definition),
-                    reference_data=Dataset.from_pandas(reference, data_definition=definition))
+                    reference_data=Dataset.from_pandas(reference, data_definition=definition),
+                )
                 snapshot.save_html(str(html))
             scores = _evidently_scores(snapshot.dict())
         else:
             raise ValueError(f"unknown tool {tool!r}")
         html_bytes = html.stat().st_size
-    return {"tool": tool, "rows": rows, "seconds": cost["seconds"], "peak_added_bytes": cost["peak_added_bytes"],
-            "peak_rss_bytes": cost["peak_rss_bytes"], "html_bytes": html_bytes, "scores": scores}
+    return {
+        "tool": tool,
+        "rows": rows,
+        "seconds": cost["seconds"],
+        "peak_added_bytes": cost["peak_added_bytes"],
+        "peak_rss_bytes": cost["peak_rss_bytes"],
+        "html_bytes": html_bytes,
+        "scores": scores,
+    }
 
 
 def _evidently_scores(snapshot: dict) -> dict[str, list]:
@@ -147,8 +190,11 @@ def _evidently_scores(snapshot: dict) -> dict[str, list]:
         params = (test.get("metric_config") or {}).get("params") or {}
         if params.get("type") == "evidently:metric_v2:ValueDrift":
             verdicts[params["column"]] = test["status"] == "FAIL"
-    return {metric["config"]["column"]: [float(metric["value"]), verdicts[metric["config"]["column"]]]
-            for metric in snapshot["metrics"] if metric["config"].get("type") == "evidently:metric_v2:ValueDrift"}
+    return {
+        metric["config"]["column"]: [float(metric["value"]), verdicts[metric["config"]["column"]]]
+        for metric in snapshot["metrics"]
+        if metric["config"].get("type") == "evidently:metric_v2:ValueDrift"
+    }
 
 
 # ------------------------------------------------------------------------------------------ the section
@@ -177,11 +223,14 @@ def bench_size(rows: int, repetitions: int) -> dict:
         evidently = run_json(["-m", "benchmarks.drift", "case", "--tool", "evidently", "--rows", str(rows)])
         project = run_json(["-m", "benchmarks.drift", "case", "--tool", "project", "--rows", str(rows)])
         pair = compare(project, evidently)
-        print(f"  drift {rows:>9,} rows run {repetition + 1}/{repetitions}: project {project['seconds']:.2f}s "
-              f"{project['peak_added_bytes'] / 2**20:.0f} MiB, Evidently {evidently['seconds']:.2f}s "
-              f"{evidently['peak_added_bytes'] / 2**20:.0f} MiB; {pair['speedup']:.1f}x faster, "
-              f"verdicts {pair['verdicts_agree']}/{pair['columns']}, max |score diff| "
-              f"{pair['max_score_difference']:.2e}", flush=True)
+        print(
+            f"  drift {rows:>9,} rows run {repetition + 1}/{repetitions}: project {project['seconds']:.2f}s "
+            f"{project['peak_added_bytes'] / 2**20:.0f} MiB, Evidently {evidently['seconds']:.2f}s "
+            f"{evidently['peak_added_bytes'] / 2**20:.0f} MiB; {pair['speedup']:.1f}x faster, "
+            f"verdicts {pair['verdicts_agree']}/{pair['columns']}, max |score diff| "
+            f"{pair['max_score_difference']:.2e}",
+            flush=True,
+        )
         measurements.append({"project": project, "evidently": evidently, "comparison": pair})
     return {
         "rows": rows,
@@ -215,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = [(100_000, runs(3)), (1_000_000, runs(2))] if not quick() else [(100_000, 1)]
-    results = {"sizes": [bench_size(rows, repetitions) for rows, repetitions in sizes],
-               "columns": {"numeric": len(NUMERIC), "categorical": len(CATEGORICAL), "prediction": 1},
-               "threshold": THRESHOLD}
+    results = {
+        "sizes": [bench_size(rows, repetitions) for rows, repetitions in sizes],
+        "columns": {"numeric": len(NUMERIC), "categorical": len(CATEGORICAL), "prediction": 1},
+        "threshold": THRESHOLD,
+    }
     save("drift", results)
     return 0
 

@@ -9,6 +9,7 @@ generator, the same payloads and the same concurrency.
     python -m benchmarks.loadgen --url http://127.0.0.1:5080/invocations --payloads payloads.json \\
         --concurrency 8 --seconds 10 --warmup 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _connection(host: str, port: int, requests: list[bytes], offset: int, started: float, warmup: float,
-                      stop_at: float, latencies: list[float]) -> None:
+async def _connection(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    offset: int,
+    started: float,
+    warmup: float,
+    stop_at: float,
+    latencies: list[float],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     index = offset
     try:
@@ -68,8 +77,14 @@ def build_requests(url: str, payloads: list[bytes]) -> tuple[str, int, list[byte
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or 80
     path = parts.path or "/"
-    requests = [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(body)}\r\n\r\n").encode() + body for body in payloads]
+    requests = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in payloads
+    ]
     return host, port, requests
 
 
@@ -79,8 +94,12 @@ async def run_load(url: str, payloads: list[bytes], concurrency: int, seconds: f
     started = time.perf_counter()
     stop_at = started + warmup + seconds
     step = max(1, len(requests) // concurrency)
-    await asyncio.gather(*(_connection(host, port, requests, connection * step, started, warmup, stop_at,
-                                       latencies) for connection in range(concurrency)))
+    await asyncio.gather(
+        *(
+            _connection(host, port, requests, connection * step, started, warmup, stop_at, latencies)
+            for connection in range(concurrency)
+        )
+    )
     if not latencies:
         raise ServerError(f"no request was answered within {warmup + seconds:.1f}s")
     latencies.sort()
@@ -88,9 +107,15 @@ async def run_load(url: str, payloads: list[bytes], concurrency: int, seconds: f
     def percentile(share: float) -> float:
         return latencies[min(len(latencies) - 1, int(share * len(latencies)))]
 
-    return {"concurrency": concurrency, "seconds": seconds, "requests": len(latencies),
-            "throughput": len(latencies) / seconds, "p50_ms": 1000 * percentile(0.50),
-            "p99_ms": 1000 * percentile(0.99), "max_ms": 1000 * latencies[-1]}
+    return {
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "requests": len(latencies),
+        "throughput": len(latencies) / seconds,
+        "p50_ms": 1000 * percentile(0.50),
+        "p99_ms": 1000 * percentile(0.99),
+        "max_ms": 1000 * latencies[-1],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

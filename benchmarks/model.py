@@ -5,6 +5,7 @@ training window), the model the default of the trigger form (``torch_mlp``,
 10 epochs, batch 256). It is logged and registered in the benchmarks' own
 MLflow store (``benchmarks/.work/mlops``), never the demo's.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,10 @@ def demo_frame(days: int = DAYS, rows_per_day: int = ROWS_PER_DAY, seed: int = 7
     from include.simulation.generate import generate_day
 
     spec = load_spec(settings().dataset_spec)
-    frame = pd.concat([generate_day(spec, FIRST_DAY + timedelta(days=offset), rows_per_day, seed)
-                       for offset in range(days)], ignore_index=True)
+    frame = pd.concat(
+        [generate_day(spec, FIRST_DAY + timedelta(days=offset), rows_per_day, seed) for offset in range(days)],
+        ignore_index=True,
+    )
     return spec, frame
 
 
@@ -42,8 +45,8 @@ def registered_version(model_type: str = "torch_mlp") -> tuple[str, str, str]:
     import mlflow
 
     from include import registry, tracking
-    from include.training.train import TrainingConfig, train_and_log
     from include.training import DEFAULT_LEARNING_RATES
+    from include.training.train import TrainingConfig, train_and_log
 
     current = settings()
     tracking.configure(current)
@@ -53,8 +56,9 @@ def registered_version(model_type: str = "torch_mlp") -> tuple[str, str, str]:
     if versions:
         return current.tracking_uri, name, str(max(int(version.version) for version in versions))
     spec, frame = demo_frame()
-    config = TrainingConfig(model_type=model_type, epochs=10, learning_rate=DEFAULT_LEARNING_RATES[model_type],
-                            batch_size=256)
+    config = TrainingConfig(
+        model_type=model_type, epochs=10, learning_rate=DEFAULT_LEARNING_RATES[model_type], batch_size=256
+    )
     result = train_and_log(frame, spec, config, current, {"purpose": "benchmark"})
     version = registry.register_challenger(name, result.model_uri, result.run_id, {"purpose": "benchmark"})
     return current.tracking_uri, name, version

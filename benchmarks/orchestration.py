@@ -22,12 +22,13 @@ Every process started here is stopped at the end, also on failure.
 
     python -m benchmarks.orchestration
 """
+
 from __future__ import annotations
 
 import shutil
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from benchmarks.common import WORK, bytecode_env, median, quick, runs, save
 from include.util.wait import wait_until
@@ -70,7 +71,7 @@ def _wait_for_task_start(client, dag_id: str, run_id: str, timeout: float = RUN_
 
 def training_run(client, conf: dict) -> dict:
     """Trigger ml_training through the REST API, follow it, and measure it."""
-    triggered_at = datetime.now(timezone.utc)
+    triggered_at = datetime.now(UTC)
     run = client.trigger(TRAINING_DAG_ID, conf)
     finished = _wait_for_run(client, TRAINING_DAG_ID, run["dag_run_id"])
     if finished["state"] != "success":
@@ -83,22 +84,32 @@ def _measure_run(client, run: dict, triggered_at: datetime) -> dict:
     ran = [ti for ti in instances if ti.get("start_date") and ti.get("end_date") and ti.get("state") == "success"]
     task_seconds = sum(float(ti["duration"]) for ti in ran)
     wall = (_parse_time(run["end_date"]) - triggered_at).total_seconds()
-    return {"wall_seconds": wall, "task_seconds": task_seconds, "tasks": len(ran),
-            "overhead_seconds": wall - task_seconds, "overhead_per_task_seconds": (wall - task_seconds) / len(ran),
-            "durations": {ti["task_id"]: float(ti["duration"]) for ti in ran}}
+    return {
+        "wall_seconds": wall,
+        "task_seconds": task_seconds,
+        "tasks": len(ran),
+        "overhead_seconds": wall - task_seconds,
+        "overhead_per_task_seconds": (wall - task_seconds) / len(ran),
+        "durations": {ti["task_id"]: float(ti["duration"]) for ti in ran},
+    }
 
 
 def drift_window(client, day: date) -> dict:
     """drift_monitor for [day, day + 1), which must decide to retrain; the latency to the retraining's first task."""
-    logical_date = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
-    run = client.call("POST", f"/dags/{DRIFT_DAG_ID}/dagRuns", json={
-        "logical_date": logical_date.isoformat(), "conf": {"min_rows": 100, "cooldown_days": 0}})
+    logical_date = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    run = client.call(
+        "POST",
+        f"/dags/{DRIFT_DAG_ID}/dagRuns",
+        json={"logical_date": logical_date.isoformat(), "conf": {"min_rows": 100, "cooldown_days": 0}},
+    )
     finished = _wait_for_run(client, DRIFT_DAG_ID, run["dag_run_id"])
     states = {ti["task_id"]: ti for ti in client.task_instances(DRIFT_DAG_ID, run["dag_run_id"])}
     trigger = states["trigger_retraining"]
     if finished["state"] != "success" or trigger.get("state") != "success":
-        raise RuntimeError(f"drift window {day} did not trigger a retraining: "
-                           f"{ {task: ti.get('state') for task, ti in states.items()} }")
+        raise RuntimeError(
+            f"drift window {day} did not trigger a retraining: "
+            f"{ {task: ti.get('state') for task, ti in states.items()} }"
+        )
     training_run_id = f"drift__{day.isoformat()}"
     instances = _wait_for_task_start(client, TRAINING_DAG_ID, training_run_id)
     first = min((ti for ti in instances if ti.get("start_date")), key=lambda ti: _parse_time(ti["start_date"]))
@@ -108,10 +119,14 @@ def drift_window(client, day: date) -> dict:
         raise RuntimeError(f"{TRAINING_DAG_ID} run {training_run_id} ended {training['state']}")
     # the retraining run is an ml_training run too, triggered when trigger_retraining ended
     measured = _measure_run(client, training, _parse_time(trigger["end_date"]))
-    return {"window": day.isoformat(), "latency_seconds": latency, "first_task": first["task_id"],
-            "decision_task_seconds": float(trigger["duration"]),
-            "check_drift_seconds": float(states["check_drift"]["duration"]),
-            "training": {"run_id": training_run_id, **measured}}
+    return {
+        "window": day.isoformat(),
+        "latency_seconds": latency,
+        "first_task": first["task_id"],
+        "decision_task_seconds": float(trigger["duration"]),
+        "check_drift_seconds": float(states["check_drift"]["duration"]),
+        "training": {"run_id": training_run_id, **measured},
+    }
 
 
 def main() -> int:
@@ -121,7 +136,7 @@ def main() -> int:
     from scripts.local_stack import LocalStack, free_port
 
     training_runs, drift_windows = runs(2, 1), runs(3, 1)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     # traffic shortly before today, history before it: the nightly run that unpausing creates
     # (yesterday's window, logical date yesterday) finds no traffic and ends at once, and no
     # drifted window's manual run (logical date: the day after the window) falls on its date
@@ -131,8 +146,9 @@ def main() -> int:
 
     if HOME.exists():
         shutil.rmtree(HOME)
-    stack = LocalStack(home=HOME, api_port=free_port(),
-                       extra_env={"MLOPS_SERVING_PORT": str(free_port()), **bytecode_env()})
+    stack = LocalStack(
+        home=HOME, api_port=free_port(), extra_env={"MLOPS_SERVING_PORT": str(free_port()), **bytecode_env()}
+    )
     try:
         started = time.monotonic()
         stack.setup()
@@ -149,38 +165,53 @@ def main() -> int:
         for index in range(training_runs):
             result = training_run(client, training_conf)
             overhead.append(result)
-            print(f"  orchestration: ml_training run {index + 1}/{training_runs}: {result['wall_seconds']:.1f}s "
-                  f"trigger-to-done, {result['task_seconds']:.1f}s in {result['tasks']} tasks, overhead "
-                  f"{result['overhead_per_task_seconds']:.1f}s per task", flush=True)
+            print(
+                f"  orchestration: ml_training run {index + 1}/{training_runs}: {result['wall_seconds']:.1f}s "
+                f"trigger-to-done, {result['task_seconds']:.1f}s in {result['tasks']} tasks, overhead "
+                f"{result['overhead_per_task_seconds']:.1f}s per task",
+                flush=True,
+            )
 
         # served traffic: one undrifted day, then drifted days (one per drift window)
-        simulate(stack.settings, spec, stack.settings.serving_url, traffic_start, drift_windows + 1,
-                 TRAFFIC_ROWS_PER_DAY, drift=DriftConfig(kind="covariate", start=traffic_start + timedelta(days=1),
-                                                         strength=1.0))
+        simulate(
+            stack.settings,
+            spec,
+            stack.settings.serving_url,
+            traffic_start,
+            drift_windows + 1,
+            TRAFFIC_ROWS_PER_DAY,
+            drift=DriftConfig(kind="covariate", start=traffic_start + timedelta(days=1), strength=1.0),
+        )
         latencies = []
         for offset in range(1, drift_windows + 1):
             window = drift_window(client, traffic_start + timedelta(days=offset))
             latencies.append(window)
-            print(f"  orchestration: drift window {window['window']}: retraining's first task started "
-                  f"{window['latency_seconds']:.1f}s after the decision", flush=True)
+            print(
+                f"  orchestration: drift window {window['window']}: retraining's first task started "
+                f"{window['latency_seconds']:.1f}s after the decision",
+                flush=True,
+            )
     finally:
         stack.stop()
 
     # every ml_training run counts: those triggered through the REST API and those drift triggered
     overhead += [window["training"] for window in latencies]
-    save("orchestration", {
-        "training_runs": overhead,
-        "drift_windows": latencies,
-        "wall_seconds": median([r["wall_seconds"] for r in overhead]),
-        "task_seconds": median([r["task_seconds"] for r in overhead]),
-        "tasks": overhead[0]["tasks"],
-        "overhead_seconds": median([r["overhead_seconds"] for r in overhead]),
-        "overhead_per_task_seconds": median([r["overhead_per_task_seconds"] for r in overhead]),
-        "ratio": median([r["wall_seconds"] / r["task_seconds"] for r in overhead]),
-        "latency_seconds": median([w["latency_seconds"] for w in latencies]),
-        "latency_max_seconds": max(w["latency_seconds"] for w in latencies),
-        "quick": quick(),
-    })
+    save(
+        "orchestration",
+        {
+            "training_runs": overhead,
+            "drift_windows": latencies,
+            "wall_seconds": median([r["wall_seconds"] for r in overhead]),
+            "task_seconds": median([r["task_seconds"] for r in overhead]),
+            "tasks": overhead[0]["tasks"],
+            "overhead_seconds": median([r["overhead_seconds"] for r in overhead]),
+            "overhead_per_task_seconds": median([r["overhead_per_task_seconds"] for r in overhead]),
+            "ratio": median([r["wall_seconds"] / r["task_seconds"] for r in overhead]),
+            "latency_seconds": median([w["latency_seconds"] for w in latencies]),
+            "latency_max_seconds": max(w["latency_seconds"] for w in latencies),
+            "quick": quick(),
+        },
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ as a DAG written without regard to parse cost would. ``include/`` is unchanged.
 
     python -m benchmarks.parse
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,8 +36,19 @@ from benchmarks.common import ROOT, WORK, median, project_env, runs, save
 
 DAGS = sorted((ROOT / "dags").glob("*.py"))
 PLUGIN_PACKAGE = ROOT / "plugins" / "mlops_airflow"
-ML_MODULES = ("torch", "sklearn", "mlflow", "great_expectations", "evidently", "dvc", "pandas", "numpy", "scipy",
-              "pyarrow", "kubernetes")
+ML_MODULES = (
+    "torch",
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "dvc",
+    "pandas",
+    "numpy",
+    "scipy",
+    "pyarrow",
+    "kubernetes",
+)
 TARGET_MS = 50.0
 # Airflow's own floor: the smallest DAG in the style of its example DAGs, one @task and a schedule
 MINIMAL_DAG = '''"""
@@ -125,9 +137,10 @@ def with_top_level_imports(source: str) -> str:
     tree = ast.parse(source)
     hoisted = _hoisted_imports(tree)
     # after the module's own imports, so that `from __future__` stays first
-    last_import = max((index for index, node in enumerate(tree.body) if isinstance(node, (ast.Import, ast.ImportFrom))),
-                      default=0)
-    tree.body[last_import + 1:last_import + 1] = hoisted
+    last_import = max(
+        (index for index, node in enumerate(tree.body) if isinstance(node, (ast.Import, ast.ImportFrom))), default=0
+    )
+    tree.body[last_import + 1 : last_import + 1] = hoisted
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
 
 
@@ -148,8 +161,7 @@ def build_top_level_variant(folder: Path) -> tuple[Path, Path]:
 # ------------------------------------------------------------------------------------------ measuring
 def _process(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT,
-                               timeout=300)
+    completed = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     wall = time.perf_counter() - started
     if completed.returncode != 0:
         raise RuntimeError(f"`python {' '.join(args[:2])}...` failed:\n{completed.stderr[-3000:]}")
@@ -178,15 +190,17 @@ def main() -> int:
     for path in DAGS:
         measure_file(top_dags / path.name, top_env)
 
-    samples: dict[str, dict[str, list[dict]]] = {path.name: {"thin": [], "top": [], "processor": []}
-                                                 for path in [*DAGS, minimal_path]}
+    samples: dict[str, dict[str, list[dict]]] = {
+        path.name: {"thin": [], "top": [], "processor": []} for path in [*DAGS, minimal_path]
+    }
     bare, sdk, hitl = [], [], []
     for _ in range(repetitions):
         # every file and variant once per round, so that a slow spell of the machine hits them all alike
         bare.append(_process(["-c", "pass"], env)[0])
         sdk.append(_process(["-c", "import airflow.sdk"], env)[0])
-        hitl.append(json.loads(_process(["-c", HITL_IMPORT, str(minimal_path)], env)[1].strip().splitlines()[-1])
-                    ["seconds"])
+        hitl.append(
+            json.loads(_process(["-c", HITL_IMPORT, str(minimal_path)], env)[1].strip().splitlines()[-1])["seconds"]
+        )
         for path in [*DAGS, minimal_path]:
             samples[path.name]["thin"].append(measure_file(path, env))
             samples[path.name]["processor"].append(measure_file(path, env, "processor"))
@@ -196,7 +210,7 @@ def main() -> int:
     files = []
     for path in DAGS:
         thin, top, processor = (samples[path.name][variant] for variant in ("thin", "top", "processor"))
-        ratios = [t["parse_seconds"] / p["parse_seconds"] for p, t in zip(thin, top)]
+        ratios = [t["parse_seconds"] / p["parse_seconds"] for p, t in zip(thin, top, strict=False)]
         result = {
             "dag_file": f"dags/{path.name}",
             "parse_ms": 1000 * median([m["parse_seconds"] for m in thin]),
@@ -210,19 +224,29 @@ def main() -> int:
             "ratio": median(ratios),
             "processor_parse_ms": 1000 * median([m["parse_seconds"] for m in processor]),
         }
-        print(f"  parse {result['dag_file']}: {result['parse_ms']:.1f} ms above airflow.sdk, "
-              f"{result['processor_parse_ms']:.1f} ms in the dag-processor ({result['modules']} modules, ML: "
-              f"{result['ml_modules'] or 'none'}); top-level imports {result['top_level_parse_ms']:.0f} ms "
-              f"({', '.join(result['top_level_ml_modules']) or 'no ML'})", flush=True)
+        print(
+            f"  parse {result['dag_file']}: {result['parse_ms']:.1f} ms above airflow.sdk, "
+            f"{result['processor_parse_ms']:.1f} ms in the dag-processor ({result['modules']} modules, ML: "
+            f"{result['ml_modules'] or 'none'}); top-level imports {result['top_level_parse_ms']:.0f} ms "
+            f"({', '.join(result['top_level_ml_modules']) or 'no ML'})",
+            flush=True,
+        )
         files.append(result)
     minimal = samples[minimal_path.name]
-    save("parse", {"runs": repetitions, "target_ms": TARGET_MS, "bare_interpreter_ms": 1000 * median(bare),
-                   "airflow_sdk_process_ms": 1000 * median(sdk),
-                   "minimal_dag_ms": 1000 * median([m["parse_seconds"] for m in minimal["thin"]]),
-                   "minimal_dag_modules": minimal["thin"][0]["modules"],
-                   "minimal_dag_processor_ms": 1000 * median([m["parse_seconds"] for m in minimal["processor"]]),
-                   "hitl_import_ms": 1000 * median(hitl),
-                   "files": files})
+    save(
+        "parse",
+        {
+            "runs": repetitions,
+            "target_ms": TARGET_MS,
+            "bare_interpreter_ms": 1000 * median(bare),
+            "airflow_sdk_process_ms": 1000 * median(sdk),
+            "minimal_dag_ms": 1000 * median([m["parse_seconds"] for m in minimal["thin"]]),
+            "minimal_dag_modules": minimal["thin"][0]["modules"],
+            "minimal_dag_processor_ms": 1000 * median([m["parse_seconds"] for m in minimal["processor"]]),
+            "hitl_import_ms": 1000 * median(hitl),
+            "files": files,
+        },
+    )
     return 0
 
 

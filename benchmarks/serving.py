@@ -16,14 +16,15 @@ every payload with the same probabilities.
 
     python -m benchmarks.serving
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
@@ -48,6 +49,7 @@ def payloads() -> list[dict]:
 @contextmanager
 def server(command: list[str], url: str, env: dict[str, str], log_path: Path, timeout: float = 180) -> Iterator[str]:
     """Start ``command`` in a session of its own, wait until ``url/health`` answers, stop it (and its children)."""
+
     def healthy() -> bool:
         try:
             return requests.get(f"{url}/health", timeout=2).status_code == 200
@@ -58,8 +60,12 @@ def server(command: list[str], url: str, env: dict[str, str], log_path: Path, ti
     process = ManagedProcess.start(command, log_path=log_path, env=env, cwd=ROOT)
     try:
         try:
-            process.wait_healthy(healthy, timeout, interval=0.5, on_timeout=lambda: TimeoutError(
-                f"{shown} not healthy after {timeout:.0f}s; see {log_path}"))
+            process.wait_healthy(
+                healthy,
+                timeout,
+                interval=0.5,
+                on_timeout=lambda: TimeoutError(f"{shown} not healthy after {timeout:.0f}s; see {log_path}"),
+            )
         except ProcessExited as exited:
             raise RuntimeError(f"{shown} exited with {exited.returncode}; see {log_path}") from None
         yield url
@@ -70,8 +76,21 @@ def server(command: list[str], url: str, env: dict[str, str], log_path: Path, ti
 
 def project_server(tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path):
     port = free_port()
-    command = [sys.executable, "-m", "include.serving", "--model-name", name, "--version", version,
-               "--host", "127.0.0.1", "--port", str(port), "--inference-log", str(log_root)]
+    command = [
+        sys.executable,
+        "-m",
+        "include.serving",
+        "--model-name",
+        name,
+        "--version",
+        version,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--inference-log",
+        str(log_root),
+    ]
     env = project_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PYTHONUNBUFFERED="1")
     return server(command, f"http://127.0.0.1:{port}", env, log_path)
 
@@ -79,12 +98,27 @@ def project_server(tracking_uri: str, name: str, version: str, log_root: Path, l
 def mlflow_server(tracking_uri: str, name: str, version: str, log_path: Path):
     port = free_port()
     mlflow = str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "models", "serve", "-m", f"models:/{name}/{version}", "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        mlflow,
+        "models",
+        "serve",
+        "-m",
+        f"models:/{name}/{version}",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     # the model's torch thread count as the project's server sets it, so that the two
     # servers differ in how they serve, not in how the model computes
-    env = project_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PYTHONUNBUFFERED="1",
-                      MLOPS_TORCH_THREADS="1")
+    env = project_env(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_REGISTRY_URI=tracking_uri,
+        PYTHONUNBUFFERED="1",
+        MLOPS_TORCH_THREADS="1",
+    )
     return server(command, f"http://127.0.0.1:{port}", env, log_path)
 
 
@@ -99,9 +133,23 @@ def _probabilities(url: str, bodies: list[dict]) -> list[float]:
 
 
 def load(url: str, payload_file: Path, concurrency: int, seconds: float, warmup: float) -> dict:
-    return run_json(["-m", "benchmarks.loadgen", "--url", f"{url}/invocations", "--payloads", str(payload_file),
-                     "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", str(warmup)],
-                    timeout=seconds + warmup + 120)
+    return run_json(
+        [
+            "-m",
+            "benchmarks.loadgen",
+            "--url",
+            f"{url}/invocations",
+            "--payloads",
+            str(payload_file),
+            "--concurrency",
+            str(concurrency),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+        ],
+        timeout=seconds + warmup + 120,
+    )
 
 
 def main() -> int:
@@ -116,13 +164,17 @@ def main() -> int:
     payload_file = folder / "payloads.json"
     payload_file.write_text(json.dumps(bodies))
 
-    samples: dict[str, dict[int, list[dict]]] = {"project": {c: [] for c in CONCURRENCY},
-                                                  "mlflow": {c: [] for c in CONCURRENCY}}
-    with tempfile.TemporaryDirectory(prefix="serving-bench-log-") as log_root, \
-            project_server(tracking_uri, name, version, Path(log_root), folder / "project-server.log") as ours, \
-            mlflow_server(tracking_uri, name, version, folder / "mlflow-server.log") as theirs:
+    samples: dict[str, dict[int, list[dict]]] = {
+        "project": {c: [] for c in CONCURRENCY},
+        "mlflow": {c: [] for c in CONCURRENCY},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="serving-bench-log-") as log_root,
+        project_server(tracking_uri, name, version, Path(log_root), folder / "project-server.log") as ours,
+        mlflow_server(tracking_uri, name, version, folder / "mlflow-server.log") as theirs,
+    ):
         ours_answers, their_answers = _probabilities(ours, bodies), _probabilities(theirs, bodies)
-        largest_gap = max(abs(a - b) for a, b in zip(ours_answers, their_answers))
+        largest_gap = max(abs(a - b) for a, b in zip(ours_answers, their_answers, strict=False))
         if largest_gap > 1e-6:
             raise RuntimeError(f"the two servers disagree on the same model version (by up to {largest_gap})")
         for repetition in range(repetitions):
@@ -131,27 +183,43 @@ def main() -> int:
                 for tool, url in (("mlflow", theirs), ("project", ours)):
                     result = load(url, payload_file, concurrency, seconds, warmup)
                     samples[tool][concurrency].append(result)
-                    print(f"  serving {tool:<7} c={concurrency:<3} run {repetition + 1}/{repetitions}: "
-                          f"{result['throughput']:8.1f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-                          f"p99 {result['p99_ms']:6.2f} ms", flush=True)
+                    print(
+                        f"  serving {tool:<7} c={concurrency:<3} run {repetition + 1}/{repetitions}: "
+                        f"{result['throughput']:8.1f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+                        f"p99 {result['p99_ms']:6.2f} ms",
+                        flush=True,
+                    )
 
     levels = []
     for concurrency in CONCURRENCY:
         ours_runs, their_runs = samples["project"][concurrency], samples["mlflow"][concurrency]
-        levels.append({
-            "concurrency": concurrency,
-            "project_throughput": median([r["throughput"] for r in ours_runs]),
-            "mlflow_throughput": median([r["throughput"] for r in their_runs]),
-            "project_p50_ms": median([r["p50_ms"] for r in ours_runs]),
-            "mlflow_p50_ms": median([r["p50_ms"] for r in their_runs]),
-            "project_p99_ms": median([r["p99_ms"] for r in ours_runs]),
-            "mlflow_p99_ms": median([r["p99_ms"] for r in their_runs]),
-            "throughput_ratio": median([o["throughput"] / t["throughput"] for o, t in zip(ours_runs, their_runs)]),
-            "runs": [{"project": o, "mlflow": t} for o, t in zip(ours_runs, their_runs)],
-        })
-    save("serving", {"model": f"models:/{name}/{version}", "model_type": "torch_mlp", "runs": repetitions,
-                     "seconds": seconds, "warmup_seconds": warmup, "largest_answer_gap": largest_gap,
-                     "levels": levels})
+        levels.append(
+            {
+                "concurrency": concurrency,
+                "project_throughput": median([r["throughput"] for r in ours_runs]),
+                "mlflow_throughput": median([r["throughput"] for r in their_runs]),
+                "project_p50_ms": median([r["p50_ms"] for r in ours_runs]),
+                "mlflow_p50_ms": median([r["p50_ms"] for r in their_runs]),
+                "project_p99_ms": median([r["p99_ms"] for r in ours_runs]),
+                "mlflow_p99_ms": median([r["p99_ms"] for r in their_runs]),
+                "throughput_ratio": median(
+                    [o["throughput"] / t["throughput"] for o, t in zip(ours_runs, their_runs, strict=False)]
+                ),
+                "runs": [{"project": o, "mlflow": t} for o, t in zip(ours_runs, their_runs, strict=False)],
+            }
+        )
+    save(
+        "serving",
+        {
+            "model": f"models:/{name}/{version}",
+            "model_type": "torch_mlp",
+            "runs": repetitions,
+            "seconds": seconds,
+            "warmup_seconds": warmup,
+            "largest_answer_gap": largest_gap,
+            "levels": levels,
+        },
+    )
     return 0
 
 

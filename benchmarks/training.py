@@ -10,6 +10,7 @@ figures hide any GPU from torch (``CUDA_VISIBLE_DEVICES=""``).
 
     python -m benchmarks.training
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,21 @@ def run_case(model_type: str) -> dict:
     spec, frame = demo_frame()
     train, _ = holdout_split(frame, spec)
     started = time.perf_counter()
-    model = TabularClassifier(model_type).fit(train[spec.feature_names], train[spec.target],
-                                              TabularPreprocessor.from_spec(spec), epochs=EPOCHS,
-                                              learning_rate=DEFAULT_LEARNING_RATES[model_type], batch_size=256)
-    return {"model_type": model_type, "device": model.device, "rows": len(train),
-            "epoch_seconds": [report.seconds for report in model.history],
-            "fit_seconds": time.perf_counter() - started}
+    model = TabularClassifier(model_type).fit(
+        train[spec.feature_names],
+        train[spec.target],
+        TabularPreprocessor.from_spec(spec),
+        epochs=EPOCHS,
+        learning_rate=DEFAULT_LEARNING_RATES[model_type],
+        batch_size=256,
+    )
+    return {
+        "model_type": model_type,
+        "device": model.device,
+        "rows": len(train),
+        "epoch_seconds": [report.seconds for report in model.history],
+        "fit_seconds": time.perf_counter() - started,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,15 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         for device, env in devices.items():
             if device == "gpu" and model_type != "torch_mlp":
                 continue  # gradient boosting trains on the CPU whatever the machine has
-            fits = [run_json(["-m", "benchmarks.training", "case", "--model-type", model_type], env=env)
-                    for _ in range(runs(3))]
+            fits = [
+                run_json(["-m", "benchmarks.training", "case", "--model-type", model_type], env=env)
+                for _ in range(runs(3))
+            ]
             epochs = [seconds for fit in fits for seconds in fit["epoch_seconds"][1:]]
-            result = {"model_type": model_type, "device": device, "device_name": fits[0]["device"],
-                      "rows": fits[0]["rows"], "fits": len(fits), "epoch_seconds": median(epochs),
-                      "first_epoch_seconds": median([fit["epoch_seconds"][0] for fit in fits]),
-                      "fit_seconds": median([fit["fit_seconds"] for fit in fits])}
-            print(f"  training {model_type} on {result['device_name']}: {1000 * result['epoch_seconds']:.0f} ms "
-                  f"per epoch ({result['rows']} rows)", flush=True)
+            result = {
+                "model_type": model_type,
+                "device": device,
+                "device_name": fits[0]["device"],
+                "rows": fits[0]["rows"],
+                "fits": len(fits),
+                "epoch_seconds": median(epochs),
+                "first_epoch_seconds": median([fit["epoch_seconds"][0] for fit in fits]),
+                "fit_seconds": median([fit["fit_seconds"] for fit in fits]),
+            }
+            print(
+                f"  training {model_type} on {result['device_name']}: {1000 * result['epoch_seconds']:.0f} ms "
+                f"per epoch ({result['rows']} rows)",
+                flush=True,
+            )
             results.append(result)
     save("training", {"gpu": gpu, "epochs": EPOCHS, "results": results})
     return 0

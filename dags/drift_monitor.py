@@ -22,6 +22,7 @@ days of traffic that end with it:
 
 Backfill a range from the UI (*Trigger* ▸ *Backfill*) or the REST API (`POST /api/v2/backfills`).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -59,16 +60,22 @@ def drift_monitor():
     @task
     def check_drift(params=None, data_interval_start=None, data_interval_end=None) -> dict:
         from include.data.spec import load_spec
-        from include.monitoring.drift import DriftInputError, check_drift as run_check
+        from include.monitoring.drift import DriftInputError
+        from include.monitoring.drift import check_drift as run_check
         from mlops_airflow.runtime import task_settings
 
         settings = task_settings()
         try:
-            result = run_check(settings, load_spec(settings.dataset_spec), data_interval_start, data_interval_end,
-                               window_days=params["window_days"],
-                               min_rows=params["min_rows"],
-                               drift_share_threshold=params["drift_share_threshold"],
-                               performance_drop_threshold=params["performance_drop_threshold"])
+            result = run_check(
+                settings,
+                load_spec(settings.dataset_spec),
+                data_interval_start,
+                data_interval_end,
+                window_days=params["window_days"],
+                min_rows=params["min_rows"],
+                drift_share_threshold=params["drift_share_threshold"],
+                performance_drop_threshold=params["performance_drop_threshold"],
+            )
         except DriftInputError as bad_window:
             # a broken window stays broken on retry, and must never read as "no drift"
             raise AirflowFailException(f"window {data_interval_start}..{data_interval_end}: {bad_window}") from None
@@ -76,8 +83,9 @@ def drift_monitor():
             raise AirflowSkipException(f"skipped: insufficient data: {result['reason']}")
         return result
 
-    RetrainOnDriftOperator(task_id="trigger_retraining", drift_task_id="check_drift",
-                           execution_timeout=timedelta(minutes=5)).set_upstream(check_drift())
+    RetrainOnDriftOperator(
+        task_id="trigger_retraining", drift_task_id="check_drift", execution_timeout=timedelta(minutes=5)
+    ).set_upstream(check_drift())
 
 
 dag = drift_monitor()

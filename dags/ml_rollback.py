@@ -11,6 +11,7 @@ Trigger it manually with `target` = a version number, or `previous` for the cham
 the current one. A target that does not exist, or is already the champion, is refused
 before anything changes.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -35,11 +36,22 @@ DEFAULT_ARGS = {
     max_active_runs=1,
     tags=["ml", "deployment", "rollback", "customer_churn"],
     params={
-        "target": Param("previous", type="string", pattern=r"^(previous|[1-9][0-9]*)$", section="Rollback",
-                        title="Version to serve",
-                        description='A registered version number, or "previous" for the previous champion.'),
-        "reason": Param("rollback", type="string", minLength=1, maxLength=500, section="Rollback",
-                        description="Why; recorded on both model versions."),
+        "target": Param(
+            "previous",
+            type="string",
+            pattern=r"^(previous|[1-9][0-9]*)$",
+            section="Rollback",
+            title="Version to serve",
+            description='A registered version number, or "previous" for the previous champion.',
+        ),
+        "reason": Param(
+            "rollback",
+            type="string",
+            minLength=1,
+            maxLength=500,
+            section="Rollback",
+            description="Why; recorded on both model versions.",
+        ),
     },
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
@@ -47,15 +59,21 @@ DEFAULT_ARGS = {
 def ml_rollback():
     @task
     def rollback(params=None, dag_run=None) -> dict:
-        from include.data.spec import load_spec
         from include import pipeline
+        from include.data.spec import load_spec
         from mlops_airflow.runtime import kubernetes_client, task_settings
 
         settings = task_settings()
         actor = getattr(dag_run, "triggering_user_name", None) or "airflow"
-        return pipeline.rollback(settings, load_spec(settings.dataset_spec), params["target"], actor=actor,
-                                 reason=params["reason"], airflow_run_id=dag_run.run_id,
-                                 kubernetes_client=kubernetes_client(settings))
+        return pipeline.rollback(
+            settings,
+            load_spec(settings.dataset_spec),
+            params["target"],
+            actor=actor,
+            reason=params["reason"],
+            airflow_run_id=dag_run.run_id,
+            kubernetes_client=kubernetes_client(settings),
+        )
 
     rollback()
 

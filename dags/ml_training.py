@@ -22,6 +22,7 @@ one version per run:
 
 Trigger it from the UI (the form explains each param), the REST API, or the `drift_monitor` DAG.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,15 +60,15 @@ DEFAULT_ARGS = {
 def ml_training():
     @task
     def snapshot(params=None, dag_run=None) -> dict:
-        from include.data.spec import load_spec
         from include import pipeline
+        from include.data.partitions import UnreadablePartition
+        from include.data.spec import load_spec
         from mlops_airflow.runtime import task_settings
 
-        from include.data.partitions import UnreadablePartition
-
         settings = task_settings()
-        start, end = pipeline.training_window(params["training_window_end"], params["training_window_days"],
-                                              dag_run.run_after.date())
+        start, end = pipeline.training_window(
+            params["training_window_end"], params["training_window_days"], dag_run.run_after.date()
+        )
         try:
             return pipeline.snapshot(settings, load_spec(settings.dataset_spec), start, end)
         except UnreadablePartition as broken:
@@ -76,8 +77,8 @@ def ml_training():
 
     @task(retries=0)
     def validate(data_ref: dict) -> dict:
-        from include.data.spec import load_spec
         from include import pipeline
+        from include.data.spec import load_spec
         from mlops_airflow.runtime import task_settings
 
         settings = task_settings()
@@ -89,27 +90,41 @@ def ml_training():
 
     train = training_task(
         arguments=[
-            "--data-ref", "{{ ti.xcom_pull(task_ids='snapshot') | tojson }}",
-            "--model-type", "{{ params.model_type }}",
-            "--epochs", "{{ params.epochs }}",
-            "--learning-rate", "{{ params.learning_rate or 'auto' }}",
-            "--batch-size", "{{ params.batch_size }}",
-            "--tag", "airflow.dag_id={{ dag.dag_id }}",
-            "--tag", "airflow.run_id={{ run_id }}",
-            "--tag", "reason={{ params.reason }}",
+            "--data-ref",
+            "{{ ti.xcom_pull(task_ids='snapshot') | tojson }}",
+            "--model-type",
+            "{{ params.model_type }}",
+            "--epochs",
+            "{{ params.epochs }}",
+            "--learning-rate",
+            "{{ params.learning_rate or 'auto' }}",
+            "--batch-size",
+            "{{ params.batch_size }}",
+            "--tag",
+            "airflow.dag_id={{ dag.dag_id }}",
+            "--tag",
+            "airflow.run_id={{ run_id }}",
+            "--tag",
+            "reason={{ params.reason }}",
         ],
         execution_timeout=timedelta(minutes=60),
     )
 
     @task
     def evaluate(data_ref: dict, training: dict, params=None) -> dict:
-        from include.data.spec import load_spec
         from include import pipeline
+        from include.data.spec import load_spec
         from mlops_airflow.runtime import task_settings
 
         settings = task_settings()
-        return pipeline.evaluate(settings, load_spec(settings.dataset_spec), data_ref, training,
-                                 latency_budget_ms=params["latency_budget_ms"], metric=params["gate_metric"])
+        return pipeline.evaluate(
+            settings,
+            load_spec(settings.dataset_spec),
+            data_ref,
+            training,
+            latency_budget_ms=params["latency_budget_ms"],
+            metric=params["gate_metric"],
+        )
 
     @task.short_circuit
     def gate(evaluation: dict, training: dict, params=None, ti=None) -> bool:
@@ -119,7 +134,8 @@ def ml_training():
 
         settings = task_settings()
         metric, minimum, max_regression = pipeline.gate_thresholds(
-            load_spec(settings.dataset_spec), params["gate_metric"], params["gate_min"], params["max_regression"])
+            load_spec(settings.dataset_spec), params["gate_metric"], params["gate_min"], params["max_regression"]
+        )
         decision = pipeline.gate(settings, evaluation, training, minimum, max_regression, metric=metric)
         ti.xcom_push(key="decision", value=decision)
         # False skips register and deploy: a rejected challenger is an outcome, not a failure
@@ -153,14 +169,19 @@ def ml_training():
     # rollout, smoke test and a possible rollback each wait up to 10 minutes on a cluster
     @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=30))
     def deploy(data_ref: dict, version: str) -> dict:
-        from include.data.spec import load_spec
         from include import pipeline
+        from include.data.spec import load_spec
         from mlops_airflow.runtime import kubernetes_client, task_settings
 
         settings = task_settings()
         try:
-            return pipeline.deploy(settings, load_spec(settings.dataset_spec), data_ref, version,
-                                   kubernetes_client=kubernetes_client(settings))
+            return pipeline.deploy(
+                settings,
+                load_spec(settings.dataset_spec),
+                data_ref,
+                version,
+                kubernetes_client=kubernetes_client(settings),
+            )
         except pipeline.PromotionRefused as refused:
             # another run promoted a better champion meanwhile: an outcome, like a gate rejection
             raise AirflowSkipException(f"not promoted: {refused}") from None

@@ -10,13 +10,15 @@ advisory lock, or a file lock on one machine), and :func:`promote_champion` move
 ``champion`` only from the version its caller saw (compare and set), so a
 concurrent move is an error, never a lost update.
 """
+
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from include.settings import is_postgres_url, url_scheme
 
@@ -36,8 +38,10 @@ class ChampionChanged(RuntimeError):
 
     def __init__(self, model_name: str, expected: str | None, actual: str | None):
         self.expected, self.actual = expected, actual
-        super().__init__(f"champion of {model_name} is version {actual or 'none'}, not version {expected or 'none'} "
-                         f"as expected: another promotion moved it; nothing was changed")
+        super().__init__(
+            f"champion of {model_name} is version {actual or 'none'}, not version {expected or 'none'} "
+            f"as expected: another promotion moved it; nothing was changed"
+        )
 
 
 def _client():
@@ -72,7 +76,7 @@ def validate_version(version: object) -> str:
     is_text_or_number = isinstance(version, (str, int)) and not isinstance(version, bool)
     text = str(version).strip() if is_text_or_number else ""
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise ValueError(f"model version must be a positive integer such as \"3\", got {version!r}")
+        raise ValueError(f'model version must be a positive integer such as "3", got {version!r}')
     return str(int(text))
 
 
@@ -81,8 +85,7 @@ def model_uri(model_name: str, version: str) -> str:
     return f"models:/{model_name}/{version}"
 
 
-def register_challenger(model_name: str, source_uri: str, source_run_id: str,
-                        tags: Mapping[str, object]) -> str:
+def register_challenger(model_name: str, source_uri: str, source_run_id: str, tags: Mapping[str, object]) -> str:
     """Register ``source_uri`` as a new version, tag it and point ``challenger`` at it.
 
     Idempotent: a retry of the same training run finds the version it already
@@ -108,7 +111,9 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, object]) 
     client = _client()
     for key, value in tags.items():
         # booleans as "true"/"false", the way the gate writes its own tags
-        client.set_model_version_tag(model_name, version, key, str(value).lower() if isinstance(value, bool) else str(value))
+        client.set_model_version_tag(
+            model_name, version, key, str(value).lower() if isinstance(value, bool) else str(value)
+        )
 
 
 def version_tags(model_name: str, version: str) -> dict[str, str]:
@@ -143,7 +148,7 @@ _held = threading.local()
 
 
 @contextmanager
-def promotion_lock(settings: "Settings", model_name: str, timeout_s: float = PROMOTION_LOCK_TIMEOUT_S) -> Iterator[None]:
+def promotion_lock(settings: Settings, model_name: str, timeout_s: float = PROMOTION_LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold the lock that serialises every promotion (and rollback) of ``model_name``; yields None.
 
     ``settings.promotion_lock`` says where: a PostgreSQL URL takes a session advisory
@@ -168,8 +173,9 @@ def promotion_lock(settings: "Settings", model_name: str, timeout_s: float = PRO
     if is_postgres_url(target):
         lock = _advisory_lock(target, model_name, timeout_s)
     elif scheme:
-        raise ValueError(f"MLOPS_PROMOTION_LOCK={_redacted(target)!r}: a PostgreSQL URL or a file path, "
-                         f"not a {scheme}:// URL")
+        raise ValueError(
+            f"MLOPS_PROMOTION_LOCK={_redacted(target)!r}: a PostgreSQL URL or a file path, not a {scheme}:// URL"
+        )
     else:
         lock = _file_lock(Path(target), timeout_s)
     with lock:
@@ -209,8 +215,10 @@ def _advisory_lock(url: str, model_name: str, timeout_s: float) -> Iterator[None
             try:
                 connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(model_name)})
             except OperationalError as exc:
-                raise TimeoutError(f"another promotion of {model_name} held the lock in {_redacted(url)} "
-                                   f"for more than {timeout_s:.0f}s") from exc
+                raise TimeoutError(
+                    f"another promotion of {model_name} held the lock in {_redacted(url)} "
+                    f"for more than {timeout_s:.0f}s"
+                ) from exc
             try:
                 yield
             finally:

@@ -3,11 +3,12 @@
 Called explicitly by each entry point (never at import) so that tests and the
 two profiles can point at different stores.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from include.settings import Settings
 

@@ -5,6 +5,7 @@ On the local profile's SQLite, Airflow may answer 503 "database is locked"; it h
 undone what the request began by then, so :meth:`AirflowClient.call` sends the
 same request again after waits of :data:`LOCKED_RETRY_DELAYS` seconds.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,7 +13,6 @@ import time
 import requests
 
 from include.util.wait import wait_until
-
 
 LOCKED_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
 
@@ -26,8 +26,9 @@ class AirflowClient:
 
     def __init__(self, base_url: str, username: str, password: str):
         self.base_url = base_url
-        response = requests.post(f"{base_url}/auth/token", json={"username": username, "password": password},
-                                 timeout=30)
+        response = requests.post(
+            f"{base_url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
         response.raise_for_status()
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -51,6 +52,7 @@ class AirflowClient:
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict:
         """Wait until the dag-processor has parsed ``dag_id``; fail fast on an import error."""
+
         def parsed() -> dict | None:
             response = self.request("GET", f"/dags/{dag_id}")
             if response.status_code == 200:
@@ -73,8 +75,9 @@ class AirflowClient:
         """
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
         try:
-            return self.call("POST", "/backfills",
-                             json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date, **options})
+            return self.call(
+                "POST", "/backfills", json={"dag_id": dag_id, "from_date": from_date, "to_date": to_date, **options}
+            )
         finally:
             self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 

@@ -4,19 +4,31 @@ The file is checked in full before anything is written, so a malformed file
 fails the set-up with the offending key named and leaves Airflow unchanged.
 Loading uses Airflow's own ``connections/variables/pools import`` commands.
 """
+
 from __future__ import annotations
 
 import json
 import string
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-CONNECTION_FIELDS = {"conn_id", "conn_type", "conn_host", "conn_schema", "conn_login", "conn_password",
-                     "conn_port", "conn_extra", "conn_uri", "conn_description"}
+CONNECTION_FIELDS = {
+    "conn_id",
+    "conn_type",
+    "conn_host",
+    "conn_schema",
+    "conn_login",
+    "conn_password",
+    "conn_port",
+    "conn_extra",
+    "conn_uri",
+    "conn_description",
+}
 POOL_FIELDS = {"pool_name", "pool_slot", "pool_description", "pool_include_deferred"}
 VARIABLE_FIELDS = {"variable_name", "variable_value"}
 # What the DAGs cannot run without: the tracking server's connection, and the pools their
@@ -111,9 +123,12 @@ def parse_settings(raw: Any, environ: Mapping[str, str], source: str = "airflow_
         if port not in (None, "") and not str(port).isdigit():
             raise SettingsError(f"{where}: conn_port must be a number, got {port!r}")
         connection = {
-            "conn_type": entry.get("conn_type"), "host": entry.get("conn_host"),
-            "schema": entry.get("conn_schema"), "login": entry.get("conn_login"),
-            "password": entry.get("conn_password"), "port": int(port) if port not in (None, "") else None,
+            "conn_type": entry.get("conn_type"),
+            "host": entry.get("conn_host"),
+            "schema": entry.get("conn_schema"),
+            "login": entry.get("conn_login"),
+            "password": entry.get("conn_password"),
+            "port": int(port) if port not in (None, "") else None,
             "extra": json.dumps(_expand(extra, f"{where}.conn_extra", environ)) if extra else None,
             "description": entry.get("conn_description"),
         }
@@ -129,7 +144,8 @@ def parse_settings(raw: Any, environ: Mapping[str, str], source: str = "airflow_
         if not isinstance(slots, int) or isinstance(slots, bool) or slots < 0:
             raise SettingsError(f"{where}: pool_slot must be a non-negative integer, got {slots!r}")
         settings.pools[entry["pool_name"]] = {
-            "slots": slots, "description": entry.get("pool_description") or "",
+            "slots": slots,
+            "description": entry.get("pool_description") or "",
             "include_deferred": bool(entry.get("pool_include_deferred", False)),
         }
     for index, entry in enumerate(_entries(body.get("variables"), "variables", source)):
@@ -140,7 +156,9 @@ def parse_settings(raw: Any, environ: Mapping[str, str], source: str = "airflow_
         value = entry["variable_value"]
         settings.variables[entry["variable_name"]] = _expand(
             value if isinstance(value, str) else json.dumps(value),
-            f"{source}: variable '{entry['variable_name']}'", environ)
+            f"{source}: variable '{entry['variable_name']}'",
+            environ,
+        )
     _check_required(settings, source)
     return settings
 
@@ -148,20 +166,25 @@ def parse_settings(raw: Any, environ: Mapping[str, str], source: str = "airflow_
 def _check_required(settings: AirflowSettings, source: str) -> None:
     for conn_id in REQUIRED_CONNECTIONS:
         if conn_id not in settings.connections:
-            raise SettingsError(f"{source}: connection '{conn_id}' is missing from airflow.connections "
-                                f"(the DAGs need it)")
+            raise SettingsError(
+                f"{source}: connection '{conn_id}' is missing from airflow.connections (the DAGs need it)"
+            )
     mlflow = settings.connections["mlflow_default"]
     extra = json.loads(mlflow.get("extra") or "{}")
     if not (isinstance(extra, dict) and extra.get("tracking_uri")) and not mlflow.get("host"):
-        raise SettingsError(f"{source}: connection 'mlflow_default': missing key 'conn_extra.tracking_uri' "
-                            f"(or conn_host): where the MLflow tracking server is")
+        raise SettingsError(
+            f"{source}: connection 'mlflow_default': missing key 'conn_extra.tracking_uri' "
+            f"(or conn_host): where the MLflow tracking server is"
+        )
     for pool, slots in REQUIRED_POOLS.items():
         if pool not in settings.pools:
-            raise SettingsError(f"{source}: pool '{pool}' is missing from airflow.pools (tasks in it would "
-                                f"never be scheduled)")
+            raise SettingsError(
+                f"{source}: pool '{pool}' is missing from airflow.pools (tasks in it would never be scheduled)"
+            )
         if slots is not None and settings.pools[pool]["slots"] != slots:
-            raise SettingsError(f"{source}: pool '{pool}': pool_slot must be {slots}, got "
-                                f"{settings.pools[pool]['slots']}")
+            raise SettingsError(
+                f"{source}: pool '{pool}': pool_slot must be {slots}, got {settings.pools[pool]['slots']}"
+            )
 
 
 def load_settings_file(path: Path, environ: Mapping[str, str]) -> AirflowSettings:

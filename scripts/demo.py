@@ -25,6 +25,7 @@ Each run starts from a fresh local state (``.local/``; with DATASET, everything
 but ``.local/data/``, where your landed days may live), so the story is the same
 every time. ``make stop`` stops everything it started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,10 +34,10 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Sequence
 
 from include.util.wait import wait_until
 from scripts.local_stack import LocalStack
@@ -81,9 +82,12 @@ def split_days(days: Sequence[date], share: float = HISTORY_SHARE) -> tuple[list
 
 def training_conf(name: str, history: Sequence[date]) -> dict:
     """The ``ml_training`` conf of the first champion: every history day, nothing later."""
-    return {"reason": f"make demo: {name}", "model_type": "sklearn_hgb",
-            "training_window_end": history[-1].isoformat(),
-            "training_window_days": min(MAX_TRAINING_DAYS, calendar_days(history[0], history[-1]))}
+    return {
+        "reason": f"make demo: {name}",
+        "model_type": "sklearn_hgb",
+        "training_window_end": history[-1].isoformat(),
+        "training_window_days": min(MAX_TRAINING_DAYS, calendar_days(history[0], history[-1])),
+    }
 
 
 def min_rows_for(rows: int) -> int:
@@ -94,11 +98,12 @@ def min_rows_for(rows: int) -> int:
 @dataclass(frozen=True)
 class Window:
     """One ``drift_monitor`` check: the replayed days ``first..last``, run at the day after ``last``."""
+
     first: date
     last: date
-    days: int          # replayed days in first..last
-    rows: int          # replayed rows the check compares (those of its last window_days days)
-    window_days: int   # calendar days the check reads, ending with ``last``
+    days: int  # replayed days in first..last
+    rows: int  # replayed rows the check compares (those of its last window_days days)
+    window_days: int  # calendar days the check reads, ending with ``last``
 
     @property
     def min_rows(self) -> int:
@@ -123,8 +128,9 @@ class Window:
         return span([self.first, self.last])
 
 
-def plan_windows(day_rows: Sequence[tuple[date, int]], max_windows: int = MAX_WINDOWS,
-                 max_window_days: int = MAX_WINDOW_DAYS) -> list[Window]:
+def plan_windows(
+    day_rows: Sequence[tuple[date, int]], max_windows: int = MAX_WINDOWS, max_window_days: int = MAX_WINDOW_DAYS
+) -> list[Window]:
     """Split the replayed days ``(day, rows)`` into at most ``max_windows`` consecutive windows.
 
     Each window holds a run of consecutive replayed days (sizes differ by one at most,
@@ -140,7 +146,7 @@ def plan_windows(day_rows: Sequence[tuple[date, int]], max_windows: int = MAX_WI
     windows, start = [], 0
     for index in range(count):
         size = len(ordered) // count + (1 if index < len(ordered) % count else 0)
-        chunk, start = ordered[start:start + size], start + size
+        chunk, start = ordered[start : start + size], start + size
         first, last = chunk[0][0], chunk[-1][0]
         window_days = min(max_window_days, calendar_days(first, last))
         checked_from = last - timedelta(days=window_days - 1)
@@ -155,8 +161,9 @@ def reset_state(stack: LocalStack, keep: str | None = None) -> None:
     if not stack.home.exists():
         return
     spared = f", keeping {stack.home / keep}" if keep else ""
-    print(f"resetting the demo state in {stack.home} (Airflow, MLflow, DVC, logs){spared} for a clean run...",
-          flush=True)
+    print(
+        f"resetting the demo state in {stack.home} (Airflow, MLflow, DVC, logs){spared} for a clean run...", flush=True
+    )
     stack.stop()
     if keep is None:
         shutil.rmtree(stack.home)
@@ -195,8 +202,10 @@ def land_history(stack: LocalStack, first_day: date, days: int, rows_per_day: in
 
     spec = load_spec(stack.settings.dataset_spec, stack.env())
     land_days(spec, first_day, days, rows_per_day)
-    print(f"demo data: landed {days} days x {rows_per_day} rows ({first_day}..{first_day + timedelta(days=days - 1)}) "
-          f"in {spec.location}")
+    print(
+        f"demo data: landed {days} days x {rows_per_day} rows ({first_day}..{first_day + timedelta(days=days - 1)}) "
+        f"in {spec.location}"
+    )
 
 
 # --------------------------------------------------------------------------- following runs
@@ -226,24 +235,30 @@ def train(client, conf: dict, timeout: float) -> dict:
 
 def retraining_runs(client) -> list[dict]:
     """The ``ml_training`` runs drift_monitor created (``drift__<day>``), oldest first."""
-    runs = client.call("GET", f"/dags/{DAG_ID}/dagRuns",
-                       params={"run_id_pattern": "drift__%", "limit": 100}).get("dag_runs", [])
+    runs = client.call("GET", f"/dags/{DAG_ID}/dagRuns", params={"run_id_pattern": "drift__%", "limit": 100}).get(
+        "dag_runs", []
+    )
     return sorted((r for r in runs if r["dag_run_id"].startswith("drift__")), key=lambda r: r["dag_run_id"])
 
 
 def wait_until_idle(client, dag_id: str, timeout: float) -> None:
     """Wait for the queued and running runs of ``dag_id`` (e.g. the scheduled one unpausing created)."""
+
     def idle() -> bool:
-        active = client.call("GET", f"/dags/{dag_id}/dagRuns",
-                             params={"state": ["queued", "running"], "limit": 100}).get("dag_runs", [])
+        active = client.call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"], "limit": 100}
+        ).get("dag_runs", [])
         return not active
 
     wait_until(idle, timeout, interval=3, what=f"{dag_id} still has active runs")
 
 
 def xcom(client, run_id: str, task_id: str, key: str = "return_value", dag_id: str = DAG_ID):
-    response = client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-                              params={"deserialize": True})
+    response = client.request(
+        "GET",
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+        params={"deserialize": True},
+    )
     return response.json().get("value") if response.status_code == 200 else None
 
 
@@ -270,12 +285,17 @@ def print_summary(stack: LocalStack, client, run: dict) -> bool:
     print(f"model version : {version or 'none registered'}")
     print(f"champion      : {stack.settings.model_name} v{champion}" if champion else "champion      : none")
     if deployed:
-        print(f"serving       : {deployed['url']}/invocations (model v{deployed['version']}, "
-              f"previous champion: {deployed['previous_champion'] or 'none'})")
-    print(f"Airflow UI    : {stack.api_url}/dags/{DAG_ID}/runs/{run_id}  "
-          f"(user admin, password {stack.admin_password()})")
-    print(f"MLflow        : {stack.settings.tracking_uri}  "
-          f"(browse: mlflow ui --backend-store-uri {stack.settings.tracking_uri} --host 127.0.0.1)")
+        print(
+            f"serving       : {deployed['url']}/invocations (model v{deployed['version']}, "
+            f"previous champion: {deployed['previous_champion'] or 'none'})"
+        )
+    print(
+        f"Airflow UI    : {stack.api_url}/dags/{DAG_ID}/runs/{run_id}  (user admin, password {stack.admin_password()})"
+    )
+    print(
+        f"MLflow        : {stack.settings.tracking_uri}  "
+        f"(browse: mlflow ui --backend-store-uri {stack.settings.tracking_uri} --host 127.0.0.1)"
+    )
     print(f"task logs     : {stack.airflow_home / 'logs'}")
     print("stop it all   : make stop")
     print("=" * 72)
@@ -295,8 +315,14 @@ def window_outcome(client, run: dict) -> dict:
     outcome, reason = decision.get("outcome", "skipped"), decision.get("reason", "see the check_drift log")
     if run["state"] == "failed":
         outcome, reason = "failed", "see the check_drift log"
-    return {"window": run["data_interval_start"][:10], "state": run["state"], "rows": metrics.get("rows"),
-            "drift_share": metrics.get("drift_share"), "outcome": outcome, "reason": reason}
+    return {
+        "window": run["data_interval_start"][:10],
+        "state": run["state"],
+        "rows": metrics.get("rows"),
+        "drift_share": metrics.get("drift_share"),
+        "outcome": outcome,
+        "reason": reason,
+    }
 
 
 def describe_window(client, run: dict) -> str:
@@ -312,46 +338,69 @@ def simulate_traffic(stack: LocalStack, first_day: date, days: int, drift_day: d
     from include.simulation.traffic import simulate
 
     spec = load_spec(stack.settings.dataset_spec, stack.env())
-    print(f"\nsending {days} days of traffic ({first_day}..{first_day + timedelta(days=days - 1)}) to "
-          f"{stack.settings.serving_url}, covariate drift from {drift_day}...", flush=True)
-    summaries = simulate(stack.settings, spec, stack.settings.serving_url, first_day, days, rows_per_day,
-                         drift=DriftConfig(kind="covariate", start=drift_day, strength=1.0))
+    print(
+        f"\nsending {days} days of traffic ({first_day}..{first_day + timedelta(days=days - 1)}) to "
+        f"{stack.settings.serving_url}, covariate drift from {drift_day}...",
+        flush=True,
+    )
+    summaries = simulate(
+        stack.settings,
+        spec,
+        stack.settings.serving_url,
+        first_day,
+        days,
+        rows_per_day,
+        drift=DriftConfig(kind="covariate", start=drift_day, strength=1.0),
+    )
     for day in summaries:
-        print(f"  {day.day}  {day.rows} rows in {day.requests} requests  {'drifted' if day.drifted else 'normal '}  "
-              f"mean p(churn) {day.mean_probability:.3f}")
+        print(
+            f"  {day.day}  {day.rows} rows in {day.requests} requests  {'drifted' if day.drifted else 'normal '}  "
+            f"mean p(churn) {day.mean_probability:.3f}"
+        )
     return summaries
 
 
 def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: float) -> list[dict]:
     """Backfill drift_monitor over [first_day, last_day] one window at a time; the runs, in date order."""
     backfill = client.create_backfill(
-        DRIFT_DAG_ID, utc_midnight(first_day), utc_midnight(last_day), max_active_runs=1,
+        DRIFT_DAG_ID,
+        utc_midnight(first_day),
+        utc_midnight(last_day),
+        max_active_runs=1,
         reprocess_behavior="completed",
         # backfills only report drift unless asked: here the story is to retrain from history
-        dag_run_conf={"allow_backfill_retrain": True})
-    print(f"\nbackfilling {DRIFT_DAG_ID} {first_day}..{last_day} through the REST API (backfill {backfill['id']}), "
-          f"one window at a time:", flush=True)
+        dag_run_conf={"allow_backfill_retrain": True},
+    )
+    print(
+        f"\nbackfilling {DRIFT_DAG_ID} {first_day}..{last_day} through the REST API (backfill {backfill['id']}), "
+        f"one window at a time:",
+        flush=True,
+    )
     reported: set[str] = set()
     runs: list[dict] = []
 
     def finished() -> bool:
         nonlocal runs
-        runs = client.call("GET", f"/dags/{DRIFT_DAG_ID}/dagRuns",
-                           params={"run_type": "backfill", "order_by": "logical_date", "limit": 100})["dag_runs"]
+        runs = client.call(
+            "GET",
+            f"/dags/{DRIFT_DAG_ID}/dagRuns",
+            params={"run_type": "backfill", "order_by": "logical_date", "limit": 100},
+        )["dag_runs"]
         runs = [r for r in runs if r.get("backfill_id") in (None, backfill["id"])]
         for run in runs:
             if run["state"] in FINISHED and run["dag_run_id"] not in reported:
                 reported.add(run["dag_run_id"])
                 print("  " + describe_window(client, run), flush=True)
-        return bool(client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")) and \
-            all(r["state"] in FINISHED for r in runs)
+        return bool(client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")) and all(
+            r["state"] in FINISHED for r in runs
+        )
 
     wait_until(finished, timeout, interval=3, what=f"backfill {backfill['id']} not finished")
     return runs
 
 
 def utc_midnight(day: date) -> str:
-    return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc).isoformat()
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC).isoformat()
 
 
 def run_generated(args, started: float) -> int:
@@ -368,8 +417,11 @@ def run_generated(args, started: float) -> int:
     client = start_airflow(stack)
 
     # 1. the first champion, from the history
-    run = train(client, {"reason": "make demo: first model",
-                         "training_window_end": (traffic_start - timedelta(days=1)).isoformat()}, args.timeout)
+    run = train(
+        client,
+        {"reason": "make demo: first model", "training_window_end": (traffic_start - timedelta(days=1)).isoformat()},
+        args.timeout,
+    )
     if not print_summary(stack, client, run):
         return 1
 
@@ -381,8 +433,10 @@ def run_generated(args, started: float) -> int:
     windows = [window_outcome(client, r) for r in runs]
     fired = [w for w in windows if w["outcome"] == "retrain"]
     retraining = retraining_runs(client)
-    print(f"\nretraining fired from {len(fired)} window(s): {', '.join(w['window'] for w in fired) or 'none'}; "
-          f"{len(retraining)} {DAG_ID} run(s) created by drift_monitor")
+    print(
+        f"\nretraining fired from {len(fired)} window(s): {', '.join(w['window'] for w in fired) or 'none'}; "
+        f"{len(retraining)} {DAG_ID} run(s) created by drift_monitor"
+    )
     ok = len(fired) == 1 and len(retraining) == 1
     if retraining:
         print(f"following {DAG_ID} run {retraining[0]['dag_run_id']}:", flush=True)
@@ -427,8 +481,10 @@ def landed_days(stack: LocalStack, spec) -> list[date]:
     for key, path in (("location", Path(spec.location)), ("expectation_suite", spec.expectation_suite)):
         resolved = path.resolve()
         if resolved.is_relative_to(stack.home) and not resolved.is_relative_to(kept):
-            raise DatasetNotReady(f"the spec's {key} {path} lies in {stack.home}, which make demo resets "
-                                  f"(all but {kept}/): move it under {kept}/ or out of {stack.home}")
+            raise DatasetNotReady(
+                f"the spec's {key} {path} lies in {stack.home}, which make demo resets "
+                f"(all but {kept}/): move it under {kept}/ or out of {stack.home}"
+            )
     try:
         days = partition_dates(spec)
     except DataError as exc:
@@ -437,7 +493,8 @@ def landed_days(stack: LocalStack, spec) -> list[date]:
         raise DatasetNotReady(
             f"no landed partition of {spec.name} in {spec.location}. Land your export first:\n"
             f"  .venv/bin/python -m include.data.ingest --spec {spec.source} [--as-of YYYY-MM-DD] EXPORT.csv ...\n"
-            f"then run `make demo DATASET={spec.source}` again")
+            f"then run `make demo DATASET={spec.source}` again"
+        )
     return days
 
 
@@ -456,20 +513,27 @@ def ensure_suite(spec, days: list[date]) -> None:
         raise DatasetNotReady(f"cannot profile a suite for {spec.name}: {exc}") from None
     spec.expectation_suite.parent.mkdir(parents=True, exist_ok=True)
     spec.expectation_suite.write_text(json.dumps(suite, indent=2) + "\n")
-    print(f"expectation suite {spec.expectation_suite} did not exist: profiled it from the {len(days)} landed "
-          f"day(s) ({len(frame)} rows), as `python -m include.validation.suite --spec {spec.source} --profile` "
-          f"does; review it and tighten it by hand")
+    print(
+        f"expectation suite {spec.expectation_suite} did not exist: profiled it from the {len(days)} landed "
+        f"day(s) ({len(frame)} rows), as `python -m include.validation.suite --spec {spec.source} --profile` "
+        f"does; review it and tighten it by hand"
+    )
 
 
 def replay_later_days(stack: LocalStack, spec, later: list[date]):
     from include.monitoring.replay import replay
 
     url = stack.settings.serving_url
-    print(f"\nreplaying the {len(later)} later day(s) ({span(later)}) through the champion at {url}, "
-          f"with their own event times, and storing their labels...", flush=True)
+    print(
+        f"\nreplaying the {len(later)} later day(s) ({span(later)}) through the champion at {url}, "
+        f"with their own event times, and storing their labels...",
+        flush=True,
+    )
     replayed = replay(stack.settings, spec, url, later[0], later[-1] + timedelta(days=1))
-    print(f"  {sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, "
-          f"labels in {stack.settings.inference_log}")
+    print(
+        f"  {sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, "
+        f"labels in {stack.settings.inference_log}"
+    )
     return replayed
 
 
@@ -478,17 +542,26 @@ def check_windows(stack: LocalStack, client, windows: list[Window], timeout: flo
     fires is followed to its end before the next window. The windows' results and the retrainings."""
     # unpausing drift_monitor started its run for the latest closed day: let it finish first
     wait_until_idle(client, DRIFT_DAG_ID, timeout)
-    print(f"\nchecking the replayed days with {DRIFT_DAG_ID} in {len(windows)} window(s), one manual run at a "
-          f"time through the REST API:", flush=True)
+    print(
+        f"\nchecking the replayed days with {DRIFT_DAG_ID} in {len(windows)} window(s), one manual run at a "
+        f"time through the REST API:",
+        flush=True,
+    )
     results, retrainings = [], []
     for window in windows:
         run_id = f"make_demo__{window.last.isoformat()}"
-        client.call("POST", f"/dags/{DRIFT_DAG_ID}/dagRuns",
-                    json={"dag_run_id": run_id, "logical_date": utc_midnight(window.logical_date),
-                          "conf": window.conf})
+        client.call(
+            "POST",
+            f"/dags/{DRIFT_DAG_ID}/dagRuns",
+            json={"dag_run_id": run_id, "logical_date": utc_midnight(window.logical_date), "conf": window.conf},
+        )
         run = follow_run(client, run_id, timeout, dag_id=DRIFT_DAG_ID, verbose=False)
-        result = {**window_outcome(client, run), "window": window.label, "days": window.days,
-                  "report_day": window.last.isoformat()}
+        result = {
+            **window_outcome(client, run),
+            "window": window.label,
+            "days": window.days,
+            "report_day": window.last.isoformat(),
+        }
         states = {ti["task_id"]: ti.get("state") for ti in client.task_instances(DRIFT_DAG_ID, run_id)}
         if states.get("check_drift") == "skipped":
             result["reason"] = f"insufficient data (fewer than min_rows {window.min_rows} rows served)"
@@ -498,13 +571,18 @@ def check_windows(stack: LocalStack, client, windows: list[Window], timeout: flo
             result["reason"] += f" [checked its last {window.window_days} days only]"
         results.append(result)
         share = "   n/a" if result["drift_share"] is None else f"{result['drift_share']:6.2f}"
-        print(f"  {window.label:<22}  rows {result['rows']:>5}  drift share {share}  {result['outcome']:<8} "
-              f"{result['reason']}", flush=True)
+        print(
+            f"  {window.label:<22}  rows {result['rows']:>5}  drift share {share}  {result['outcome']:<8} "
+            f"{result['reason']}",
+            flush=True,
+        )
         if result["outcome"] == "retrain":
             followed = {r["dag_run_id"] for r in retrainings}
             for pending in (r for r in retraining_runs(client) if r["dag_run_id"] not in followed):
-                print(f"following {DAG_ID} run {pending['dag_run_id']} (the retraining window "
-                      f"{window.label} triggered):", flush=True)
+                print(
+                    f"following {DAG_ID} run {pending['dag_run_id']} (the retraining window {window.label} triggered):",
+                    flush=True,
+                )
                 finished = follow_run(client, pending["dag_run_id"], timeout)
                 print_summary(stack, client, finished)
                 retrainings.append(finished)
@@ -516,8 +594,10 @@ def print_window_table(results: list[dict]) -> None:
     print(f"  {'window':<22}  {'days':>4}  {'rows':>5}  {'drift share':>11}  {'outcome':<8}  reason")
     for result in results:
         share = "n/a" if result["drift_share"] is None else f"{result['drift_share']:.2f}"
-        print(f"  {result['window']:<22}  {result['days']:>4}  {result['rows'] or 0:>5}  {share:>11}  "
-              f"{result['outcome']:<8}  {result['reason']}")
+        print(
+            f"  {result['window']:<22}  {result['days']:>4}  {result['rows'] or 0:>5}  {share:>11}  "
+            f"{result['outcome']:<8}  {result['reason']}"
+        )
 
 
 def describe_training(client, run: dict) -> str:
@@ -530,8 +610,9 @@ def describe_training(client, run: dict) -> str:
     return f"{run['dag_run_id']} {run['state'].upper()}{where}{gate}{served}"
 
 
-def print_dataset_summary(stack: LocalStack, client, spec, days, history, first_run, replayed, results,
-                          retrainings, started: float) -> None:
+def print_dataset_summary(
+    stack: LocalStack, client, spec, days, history, first_run, replayed, results, retrainings, started: float
+) -> None:
     champion = champion_version(stack)
     print("\n" + "=" * 72)
     print(f"make demo on {spec.name}: {spec.task}, target {spec.target}, gate metric {spec.gate.metric}")
@@ -539,28 +620,43 @@ def print_dataset_summary(stack: LocalStack, client, spec, days, history, first_
     print(f"landed        : {len(days)} day(s), {span(days)}, in {spec.location}")
     print(f"history       : {len(history)} day(s), {span(history)} -> {describe_training(client, first_run)}")
     if replayed:
-        print(f"replayed      : {len(replayed)} day(s), {span([replayed[0].day, replayed[-1].day])}: "
-              f"{sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, labels stored")
+        print(
+            f"replayed      : {len(replayed)} day(s), {span([replayed[0].day, replayed[-1].day])}: "
+            f"{sum(d.rows for d in replayed)} rows in {sum(d.requests for d in replayed)} requests, labels stored"
+        )
         fired = [r["window"] for r in results if r["outcome"] == "retrain"]
-        counts = {outcome: sum(r["outcome"] == outcome for r in results) for outcome in
-                  ("retrain", "no_drift", "skipped", "failed")}
-        print(f"drift checks  : {len(results)} window(s): " +
-              ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n))
+        counts = {
+            outcome: sum(r["outcome"] == outcome for r in results)
+            for outcome in ("retrain", "no_drift", "skipped", "failed")
+        }
+        print(
+            f"drift checks  : {len(results)} window(s): "
+            + ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n)
+        )
         print(f"retraining    : {'fired from ' + ', '.join(fired) if fired else 'none fired'}")
         for run in retrainings:
             print(f"                {describe_training(client, run)}")
     else:
         print("replayed      : nothing (a single landed day: no later day to replay)")
-    print(f"champion      : {spec.name} v{champion}, serving {stack.settings.serving_url}/invocations"
-          if champion else "champion      : none")
+    print(
+        f"champion      : {spec.name} v{champion}, serving {stack.settings.serving_url}/invocations"
+        if champion
+        else "champion      : none"
+    )
     checked = ", ".join(r["report_day"] for r in results if r["drift_share"] is not None)
     if checked:
-        print(f"reports       : {stack.settings.reports}/drift/<day>/report.html and metrics.json, <day> a window's "
-              f"last day ({checked}); MLflow experiment drift_monitoring")
-    print(f"MLflow        : {stack.settings.tracking_uri}  "
-          f"(browse: mlflow ui --backend-store-uri {stack.settings.tracking_uri} --host 127.0.0.1)")
-    print(f"Airflow UI    : {stack.api_url}/dags/{DRIFT_DAG_ID}/runs and {stack.api_url}/dags/{DAG_ID}/runs  "
-          f"(user admin, password {stack.admin_password()})")
+        print(
+            f"reports       : {stack.settings.reports}/drift/<day>/report.html and metrics.json, <day> a window's "
+            f"last day ({checked}); MLflow experiment drift_monitoring"
+        )
+    print(
+        f"MLflow        : {stack.settings.tracking_uri}  "
+        f"(browse: mlflow ui --backend-store-uri {stack.settings.tracking_uri} --host 127.0.0.1)"
+    )
+    print(
+        f"Airflow UI    : {stack.api_url}/dags/{DRIFT_DAG_ID}/runs and {stack.api_url}/dags/{DAG_ID}/runs  "
+        f"(user admin, password {stack.admin_password()})"
+    )
     print(f"task logs     : {stack.airflow_home / 'logs'}")
     print("=" * 72)
     print(f"make demo took {time.monotonic() - started:.0f}s; Airflow keeps running until `make stop`.")
@@ -578,8 +674,12 @@ def run_dataset(args, started: float) -> int:
         print(f"make demo DATASET={args.dataset}: {exc}", file=sys.stderr)
         return 2
     history, later = split_days(days)
-    plan = (f"the first {len(history)} ({span(history)}) train the first champion, the {len(later)} later "
-            f"one(s) ({span(later)}) are replayed" if later else "a snapshot: it trains the first champion")
+    plan = (
+        f"the first {len(history)} ({span(history)}) train the first champion, the {len(later)} later "
+        f"one(s) ({span(later)}) are replayed"
+        if later
+        else "a snapshot: it trains the first champion"
+    )
     print(f"{spec.name}: {len(days)} landed day(s) {span(days)} in {spec.location}; {plan}", flush=True)
 
     reset_state(stack, keep=KEPT_FOLDER)
@@ -593,15 +693,19 @@ def run_dataset(args, started: float) -> int:
         decision = xcom(client, first_run["dag_run_id"], "gate", "decision") or {}
         failed = [check["name"] for check in decision.get("checks", []) if not check["passed"]]
         hint = " (a busy machine answers slowly: run it again)" if failed == ["latency"] else ""
-        print(f"\nno champion was deployed, so nothing serves the later days: "
-              f"{'the gate failed ' + ', '.join(failed) + hint if failed else 'see the task logs above'}")
+        print(
+            f"\nno champion was deployed, so nothing serves the later days: "
+            f"{'the gate failed ' + ', '.join(failed) + hint if failed else 'see the task logs above'}"
+        )
         return 1
     if not later:
-        print(f"\n{spec.name} is landed as a single day ({days[0]}, a snapshot): the champion is served, but there "
-              f"is no later day to replay through it or to check for drift. Land a later export as a day of its "
-              f"own, then run the demo again:\n"
-              f"  .venv/bin/python -m include.data.ingest --spec {spec_path} --as-of YYYY-MM-DD LATER_EXPORT.csv\n"
-              f"  make demo DATASET={args.dataset}")
+        print(
+            f"\n{spec.name} is landed as a single day ({days[0]}, a snapshot): the champion is served, but there "
+            f"is no later day to replay through it or to check for drift. Land a later export as a day of its "
+            f"own, then run the demo again:\n"
+            f"  .venv/bin/python -m include.data.ingest --spec {spec_path} --as-of YYYY-MM-DD LATER_EXPORT.csv\n"
+            f"  make demo DATASET={args.dataset}"
+        )
         print_dataset_summary(stack, client, spec, days, history, first_run, [], [], [], started)
         return 0
 
@@ -619,9 +723,12 @@ def run_dataset(args, started: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", metavar="SPEC",
-                        help="your dataset spec, its days landed with python -m include.data.ingest "
-                             "(default: the generated churn data)")
+    parser.add_argument(
+        "--dataset",
+        metavar="SPEC",
+        help="your dataset spec, its days landed with python -m include.data.ingest "
+        "(default: the generated churn data)",
+    )
     parser.add_argument("--history-days", type=int, default=50, help="days of labelled history before the traffic")
     parser.add_argument("--rows-per-day", type=int, default=400)
     parser.add_argument("--traffic-days", type=int, default=10, help="days of simulated traffic (N)")

@@ -6,6 +6,7 @@ together with the workers it spawned, and never touches a process it did not sta
 
     python -m scripts.local_stack setup|start|stop|status|env
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,7 @@ def free_port() -> int:
 class LocalStack:
     """The local Airflow (api-server, scheduler, dag-processor, triggerer) of one MLOPS_HOME."""
 
-    def __init__(self, home: Path | None = None, api_port: int | None = None,
-                 extra_env: dict[str, str] | None = None):
+    def __init__(self, home: Path | None = None, api_port: int | None = None, extra_env: dict[str, str] | None = None):
         base_env = dict(os.environ)
         if home is not None:
             base_env["MLOPS_HOME"] = str(home)
@@ -85,32 +85,34 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         bin_dir = str(Path(sys.executable).parent)
-        env.update({
-            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONPATH": str(PROJECT_ROOT),
-            "MLOPS_PROFILE": "local",
-            "MLOPS_HOME": str(self.home),
-            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            # LocalExecutor starts one worker process per slot: 32 by default, far too
-            # many for a laptop; the training step is the only heavy task anyway.
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__API__BASE_URL": self.api_url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-            "GIT_PYTHON_REFRESH": "quiet",
-            "NO_PROXY": "127.0.0.1,localhost",
-        })
+        env.update(
+            {
+                "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONPATH": str(PROJECT_ROOT),
+                "MLOPS_PROFILE": "local",
+                "MLOPS_HOME": str(self.home),
+                "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+                "AIRFLOW_HOME": str(self.airflow_home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # LocalExecutor starts one worker process per slot: 32 by default, far too
+                # many for a laptop; the training step is the only heavy task anyway.
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
+                "GIT_PYTHON_REFRESH": "quiet",
+                "NO_PROXY": "127.0.0.1,localhost",
+            }
+        )
         env.update(self.extra_env)
         if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in self.extra_env:
             # The scheduler, dag-processor, triggerer, api-server and workers all write to one
@@ -122,11 +124,12 @@ class LocalStack:
 
     def airflow(self, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
         """Run an ``airflow`` CLI command against this stack's home."""
-        result = subprocess.run(["airflow", *args], env=self.env(), text=True,
-                                capture_output=capture, cwd=PROJECT_ROOT)
+        result = subprocess.run(["airflow", *args], env=self.env(), text=True, capture_output=capture, cwd=PROJECT_ROOT)
         if check and result.returncode != 0:
-            raise RuntimeError(f"`airflow {shlex.join(args)}` failed ({result.returncode}):\n"
-                               f"{(result.stderr or '')[-3000:]}{(result.stdout or '')[-2000:]}")
+            raise RuntimeError(
+                f"`airflow {shlex.join(args)}` failed ({result.returncode}):\n"
+                f"{(result.stderr or '')[-3000:]}{(result.stdout or '')[-2000:]}"
+            )
         return result
 
     # ----------------------------------------------------------------- set-up
@@ -173,14 +176,16 @@ class LocalStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         running = self.running()
         if "api-server" not in running and not port_is_free(self.api_port):
-            raise RuntimeError(f"port {self.api_port} on 127.0.0.1 is taken by another program; "
-                               f"set AIRFLOW_PORT to a free port")
+            raise RuntimeError(
+                f"port {self.api_port} on 127.0.0.1 is taken by another program; set AIRFLOW_PORT to a free port"
+            )
         for name in COMPONENTS:
             if name in running:
                 continue
             command = self.command(name)
-            process = ManagedProcess.start(command, log_path=self.run_dir / f"{name}.log", env=self.env(),
-                                           cwd=PROJECT_ROOT)
+            process = ManagedProcess.start(
+                command, log_path=self.run_dir / f"{name}.log", env=self.env(), cwd=PROJECT_ROOT
+            )
             record = ProcessRecord(name, process.pid, process.create_time, command)
             # stop and status read this record from another process: it is whole or absent
             write_atomically(self._record_path(name), json.dumps(record.__dict__))
@@ -209,16 +214,25 @@ class LocalStack:
                 health = requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=5).json()
                 scheduler = health.get("scheduler", {}).get("status")
                 dag_processor = health.get("dag_processor", {}).get("status")
-                if health.get("metadatabase", {}).get("status") == "healthy" and scheduler == "healthy" \
-                        and dag_processor == "healthy":
+                if (
+                    health.get("metadatabase", {}).get("status") == "healthy"
+                    and scheduler == "healthy"
+                    and dag_processor == "healthy"
+                ):
                     return True
                 last_error = json.dumps(health)
             except (requests.RequestException, ValueError) as exc:
                 last_error = str(exc)
             return False
 
-        wait_until(healthy, timeout, interval=2, on_timeout=lambda: TimeoutError(
-            f"Airflow at {self.api_url} not healthy after {timeout:.0f}s: {last_error}"))
+        wait_until(
+            healthy,
+            timeout,
+            interval=2,
+            on_timeout=lambda: TimeoutError(
+                f"Airflow at {self.api_url} not healthy after {timeout:.0f}s: {last_error}"
+            ),
+        )
 
     def stop(self, timeout: float = 20) -> list[str]:
         """Stop every process this stack started (Airflow components and the model server)."""
@@ -256,7 +270,7 @@ class LocalStack:
             wait_until(path.exists, 30, interval=0.5, what=f"{path} not written")
         return json.loads(path.read_text())[ADMIN_USER]
 
-    def api(self) -> "AirflowClient":
+    def api(self) -> AirflowClient:
         return AirflowClient(self.api_url, ADMIN_USER, self.admin_password())
 
 
@@ -269,8 +283,12 @@ def stop_process_group(pid: int, timeout: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["setup", "start", "stop", "status", "env"])
-    parser.add_argument("--settings-file", type=Path, default=PROJECT_ROOT / "airflow_settings.yaml",
-                        help="connections, variables and pools to load (setup; default: airflow_settings.yaml)")
+    parser.add_argument(
+        "--settings-file",
+        type=Path,
+        default=PROJECT_ROOT / "airflow_settings.yaml",
+        help="connections, variables and pools to load (setup; default: airflow_settings.yaml)",
+    )
     args = parser.parse_args(argv)
     stack = LocalStack()
     if args.command == "setup":

@@ -9,6 +9,7 @@ production deployment does (``MLFLOW_TRACKING_URI=http://127.0.0.1:<port>``)::
 The server runs in a session of its own, so :meth:`MlflowServer.stop` ends it together
 with the workers it spawned, and nothing else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,15 @@ LOOPBACK = "127.0.0.1"
 class MlflowServer:
     """One ``mlflow server`` process: started, health-checked, stopped (and restartable)."""
 
-    def __init__(self, backend_store_uri: str, artifact_root: str, port: int, log_path: Path,
-                 workers: int = 1, start_timeout: float = 120.0):
+    def __init__(
+        self,
+        backend_store_uri: str,
+        artifact_root: str,
+        port: int,
+        log_path: Path,
+        workers: int = 1,
+        start_timeout: float = 120.0,
+    ):
         self.backend_store_uri = backend_store_uri
         self.artifact_root = artifact_root
         self.port = port
@@ -43,9 +51,23 @@ class MlflowServer:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(self.port),
-                "--workers", str(self.workers), "--backend-store-uri", self.backend_store_uri,
-                "--default-artifact-root", self.artifact_root, "--no-serve-artifacts"]
+        return [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--default-artifact-root",
+            self.artifact_root,
+            "--no-serve-artifacts",
+        ]
 
     @property
     def pid(self) -> int | None:
@@ -55,7 +77,7 @@ class MlflowServer:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    def start(self) -> "MlflowServer":
+    def start(self) -> MlflowServer:
         """Start the server unless it runs, and wait until ``/health`` answers.
 
         Returns this server. Raises ``ProcessExited`` (a ``RuntimeError``) with the log tail
@@ -71,11 +93,12 @@ class MlflowServer:
 
         def timed_out() -> TimeoutError:
             self.stop()
-            return TimeoutError(f"mlflow server did not answer {self.url}/health within {self.start_timeout:.0f}s; "
-                                f"see {self.log_path}:\n{process.log_tail()}")
+            return TimeoutError(
+                f"mlflow server did not answer {self.url}/health within {self.start_timeout:.0f}s; "
+                f"see {self.log_path}:\n{process.log_tail()}"
+            )
 
-        process.wait_healthy(self.healthy, self.start_timeout, interval=0.3, what="mlflow server",
-                             on_timeout=timed_out)
+        process.wait_healthy(self.healthy, self.start_timeout, interval=0.3, what="mlflow server", on_timeout=timed_out)
         return self
 
     def healthy(self) -> bool:
@@ -101,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if settings.tracking_uri.startswith(("http://", "https://")):
         parser.error(f"MLFLOW_TRACKING_URI is already a server ({settings.tracking_uri})")
-    server = MlflowServer(settings.tracking_uri, settings.artifact_root or settings.path("mlflow", "artifacts").as_uri(),
-                          args.port, settings.path("run", "mlflow-server.log"))
+    server = MlflowServer(
+        settings.tracking_uri,
+        settings.artifact_root or settings.path("mlflow", "artifacts").as_uri(),
+        args.port,
+        settings.path("run", "mlflow-server.log"),
+    )
     server.start()
     print(f"MLflow at {server.url} (store {settings.tracking_uri}); Ctrl-C stops it", flush=True)
     try:

@@ -1,4 +1,5 @@
 """Every test runs against its own state folder, never the checkout's .local/."""
+
 from __future__ import annotations
 
 import os

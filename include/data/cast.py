@@ -16,6 +16,7 @@ through :func:`model_input` (or, column by column, :func:`numeric_column` and
 
 Errors are :class:`CastError` and name the column and an example row.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -106,8 +107,9 @@ def model_input(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     columns = {}
     for feature in spec.features:
         values = frame[feature.name]
-        columns[feature.name] = (numeric_column(values, feature.name) if feature.is_numeric
-                                 else categorical_column(values, feature.name))
+        columns[feature.name] = (
+            numeric_column(values, feature.name) if feature.is_numeric else categorical_column(values, feature.name)
+        )
     return pd.DataFrame(columns, index=frame.index)
 
 
@@ -121,22 +123,28 @@ def target_array(values: Any, spec: DatasetSpec) -> np.ndarray:
     series = _as_series(values)
     missing = series.isna().to_numpy()
     if missing.any():
-        raise CastError(f"target {spec.target!r} has {int(missing.sum())} missing label(s): {_example(series, missing)}")
+        raise CastError(
+            f"target {spec.target!r} has {int(missing.sum())} missing label(s): {_example(series, missing)}"
+        )
     if spec.task == "regression":
         return numeric_column(series, spec.target)
     texts = categorical_column(series, spec.target)
     if spec.classes:
         outside = ~np.isin(texts, np.array(spec.classes, dtype=object))
         if outside.any():
-            raise CastError(f"target {spec.target!r} holds a label outside the declared classes "
-                            f"{list(spec.classes)}: {_example(series, outside)}")
+            raise CastError(
+                f"target {spec.target!r} holds a label outside the declared classes "
+                f"{list(spec.classes)}: {_example(series, outside)}"
+            )
     if spec.task == "multiclass":
         return texts
     distinct = set(texts.tolist())
     if len(distinct - {spec.positive_class}) > 1:
         others = sorted(distinct - {spec.positive_class})
-        raise CastError(f"target {spec.target!r} of a binary task holds more than two values: "
-                        f"positive_class {spec.positive_class!r} and {others[:5]}")
+        raise CastError(
+            f"target {spec.target!r} of a binary task holds more than two values: "
+            f"positive_class {spec.positive_class!r} and {others[:5]}"
+        )
     return (texts == spec.positive_class).astype(np.int64)
 
 

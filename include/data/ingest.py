@@ -14,15 +14,16 @@ its values, text as ``object``, the timestamp as ``datetime64[ns, UTC]`` (naive 
 Everything is checked before anything is written, and a failed write removes what this
 run wrote: a bad batch leaves the landing zone as it was.
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ class IngestError(ValueError):
 @dataclass
 class IngestReport:
     """What one ingest did: per UTC day, the rows landed and the rows skipped as already landed."""
+
     landed: dict[date, int] = field(default_factory=dict)
     skipped: dict[date, int] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
@@ -81,12 +83,15 @@ def _expand(sources: Iterable[str | Path]) -> list[tuple[str, object, str]]:
                 raise IngestError(f"source {source} is not a {'/'.join(SUFFIXES)} file")
             files.append((str(source), fs, root))
             continue
-        found = [path for path in sorted(fs.find(root)) if path.lower().endswith(SUFFIXES)
-                 and not any(part[:1] in "._" for part in path[len(root):].split("/") if part)]
+        found = [
+            path
+            for path in sorted(fs.find(root))
+            if path.lower().endswith(SUFFIXES)
+            and not any(part[:1] in "._" for part in path[len(root) :].split("/") if part)
+        ]
         if not found:
             raise IngestError(f"folder {source} holds no {'/'.join(SUFFIXES)} files")
-        files += [(path if "://" not in str(source) else fs.unstrip_protocol(path), fs, path)
-                  for path in found]
+        files += [(path if "://" not in str(source) else fs.unstrip_protocol(path), fs, path) for path in found]
     return files
 
 
@@ -173,8 +178,10 @@ def _timestamps(label: str, series: pd.Series, name: str) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
     elif pd.api.types.is_numeric_dtype(series) and series.notna().any():
-        raise IngestError(f"source {label}: timestamp column {name!r} holds numbers (row {series.index[0]} holds "
-                          f"{series.iloc[0]!r}); epoch numbers are ambiguous (s, ms or ns?): export ISO-8601 text")
+        raise IngestError(
+            f"source {label}: timestamp column {name!r} holds numbers (row {series.index[0]} holds "
+            f"{series.iloc[0]!r}); epoch numbers are ambiguous (s, ms or ns?): export ISO-8601 text"
+        )
     else:
         text = series.astype(object).where(series.notna(), None)
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
@@ -194,18 +201,27 @@ def _derived_ids(frame: pd.DataFrame, spec: DatasetSpec, times: pd.Series) -> pd
     """
     columns = [[time.isoformat() for time in times]]
     for name in (*spec.feature_names, spec.target):
-        columns.append([_NULL_TOKEN if pd.isna(value) else category_text(value)
-                        for value in frame[name].astype(object)])
-    digests = pd.Series([hashlib.sha1("\x1f".join(row).encode()).hexdigest()[:16] for row in zip(*columns)],
-                        index=frame.index, dtype=object)
+        columns.append(
+            [_NULL_TOKEN if pd.isna(value) else category_text(value) for value in frame[name].astype(object)]
+        )
+    digests = pd.Series(
+        [hashlib.sha1("\x1f".join(row).encode()).hexdigest()[:16] for row in zip(*columns, strict=False)],
+        index=frame.index,
+        dtype=object,
+    )
     return digests + "-" + digests.groupby(digests).cumcount().astype(str)
 
 
-def _prepare(spec: DatasetSpec, label: str, frame: pd.DataFrame, as_of: date | None,
-             seen: dict[str, tuple[str, int, object]]) -> pd.DataFrame:
+def _prepare(
+    spec: DatasetSpec, label: str, frame: pd.DataFrame, as_of: date | None, seen: dict[str, tuple[str, int, object]]
+) -> pd.DataFrame:
     """One source's rows as ``spec.columns``; records each class label's first row in ``seen``."""
-    declared = [*([] if spec.derived_id else [spec.id_column]),
-                *([] if spec.derived_timestamp else [spec.timestamp_column]), *spec.feature_names, spec.target]
+    declared = [
+        *([] if spec.derived_id else [spec.id_column]),
+        *([] if spec.derived_timestamp else [spec.timestamp_column]),
+        *spec.feature_names,
+        spec.target,
+    ]
     missing = [name for name in declared if name not in frame.columns]
     if missing:
         raise IngestError(f"source {label} lacks the declared column(s) {missing}; it has {list(frame.columns)}")
@@ -245,13 +261,17 @@ def _check_labels(spec: DatasetSpec, seen: dict[str, tuple[str, int, object]]) -
     if spec.task != "binary":
         return
     if spec.positive_class not in seen:
-        raise IngestError(f"target {spec.target!r}: positive_class {spec.positive_class!r} appears in no row "
-                          f"of the sources; their labels are {list(seen)[:10]}")
+        raise IngestError(
+            f"target {spec.target!r}: positive_class {spec.positive_class!r} appears in no row "
+            f"of the sources; their labels are {list(seen)[:10]}"
+        )
     others = [text for text in seen if text != spec.positive_class]
     if len(others) > 1:
         label, row, value = seen[others[1]]
-        raise IngestError(f"target {spec.target!r} of a binary task holds more than two values: "
-                          f"{spec.positive_class!r} and {others[:5]}; e.g. source {label} row {row} holds {value!r}")
+        raise IngestError(
+            f"target {spec.target!r} of a binary task holds more than two values: "
+            f"{spec.positive_class!r} and {others[:5]}; e.g. source {label} row {row} holds {value!r}"
+        )
 
 
 def _plan(spec: DatasetSpec, frame: pd.DataFrame) -> list[tuple[date, pd.DataFrame, int, bytes]]:
@@ -264,11 +284,17 @@ def _plan(spec: DatasetSpec, frame: pd.DataFrame) -> list[tuple[date, pd.DataFra
         landed: set[str] = set()
         for path in sorted((Path(spec.location) / f"{PARTITION_PREFIX}{day:%Y-%m-%d}").glob("*.parquet")):
             try:
-                landed.update(map(category_text, pq.ParquetFile(path).read(columns=[spec.id_column])
-                                  .column(0).drop_null().to_pylist()))
+                landed.update(
+                    map(
+                        category_text,
+                        pq.ParquetFile(path).read(columns=[spec.id_column]).column(0).drop_null().to_pylist(),
+                    )
+                )
             except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
-                raise IngestError(f"landed partition {path} has no readable {spec.id_column!r} column, "
-                                  f"so rows already landed cannot be told apart: {exc}") from exc
+                raise IngestError(
+                    f"landed partition {path} has no readable {spec.id_column!r} column, "
+                    f"so rows already landed cannot be told apart: {exc}"
+                ) from exc
         keys = rows[spec.id_column].map(category_text)
         fresh = (~keys.isin(landed) & ~keys.duplicated()).to_numpy()
         new = rows[fresh].reset_index(drop=True)
@@ -306,13 +332,16 @@ def _write(spec: DatasetSpec, plan: list[tuple[date, pd.DataFrame, int, bytes]],
             except OSError:
                 pass
         if isinstance(exc, OSError):
-            raise IngestError(f"writing the partitions of {spec.name} failed ({exc}); removed the "
-                              f"{len(written)} file(s) this run had written") from exc
+            raise IngestError(
+                f"writing the partitions of {spec.name} failed ({exc}); removed the "
+                f"{len(written)} file(s) this run had written"
+            ) from exc
         raise
 
 
-def ingest(spec: DatasetSpec | str | Path, sources: Iterable[str | Path] | str | Path,
-           as_of: date | str | None = None) -> IngestReport:
+def ingest(
+    spec: DatasetSpec | str | Path, sources: Iterable[str | Path] | str | Path, as_of: date | str | None = None
+) -> IngestReport:
     """Land ``sources`` (files, folders or fsspec URLs) as the daily partitions of ``spec``.
 
     Each landed file holds exactly ``spec.columns`` for one UTC day of the timestamp
@@ -330,11 +359,15 @@ def ingest(spec: DatasetSpec | str | Path, sources: Iterable[str | Path] | str |
     """
     spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
     if spec.derived_timestamp and as_of is None:
-        raise IngestError(f"spec {spec.name} has no timestamp_column: it is a snapshot, and --as-of YYYY-MM-DD "
-                          f"must name the day it lands on")
+        raise IngestError(
+            f"spec {spec.name} has no timestamp_column: it is a snapshot, and --as-of YYYY-MM-DD "
+            f"must name the day it lands on"
+        )
     if not spec.derived_timestamp and as_of is not None:
-        raise IngestError(f"--as-of is only for snapshots: this spec has a timestamp column "
-                          f"({spec.timestamp_column!r}) and rows land on its days")
+        raise IngestError(
+            f"--as-of is only for snapshots: this spec has a timestamp column "
+            f"({spec.timestamp_column!r}) and rows land on its days"
+        )
     try:
         day = None if as_of is None else pd.Timestamp(as_of).date()
     except ValueError:
@@ -344,8 +377,9 @@ def ingest(spec: DatasetSpec | str | Path, sources: Iterable[str | Path] | str |
         raise IngestError("no sources to ingest")
     seen: dict[str, tuple[str, int, object]] = {}
     # every source is read and checked before anything is written
-    frames = [_landed_types(_prepare(spec, label, _read(label, fs, path), day, seen))
-              for label, fs, path in _expand(sources)]
+    frames = [
+        _landed_types(_prepare(spec, label, _read(label, fs, path), day, seen)) for label, fs, path in _expand(sources)
+    ]
     frame = _align_to_landed(_landed_types(pd.concat(frames, ignore_index=True)), spec)
     if frame.empty:
         raise IngestError(f"the sources {[str(source) for source in sources]} hold no rows")
@@ -361,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from include.data.spec import SpecError
 
-    parser = argparse.ArgumentParser(prog="python -m include.data.ingest",
-                                     description="Land CSV/Parquet exports as the spec's daily partitions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m include.data.ingest", description="Land CSV/Parquet exports as the spec's daily partitions."
+    )
     parser.add_argument("--spec", type=Path, required=True, help="dataset spec (YAML)")
     parser.add_argument("--as-of", type=parse_date_arg, help="snapshot specs only: the day the rows land on")
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="CSV/Parquet file, folder or fsspec URL")
@@ -375,8 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for day in sorted(report.landed):
         print(f"{day}: landed {report.landed[day]} row(s), skipped {report.skipped[day]} already landed")
-    print(f"total: landed {report.total_landed} row(s), skipped {report.total_skipped}, "
-          f"wrote {len(report.files)} file(s) under {spec.location}")
+    print(
+        f"total: landed {report.total_landed} row(s), skipped {report.total_skipped}, "
+        f"wrote {len(report.files)} file(s) under {spec.location}"
+    )
     return 0
 
 

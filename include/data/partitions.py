@@ -8,6 +8,7 @@ it does not insist that every partition holds every column: a broken batch must
 reach the Great Expectations suite as it is, so that validation is what rejects
 it, with a report that says why.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,8 +42,9 @@ def _partition_folders(spec: DatasetSpec) -> dict[date, Path]:
         try:
             day = date.fromisoformat(entry.name.removeprefix(PARTITION_PREFIX))
         except ValueError:
-            raise DataError(f"partition folder {entry} of {spec.name} is not named "
-                            f"{PARTITION_PREFIX}YYYY-MM-DD") from None
+            raise DataError(
+                f"partition folder {entry} of {spec.name} is not named {PARTITION_PREFIX}YYYY-MM-DD"
+            ) from None
         # A folder holding only a half-written temp file is not a partition yet.
         if _partition_files(entry):
             folders[day] = entry
@@ -67,8 +69,9 @@ def _read_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         # name into an extra column: the frame holds exactly what the file holds.
         return pq.ParquetFile(path).read().to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise UnreadablePartition(f"partition file {path} of {spec.name} cannot be read as parquet "
-                        f"(truncated or corrupt?): {exc}") from exc
+        raise UnreadablePartition(
+            f"partition file {path} of {spec.name} cannot be read as parquet (truncated or corrupt?): {exc}"
+        ) from exc
 
 
 def read_window(spec: DatasetSpec, start: date, end: date) -> pd.DataFrame:

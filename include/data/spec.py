@@ -19,6 +19,7 @@ dataset is a matter of writing another spec (see the README)::
 include.data.ingest`` then derives a stable row id (:data:`DERIVED_ID_COLUMN`)
 and lands a snapshot table as one day (:data:`DERIVED_TIMESTAMP_COLUMN`).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,11 +38,20 @@ TASKS = ("binary", "multiclass", "regression")
 # the gate metric each task uses unless its spec names another
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "rmse"}
 # every gateable metric and whether larger values are better
-HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "macro_f1": True,
-                    "rmse": False, "mae": False, "r2": True}
-TASK_METRICS = {"binary": ("roc_auc", "pr_auc", "log_loss"),
-                "multiclass": ("macro_f1", "log_loss"),
-                "regression": ("rmse", "mae", "r2")}
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "macro_f1": True,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+TASK_METRICS = {
+    "binary": ("roc_auc", "pr_auc", "log_loss"),
+    "multiclass": ("macro_f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
 DEFAULT_MAX_REGRESSION = 0.01
 # what ingest writes when the spec names no id / timestamp column
 DERIVED_ID_COLUMN = "row_id"
@@ -78,6 +88,7 @@ class GateSpec:
     log_loss); None means "better than the no-skill baseline". ``max_regression``
     is the largest loss against the champion, in the metric's units.
     """
+
     metric: str
     min: float | None = None
     max_regression: float = DEFAULT_MAX_REGRESSION
@@ -182,8 +193,10 @@ def _categories(where: str, name: str, values: Any, allow_booleans: bool = False
         raise SpecError(f"{where} ({name}) needs a non-empty list")
     for value in values:
         if isinstance(value, bool) and not allow_booleans:
-            raise SpecError(f"{where} ({name}) holds the boolean {value!r}: YAML reads unquoted "
-                            f"{_YAML_BOOLEAN_WORDS} as booleans; quote them, e.g. [\"yes\", \"no\"]")
+            raise SpecError(
+                f"{where} ({name}) holds the boolean {value!r}: YAML reads unquoted "
+                f'{_YAML_BOOLEAN_WORDS} as booleans; quote them, e.g. ["yes", "no"]'
+            )
         if value is None or isinstance(value, (dict, list)):
             raise SpecError(f"{where} ({name}) holds {value!r}; categories are strings or integers")
     texts = tuple(category_text(value) for value in values)
@@ -207,17 +220,21 @@ def _gate(path: Path, raw: Any, task: str) -> GateSpec:
         raise SpecError(f"dataset spec {path}: gate must be a mapping with metric, min, max_regression")
     unknown = sorted(set(raw) - {"metric", "min", "max_regression"})
     if unknown:
-        raise SpecError(f"dataset spec {path}: gate has unknown key(s) {unknown}; "
-                        "expected metric, min, max_regression")
+        raise SpecError(f"dataset spec {path}: gate has unknown key(s) {unknown}; expected metric, min, max_regression")
     metric = raw.get("metric") or DEFAULT_METRIC[task]
     if metric not in TASK_METRICS[task]:
-        raise SpecError(f"dataset spec {path}: gate.metric {metric!r} does not fit task {task!r}; "
-                        f"expected one of {', '.join(TASK_METRICS[task])}")
+        raise SpecError(
+            f"dataset spec {path}: gate.metric {metric!r} does not fit task {task!r}; "
+            f"expected one of {', '.join(TASK_METRICS[task])}"
+        )
     max_regression = _number(path, "gate.max_regression", raw.get("max_regression"))
     if max_regression is not None and max_regression < 0:
         raise SpecError(f"dataset spec {path}: gate.max_regression must be >= 0, got {max_regression}")
-    return GateSpec(metric=metric, min=_number(path, "gate.min", raw.get("min")),
-                    max_regression=DEFAULT_MAX_REGRESSION if max_regression is None else max_regression)
+    return GateSpec(
+        metric=metric,
+        min=_number(path, "gate.min", raw.get("min")),
+        max_regression=DEFAULT_MAX_REGRESSION if max_regression is None else max_regression,
+    )
 
 
 def _target_classes(path: Path, raw: dict, task: str) -> tuple[tuple[str, ...], str | None]:
@@ -233,14 +250,17 @@ def _target_classes(path: Path, raw: dict, task: str) -> tuple[tuple[str, ...], 
         if classes and len(classes) != 2:
             raise SpecError(f"dataset spec {path}: a binary task has two classes, got {list(classes)}")
         if classes and positive_text not in classes:
-            raise SpecError(f"dataset spec {path}: positive_class {positive_text!r} is not one of classes "
-                            f"{list(classes)}")
+            raise SpecError(
+                f"dataset spec {path}: positive_class {positive_text!r} is not one of classes {list(classes)}"
+            )
         return classes, positive_text
     if positive is not None:
         raise SpecError(f"dataset spec {path}: positive_class applies to binary tasks only")
     if task == "multiclass" and len(classes) < 3:
-        raise SpecError(f"dataset spec {path}: a multiclass task needs 'classes' with at least 3 values "
-                        f"(got {list(classes)}); with two, use task: binary")
+        raise SpecError(
+            f"dataset spec {path}: a multiclass task needs 'classes' with at least 3 values "
+            f"(got {list(classes)}); with two, use task: binary"
+        )
     return classes, None
 
 
@@ -288,10 +308,16 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
         nullable = item.get("nullable", False)
         if not isinstance(nullable, bool):
             raise SpecError(f"{where}.nullable must be true or false, got {nullable!r}")
-        features.append(Feature(
-            name=str(item["name"]), type=item["type"], min=_number(path, f"features[{index}].min", item.get("min")),
-            max=_number(path, f"features[{index}].max", item.get("max")), categories=categories, nullable=nullable,
-        ))
+        features.append(
+            Feature(
+                name=str(item["name"]),
+                type=item["type"],
+                min=_number(path, f"features[{index}].min", item.get("min")),
+                max=_number(path, f"features[{index}].max", item.get("max")),
+                categories=categories,
+                nullable=nullable,
+            )
+        )
     if not features:
         raise SpecError(f"dataset spec {path}: 'features' is empty")
     names = [f.name for f in features]
@@ -303,11 +329,14 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
     reserved = [target, str(id_column), str(timestamp_column)]
     clash = [name for name in names if name in reserved]
     if clash or len(set(reserved)) != 3:
-        raise SpecError(f"dataset spec {path}: the target, id and timestamp columns must differ from each other "
-                        f"and from every feature (clash: {clash or reserved})")
+        raise SpecError(
+            f"dataset spec {path}: the target, id and timestamp columns must differ from each other "
+            f"and from every feature (clash: {clash or reserved})"
+        )
     slice_feature = raw.get("slice_feature")
-    if slice_feature is not None and (slice_feature not in names
-                                      or next(f for f in features if f.name == slice_feature).is_numeric):
+    if slice_feature is not None and (
+        slice_feature not in names or next(f for f in features if f.name == slice_feature).is_numeric
+    ):
         raise SpecError(f"dataset spec {path}: slice_feature '{slice_feature}' must be a categorical feature")
     classes, positive_class = _target_classes(path, raw, task)
     suite = Path(raw["expectation_suite"])

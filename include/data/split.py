@@ -4,6 +4,7 @@ Time-ordered: the latest rows of a snapshot are held out, as they would be in
 production, and the split depends only on the snapshot's content, so the
 challenger and the champion are scored on exactly the same rows.
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -13,8 +14,9 @@ from include.data.spec import DatasetSpec
 HOLDOUT_FRACTION = 0.2
 
 
-def holdout_split(frame: pd.DataFrame, spec: DatasetSpec,
-                  holdout_fraction: float = HOLDOUT_FRACTION) -> tuple[pd.DataFrame, pd.DataFrame]:
+def holdout_split(
+    frame: pd.DataFrame, spec: DatasetSpec, holdout_fraction: float = HOLDOUT_FRACTION
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split ``frame`` by time: the earliest rows train, the latest ``holdout_fraction`` are held out.
 
     Rows are ordered by timestamp, then id. Returns ``(train, held_out)``, two DataFrames with a

@@ -18,6 +18,7 @@ Concurrent writers (two Airflow tasks) are serialised by a file lock next to
 the registry folder; the lock is taken before the folder exists, so even two
 first-time ``ensure()`` calls cannot race.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,10 +27,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
-from typing import Mapping
 
 import pandas as pd
 
@@ -68,7 +69,7 @@ class DatasetRef:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DatasetRef":
+    def from_dict(cls, data: dict) -> DatasetRef:
         """The reference a :meth:`to_dict` dict describes; ``rows`` is coerced to int, the rest to str.
 
         Raises ``ValueError`` when ``data`` is not a dict, lacks a field, or has a ``rows`` that is not an integer.
@@ -95,11 +96,17 @@ class DatasetRef:
 
         Returns a dict of str to str.
         """
-        return {"data.repo": self.repo, "data.path": self.path, "data.md5": self.md5, "data.rev": self.rev,
-                "data.rows": str(self.rows), "data.window": f"{self.window_start}..{self.window_end}"}
+        return {
+            "data.repo": self.repo,
+            "data.path": self.path,
+            "data.md5": self.md5,
+            "data.rev": self.rev,
+            "data.rows": str(self.rows),
+            "data.window": f"{self.window_start}..{self.window_end}",
+        }
 
     @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> "DatasetRef":
+    def from_tags(cls, tags: Mapping[str, str]) -> DatasetRef:
         """The snapshot a model version's lineage tags (:meth:`to_tags`) point at.
 
         Returns a :class:`DatasetRef`. Raises :class:`LineageError` naming a missing or empty tag, a
@@ -107,8 +114,7 @@ class DatasetRef:
         """
         missing = [key for key in LINEAGE_TAGS if not tags.get(key)]
         if missing:
-            raise LineageError(f"lacks lineage tag(s) {', '.join(missing)}: cannot find the data it was "
-                               "trained on")
+            raise LineageError(f"lacks lineage tag(s) {', '.join(missing)}: cannot find the data it was trained on")
         start, separator, end = tags["data.window"].partition("..")
         try:
             if not separator:
@@ -116,12 +122,21 @@ class DatasetRef:
             date.fromisoformat(start)
             date.fromisoformat(end)
         except ValueError:
-            raise LineageError(f"has tag data.window={tags['data.window']!r}, which is not "
-                               "'YYYY-MM-DD..YYYY-MM-DD'") from None
+            raise LineageError(
+                f"has tag data.window={tags['data.window']!r}, which is not 'YYYY-MM-DD..YYYY-MM-DD'"
+            ) from None
         try:
-            return cls.from_dict({"repo": tags["data.repo"], "path": tags["data.path"], "md5": tags["data.md5"],
-                                  "rev": tags["data.rev"], "rows": tags["data.rows"], "window_start": start,
-                                  "window_end": end})
+            return cls.from_dict(
+                {
+                    "repo": tags["data.repo"],
+                    "path": tags["data.path"],
+                    "md5": tags["data.md5"],
+                    "rev": tags["data.rev"],
+                    "rows": tags["data.rows"],
+                    "window_start": start,
+                    "window_end": end,
+                }
+            )
         except ValueError as exc:
             raise LineageError(f"has bad lineage tags: {exc}") from None
 
@@ -193,8 +208,9 @@ class DataRegistry:
         if check and completed.returncode != 0:
             shown = " ".join(["dvc", *command[3:]] if command[0] == sys.executable else command)
             output = (completed.stderr.strip() or completed.stdout.strip())[-2000:]
-            raise DataRegistryError(f"`{shown}` failed in data registry {self.repo} "
-                                    f"(exit {completed.returncode}): {output}")
+            raise DataRegistryError(
+                f"`{shown}` failed in data registry {self.repo} (exit {completed.returncode}): {output}"
+            )
         return completed
 
     def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -221,8 +237,7 @@ class DataRegistry:
         if not (self.repo / ".git").exists():
             self._git("init", "-q", "-b", "main")
         # A repo-local identity: commits must work on workers that have no git identity at all.
-        for key, value in (("user.name", GIT_USER_NAME), ("user.email", GIT_USER_EMAIL),
-                           ("commit.gpgsign", "false")):
+        for key, value in (("user.name", GIT_USER_NAME), ("user.email", GIT_USER_EMAIL), ("commit.gpgsign", "false")):
             if self._git("config", "--local", "--get", key, check=False).stdout.strip() != value:
                 self._git("config", "--local", key, value)
         if not (self.repo / ".dvc").exists():
@@ -263,8 +278,9 @@ class DataRegistry:
         if not isinstance(dataset, str) or not _DATASET_NAME.match(dataset):
             raise ValueError(f"dataset name {dataset!r} must be letters, digits, '_', '.' or '-'")
         if not isinstance(window_start, date) or not isinstance(window_end, date) or window_start >= window_end:
-            raise ValueError(f"snapshot window must be two dates with start < end, "
-                             f"got {window_start!r} and {window_end!r}")
+            raise ValueError(
+                f"snapshot window must be two dates with start < end, got {window_start!r} and {window_end!r}"
+            )
         payload = parquet_bytes(frame)
         md5 = hashlib.md5(payload).hexdigest()
         path = self.snapshot_path(dataset, window_start, window_end)
@@ -274,8 +290,15 @@ class DataRegistry:
             if self.git_remote:
                 # the bytes are in the DVC remote and the commit in the git remote: readable anywhere
                 self._git("push", "-q", "origin", "HEAD:refs/heads/main")
-            return DatasetRef(repo=self.git_remote or str(self.repo), path=path, md5=md5, rev=rev, rows=len(frame),
-                              window_start=window_start.isoformat(), window_end=window_end.isoformat())
+            return DatasetRef(
+                repo=self.git_remote or str(self.repo),
+                path=path,
+                md5=md5,
+                rev=rev,
+                rows=len(frame),
+                window_start=window_start.isoformat(),
+                window_end=window_end.isoformat(),
+            )
 
         with self._lock():
             self._ensure()
@@ -291,8 +314,16 @@ class DataRegistry:
             gitignore = str(Path(path).parent / ".gitignore")
             self._git("add", "--", dvc_file, gitignore)
             # Commit only these two paths, whatever else an interrupted earlier attempt left staged.
-            self._git("commit", "-q", "--no-verify", "-m",
-                      f"snapshot {dataset} {window_start}..{window_end}, md5 {md5}", "--", dvc_file, gitignore)
+            self._git(
+                "commit",
+                "-q",
+                "--no-verify",
+                "-m",
+                f"snapshot {dataset} {window_start}..{window_end}, md5 {md5}",
+                "--",
+                dvc_file,
+                gitignore,
+            )
             return ref(self._git("rev-parse", "HEAD").stdout.strip())
 
     def load(self, ref: DatasetRef) -> pd.DataFrame:
@@ -342,8 +373,9 @@ def load(ref: DatasetRef) -> pd.DataFrame:
         raise
     except Exception as exc:  # dvc raises many unrelated types: missing rev, path, remote, object
         cause = _diagnose(ref) if local else None
-        raise DataVersionError(f"cannot load {ref.describe()}: {cause or 'dvc failed'} "
-                               f"({type(exc).__name__}: {exc})") from exc
+        raise DataVersionError(
+            f"cannot load {ref.describe()}: {cause or 'dvc failed'} ({type(exc).__name__}: {exc})"
+        ) from exc
     actual = hashlib.md5(payload).hexdigest()
     if actual != ref.md5:
         raise DataVersionError(f"refusing to load {ref.describe()}: its bytes hash to md5 {actual}")
@@ -357,6 +389,7 @@ def _read(dvc_api, ref: DatasetRef) -> bytes:
 
 def _diagnose(ref: DatasetRef) -> str | None:
     """Why a local version cannot be read, in words; DVC reports all three cases as 'path missing'."""
+
     def git_ok(*args: str) -> bool:
         return subprocess.run(["git", *args], cwd=ref.repo, capture_output=True).returncode == 0
 

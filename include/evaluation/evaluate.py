@@ -20,12 +20,14 @@ docstring gives the shape): it is logged as ``evaluation.json`` and read by
 :func:`include.evaluation.gate.decide`. MLflow must already point
 at the right store (``include.tracking.configure``).
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,8 +41,10 @@ if TYPE_CHECKING:
 
 LATENCY_REQUESTS = 50
 LATENCY_WARMUP_REQUESTS = 5
-LATENCY_METHOD = ("p95 of per-call CPU time of the calling thread, native thread pools at one thread, "
-                  "{requests} single calls of {rows} row(s)")
+LATENCY_METHOD = (
+    "p95 of per-call CPU time of the calling thread, native thread pools at one thread, "
+    "{requests} single calls of {rows} row(s)"
+)
 MISSING_SLICE = "<missing>"
 EVALUATION_ARTIFACT = "evaluation.json"
 
@@ -49,7 +53,7 @@ class EvaluationError(ValueError):
     """The held-out data or a model's output cannot be evaluated; the message says which."""
 
 
-def _check_holdout(holdout: pd.DataFrame, spec: "DatasetSpec") -> np.ndarray:
+def _check_holdout(holdout: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
     from include.data.cast import CastError, target_array
 
     if not isinstance(holdout, pd.DataFrame):
@@ -76,7 +80,7 @@ def _load(uri: str, role: str):
         raise EvaluationError(f"could not load the {role} model {uri}: {exc}") from exc
 
 
-def _outputs(model, features: pd.DataFrame, spec: "DatasetSpec", role: str) -> pd.DataFrame:
+def _outputs(model, features: pd.DataFrame, spec: DatasetSpec, role: str) -> pd.DataFrame:
     """The model's output frame, checked against the task's contract."""
     try:
         output = model.predict(features)
@@ -108,7 +112,7 @@ def _outputs(model, features: pd.DataFrame, spec: "DatasetSpec", role: str) -> p
     return output
 
 
-def _slice_keys(holdout: pd.DataFrame, spec: "DatasetSpec") -> tuple[list[str], np.ndarray]:
+def _slice_keys(holdout: pd.DataFrame, spec: DatasetSpec) -> tuple[list[str], np.ndarray]:
     from include.data.cast import categorical_column
 
     if spec.slice_feature is None:
@@ -122,16 +126,24 @@ def _slice_keys(holdout: pd.DataFrame, spec: "DatasetSpec") -> tuple[list[str], 
     return ordered, keys
 
 
-def _score(model, features: pd.DataFrame, labels: np.ndarray, slice_order: list[str], slice_keys: np.ndarray,
-           spec: "DatasetSpec", role: str) -> tuple[Scores, dict[str, Scores]]:
+def _score(
+    model,
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    slice_order: list[str],
+    slice_keys: np.ndarray,
+    spec: DatasetSpec,
+    role: str,
+) -> tuple[Scores, dict[str, Scores]]:
     """(overall scores, scores per slice value)."""
     output = _outputs(model, features, spec, role)
     columns = {name: output[name].to_numpy() for name in output.columns}
     slices = {}
     for value in slice_order:
         mask = slice_keys == value
-        slices[value] = score(spec.task, labels[mask], {name: array[mask] for name, array in columns.items()},
-                              spec.classes)
+        slices[value] = score(
+            spec.task, labels[mask], {name: array[mask] for name, array in columns.items()}, spec.classes
+        )
     return score(spec.task, labels, columns, spec.classes), slices
 
 
@@ -185,14 +197,26 @@ def _measure_latency(model, features: pd.DataFrame, rows: int, requests: int) ->
             model.predict(request)
             cpu.append((time.thread_time() - started_cpu) * 1000.0)
             wall.append((time.perf_counter() - started_wall) * 1000.0)
-    return Latency(p50=float(np.percentile(cpu, 50)), p95=float(np.percentile(cpu, 95)),
-                   wall_p50=float(np.percentile(wall, 50)), wall_p95=float(np.percentile(wall, 95)),
-                   requests=requests, rows_per_request=rows,
-                   method=LATENCY_METHOD.format(requests=requests, rows=rows))
+    return Latency(
+        p50=float(np.percentile(cpu, 50)),
+        p95=float(np.percentile(cpu, 95)),
+        wall_p50=float(np.percentile(wall, 50)),
+        wall_p95=float(np.percentile(wall, 95)),
+        requests=requests,
+        rows_per_request=rows,
+        method=LATENCY_METHOD.format(requests=requests, rows=rows),
+    )
 
 
-def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFrame, spec: "DatasetSpec",
-             latency_budget_ms: float = 50.0, latency_rows: int = 1, metric: str | None = None) -> dict[str, Any]:
+def evaluate(
+    challenger_uri: str,
+    champion_uri: str | None,
+    holdout: pd.DataFrame,
+    spec: DatasetSpec,
+    latency_budget_ms: float = 50.0,
+    latency_rows: int = 1,
+    metric: str | None = None,
+) -> dict[str, Any]:
     """Challenger (and champion) metrics on ``holdout``, overall and per slice, plus challenger latency.
 
     ``metric`` is the gate's metric (default: the spec's ``gate.metric``); the result
@@ -206,15 +230,15 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
     from include.data.spec import TASK_METRICS
     from include.training.model import ModelError, as_model_input
 
-    if not (isinstance(latency_budget_ms, (int, float)) and math.isfinite(latency_budget_ms)
-            and latency_budget_ms > 0):
+    if not (isinstance(latency_budget_ms, (int, float)) and math.isfinite(latency_budget_ms) and latency_budget_ms > 0):
         raise EvaluationError(f"latency_budget_ms must be a finite number > 0, got {latency_budget_ms!r}")
     if isinstance(latency_rows, bool) or not isinstance(latency_rows, int) or latency_rows < 1:
         raise EvaluationError(f"latency_rows must be an integer >= 1, got {latency_rows!r}")
     metric = metric or spec.gate.metric
     if metric not in TASK_METRICS[spec.task]:
-        raise EvaluationError(f"metric {metric!r} does not fit task {spec.task!r}; "
-                              f"expected one of {', '.join(TASK_METRICS[spec.task])}")
+        raise EvaluationError(
+            f"metric {metric!r} does not fit task {spec.task!r}; expected one of {', '.join(TASK_METRICS[spec.task])}"
+        )
     labels = _check_holdout(holdout, spec)
     try:
         features = as_model_input(holdout, spec)
@@ -225,15 +249,21 @@ def evaluate(challenger_uri: str, champion_uri: str | None, holdout: pd.DataFram
     challenger_model = _load(challenger_uri, "challenger")
     overall, slices = _score(challenger_model, features, labels, slice_order, slice_keys, spec, "challenger")
     latency = _measure_latency(challenger_model, features, latency_rows, LATENCY_REQUESTS)
-    challenger = ModelScores(challenger_uri, overall, slices, latency_ms=latency,
-                             latency_budget_ms=float(latency_budget_ms),
-                             within_latency_budget=bool(latency.p95 <= latency_budget_ms))
+    challenger = ModelScores(
+        challenger_uri,
+        overall,
+        slices,
+        latency_ms=latency,
+        latency_budget_ms=float(latency_budget_ms),
+        within_latency_budget=bool(latency.p95 <= latency_budget_ms),
+    )
 
     champion = None
     if champion_uri is not None:
         champion_model = _load(champion_uri, "champion")
-        champion = ModelScores(champion_uri,
-                               *_score(champion_model, features, labels, slice_order, slice_keys, spec, "champion"))
+        champion = ModelScores(
+            champion_uri, *_score(champion_model, features, labels, slice_order, slice_keys, spec, "champion")
+        )
     return Evaluation(
         task=spec.task,
         metric=metric,
@@ -273,10 +303,17 @@ def evaluation_metrics(evaluation: Mapping[str, Any] | Evaluation) -> dict[str, 
         add("holdout_", scores, feature, str(value))
     latency = challenger.latency_ms
     if latency is not None:
-        metrics.update(latency_p50_ms=latency.p50, latency_p95_ms=latency.p95, latency_wall_p50_ms=latency.wall_p50,
-                       latency_wall_p95_ms=latency.wall_p95)
-    return {key: float(value) for key, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        metrics.update(
+            latency_p50_ms=latency.p50,
+            latency_p95_ms=latency.p95,
+            latency_wall_p50_ms=latency.wall_p50,
+            latency_wall_p95_ms=latency.wall_p95,
+        )
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def log_evaluation(run_id: str, evaluation: Mapping[str, Any]) -> None:

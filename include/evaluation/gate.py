@@ -23,12 +23,14 @@ it never passes by default. To judge each value itself, it reads the evaluation
 with :meth:`Evaluation.from_partial <include.evaluation.records.Evaluation.from_partial>`,
 which keeps what is there (a NaN, a string) instead of refusing the whole result.
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from include.evaluation.metrics import higher_is_better, loss_against
 from include.evaluation.records import UNSET, Evaluation, ModelScores
@@ -75,7 +77,7 @@ class GateDecision:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GateDecision":
+    def from_dict(cls, data: Mapping[str, Any]) -> GateDecision:
         """The decision :meth:`to_dict` wrote; ``TypeError`` for a key that is not a field."""
         values = dict(data)
         values["checks"] = [Check(**check) for check in values.get("checks", [])]
@@ -105,17 +107,21 @@ class GateDecision:
     def table(self) -> str:
         """Returns the checks as an aligned text table (a str), for the task log."""
         header = ("check", "value", "threshold", "result", "detail")
-        rows = [(check.name, _cell(check.value), _cell(check.threshold), "pass" if check.passed else "FAIL",
-                 check.detail) for check in self.checks]
+        rows = [
+            (check.name, _cell(check.value), _cell(check.threshold), "pass" if check.passed else "FAIL", check.detail)
+            for check in self.checks
+        ]
         widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                 for row in [header, tuple("-" * width for width in widths), *rows]]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in [header, tuple("-" * width for width in widths), *rows]
+        ]
         lines.append(f"decision: {self.reason}")
         return "\n".join(lines)
 
 
 def _truncate(text: str) -> str:
-    return text if len(text) <= MAX_TAG_VALUE_CHARS else text[:MAX_TAG_VALUE_CHARS - 3] + "..."
+    return text if len(text) <= MAX_TAG_VALUE_CHARS else text[: MAX_TAG_VALUE_CHARS - 3] + "..."
 
 
 def _tag_number(value: float | None) -> str:
@@ -200,14 +206,27 @@ def _latency_check(challenger: ModelScores) -> Check:
     return Check("latency", p95, budget, False, f"latency p95 {shown} ms > budget {limit} ms")
 
 
-def _regression_check(name: str, label: str, metric: str, challenger_value: Any, champion_value: Any,
-                      max_regression: float, *, comparable_if_none: bool) -> Check:
+def _regression_check(
+    name: str,
+    label: str,
+    metric: str,
+    challenger_value: Any,
+    champion_value: Any,
+    max_regression: float,
+    *,
+    comparable_if_none: bool,
+) -> Check:
     challenger_score, challenger_problem = _number(challenger_value)
     champion_score, champion_problem = _number(champion_value)
     if comparable_if_none and (challenger_value is None or champion_value is None):
         side = "challenger" if challenger_value is None else "champion"
-        return Check(name, None, max_regression, True,
-                     f"{label}: not comparable, {side} {metric} is None (e.g. one class only); reported, not gated")
+        return Check(
+            name,
+            None,
+            max_regression,
+            True,
+            f"{label}: not comparable, {side} {metric} is None (e.g. one class only); reported, not gated",
+        )
     if challenger_problem:
         return Check(name, None, max_regression, False, f"{label}: challenger {metric} {challenger_problem}")
     if champion_problem:
@@ -216,13 +235,23 @@ def _regression_check(name: str, label: str, metric: str, challenger_value: Any,
     # rounding noise in two scores must not turn "equal to the tolerance" into a rejection
     if regression <= max_regression + 1e-12:
         change = f"{challenger_score - champion_score + 0.0:+.3f}"  # + 0.0 turns -0.0 into 0.0
-        return Check(name, regression, max_regression, True,
-                     f"{label}: {metric} {challenger_score:.3f} vs champion {champion_score:.3f} ({change}), "
-                     f"within max_regression {max_regression:.3f}")
+        return Check(
+            name,
+            regression,
+            max_regression,
+            True,
+            f"{label}: {metric} {challenger_score:.3f} vs champion {champion_score:.3f} ({change}), "
+            f"within max_regression {max_regression:.3f}",
+        )
     shown, limit = _pair(regression, max_regression)
-    return Check(name, regression, max_regression, False,
-                 f"{label} regressed {shown} > max_regression {limit} "
-                 f"({metric} {challenger_score:.3f} vs champion {champion_score:.3f})")
+    return Check(
+        name,
+        regression,
+        max_regression,
+        False,
+        f"{label} regressed {shown} > max_regression {limit} "
+        f"({metric} {challenger_score:.3f} vs champion {champion_score:.3f})",
+    )
 
 
 def _log_loss_check(challenger: ModelScores, champion: ModelScores) -> Check:
@@ -232,13 +261,18 @@ def _log_loss_check(challenger: ModelScores, champion: ModelScores) -> Check:
         problem = f"challenger {challenger_problem}" if challenger_problem else f"champion {champion_problem}"
         return Check("log_loss", None, None, True, f"log_loss {problem}; reported, not gated")
     change = challenger_loss - champion_loss
-    return Check("log_loss", change, None, True,
-                 f"log_loss {challenger_loss:.3f} vs champion {champion_loss:.3f} ({change:+.3f}); "
-                 "reported, not gated")
+    return Check(
+        "log_loss",
+        change,
+        None,
+        True,
+        f"log_loss {challenger_loss:.3f} vs champion {champion_loss:.3f} ({change:+.3f}); reported, not gated",
+    )
 
 
-def decide(evaluation: Mapping[str, Any] | Evaluation, minimum: float | None, max_regression: float,
-           metric: str | None = None) -> GateDecision:
+def decide(
+    evaluation: Mapping[str, Any] | Evaluation, minimum: float | None, max_regression: float, metric: str | None = None
+) -> GateDecision:
     """Apply the rules in the module docstring to an :func:`include.evaluation.evaluate.evaluate` result.
 
     ``evaluation`` is that result (a mapping, read with
@@ -274,15 +308,24 @@ def decide(evaluation: Mapping[str, Any] | Evaluation, minimum: float | None, ma
     first_model = False
     if champion is UNSET:
         # an evaluation that forgot the champion must not be mistaken for the first model
-        checks.append(Check("champion", None, None, False,
-                            "champion missing from the evaluation (expected its scores or null)"))
+        checks.append(
+            Check("champion", None, None, False, "champion missing from the evaluation (expected its scores or null)")
+        )
     elif champion is None:
         first_model = True
     else:
         feature = evaluation.slice_feature or "slice"
-        checks.append(_regression_check("regression_overall", "overall", metric,
-                                        challenger.overall.get(metric), champion.overall.get(metric),
-                                        tolerance, comparable_if_none=False))
+        checks.append(
+            _regression_check(
+                "regression_overall",
+                "overall",
+                metric,
+                challenger.overall.get(metric),
+                champion.overall.get(metric),
+                tolerance,
+                comparable_if_none=False,
+            )
+        )
         challenger_slices = challenger.slices or {}
         champion_slices = champion.slices
         if champion_slices is None:
@@ -293,14 +336,25 @@ def decide(evaluation: Mapping[str, Any] | Evaluation, minimum: float | None, ma
             if value not in challenger_slices:
                 checks.append(Check(label, None, tolerance, False, f"{label} missing for the challenger"))
                 continue
-            checks.append(_regression_check(
-                label, label, metric, challenger_slices[value].get(metric), champion_scores.get(metric),
-                tolerance, comparable_if_none=True))
+            checks.append(
+                _regression_check(
+                    label,
+                    label,
+                    metric,
+                    challenger_slices[value].get(metric),
+                    champion_scores.get(metric),
+                    tolerance,
+                    comparable_if_none=True,
+                )
+            )
         for value in challenger_slices:
             if value not in champion_slices:
                 label = f"slice {feature}={value}"
-                checks.append(Check(label, None, tolerance, True,
-                                    f"{label}: new slice, no champion baseline; reported, not gated"))
+                checks.append(
+                    Check(
+                        label, None, tolerance, True, f"{label}: new slice, no champion baseline; reported, not gated"
+                    )
+                )
         if metric != "log_loss" and challenger.overall.get("log_loss") is not None:
             checks.append(_log_loss_check(challenger, champion))
 
@@ -334,7 +388,9 @@ def _reason(passed: bool, first_model: bool, checks: list[Check]) -> str:
         overall = by_name["regression_overall"]
         slices = [check for check in checks if check.name.startswith("slice ")]
         comparable = [check for check in slices if check.value is not None]
-        parts.append(f"{overall.detail}; no slice regressed more than max_regression "
-                     f"({len(comparable)} of {len(slices)} slice(s) comparable)")
+        parts.append(
+            f"{overall.detail}; no slice regressed more than max_regression "
+            f"({len(comparable)} of {len(slices)} slice(s) comparable)"
+        )
     parts.append(by_name["latency"].detail)
     return "accepted: " + "; ".join(parts)

@@ -11,9 +11,11 @@ A metric that is undefined on the rows given (ROC AUC on one class, R² on one
 row) is ``None``, never a made-up value: the gate treats None as "not
 measurable". Definitions are scikit-learn's (``sklearn.metrics``).
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +24,7 @@ from include.training import PROBABILITY_PREFIX
 
 
 def _probability_matrix(outputs: Mapping[str, Any], classes: Sequence[str]) -> np.ndarray:
-    return np.column_stack([np.asarray(outputs[f"{PROBABILITY_PREFIX}{name}"], dtype=np.float64)
-                            for name in classes])
+    return np.column_stack([np.asarray(outputs[f"{PROBABILITY_PREFIX}{name}"], dtype=np.float64) for name in classes])
 
 
 def score(task: str, labels: Any, outputs: Mapping[str, Any], classes: Sequence[str] = ()) -> dict[str, Any]:
@@ -98,8 +99,9 @@ def baseline(task: str, metric: str, labels: Any, classes: Sequence[str] = ()) -
         shares = {name: 0.0 for name in classes}
         shares.update({value: count / len(labels) for value, count in zip(values, counts, strict=True)})
         outputs = {"prediction": np.full(len(labels), values[counts.argmax()], dtype=object)}
-        outputs.update({f"{PROBABILITY_PREFIX}{name}": np.full(len(labels), max(share, 1e-6))
-                        for name, share in shares.items()})
+        outputs.update(
+            {f"{PROBABILITY_PREFIX}{name}": np.full(len(labels), max(share, 1e-6)) for name, share in shares.items()}
+        )
         return score(task, labels, outputs, classes)[metric]
     values = labels.astype(np.float64)
     center = np.median(values) if metric == "mae" else values.mean()

@@ -18,11 +18,13 @@ reads it back, so the key names live here and nowhere else. The shape::
 task, ``recall`` (class -> float). Its metric names depend on the task, so it
 stays a dict.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from include.util import fields as read
 
@@ -77,21 +79,32 @@ class Latency:
     def to_dict(self) -> dict[str, Any]:
         """The latency as a JSON-ready dict: ``p50``, ``p95``, ``wall_p50``, ``wall_p95`` (milliseconds), ``requests``,
         ``rows_per_request``, ``method``."""
-        return {"p50": self.p50, "p95": self.p95, "wall_p50": self.wall_p50, "wall_p95": self.wall_p95,
-                "requests": self.requests, "rows_per_request": self.rows_per_request, "method": self.method}
+        return {
+            "p50": self.p50,
+            "p95": self.p95,
+            "wall_p50": self.wall_p50,
+            "wall_p95": self.wall_p95,
+            "requests": self.requests,
+            "rows_per_request": self.rows_per_request,
+            "method": self.method,
+        }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "latency_ms") -> "Latency":
+    def from_dict(cls, data: Any, where: str = "latency_ms") -> Latency:
         """Returns the :class:`Latency` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key."""
         data = read.mapping(data, where)
-        return cls(p50=read.number(data, "p50", where), p95=read.number(data, "p95", where),
-                   wall_p50=read.number(data, "wall_p50", where), wall_p95=read.number(data, "wall_p95", where),
-                   requests=read.integer(data, "requests", where),
-                   rows_per_request=read.integer(data, "rows_per_request", where),
-                   method=read.text(data, "method", where))
+        return cls(
+            p50=read.number(data, "p50", where),
+            p95=read.number(data, "p95", where),
+            wall_p50=read.number(data, "wall_p50", where),
+            wall_p95=read.number(data, "wall_p95", where),
+            requests=read.integer(data, "requests", where),
+            rows_per_request=read.integer(data, "rows_per_request", where),
+            method=read.text(data, "method", where),
+        )
 
     @classmethod
-    def from_partial(cls, data: Any) -> "Latency | None":
+    def from_partial(cls, data: Any) -> Latency | None:
         """Returns what ``data`` holds as a :class:`Latency`, unchecked (None for an absent key); None when it is not
         a mapping."""
         if not isinstance(data, Mapping):
@@ -115,12 +128,15 @@ class ModelScores:
         """The scores as a JSON-ready dict: ``uri``, ``overall``, ``slices``, and the latency keys when measured."""
         result = {"uri": self.uri, "overall": copy.deepcopy(self.overall), "slices": copy.deepcopy(self.slices)}
         if self.latency_ms is not None:
-            result.update(latency_ms=self.latency_ms.to_dict(), latency_budget_ms=self.latency_budget_ms,
-                          within_latency_budget=self.within_latency_budget)
+            result.update(
+                latency_ms=self.latency_ms.to_dict(),
+                latency_budget_ms=self.latency_budget_ms,
+                within_latency_budget=self.within_latency_budget,
+            )
         return result
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "ModelScores":
+    def from_dict(cls, data: Any, where: str) -> ModelScores:
         """Returns the :class:`ModelScores` :meth:`to_dict` wrote.
 
         Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, e.g. ``challenger``).
@@ -129,28 +145,38 @@ class ModelScores:
         data = read.mapping(data, where)
         uri = read.text(data, "uri", where)
         overall = _scores(read.key(data, "overall", where), f"{where}.overall")
-        slices = {value: _scores(scores, f"{where}.slices.{value}")
-                  for value, scores in read.mapping(read.key(data, "slices", where), f"{where}.slices").items()}
+        slices = {
+            value: _scores(scores, f"{where}.slices.{value}")
+            for value, scores in read.mapping(read.key(data, "slices", where), f"{where}.slices").items()
+        }
         if "latency_ms" not in data:
             return cls(uri, overall, slices)
-        return cls(uri, overall, slices,
-                   latency_ms=Latency.from_dict(data["latency_ms"], f"{where}.latency_ms"),
-                   latency_budget_ms=read.number(data, "latency_budget_ms", where),
-                   within_latency_budget=read.flag(data, "within_latency_budget", where))
+        return cls(
+            uri,
+            overall,
+            slices,
+            latency_ms=Latency.from_dict(data["latency_ms"], f"{where}.latency_ms"),
+            latency_budget_ms=read.number(data, "latency_budget_ms", where),
+            within_latency_budget=read.flag(data, "within_latency_budget", where),
+        )
 
     @classmethod
-    def from_partial(cls, data: Any) -> "ModelScores":
+    def from_partial(cls, data: Any) -> ModelScores:
         """Returns what ``data`` holds as :class:`ModelScores`, unchecked and never raising: ``overall`` is ``{}``
         unless a mapping, ``slices`` None unless a mapping (each slice ``{}`` unless a mapping), the rest as found
         or None."""
         data = _partial_mapping(data)
         slices = data.get("slices")
-        return cls(uri=data.get("uri"), overall=_partial_mapping(data.get("overall")),
-                   slices={value: _partial_mapping(scores) for value, scores in slices.items()}
-                   if isinstance(slices, Mapping) else None,
-                   latency_ms=Latency.from_partial(data.get("latency_ms")),
-                   latency_budget_ms=data.get("latency_budget_ms"),
-                   within_latency_budget=data.get("within_latency_budget"))
+        return cls(
+            uri=data.get("uri"),
+            overall=_partial_mapping(data.get("overall")),
+            slices={value: _partial_mapping(scores) for value, scores in slices.items()}
+            if isinstance(slices, Mapping)
+            else None,
+            latency_ms=Latency.from_partial(data.get("latency_ms")),
+            latency_budget_ms=data.get("latency_budget_ms"),
+            within_latency_budget=data.get("within_latency_budget"),
+        )
 
 
 @dataclass(frozen=True)
@@ -173,11 +199,14 @@ class Evaluation:
     champion_version: str | None = UNSET
 
     def to_dict(self) -> dict[str, Any]:
-        """The evaluation as its JSON-ready dict (``champion_version`` only when set); :meth:`from_dict` reads it back.
-        """
+        """The evaluation as its JSON-ready dict (``champion_version`` only when set); :meth:`from_dict` reads it back."""
         result = {
-            "task": self.task, "metric": self.metric, "higher_is_better": self.higher_is_better,
-            "baseline": self.baseline, "slice_feature": self.slice_feature, "holdout_rows": self.holdout_rows,
+            "task": self.task,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "baseline": self.baseline,
+            "slice_feature": self.slice_feature,
+            "holdout_rows": self.holdout_rows,
             "challenger": self.challenger.to_dict(),
             "champion": None if self.champion is None else self.champion.to_dict(),
         }
@@ -186,7 +215,7 @@ class Evaluation:
         return result
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Evaluation":
+    def from_dict(cls, data: Any) -> Evaluation:
         """Read :meth:`to_dict`'s JSON into an :class:`Evaluation`; other keys are ignored.
 
         Raises ``ValueError`` naming the missing or bad key (e.g. ``challenger.overall.roc_auc
@@ -200,7 +229,8 @@ class Evaluation:
             raise ValueError("challenger is missing 'latency_ms' (the gate reads its p95)")
         champion = read.key(data, "champion", where)
         return cls(
-            task=read.text(data, "task", where), metric=read.text(data, "metric", where),
+            task=read.text(data, "task", where),
+            metric=read.text(data, "metric", where),
             higher_is_better=read.flag(data, "higher_is_better", where),
             baseline=read.number(data, "baseline", where, optional=True),
             slice_feature=read.text(data, "slice_feature", where, optional=True),
@@ -208,11 +238,12 @@ class Evaluation:
             challenger=challenger,
             champion=None if champion is None else ModelScores.from_dict(champion, "champion"),
             champion_version=read.text(data, "champion_version", where, optional=True)
-            if "champion_version" in data else UNSET,
+            if "champion_version" in data
+            else UNSET,
         )
 
     @classmethod
-    def from_partial(cls, data: Any) -> "Evaluation":
+    def from_partial(cls, data: Any) -> Evaluation:
         """Returns what ``data`` holds of the shape as an :class:`Evaluation`, unchecked and never raising, for a reader
         that judges every value itself and must not raise on a broken evaluation (the gate fails closed).
 
@@ -223,8 +254,14 @@ class Evaluation:
         """
         data = _partial_mapping(data)
         champion = data.get("champion", UNSET)
-        return cls(task=data.get("task"), metric=data.get("metric"), higher_is_better=data.get("higher_is_better"),
-                   baseline=data.get("baseline"), slice_feature=data.get("slice_feature"),
-                   holdout_rows=data.get("holdout_rows"), challenger=ModelScores.from_partial(data.get("challenger")),
-                   champion=champion if champion is None or champion is UNSET else ModelScores.from_partial(champion),
-                   champion_version=data.get("champion_version", UNSET))
+        return cls(
+            task=data.get("task"),
+            metric=data.get("metric"),
+            higher_is_better=data.get("higher_is_better"),
+            baseline=data.get("baseline"),
+            slice_feature=data.get("slice_feature"),
+            holdout_rows=data.get("holdout_rows"),
+            challenger=ModelScores.from_partial(data.get("challenger")),
+            champion=champion if champion is None or champion is UNSET else ModelScores.from_partial(champion),
+            champion_version=data.get("champion_version", UNSET),
+        )

@@ -25,12 +25,14 @@ The numbers are read with :meth:`DriftMetrics.from_partial
 (a NaN, a string) so that rule 2 can refuse an unusable ``drift_share`` by name
 instead of the reader refusing the whole result.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 from include.monitoring.records import DriftMetrics
 
@@ -96,9 +98,19 @@ def _performance_sentence(metrics: DriftMetrics, drop: float | None, threshold: 
     return f"{metric} drop {drop:.3f} {relation} threshold {threshold:.3f}{scores}"
 
 
-def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performance_drop_threshold: float,
-           active_training_runs: int, last_trigger_window_end: date | None, window_start: date, window_end: date,
-           cooldown_days: int, is_backfill: bool, allow_backfill: bool) -> RetrainDecision:
+def decide(
+    metrics: Mapping[str, Any],
+    *,
+    drift_share_threshold: float,
+    performance_drop_threshold: float,
+    active_training_runs: int,
+    last_trigger_window_end: date | None,
+    window_start: date,
+    window_end: date,
+    cooldown_days: int,
+    is_backfill: bool,
+    allow_backfill: bool,
+) -> RetrainDecision:
     """Apply the rules of this module, in order; every reason states the numbers it compared.
 
     ``metrics`` is ``check_drift``'s result: ``{"status": "insufficient_data", "rows": int,
@@ -123,14 +135,19 @@ def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performa
 
     if metrics.get("status") == "insufficient_data":
         rows = metrics.get("rows")
-        return RetrainDecision(False, "skipped", f"insufficient data in window {start}..{end} "
-                                                 f"({rows} rows): {metrics.get('reason') or 'no reason given'}")
+        return RetrainDecision(
+            False,
+            "skipped",
+            f"insufficient data in window {start}..{end} ({rows} rows): {metrics.get('reason') or 'no reason given'}",
+        )
 
     measured = DriftMetrics.from_partial(metrics)
     drift_share = _number(measured.drift_share)
     if drift_share is None:
-        raise ValueError(f"the drift check's result has no usable drift_share (got {measured.drift_share!r}); "
-                         f"refusing to call window {start}..{end} undrifted")
+        raise ValueError(
+            f"the drift check's result has no usable drift_share (got {measured.drift_share!r}); "
+            f"refusing to call window {start}..{end} undrifted"
+        )
     drop = _number(measured.performance_drop)
     drift_part = _drift_sentence(measured, drift_share, drift_threshold)
     performance_part = _performance_sentence(measured, drop, drop_threshold)
@@ -141,18 +158,31 @@ def decide(metrics: Mapping[str, Any], *, drift_share_threshold: float, performa
 
     trigger = "; ".join(part for part, hit in ((drift_part, drifted), (performance_part, degraded)) if hit)
     if is_backfill and not allow_backfill:
-        return RetrainDecision(False, "skipped", f"{trigger}, but the run belongs to a backfill; "
-                                                 f"set allow_backfill_retrain to retrain from backfills")
+        return RetrainDecision(
+            False,
+            "skipped",
+            f"{trigger}, but the run belongs to a backfill; set allow_backfill_retrain to retrain from backfills",
+        )
     if active_training_runs > 0:
-        return RetrainDecision(False, "skipped", f"{trigger}, but ml_training already queued/running "
-                                                 f"({active_training_runs} active run(s))")
+        return RetrainDecision(
+            False,
+            "skipped",
+            f"{trigger}, but ml_training already queued/running ({active_training_runs} active run(s))",
+        )
     if last is not None:
         cooldown = timedelta(days=cooldown_days)
         if last == end:
-            return RetrainDecision(True, "retrain", f"{trigger}: retraining (this window decided so before; "
-                                                    f"its retraining run is created once)")
+            return RetrainDecision(
+                True,
+                "retrain",
+                f"{trigger}: retraining (this window decided so before; its retraining run is created once)",
+            )
         if start < last + cooldown and end > last - cooldown:
-            return RetrainDecision(False, "skipped", f"{trigger}, but retraining triggered from window ending "
-                                                     f"{last}, within cooldown of {cooldown_days} days "
-                                                     f"(this window: {start}..{end})")
+            return RetrainDecision(
+                False,
+                "skipped",
+                f"{trigger}, but retraining triggered from window ending "
+                f"{last}, within cooldown of {cooldown_days} days "
+                f"(this window: {start}..{end})",
+            )
     return RetrainDecision(True, "retrain", f"{trigger}: retraining")

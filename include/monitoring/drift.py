@@ -55,12 +55,13 @@ it: :mod:`include.monitoring.window` (can the window be compared at all),
 :mod:`include.monitoring.drift_report` (the sampled Evidently page) and
 :mod:`include.monitoring.drift_store` (the reports folder and the MLflow runs).
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import tempfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,21 +69,45 @@ import numpy as np
 import pandas as pd
 
 from include.monitoring.drift_report import (
-    REPORT_SAMPLE_ROWS, REPORT_SAMPLE_SEED, REPORT_SAMPLE_TOP_UP_ROWS, _drift_snapshot, _measurable,
-    _performance_report, _report_html, report_sample,
+    REPORT_SAMPLE_ROWS,
+    REPORT_SAMPLE_SEED,
+    REPORT_SAMPLE_TOP_UP_ROWS,
+    _drift_snapshot,
+    _measurable,
+    _performance_report,
+    _report_html,
+    report_sample,
 )
 from include.monitoring.drift_stats import EmptyColumnError, column_drifts
 from include.monitoring.drift_store import (
-    DRIFT_EXPERIMENT, METRICS_JSON, REPORT_HTML, WINDOW_START_TAG, DriftRunNotFound, _as_utc, persist_results,
+    DRIFT_EXPERIMENT,
+    METRICS_JSON,
+    REPORT_HTML,
+    WINDOW_START_TAG,
+    DriftRunNotFound,
+    _as_utc,
+    persist_results,
     record_decision,
 )
 from include.monitoring.records import REFERENCE_DATA_KEYS, ColumnDrift, DriftMetrics, ReportSample
 from include.monitoring.reference import (
-    LABEL_COLUMN, LINEAGE_TAGS, PREDICTION_COLUMN, PROBABILITY_COLUMN, DriftReferenceError, Reference,
-    _prediction_is_numeric, prediction_column, reference_for_champion,
+    LABEL_COLUMN,
+    LINEAGE_TAGS,
+    PREDICTION_COLUMN,
+    PROBABILITY_COLUMN,
+    DriftReferenceError,
+    Reference,
+    _prediction_is_numeric,
+    prediction_column,
+    reference_for_champion,
 )
 from include.monitoring.window import (
-    DriftInputError, WindowCheck, _all_missing, _check_not_empty_columns, _check_structure, _label_values,
+    DriftInputError,
+    WindowCheck,
+    _all_missing,
+    _check_not_empty_columns,
+    _check_structure,
+    _label_values,
     check_window,
 )
 from include.util.fs import write_atomically
@@ -92,12 +117,36 @@ if TYPE_CHECKING:
     from include.settings import Settings
 
 __all__ = [
-    "CATEGORICAL_DRIFT_METHOD", "CATEGORICAL_DRIFT_THRESHOLD", "DRIFT_EXPERIMENT", "LABEL_COLUMN", "LINEAGE_TAGS",
-    "METRICS_JSON", "MIN_LABELLED_ROWS", "NUMERIC_DRIFT_METHOD", "NUMERIC_DRIFT_THRESHOLD", "PREDICTION_COLUMN",
-    "PROBABILITY_COLUMN", "REPORT_HTML", "REPORT_SAMPLE_ROWS", "REPORT_SAMPLE_SEED", "REPORT_SAMPLE_TOP_UP_ROWS",
-    "WINDOW_START_TAG", "DriftInputError", "DriftReferenceError", "DriftRunNotFound", "Reference", "WindowCheck",
-    "check_drift", "check_window", "drift_methods", "persist_results", "prediction_column", "record_decision",
-    "reference_for_champion", "report_sample", "run_drift_check",
+    "CATEGORICAL_DRIFT_METHOD",
+    "CATEGORICAL_DRIFT_THRESHOLD",
+    "DRIFT_EXPERIMENT",
+    "LABEL_COLUMN",
+    "LINEAGE_TAGS",
+    "METRICS_JSON",
+    "MIN_LABELLED_ROWS",
+    "NUMERIC_DRIFT_METHOD",
+    "NUMERIC_DRIFT_THRESHOLD",
+    "PREDICTION_COLUMN",
+    "PROBABILITY_COLUMN",
+    "REPORT_HTML",
+    "REPORT_SAMPLE_ROWS",
+    "REPORT_SAMPLE_SEED",
+    "REPORT_SAMPLE_TOP_UP_ROWS",
+    "WINDOW_START_TAG",
+    "DriftInputError",
+    "DriftReferenceError",
+    "DriftRunNotFound",
+    "Reference",
+    "WindowCheck",
+    "check_drift",
+    "check_window",
+    "drift_methods",
+    "persist_results",
+    "prediction_column",
+    "record_decision",
+    "reference_for_champion",
+    "report_sample",
+    "run_drift_check",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,7 +160,7 @@ CATEGORICAL_DRIFT_METHOD = "jensenshannon"
 CATEGORICAL_DRIFT_THRESHOLD = 0.1
 
 
-def drift_methods(spec: "DatasetSpec") -> dict[str, tuple[str, float]]:
+def drift_methods(spec: DatasetSpec) -> dict[str, tuple[str, float]]:
     """The pinned method and threshold of every measured column: the features, then the prediction.
 
     Returns ``{column: (method, threshold)}`` in spec order with the prediction column
@@ -120,13 +169,17 @@ def drift_methods(spec: "DatasetSpec") -> dict[str, tuple[str, float]]:
     Raises nothing.
     """
     methods = {name: (NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD) for name in spec.numeric_features}
-    methods.update({name: (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD)
-                    for name in spec.categorical_features})
+    methods.update(
+        {name: (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD) for name in spec.categorical_features}
+    )
     # the prediction drifts by the statistic of its kind: a probability or a value is numeric,
     # a predicted class categorical
     predicted = prediction_column(spec)
-    methods[predicted] = ((NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD) if _prediction_is_numeric(spec)
-                          else (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD))
+    methods[predicted] = (
+        (NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD)
+        if _prediction_is_numeric(spec)
+        else (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD)
+    )
     return {name: methods[name] for name in [*spec.feature_names, predicted]}
 
 
@@ -144,10 +197,17 @@ def _any_measurable(values: pd.Series) -> bool:
     return bool(_measurable(values).any())
 
 
-def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetSpec", *,
-                    drift_share_threshold: float, performance_drop_threshold: float,
-                    html_path: str | Path, min_labelled_rows: int = MIN_LABELLED_ROWS,
-                    report_sample_rows: int = REPORT_SAMPLE_ROWS) -> dict[str, Any]:
+def run_drift_check(
+    current: pd.DataFrame,
+    reference: Reference,
+    spec: DatasetSpec,
+    *,
+    drift_share_threshold: float,
+    performance_drop_threshold: float,
+    html_path: str | Path,
+    min_labelled_rows: int = MIN_LABELLED_ROWS,
+    report_sample_rows: int = REPORT_SAMPLE_ROWS,
+) -> dict[str, Any]:
     """Measure ``current`` against ``reference`` on all rows; save the Evidently report's HTML; return the numbers.
 
     The thresholds are recorded in the result (and shown in the report); whether to act
@@ -191,8 +251,10 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     """
     from include.evaluation.metrics import loss_against, score
 
-    for name, value in (("drift_share_threshold", drift_share_threshold),
-                        ("performance_drop_threshold", performance_drop_threshold)):
+    for name, value in (
+        ("drift_share_threshold", drift_share_threshold),
+        ("performance_drop_threshold", performance_drop_threshold),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
     if isinstance(report_sample_rows, bool) or not isinstance(report_sample_rows, int) or report_sample_rows < 1:
@@ -200,8 +262,9 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     if not isinstance(reference, Reference):
         raise ValueError(f"reference must be a Reference, got {type(reference).__name__}")
     if len(current) == 0:
-        raise DriftInputError("the window holds no served prediction: nothing to compare "
-                              "(check_window reports this as insufficient_data)")
+        raise DriftInputError(
+            "the window holds no served prediction: nothing to compare (check_window reports this as insufficient_data)"
+        )
     _check_structure(current, spec)
     _check_not_empty_columns(current, spec)
     predicted = prediction_column(spec)
@@ -211,14 +274,17 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         raise ValueError(f"reference frame is missing column(s) {', '.join(missing)}")
 
     numeric = {*spec.numeric_features, *([predicted] if _prediction_is_numeric(spec) else [])}
-    for frame, side, names in ((current, "window", [name for name in measured if name in numeric]),
-                               (reference.frame, "reference", measured)):
+    for frame, side, names in (
+        (current, "window", [name for name in measured if name in numeric]),
+        (reference.frame, "reference", measured),
+    ):
         # the window's all-missing columns are refused above; here: a numeric one with only infinities
         unmeasurable = [name for name in names if not _any_measurable(frame[name])]
         if unmeasurable:
             # e.g. only infinities: nothing to measure, which must never read as "no drift"
-            message = (f"{side} column(s) {', '.join(repr(name) for name in unmeasurable)} hold no finite value "
-                       f"to measure")
+            message = (
+                f"{side} column(s) {', '.join(repr(name) for name in unmeasurable)} hold no finite value to measure"
+            )
             raise DriftInputError(message) if side == "window" else ValueError(message)
 
     current_sample = report_sample(current, measured, report_sample_rows)
@@ -227,15 +293,21 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     try:
         # the exact measurements run in worker threads while this one draws the (sampled) report
         results, drift_snapshot = column_drifts(
-            reference.frame, current, methods,
-            while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, methods, numeric))
+            reference.frame,
+            current,
+            methods,
+            while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, methods, numeric),
+        )
     except EmptyColumnError as empty:
         if empty.side == "current":
             raise DriftInputError(f"window: {empty}") from None
         raise ValueError(f"reference frame: {empty}") from None
-    per_column = {name: ColumnDrift(name, result.method, result.threshold,
-                                    _finite(result.drift_score, f"drift score for column {name!r}"))
-                  for name, result in results.items()}
+    per_column = {
+        name: ColumnDrift(
+            name, result.method, result.threshold, _finite(result.drift_score, f"drift score for column {name!r}")
+        )
+        for name, result in results.items()
+    }
     columns = {name: per_column[name] for name in spec.feature_names}
     drifted_columns = [name for name, result in columns.items() if result.drifted]
 
@@ -245,14 +317,17 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
     metric = reference.metric
     window_score, performance_snapshot = None, None
     if len(labelled) < min_labelled_rows:
-        performance_note = (f"not measured: {len(labelled)} labelled row(s) in the window, "
-                            f"fewer than {min_labelled_rows}")
+        performance_note = (
+            f"not measured: {len(labelled)} labelled row(s) in the window, fewer than {min_labelled_rows}"
+        )
     else:
         outputs = {name: labelled[name].to_numpy() for name in labelled.columns}
         window_score = score(spec.task, label_values, outputs, spec.classes).get(metric)
         if window_score is None:
-            performance_note = (f"not measured: {metric} is undefined on the {len(labelled)} labelled rows "
-                                f"(all labels {label_values[0]!r}; ROC AUC needs both classes)")
+            performance_note = (
+                f"not measured: {metric} is undefined on the {len(labelled)} labelled rows "
+                f"(all labels {label_values[0]!r}; ROC AUC needs both classes)"
+            )
         else:
             window_score = _finite(window_score, metric)
             performance_snapshot, shown = _performance_report(labelled, label_values, spec, report_sample_rows)
@@ -260,8 +335,11 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
             if shown < len(labelled):
                 performance_note += f" (the report below plots a seeded sample of {shown})"
     reference_score = None if reference.holdout_score is None else float(reference.holdout_score)
-    performance_drop = (loss_against(metric, window_score, reference_score)
-                        if window_score is not None and reference_score is not None else None)
+    performance_drop = (
+        loss_against(metric, window_score, reference_score)
+        if window_score is not None and reference_score is not None
+        else None
+    )
 
     metrics = DriftMetrics(
         rows=int(len(current)),
@@ -287,8 +365,10 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
         report_sample=ReportSample(
             sampled=len(current_sample) < len(current) or len(reference_sample) < len(reference.frame),
             seed=REPORT_SAMPLE_SEED,
-            current_rows=int(len(current_sample)), current_rows_total=int(len(current)),
-            reference_rows=int(len(reference_sample)), reference_rows_total=int(len(reference.frame)),
+            current_rows=int(len(current_sample)),
+            current_rows_total=int(len(current)),
+            reference_rows=int(len(reference_sample)),
+            reference_rows_total=int(len(reference.frame)),
         ),
     ).to_dict()
     write_atomically(html_path, _report_html(metrics, drift_snapshot, performance_snapshot, performance_note))
@@ -297,14 +377,24 @@ def run_drift_check(current: pd.DataFrame, reference: Reference, spec: "DatasetS
 
 def _window_days(data_ref: dict[str, Any]) -> int | None:
     try:
-        return (date.fromisoformat(str(data_ref["window_end"])) - date.fromisoformat(str(data_ref["window_start"]))).days
+        return (
+            date.fromisoformat(str(data_ref["window_end"])) - date.fromisoformat(str(data_ref["window_start"]))
+        ).days
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def check_drift(settings: "Settings", spec: "DatasetSpec", window_start: datetime, window_end: datetime, *,
-                min_rows: int, drift_share_threshold: float, performance_drop_threshold: float,
-                window_days: int = 1) -> dict[str, Any]:
+def check_drift(
+    settings: Settings,
+    spec: DatasetSpec,
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    min_rows: int,
+    drift_share_threshold: float,
+    performance_drop_threshold: float,
+    window_days: int = 1,
+) -> dict[str, Any]:
     """The nightly step for ``[window_start, window_end)``: read, check, compare, persist.
 
     With ``window_days`` above 1 the traffic compared is that of the ``window_days``
@@ -332,7 +422,7 @@ def check_drift(settings: "Settings", spec: "DatasetSpec", window_start: datetim
     if isinstance(window_days, bool) or not isinstance(window_days, int) or window_days < 1:
         raise ValueError(f"window_days must be an integer >= 1, got {window_days!r}")
     # plain datetimes: Airflow hands in pendulum ones, whose arithmetic may drop the zone
-    traffic_start = datetime.fromtimestamp(end.timestamp(), timezone.utc) - timedelta(days=window_days)
+    traffic_start = datetime.fromtimestamp(end.timestamp(), UTC) - timedelta(days=window_days)
     if traffic_start.timestamp() > start.timestamp():
         traffic_start = start
     current = read_window(settings.inference_log, traffic_start, end, with_labels=True)
@@ -343,11 +433,24 @@ def check_drift(settings: "Settings", spec: "DatasetSpec", window_start: datetim
     reference = reference_for_champion(settings, spec)
     with tempfile.TemporaryDirectory(prefix="mlops-drift-report-") as staging:
         html_path = Path(staging, REPORT_HTML)
-        metrics = run_drift_check(current, reference, spec, drift_share_threshold=drift_share_threshold,
-                                  performance_drop_threshold=performance_drop_threshold, html_path=html_path)
+        metrics = run_drift_check(
+            current,
+            reference,
+            spec,
+            drift_share_threshold=drift_share_threshold,
+            performance_drop_threshold=performance_drop_threshold,
+            html_path=html_path,
+        )
         paths = persist_results(settings, start, end, metrics, html_path)
-    log.info("window %s..%s: drift share %.2f (%s), prediction drift %.4f, %s %s, drop %s",
-             start.isoformat(), end.isoformat(), metrics["drift_share"], ", ".join(metrics["drifted_columns"]) or
-             "no drifted column", metrics["prediction_drift"]["drift_score"], metrics["metric"], metrics["score"],
-             metrics["performance_drop"])
+    log.info(
+        "window %s..%s: drift share %.2f (%s), prediction drift %.4f, %s %s, drop %s",
+        start.isoformat(),
+        end.isoformat(),
+        metrics["drift_share"],
+        ", ".join(metrics["drifted_columns"]) or "no drifted column",
+        metrics["prediction_drift"]["drift_score"],
+        metrics["metric"],
+        metrics["score"],
+        metrics["performance_drop"],
+    )
     return {"status": "ok", **metrics, **paths}

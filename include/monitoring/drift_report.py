@@ -6,6 +6,7 @@ Evidently only draws the page, from at most :data:`REPORT_SAMPLE_ROWS` rows per 
 minutes and gigabytes. The page says so, and shows the exact per-column figures
 beside Evidently's sampled ones.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ REPORT_SAMPLE_SEED = 20_240_301
 REPORT_SAMPLE_TOP_UP_ROWS = 50
 
 
-def _comparable(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
+def _comparable(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Features and prediction typed alike on both sides: numerics float64, categoricals str or None."""
     from include.data.cast import categorical_column, numeric_column
 
@@ -35,8 +36,11 @@ def _comparable(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
     for name in spec.categorical_features:
         columns[name] = categorical_column(frame[name], name)
     predicted = prediction_column(spec)
-    columns[predicted] = (numeric_column(frame[predicted], predicted) if _prediction_is_numeric(spec)
-                          else categorical_column(frame[predicted], predicted))
+    columns[predicted] = (
+        numeric_column(frame[predicted], predicted)
+        if _prediction_is_numeric(spec)
+        else categorical_column(frame[predicted], predicted)
+    )
     return pd.DataFrame(columns)
 
 
@@ -50,8 +54,9 @@ def _measurable(values: pd.Series) -> np.ndarray:
     return values.notna().to_numpy()
 
 
-def report_sample(frame: pd.DataFrame, columns: list[str], rows: int = REPORT_SAMPLE_ROWS,
-                  seed: int = REPORT_SAMPLE_SEED) -> pd.DataFrame:
+def report_sample(
+    frame: pd.DataFrame, columns: list[str], rows: int = REPORT_SAMPLE_ROWS, seed: int = REPORT_SAMPLE_SEED
+) -> pd.DataFrame:
     """At most ``rows`` rows of ``frame`` (all of it when it is no larger), drawn with a fixed seed.
 
     A column that has measurable values in ``frame`` keeps some in the sample: rows
@@ -73,36 +78,49 @@ def report_sample(frame: pd.DataFrame, columns: list[str], rows: int = REPORT_SA
         measurable = _measurable(frame[name])
         if measurable.any():
             candidates = np.flatnonzero(measurable)
-            extra = generator.choice(candidates, size=min(REPORT_SAMPLE_TOP_UP_ROWS, len(candidates)),
-                                     replace=False)
+            extra = generator.choice(candidates, size=min(REPORT_SAMPLE_TOP_UP_ROWS, len(candidates)), replace=False)
             chosen = np.union1d(chosen, extra)
     return frame.iloc[chosen]
 
 
-def _drift_snapshot(current_sample: pd.DataFrame, reference_sample: pd.DataFrame, spec: "DatasetSpec",
-                    methods: dict[str, tuple[str, float]], numeric: set[str]):
+def _drift_snapshot(
+    current_sample: pd.DataFrame,
+    reference_sample: pd.DataFrame,
+    spec: DatasetSpec,
+    methods: dict[str, tuple[str, float]],
+    numeric: set[str],
+):
     """Evidently's drift report of the samples, one ValueDrift per measured column (``methods``)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    definition = DataDefinition(numerical_columns=[name for name in methods if name in numeric],
-                                categorical_columns=[name for name in methods if name not in numeric])
+    definition = DataDefinition(
+        numerical_columns=[name for name in methods if name in numeric],
+        categorical_columns=[name for name in methods if name not in numeric],
+    )
     # one ValueDrift per column (its distributions and test): DataDriftPreset would add a table
     # of the same columns, which the page already has with the exact figures, at twice the cost
-    report = Report([ValueDrift(column=name, method=method, threshold=threshold)
-                     for name, (method, threshold) in methods.items()], include_tests=True)
+    report = Report(
+        [ValueDrift(column=name, method=method, threshold=threshold) for name, (method, threshold) in methods.items()],
+        include_tests=True,
+    )
     return report.run(
         current_data=Dataset.from_pandas(_comparable(current_sample, spec), data_definition=definition),
-        reference_data=Dataset.from_pandas(_comparable(reference_sample, spec), data_definition=definition))
+        reference_data=Dataset.from_pandas(_comparable(reference_sample, spec), data_definition=definition),
+    )
 
 
 def _sample_note(sample: dict[str, Any]) -> str:
-    shown = (f"{sample['current_rows']} of the window's {sample['current_rows_total']} rows and "
-             f"{sample['reference_rows']} of the reference's {sample['reference_rows_total']} rows")
+    shown = (
+        f"{sample['current_rows']} of the window's {sample['current_rows_total']} rows and "
+        f"{sample['reference_rows']} of the reference's {sample['reference_rows_total']} rows"
+    )
     if sample["sampled"]:
-        return (f"The Evidently report below is drawn from a seeded sample (seed {sample['seed']}): {shown}. "
-                f"Its per-column scores and verdicts are those of the sample; the figures of record, above "
-                f"and in metrics.json, are computed on all rows.")
+        return (
+            f"The Evidently report below is drawn from a seeded sample (seed {sample['seed']}): {shown}. "
+            f"Its per-column scores and verdicts are those of the sample; the figures of record, above "
+            f"and in metrics.json, are computed on all rows."
+        )
     return f"The Evidently report below is drawn from all rows: {shown}."
 
 
@@ -138,9 +156,16 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, performance_snapshot, 
     exact = table_data(
         title="Drift per column, on all rows",
         column_names=["column", "method", "drift score", "threshold", "drifted"],
-        data=[[name, result["method"], f"{result['drift_score']:.6f}", f"{result['threshold']:g}",
-               "yes" if result["drifted"] else "no"]
-              for name, result in [*metrics["columns"].items(), (metrics["prediction_column"], prediction)]],
+        data=[
+            [
+                name,
+                result["method"],
+                f"{result['drift_score']:.6f}",
+                f"{result['threshold']:g}",
+                "yes" if result["drifted"] else "no",
+            ]
+            for name, result in [*metrics["columns"].items(), (metrics["prediction_column"], prediction)]
+        ],
     )
     drift = drift_snapshot.to_snapshot_model()
     widgets = [text_widget(title="Drift report", text=summary), exact, *drift.widgets]
@@ -153,14 +178,21 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, performance_snapshot, 
         widgets.extend(classification.widgets)
         metric_results.update(classification.metric_results)
         top_level.extend(classification.top_level_metrics)
-    page = SnapshotModel(report=drift.report, name=drift.name, timestamp=drift.timestamp, metadata=drift.metadata,
-                         tags=drift.tags, metric_results=metric_results, top_level_metrics=top_level,
-                         widgets=widgets, tests_widgets=drift.tests_widgets)
+    page = SnapshotModel(
+        report=drift.report,
+        name=drift.name,
+        timestamp=drift.timestamp,
+        metadata=drift.metadata,
+        tags=drift.tags,
+        metric_results=metric_results,
+        top_level_metrics=top_level,
+        widgets=widgets,
+        tests_widgets=drift.tests_widgets,
+    )
     return Snapshot.load_model(page).get_html_str(as_iframe=False)
 
 
-def _performance_report(labelled: pd.DataFrame, label_values: np.ndarray, spec: "DatasetSpec",
-                        sample_rows: int):
+def _performance_report(labelled: pd.DataFrame, label_values: np.ndarray, spec: DatasetSpec, sample_rows: int):
     """Evidently's performance preset of the task on the labelled rows (a seeded sample of them):
     (snapshot, rows shown). Current only: the reference rows are the champion's own training
     rows, where its performance is optimistic; the comparison point is its held-out score."""
@@ -172,21 +204,27 @@ def _performance_report(labelled: pd.DataFrame, label_values: np.ndarray, spec: 
     scored = report_sample(frame, [LABEL_COLUMN, predicted], sample_rows).reset_index(drop=True)
     if spec.task == "binary":
         scored[predicted] = scored[predicted].astype(np.float64)
-        definition = DataDefinition(numerical_columns=[predicted], categorical_columns=[LABEL_COLUMN],
-                                    classification=[BinaryClassification(target=LABEL_COLUMN,
-                                                                         prediction_probas=predicted, pos_label=1)])
+        definition = DataDefinition(
+            numerical_columns=[predicted],
+            categorical_columns=[LABEL_COLUMN],
+            classification=[BinaryClassification(target=LABEL_COLUMN, prediction_probas=predicted, pos_label=1)],
+        )
         preset = ClassificationPreset()
     elif spec.task == "multiclass":
         scored = scored.astype({LABEL_COLUMN: str, predicted: str})
-        definition = DataDefinition(categorical_columns=[LABEL_COLUMN, predicted],
-                                    classification=[MulticlassClassification(target=LABEL_COLUMN,
-                                                                             prediction_labels=predicted)])
+        definition = DataDefinition(
+            categorical_columns=[LABEL_COLUMN, predicted],
+            classification=[MulticlassClassification(target=LABEL_COLUMN, prediction_labels=predicted)],
+        )
         preset = ClassificationPreset()
     else:
         scored = scored.astype(np.float64)
-        definition = DataDefinition(numerical_columns=[LABEL_COLUMN, predicted],
-                                    regression=[Regression(target=LABEL_COLUMN, prediction=predicted)])
+        definition = DataDefinition(
+            numerical_columns=[LABEL_COLUMN, predicted],
+            regression=[Regression(target=LABEL_COLUMN, prediction=predicted)],
+        )
         preset = RegressionPreset()
-    snapshot = Report([preset]).run(current_data=Dataset.from_pandas(scored, data_definition=definition),
-                                    reference_data=None)
+    snapshot = Report([preset]).run(
+        current_data=Dataset.from_pandas(scored, data_definition=definition), reference_data=None
+    )
     return snapshot, len(scored)

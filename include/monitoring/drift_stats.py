@@ -20,11 +20,12 @@ of few distinct values, counted) and the area between their quantile functions
 (or CDFs) is summed over pieces whose widths are whole numbers, so no rounding
 accumulates over a million steps.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,9 @@ class EmptyColumnError(ValueError):
     """A side of a column holds no measurable value once missing values are dropped."""
 
     def __init__(self, column: str, side: str):
-        super().__init__(f"column {column!r} holds no value to measure in the {side} data "
-                         f"(every value is missing or infinite)")
+        super().__init__(
+            f"column {column!r} holds no value to measure in the {side} data (every value is missing or infinite)"
+        )
         self.column = column
         self.side = side
 
@@ -107,9 +109,10 @@ def _wasserstein_from_sorted(reference_sorted: np.ndarray, current_sorted: np.nd
     accumulates in the widths.
     """
     n, m = len(reference_sorted), len(current_sorted)
-    return (_pieces_area(reference_sorted, current_sorted, own_step=m, other_step=n, ties_first=True)
-            + _pieces_area(current_sorted, reference_sorted, own_step=n, other_step=m, ties_first=False)) \
-        / (float(n) * float(m))
+    return (
+        _pieces_area(reference_sorted, current_sorted, own_step=m, other_step=n, ties_first=True)
+        + _pieces_area(current_sorted, reference_sorted, own_step=n, other_step=m, ties_first=False)
+    ) / (float(n) * float(m))
 
 
 def _pieces_area(own: np.ndarray, other: np.ndarray, own_step: int, other_step: int, ties_first: bool) -> float:
@@ -160,8 +163,9 @@ def jensen_shannon(reference_counts: pd.Series, current_counts: pd.Series) -> fl
     return float(distance.jensenshannon(reference / reference.sum(), current / current.sum()))
 
 
-def numeric_drift(column: str, reference: pd.Series | np.ndarray, current: pd.Series | np.ndarray,
-                  threshold: float) -> ColumnDrift:
+def numeric_drift(
+    column: str, reference: pd.Series | np.ndarray, current: pd.Series | np.ndarray, threshold: float
+) -> ColumnDrift:
     """The Wasserstein drift of a numeric column, as a :class:`ColumnDrift` judged against ``threshold``.
 
     Raises :class:`EmptyColumnError` when a side has no finite value.
@@ -190,8 +194,13 @@ def _workers() -> int:
     return max(1, min(available, 4))
 
 
-def column_drifts(reference: pd.DataFrame, current: pd.DataFrame, methods: dict[str, tuple[str, float]],
-                  *, while_computing: Callable[[], object] | None = None) -> tuple[dict[str, ColumnDrift], object]:
+def column_drifts(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    methods: dict[str, tuple[str, float]],
+    *,
+    while_computing: Callable[[], object] | None = None,
+) -> tuple[dict[str, ColumnDrift], object]:
     """Each column's drift, ``methods`` mapping a column to ``(method, threshold)``.
 
     Columns are measured in worker threads (sorting and counting release the GIL);
@@ -211,8 +220,9 @@ def column_drifts(reference: pd.DataFrame, current: pd.DataFrame, methods: dict[
         measure_column = numeric_drift if method == WASSERSTEIN else categorical_drift
         return measure_column(column, reference[column], current[column], threshold)
 
-    with ThreadPoolExecutor(max_workers=min(_workers(), max(len(methods), 1)),
-                            thread_name_prefix="drift-column") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(_workers(), max(len(methods), 1)), thread_name_prefix="drift-column"
+    ) as pool:
         futures = {column: pool.submit(measure, column) for column in methods}
         side_result = while_computing() if while_computing is not None else None
         results = {column: future.result() for column, future in futures.items()}

@@ -5,13 +5,14 @@ the :data:`DRIFT_EXPERIMENT` experiment, found by its ``window_start`` tag
 (:func:`_window_key`). Both are overwritten by a re-run of the window, so a retried or
 backfilled task leaves one answer per window, never two.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import shutil
 import tempfile
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,20 +37,28 @@ class DriftRunNotFound(LookupError):
 def _as_utc(value: datetime | date, what: str) -> datetime:
     if isinstance(value, datetime):
         # a naive datetime is a data-interval bound in UTC, as Airflow's are
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=timezone.utc)
+        return datetime.combine(value, time(), tzinfo=UTC)
     raise ValueError(f"{what} must be a datetime, got {value!r}")
 
 
 def _window_key(window_start: datetime | date) -> str:
     """The ``window_start`` tag: one spelling per instant, whatever timezone the caller used."""
     start = _as_utc(window_start, "window_start")
-    return datetime(start.year, start.month, start.day, start.hour, start.minute, start.second,
-                    start.microsecond, tzinfo=timezone.utc).isoformat()
+    return datetime(
+        start.year,
+        start.month,
+        start.day,
+        start.hour,
+        start.minute,
+        start.second,
+        start.microsecond,
+        tzinfo=UTC,
+    ).isoformat()
 
 
-def _reports_folder(settings: "Settings", window_start: datetime | date):
+def _reports_folder(settings: Settings, window_start: datetime | date):
     import fsspec
 
     filesystem, root = fsspec.core.url_to_fs(settings.reports)
@@ -88,8 +97,11 @@ def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         flat[metric_key("drift_score", name)] = result["drift_score"]
     # logged under the metric's own name (e.g. roc_auc, reference_roc_auc), as the gate's are
     metric = metrics.get("metric", "score")
-    for key, name in (("score", metric), ("reference_score", f"reference_{metric}"),
-                      ("performance_drop", "performance_drop")):
+    for key, name in (
+        ("score", metric),
+        ("reference_score", f"reference_{metric}"),
+        ("performance_drop", "performance_drop"),
+    ):
         if metrics.get(key) is not None:
             flat[name] = metrics[key]
     return {key: float(value) for key, value in flat.items()}
@@ -98,9 +110,12 @@ def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 def _find_runs(client, experiment_id: str, window_key: str) -> list:
     from mlflow.entities import ViewType
 
-    return client.search_runs([experiment_id], filter_string=f"tags.{WINDOW_START_TAG} = '{window_key}'",
-                              run_view_type=ViewType.ACTIVE_ONLY,
-                              order_by=["attributes.start_time ASC", "attributes.run_id ASC"])
+    return client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{WINDOW_START_TAG} = '{window_key}'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        order_by=["attributes.start_time ASC", "attributes.run_id ASC"],
+    )
 
 
 def _window_run(client, experiment_id: str, window_key: str, run_name: str):
@@ -116,8 +131,9 @@ def _window_run(client, experiment_id: str, window_key: str, run_name: str):
     return keep
 
 
-def persist_results(settings: "Settings", window_start: datetime, window_end: datetime, metrics: dict[str, Any],
-                    html_path: str | Path) -> dict[str, str]:
+def persist_results(
+    settings: Settings, window_start: datetime, window_end: datetime, metrics: dict[str, Any], html_path: str | Path
+) -> dict[str, str]:
     """Store one window's report and metrics, replacing whatever an earlier attempt stored.
 
     ``<reports>/drift/<window start date>/`` gets ``report.html`` and ``metrics.json``;
@@ -165,14 +181,17 @@ def persist_results(settings: "Settings", window_start: datetime, window_end: da
         flat = _flat_metrics(metrics)
         # a value the earlier attempt logged but this one has not (e.g. labels gone) must not linger
         stale = sorted(set(run.data.metrics) - set(flat))
-        timestamp = int(datetime.now(timezone.utc).timestamp() * 1000)
+        timestamp = int(datetime.now(UTC).timestamp() * 1000)
         logged = [Metric(key, value, timestamp, 0) for key, value in flat.items()]
         logged += [Metric(key, float("nan"), timestamp, 0) for key in stale]
         reference = metrics["reference_data"]
         tags = {
-            WINDOW_START_TAG: window_key, "window_end": _window_key(end),
-            "model_name": settings.model_name, "champion_version": metrics["champion_version"],
-            "reference_data.path": reference["path"], "reference_data.md5": reference["md5"],
+            WINDOW_START_TAG: window_key,
+            "window_end": _window_key(end),
+            "model_name": settings.model_name,
+            "champion_version": metrics["champion_version"],
+            "reference_data.path": reference["path"],
+            "reference_data.md5": reference["md5"],
             "reference_data.rev": reference["rev"],
             "drifted_columns": ", ".join(metrics["drifted_columns"]) or "none",
             "drift_share_threshold": repr(metrics.get("drift_share_threshold")),
@@ -183,18 +202,23 @@ def persist_results(settings: "Settings", window_start: datetime, window_end: da
         }
         # MLflow takes at most 1000 metrics per batch; a dataset with more columns is split
         for offset in range(0, max(len(logged), 1), 1000):
-            client.log_batch(run_id, metrics=logged[offset:offset + 1000],
-                             tags=[RunTag(key, str(value)) for key, value in tags.items()] if offset == 0 else [])
+            client.log_batch(
+                run_id,
+                metrics=logged[offset : offset + 1000],
+                tags=[RunTag(key, str(value)) for key, value in tags.items()] if offset == 0 else [],
+            )
         client.log_artifacts(run_id, staging)
         client.set_terminated(run_id, "FINISHED")
-    paths = {"report_html": _shown(filesystem, f"{folder}/{REPORT_HTML}"),
-             "metrics_json": _shown(filesystem, f"{folder}/{METRICS_JSON}"),
-             "mlflow_run_id": run_id}
+    paths = {
+        "report_html": _shown(filesystem, f"{folder}/{REPORT_HTML}"),
+        "metrics_json": _shown(filesystem, f"{folder}/{METRICS_JSON}"),
+        "mlflow_run_id": run_id,
+    }
     log.info("drift results for window %s: %s", window_key, json.dumps(paths))
     return paths
 
 
-def record_decision(settings: "Settings", window_start: datetime, decision: dict[str, Any]) -> str:
+def record_decision(settings: Settings, window_start: datetime, decision: dict[str, Any]) -> str:
     """Tag the window's run with the retraining decision.
 
     ``decision`` holds ``outcome``, ``reason`` and ``retrain`` (and optionally
@@ -215,8 +239,10 @@ def record_decision(settings: "Settings", window_start: datetime, decision: dict
     client = mlflow.MlflowClient()
     runs = _find_runs(client, experiment_id, window_key)
     if not runs:
-        raise DriftRunNotFound(f"no {DRIFT_EXPERIMENT} run for the window starting {window_key}: "
-                               f"the drift check must persist its results first")
+        raise DriftRunNotFound(
+            f"no {DRIFT_EXPERIMENT} run for the window starting {window_key}: "
+            f"the drift check must persist its results first"
+        )
     run_id = runs[0].info.run_id
     triggered = decision.get("retrain_triggered", decision["retrain"])
     client.set_tag(run_id, "decision", str(decision["outcome"]))

@@ -5,10 +5,12 @@ The result travels as JSON (the ``check_drift`` task's XCom, ``metrics.json``);
 reads it back, so the key names live here. The shape, key by key, is in
 :class:`DriftMetrics`'s docstring.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from include.util import fields as read
 
@@ -33,11 +35,15 @@ class ColumnDrift:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict with keys ``drift_score``, ``method``, ``threshold`` and ``drifted``."""
-        return {"drift_score": self.drift_score, "method": self.method, "threshold": self.threshold,
-                "drifted": self.drifted}
+        return {
+            "drift_score": self.drift_score,
+            "method": self.method,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+        }
 
     @classmethod
-    def from_dict(cls, column: str, data: Any, where: str | None = None) -> "ColumnDrift":
+    def from_dict(cls, column: str, data: Any, where: str | None = None) -> ColumnDrift:
         """Column ``column``'s result from :meth:`to_dict`'s JSON, as a :class:`ColumnDrift`.
 
         Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, default
@@ -45,11 +51,17 @@ class ColumnDrift:
         """
         where = where or f"columns.{column}"
         data = read.mapping(data, where)
-        result = cls(column, read.text(data, "method", where), read.number(data, "threshold", where),
-                     read.number(data, "drift_score", where))
+        result = cls(
+            column,
+            read.text(data, "method", where),
+            read.number(data, "threshold", where),
+            read.number(data, "drift_score", where),
+        )
         if read.flag(data, "drifted", where) != result.drifted:
-            raise ValueError(f"{where}.drifted is {data['drifted']!r}, but drift_score {result.drift_score!r} "
-                             f"{'>=' if result.drifted else '<'} threshold {result.threshold!r}")
+            raise ValueError(
+                f"{where}.drifted is {data['drifted']!r}, but drift_score {result.drift_score!r} "
+                f"{'>=' if result.drifted else '<'} threshold {result.threshold!r}"
+            )
         return result
 
 
@@ -67,18 +79,26 @@ class ReportSample:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``sampled`` (bool), ``seed`` and the current and reference row counts (ints)."""
-        return {"sampled": self.sampled, "seed": self.seed, "current_rows": self.current_rows,
-                "current_rows_total": self.current_rows_total, "reference_rows": self.reference_rows,
-                "reference_rows_total": self.reference_rows_total}
+        return {
+            "sampled": self.sampled,
+            "seed": self.seed,
+            "current_rows": self.current_rows,
+            "current_rows_total": self.current_rows_total,
+            "reference_rows": self.reference_rows,
+            "reference_rows_total": self.reference_rows_total,
+        }
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "report_sample") -> "ReportSample":
-        """Returns the :class:`ReportSample` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key.
-        """
+    def from_dict(cls, data: Any, where: str = "report_sample") -> ReportSample:
+        """Returns the :class:`ReportSample` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key."""
         data = read.mapping(data, where)
-        return cls(sampled=read.flag(data, "sampled", where),
-                   **{name: read.integer(data, name, where) for name in
-                      ("seed", "current_rows", "current_rows_total", "reference_rows", "reference_rows_total")})
+        return cls(
+            sampled=read.flag(data, "sampled", where),
+            **{
+                name: read.integer(data, name, where)
+                for name in ("seed", "current_rows", "current_rows_total", "reference_rows", "reference_rows_total")
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -148,7 +168,7 @@ class DriftMetrics:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "DriftMetrics":
+    def from_dict(cls, data: Any) -> DriftMetrics:
         """Read :meth:`to_dict`'s JSON into :class:`DriftMetrics`; other keys (``check_drift``'s ``status`` and paths)
         are ignored. Raises ``ValueError`` naming the missing or bad key: a key absent, a number that is not
         finite, a ``drift_share`` outside 0..1, a drifted column that is not among ``columns``.
@@ -158,8 +178,10 @@ class DriftMetrics:
         drift_share = read.number(data, "drift_share", where)
         if not 0 <= drift_share <= 1:
             raise ValueError(f"{where}.drift_share must be within 0..1, got {drift_share!r}")
-        columns = {name: ColumnDrift.from_dict(name, result)
-                   for name, result in read.mapping(read.key(data, "columns", where), f"{where}.columns").items()}
+        columns = {
+            name: ColumnDrift.from_dict(name, result)
+            for name, result in read.mapping(read.key(data, "columns", where), f"{where}.columns").items()
+        }
         drifted = read.key(data, "drifted_columns", where)
         if not isinstance(drifted, list) or not all(isinstance(name, str) for name in drifted):
             raise ValueError(f"{where}.drifted_columns must be a list of column names, got {drifted!r}")
@@ -175,16 +197,18 @@ class DriftMetrics:
             drifted_columns=list(drifted),
             columns=columns,
             prediction_column=prediction_column,
-            prediction_drift=ColumnDrift.from_dict(prediction_column, read.key(data, "prediction_drift", where),
-                                                   "prediction_drift"),
+            prediction_drift=ColumnDrift.from_dict(
+                prediction_column, read.key(data, "prediction_drift", where), "prediction_drift"
+            ),
             metric=read.text(data, "metric", where),
             score=read.number(data, "score", where, optional=True),
             reference_score=read.number(data, "reference_score", where, optional=True),
             performance_drop=read.number(data, "performance_drop", where, optional=True),
             performance_note=read.text(data, "performance_note", where),
             champion_version=read.text(data, "champion_version", where),
-            reference_data={key: read.text(reference_data, key, f"{where}.reference_data")
-                            for key in REFERENCE_DATA_KEYS},
+            reference_data={
+                key: read.text(reference_data, key, f"{where}.reference_data") for key in REFERENCE_DATA_KEYS
+            },
             reference_rows=read.integer(data, "reference_rows", where),
             reference_window_days=read.integer(data, "reference_window_days", where, optional=True),
             drift_share_threshold=read.number(data, "drift_share_threshold", where),
@@ -193,7 +217,7 @@ class DriftMetrics:
         )
 
     @classmethod
-    def from_partial(cls, data: Any) -> "DriftMetrics":
+    def from_partial(cls, data: Any) -> DriftMetrics:
         """Returns what ``data`` holds of the shape as :class:`DriftMetrics`, unchecked and never raising, for a reader
         that judges the values it needs itself (the retraining decision refuses an unusable ``drift_share``
         with its own message). Each field holds the JSON value found (which may be NaN, a string, ...) or None when

@@ -7,6 +7,7 @@ compares like with like, and scores the snapshot's held-out rows, which is what 
 window's score is compared with. Also here: the names of the columns the check
 reads, shared by the window checks and the report.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from include.data.versioning import LINEAGE_TAGS  # re-exported with the drift check's public names
+# re-exported with the drift check's public names
+from include.data.versioning import LINEAGE_TAGS as LINEAGE_TAGS
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
@@ -50,17 +52,17 @@ class Reference:
     metric: str = "roc_auc"
 
 
-def prediction_column(spec: "DatasetSpec") -> str:
+def prediction_column(spec: DatasetSpec) -> str:
     """The output column whose drift is prediction drift: ``probability`` (binary), ``prediction``
     (the class of a multiclass model, the value of a regression one). Raises nothing."""
     return PROBABILITY_COLUMN if spec.task == "binary" else PREDICTION_COLUMN
 
 
-def _prediction_is_numeric(spec: "DatasetSpec") -> bool:
+def _prediction_is_numeric(spec: DatasetSpec) -> bool:
     return spec.task != "multiclass"
 
 
-def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Reference:
+def reference_for_champion(settings: Settings, spec: DatasetSpec) -> Reference:
     """The champion's training rows with its predictions on them, read back through its lineage tags.
 
     ``holdout_score`` (the spec's ``gate.metric``) is *computed* here (the champion
@@ -91,8 +93,10 @@ def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Referen
     model_name = settings.model_name
     version = registry.alias_version(model_name, registry.CHAMPION)
     if version is None:
-        raise DriftReferenceError(f"model {model_name!r} has no {registry.CHAMPION!r} alias in the registry at "
-                                  f"{settings.tracking_uri}: there is no deployed model to compare traffic with")
+        raise DriftReferenceError(
+            f"model {model_name!r} has no {registry.CHAMPION!r} alias in the registry at "
+            f"{settings.tracking_uri}: there is no deployed model to compare traffic with"
+        )
     try:
         ref = DatasetRef.from_tags(registry.version_tags(model_name, version))
     except LineageError as exc:
@@ -107,14 +111,25 @@ def reference_for_champion(settings: "Settings", spec: "DatasetSpec") -> Referen
     predicted = model.predict(features)[prediction_column(spec)].to_numpy()
     holdout_output = model.predict(as_model_input(holdout, spec))
     metric = spec.gate.metric
-    holdout_score = score(spec.task, target_array(holdout[spec.target], spec),
-                          {name: holdout_output[name].to_numpy() for name in holdout_output.columns},
-                          spec.classes).get(metric)
+    holdout_score = score(
+        spec.task,
+        target_array(holdout[spec.target], spec),
+        {name: holdout_output[name].to_numpy() for name in holdout_output.columns},
+        spec.classes,
+    ).get(metric)
 
     frame = features.reset_index(drop=True)
     frame[prediction_column(spec)] = predicted
     frame[LABEL_COLUMN] = target_array(train[spec.target], spec)
-    log.info("reference: %s version %s, %d training rows of %s, held-out %s %s", model_name, version,
-             len(frame), ref.describe(), metric, holdout_score)
-    return Reference(frame=frame, model_version=str(version), data_ref=ref.to_dict(),
-                     holdout_score=holdout_score, metric=metric)
+    log.info(
+        "reference: %s version %s, %d training rows of %s, held-out %s %s",
+        model_name,
+        version,
+        len(frame),
+        ref.describe(),
+        metric,
+        holdout_score,
+    )
+    return Reference(
+        frame=frame, model_version=str(version), data_ref=ref.to_dict(), holdout_score=holdout_score, metric=metric
+    )

@@ -18,6 +18,7 @@ CLI::
     python -m include.monitoring.replay --spec SPEC --start 2015-01-01 [--end 2015-03-01] \\
         [--url http://127.0.0.1:5080] [--batch-rows 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from include.simulation.traffic import DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_TIMEOUT, ModelServerClient, TrafficError, \
-    check_url
+from include.simulation.traffic import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_FLUSH_TIMEOUT,
+    ModelServerClient,
+    TrafficError,
+    check_url,
+)
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
@@ -43,8 +49,16 @@ class ReplayedDay:
     label_files: tuple[str, ...]
 
 
-def replay(settings: "Settings", spec: "DatasetSpec", url: str, start: date, end: date | None = None, *,
-           batch_rows: int = DEFAULT_BATCH_ROWS, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> list[ReplayedDay]:
+def replay(
+    settings: Settings,
+    spec: DatasetSpec,
+    url: str,
+    start: date,
+    end: date | None = None,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+) -> list[ReplayedDay]:
     """Send the landed rows of the days ``start <= day < end`` (``end`` None: every later day) to ``url``.
 
     Returns one :class:`ReplayedDay` per landed day, oldest first. Labels go to
@@ -62,8 +76,10 @@ def replay(settings: "Settings", spec: "DatasetSpec", url: str, start: date, end
         raise ValueError(f"batch_rows must be a positive integer, got {batch_rows!r}")
     days = [day for day in partition_dates(spec) if day >= start and (end is None or day < end)]
     if not days:
-        raise ValueError(f"no landed partition of {spec.name} in {spec.location} from {start}"
-                         f"{'' if end is None else f' to {end}'}: land the rows with python -m include.data.ingest")
+        raise ValueError(
+            f"no landed partition of {spec.name} in {spec.location} from {start}"
+            f"{'' if end is None else f' to {end}'}: land the rows with python -m include.data.ingest"
+        )
     frame = read_window(spec, days[0], days[-1] + timedelta(days=1))
     frame = frame.sort_values([spec.timestamp_column, spec.id_column], kind="mergesort").reset_index(drop=True)
     event_times = frame[spec.timestamp_column]
@@ -76,8 +92,9 @@ def replay(settings: "Settings", spec: "DatasetSpec", url: str, start: date, end
         row_days = event_times.dt.tz_convert("UTC").dt.date.to_numpy()
         for day in days:
             positions = (row_days == day).nonzero()[0].tolist()
-            request_ids, _, requests = server.send_rows(features.iloc[positions], spec.feature_names,
-                                                        event_times.iloc[positions], batch_rows)
+            request_ids, _, requests = server.send_rows(
+                features.iloc[positions], spec.feature_names, event_times.iloc[positions], batch_rows
+            )
             sent[day] = (request_ids, positions, requests)
         total = sum(len(ids) for ids, _, _ in sent.values())
         # labels only make sense next to predictions that are really in the log
@@ -109,21 +126,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.monitoring.replay",
         description="Send landed rows to a running model server with their own event times, then store "
-                    "their labels next to the predictions.")
+        "their labels next to the predictions.",
+    )
     parser.add_argument("--spec", type=Path, help="dataset spec (default: MLOPS_DATASET_SPEC or the demo spec)")
     parser.add_argument("--start", type=parse_date_arg, required=True, help="first day replayed, YYYY-MM-DD")
     parser.add_argument("--end", type=parse_date_arg, help="first day not replayed (default: every later day)")
-    parser.add_argument("--url", default=settings.serving_url,
-                        help=f"the model server's base URL (default: {settings.serving_url})")
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
-                        help=f"rows per request (default {DEFAULT_BATCH_ROWS})")
-    parser.add_argument("--flush-timeout", type=float, default=DEFAULT_FLUSH_TIMEOUT,
-                        help=f"seconds to wait for the server to log every row (default {DEFAULT_FLUSH_TIMEOUT:g})")
+    parser.add_argument(
+        "--url", default=settings.serving_url, help=f"the model server's base URL (default: {settings.serving_url})"
+    )
+    parser.add_argument(
+        "--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help=f"rows per request (default {DEFAULT_BATCH_ROWS})"
+    )
+    parser.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=DEFAULT_FLUSH_TIMEOUT,
+        help=f"seconds to wait for the server to log every row (default {DEFAULT_FLUSH_TIMEOUT:g})",
+    )
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.spec or settings.dataset_spec)
-        days = replay(settings, spec, args.url, args.start, args.end, batch_rows=args.batch_rows,
-                      flush_timeout=args.flush_timeout)
+        days = replay(
+            settings, spec, args.url, args.start, args.end, batch_rows=args.batch_rows, flush_timeout=args.flush_timeout
+        )
     except (SpecError, ValueError) as exc:
         parser.error(str(exc))
     except TrafficError as exc:
@@ -131,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for day in days:
         print(f"{day.day}  {day.rows:>6} rows  {day.requests:>5} requests  labels stored")
-    print(f"replayed {sum(day.rows for day in days)} rows of {spec.name} to {args.url}; labels in "
-          f"{settings.inference_log}")
+    print(
+        f"replayed {sum(day.rows for day in days)} rows of {spec.name} to {args.url}; labels in "
+        f"{settings.inference_log}"
+    )
     return 0
 
 

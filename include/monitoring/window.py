@@ -4,6 +4,7 @@ A window too small to measure is ``insufficient_data`` (no verdict, nothing writ
 a window whose columns are missing, retyped or empty is a :class:`DriftInputError`
 naming the column, since no verdict drawn from it could be trusted.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,8 +57,9 @@ def _check_numeric(name: str, values: pd.Series, what: str) -> None:
         return  # nothing to judge the type by: the all-empty check names it
     if values.dtype == object and all(_is_real_number(value) for value in present):
         return  # numbers held in an object column (e.g. ints mixed with None) compare fine
-    raise DriftInputError(f"{what} {name!r} should be numeric but arrived as {values.dtype} "
-                          f"(values like {_example(values)})")
+    raise DriftInputError(
+        f"{what} {name!r} should be numeric but arrived as {values.dtype} (values like {_example(values)})"
+    )
 
 
 def _all_missing(values: pd.Series) -> bool:
@@ -71,17 +73,21 @@ def _check_categorical(name: str, values: pd.Series) -> None:
     if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
         if _all_missing(values):
             return  # nothing to judge the type by: the all-empty check names it
-        raise DriftInputError(f"categorical feature {name!r} should hold strings but arrived as {values.dtype} "
-                              f"(values like {_example(values)})")
+        raise DriftInputError(
+            f"categorical feature {name!r} should hold strings but arrived as {values.dtype} "
+            f"(values like {_example(values)})"
+        )
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = pd.Series(values.cat.categories)
     # "string": every present value is a str; "empty": none is present (the all-empty check names it)
     if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-        raise DriftInputError(f"categorical feature {name!r} should hold strings but arrived as {values.dtype} "
-                              f"(values like {_example(values)})")
+        raise DriftInputError(
+            f"categorical feature {name!r} should hold strings but arrived as {values.dtype} "
+            f"(values like {_example(values)})"
+        )
 
 
-def _label_values(values: pd.Series, spec: "DatasetSpec") -> np.ndarray:
+def _label_values(values: pd.Series, spec: DatasetSpec) -> np.ndarray:
     """The window's present labels typed for the task (see :func:`include.data.cast.target_array`)."""
     from include.data.cast import CastError, target_array
 
@@ -91,14 +97,16 @@ def _label_values(values: pd.Series, spec: "DatasetSpec") -> np.ndarray:
         raise DriftInputError(f"column {LABEL_COLUMN!r}: {exc}") from None
 
 
-def _check_structure(current: pd.DataFrame, spec: "DatasetSpec") -> None:
+def _check_structure(current: pd.DataFrame, spec: DatasetSpec) -> None:
     """Missing and retyped columns: wrong whatever the window's size."""
     predicted = prediction_column(spec)
     required = [*spec.feature_names, predicted]
     missing = [name for name in required if name not in current.columns]
     if missing:
-        raise DriftInputError(f"window is missing column(s) {', '.join(repr(name) for name in missing)}; "
-                              f"expected every feature of spec {spec.name!r} and {predicted!r}")
+        raise DriftInputError(
+            f"window is missing column(s) {', '.join(repr(name) for name in missing)}; "
+            f"expected every feature of spec {spec.name!r} and {predicted!r}"
+        )
     for name in spec.numeric_features:
         _check_numeric(name, current[name], "numeric feature")
     for name in spec.categorical_features:
@@ -112,22 +120,26 @@ def _check_structure(current: pd.DataFrame, spec: "DatasetSpec") -> None:
         probability = pd.to_numeric(current[PROBABILITY_COLUMN].dropna(), errors="coerce")
         outside = probability[(probability < 0) | (probability > 1) | probability.isna()]
         if not outside.empty:
-            raise DriftInputError(f"column {PROBABILITY_COLUMN!r} should hold probabilities in [0, 1], "
-                                  f"got values like {outside.head(3).tolist()}")
+            raise DriftInputError(
+                f"column {PROBABILITY_COLUMN!r} should hold probabilities in [0, 1], "
+                f"got values like {outside.head(3).tolist()}"
+            )
     if LABEL_COLUMN in current.columns:
         _label_values(current[LABEL_COLUMN], spec)
 
 
-def _check_not_empty_columns(current: pd.DataFrame, spec: "DatasetSpec") -> None:
+def _check_not_empty_columns(current: pd.DataFrame, spec: DatasetSpec) -> None:
     predicted = prediction_column(spec)
     for name in [*spec.feature_names, predicted]:
         if _all_missing(current[name]):
             expected = "predictions" if name == predicted else f"{spec.feature(name).type} values"
-            raise DriftInputError(f"column {name!r} is empty: all {len(current)} values are missing; "
-                                  f"expected {expected} in at least some rows")
+            raise DriftInputError(
+                f"column {name!r} is empty: all {len(current)} values are missing; "
+                f"expected {expected} in at least some rows"
+            )
 
 
-def check_window(current: pd.DataFrame, spec: "DatasetSpec", min_rows: int) -> WindowCheck:
+def check_window(current: pd.DataFrame, spec: DatasetSpec, min_rows: int) -> WindowCheck:
     """Whether ``current`` can be compared at all.
 
     An empty window, or one below ``min_rows``, is ``insufficient_data`` (never a
@@ -152,7 +164,8 @@ def check_window(current: pd.DataFrame, spec: "DatasetSpec", min_rows: int) -> W
         return WindowCheck("insufficient_data", 0, "the window holds no served prediction")
     _check_structure(current, spec)
     if rows < min_rows:
-        return WindowCheck("insufficient_data", rows,
-                           f"the window holds {rows} served prediction(s), fewer than min_rows={min_rows}")
+        return WindowCheck(
+            "insufficient_data", rows, f"the window holds {rows} served prediction(s), fewer than min_rows={min_rows}"
+        )
     _check_not_empty_columns(current, spec)
     return WindowCheck("ok", rows, f"{rows} served predictions (min_rows={min_rows})")

@@ -8,6 +8,7 @@ Every answered row goes to the inference log at ``--inference-log`` (default: th
 settings' ``inference_log``, ``MLOPS_INFERENCE_LOG``), unless ``--no-inference-log``;
 rows are buffered and written in the background, and the rest on shutdown (SIGTERM).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,46 +28,87 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     """
     from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
     from include.serving.app import (
-        DEFAULT_BATCH_MAX_ROWS, DEFAULT_BATCH_MAX_WAIT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS,
+        DEFAULT_BATCH_MAX_ROWS,
+        DEFAULT_BATCH_MAX_WAIT_MS,
+        DEFAULT_MAX_BODY_BYTES,
+        DEFAULT_MAX_ROWS,
     )
     from include.serving.batching import MAX_BATCH_WAIT_SECONDS
 
     parser = argparse.ArgumentParser(prog="python -m include.serving", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-name", default=settings.model_name,
-                        help=f"registered model name (default: {settings.model_name})")
+    parser.add_argument(
+        "--model-name", default=settings.model_name, help=f"registered model name (default: {settings.model_name})"
+    )
     parser.add_argument("--version", required=True, help="registered model version to serve, e.g. 3")
     parser.add_argument("--host", default=settings.serving_host, help=f"default: {settings.serving_host}")
     parser.add_argument("--port", type=int, default=settings.serving_port, help=f"default: {settings.serving_port}")
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a host other than loopback (this also disables /admin/reload)")
-    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
-                        help=f"most rows accepted in one request (default: {DEFAULT_MAX_ROWS})")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                        help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a host other than loopback (this also disables /admin/reload)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_MAX_ROWS,
+        help=f"most rows accepted in one request (default: {DEFAULT_MAX_ROWS})",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})",
+    )
     logged = parser.add_mutually_exclusive_group()
-    logged.add_argument("--inference-log", default=settings.inference_log, metavar="ROOT",
-                        help="folder or fsspec URL (s3://bucket/prefix) to log predictions to "
-                             f"(default: {settings.inference_log})")
+    logged.add_argument(
+        "--inference-log",
+        default=settings.inference_log,
+        metavar="ROOT",
+        help=f"folder or fsspec URL (s3://bucket/prefix) to log predictions to (default: {settings.inference_log})",
+    )
     logged.add_argument("--no-inference-log", action="store_true", help="do not log predictions")
-    parser.add_argument("--inference-log-flush-rows", type=int, default=DEFAULT_FLUSH_ROWS, metavar="ROWS",
-                        help=f"write the log every ROWS rows (default: {DEFAULT_FLUSH_ROWS})...")
-    parser.add_argument("--inference-log-flush-seconds", type=float, default=DEFAULT_FLUSH_SECONDS,
-                        metavar="SECONDS", help=f"...or every SECONDS seconds (default: {DEFAULT_FLUSH_SECONDS:g})")
-    parser.add_argument("--batch-max-rows", type=int, default=DEFAULT_BATCH_MAX_ROWS, metavar="ROWS",
-                        help="concurrent small requests share one model call of at most ROWS rows; 1 predicts "
-                             f"every request alone (default: {DEFAULT_BATCH_MAX_ROWS})")
-    parser.add_argument("--batch-max-wait-ms", type=float, default=DEFAULT_BATCH_MAX_WAIT_MS, metavar="MS",
-                        help="how long a request may wait for others to share its model call (default: "
-                             f"{DEFAULT_BATCH_MAX_WAIT_MS:g}, only requests already waiting; at most "
-                             f"{MAX_BATCH_WAIT_SECONDS * 1000:g})")
+    parser.add_argument(
+        "--inference-log-flush-rows",
+        type=int,
+        default=DEFAULT_FLUSH_ROWS,
+        metavar="ROWS",
+        help=f"write the log every ROWS rows (default: {DEFAULT_FLUSH_ROWS})...",
+    )
+    parser.add_argument(
+        "--inference-log-flush-seconds",
+        type=float,
+        default=DEFAULT_FLUSH_SECONDS,
+        metavar="SECONDS",
+        help=f"...or every SECONDS seconds (default: {DEFAULT_FLUSH_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--batch-max-rows",
+        type=int,
+        default=DEFAULT_BATCH_MAX_ROWS,
+        metavar="ROWS",
+        help="concurrent small requests share one model call of at most ROWS rows; 1 predicts "
+        f"every request alone (default: {DEFAULT_BATCH_MAX_ROWS})",
+    )
+    parser.add_argument(
+        "--batch-max-wait-ms",
+        type=float,
+        default=DEFAULT_BATCH_MAX_WAIT_MS,
+        metavar="MS",
+        help="how long a request may wait for others to share its model call (default: "
+        f"{DEFAULT_BATCH_MAX_WAIT_MS:g}, only requests already waiting; at most "
+        f"{MAX_BATCH_WAIT_SECONDS * 1000:g})",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--access-log", action="store_true",
-                        help="log every request (off by default: it costs per request)")
+    parser.add_argument(
+        "--access-log", action="store_true", help="log every request (off by default: it costs per request)"
+    )
     args = parser.parse_args(argv)
     loopback = is_loopback(args.host)
     if not loopback and not args.allow_remote:
-        parser.error(f"--host {args.host} is not a loopback address; the local server binds to 127.0.0.1. "
-                     "Pass --allow-remote to expose it on purpose.")
+        parser.error(
+            f"--host {args.host} is not a loopback address; the local server binds to 127.0.0.1. "
+            "Pass --allow-remote to expose it on purpose."
+        )
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port} is not a valid TCP port")
     if args.inference_log_flush_rows < 1 or not 0 < args.inference_log_flush_seconds < float("inf"):
@@ -89,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     settings = Settings.from_env()
     args = parse_args(argv, settings)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     # A server answers many small requests: torch's intra-op thread pool only adds hand-offs
     # to each of them and competes with the serving loop for the CPUs (MLOPS_TORCH_THREADS
@@ -102,16 +145,30 @@ def main(argv: list[str] | None = None) -> int:
     from include.serving.app import create_app
 
     try:
-        app = create_app(args.model_name, args.version, settings.tracking_uri, max_rows=args.max_rows,
-                         max_body_bytes=args.max_body_bytes, enable_admin=args.enable_admin,
-                         inference_log=args.inference_log, log_flush_rows=args.inference_log_flush_rows,
-                         log_flush_seconds=args.inference_log_flush_seconds, batch_max_rows=args.batch_max_rows,
-                         batch_max_wait_ms=args.batch_max_wait_ms)
+        app = create_app(
+            args.model_name,
+            args.version,
+            settings.tracking_uri,
+            max_rows=args.max_rows,
+            max_body_bytes=args.max_body_bytes,
+            enable_admin=args.enable_admin,
+            inference_log=args.inference_log,
+            log_flush_rows=args.inference_log_flush_rows,
+            log_flush_seconds=args.inference_log_flush_seconds,
+            batch_max_rows=args.batch_max_rows,
+            batch_max_wait_ms=args.batch_max_wait_ms,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=args.access_log, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=10,
+    )
     server = uvicorn.Server(config)
     server.run()
     # uvicorn returns (rather than raising) when start-up fails, e.g. the model did not load

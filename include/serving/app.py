@@ -27,6 +27,7 @@ an :class:`~include.monitoring.inference_log.InferenceLogWriter`: buffered in me
 written by a background thread, flushed on shutdown. A failing log is logged and
 counted in the metrics; it never fails a request.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,11 +52,23 @@ from include.serving import validate_version
 from include.serving.batching import MicroBatcher
 from include.serving.metrics import ServingMetrics
 from include.serving.model import (
-    PREDICTION, PROBABILITY, InvalidModelOutput, ServedModel, checked_output, load_served_model,
+    PREDICTION,
+    PROBABILITY,
+    InvalidModelOutput,
+    ServedModel,
+    checked_output,
+    load_served_model,
 )
 from include.serving.request import (
-    REQUEST_ID_HEADER, RequestRejected, content_type_is_json, event_time_of, parse_columns, parse_json,
-    read_body, request_id_of, row_count,
+    REQUEST_ID_HEADER,
+    RequestRejected,
+    content_type_is_json,
+    event_time_of,
+    parse_columns,
+    parse_json,
+    read_body,
+    request_id_of,
+    row_count,
 )
 
 logger = logging.getLogger(__name__)
@@ -84,8 +98,18 @@ class ServingState:
     reload and shutdown, each by one reference assignment.
     """
 
-    def __init__(self, model_name: str, version: str, tracking_uri: str, *, max_rows: int, max_body_bytes: int,
-                 inference_log: str | os.PathLike | None, flush_rows: int, flush_seconds: float) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        version: str,
+        tracking_uri: str,
+        *,
+        max_rows: int,
+        max_body_bytes: int,
+        inference_log: str | os.PathLike | None,
+        flush_rows: int,
+        flush_seconds: float,
+    ) -> None:
         self.model_name, self.version, self.tracking_uri = model_name, version, tracking_uri
         self.max_rows, self.max_body_bytes = max_rows, max_body_bytes
         self.inference_log, self.flush_rows, self.flush_seconds = inference_log, flush_rows, flush_seconds
@@ -95,12 +119,20 @@ class ServingState:
         self.log_append_errors = 0
 
 
-def create_app(model_name: str, version: str, tracking_uri: str, *,
-               max_rows: int = DEFAULT_MAX_ROWS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               enable_admin: bool = True, inference_log: str | os.PathLike | None = None,
-               log_flush_rows: int | None = None, log_flush_seconds: float | None = None,
-               batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS,
-               batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS) -> FastAPI:
+def create_app(
+    model_name: str,
+    version: str,
+    tracking_uri: str,
+    *,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    enable_admin: bool = True,
+    inference_log: str | os.PathLike | None = None,
+    log_flush_rows: int | None = None,
+    log_flush_seconds: float | None = None,
+    batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS,
+    batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS,
+) -> FastAPI:
     """An app that serves ``models:/<model_name>/<version>``, loaded when the app starts.
 
     Routes: ``POST /invocations``, ``GET /health``, ``GET /metrics`` and, with
@@ -129,13 +161,24 @@ def create_app(model_name: str, version: str, tracking_uri: str, *,
     flush_seconds = DEFAULT_FLUSH_SECONDS if log_flush_seconds is None else log_flush_seconds
     if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
         raise ValueError(f"log_flush_rows must be a positive integer, got {flush_rows!r}")
-    if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, (int, float)) \
-            or not 0 < flush_seconds < float("inf"):
+    if (
+        isinstance(flush_seconds, bool)
+        or not isinstance(flush_seconds, (int, float))
+        or not 0 < flush_seconds < float("inf")
+    ):
         raise ValueError(f"log_flush_seconds must be a positive number of seconds, got {flush_seconds!r}")
     if isinstance(batch_max_wait_ms, bool) or not isinstance(batch_max_wait_ms, (int, float)):
         raise ValueError(f"batch_max_wait_ms must be a number of milliseconds, got {batch_max_wait_ms!r}")
-    state = ServingState(model_name, version, tracking_uri, max_rows=max_rows, max_body_bytes=max_body_bytes,
-                         inference_log=inference_log, flush_rows=flush_rows, flush_seconds=flush_seconds)
+    state = ServingState(
+        model_name,
+        version,
+        tracking_uri,
+        max_rows=max_rows,
+        max_body_bytes=max_body_bytes,
+        inference_log=inference_log,
+        flush_rows=flush_rows,
+        flush_seconds=flush_seconds,
+    )
     metrics = ServingMetrics(state)
     batcher = MicroBatcher(batch_max_rows, batch_max_wait_ms / 1000.0, metrics.batch)
 
@@ -179,8 +222,12 @@ async def _lifespan(app: FastAPI):
         if writer is not None:
             # requests have drained by now: this last flush is the whole log
             await run_in_threadpool(writer.close)
-            logger.info("inference log closed: %d rows written, %d write errors, %d rows dropped",
-                        writer.rows_written, writer.write_errors, writer.rows_dropped)
+            logger.info(
+                "inference log closed: %d rows written, %d write errors, %d rows dropped",
+                writer.rows_written,
+                writer.write_errors,
+                writer.rows_dropped,
+            )
 
 
 # ---------------------------------------------------------------------------- routes
@@ -196,10 +243,18 @@ async def health(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     served = state.served
     if served is None:
-        return _json_response({"status": "unavailable", "model_name": state.model_name, "model_version": None,
-                               "message": "no model is loaded"}, 503)
-    return _json_response({"status": "ok", "model_name": served.name, "model_version": served.version},
-                          200, served.version)
+        return _json_response(
+            {
+                "status": "unavailable",
+                "model_name": state.model_name,
+                "model_version": None,
+                "message": "no model is loaded",
+            },
+            503,
+        )
+    return _json_response(
+        {"status": "ok", "model_name": served.name, "model_version": served.version}, 200, served.version
+    )
 
 
 # async so that the body can be read (and its size capped) as it streams in;
@@ -225,15 +280,19 @@ async def _invoke(request: Request) -> Response:
     try:
         event_time = event_time_of(request)
         if not content_type_is_json(request):
-            raise RequestRejected(415, "UNSUPPORTED_MEDIA_TYPE", "only application/json bodies are accepted, "
-                                  f"got {request.headers.get('content-type')!r}")
+            raise RequestRejected(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"only application/json bodies are accepted, got {request.headers.get('content-type')!r}",
+            )
         body = await read_body(request, state.max_body_bytes)
     except RequestRejected as rejected:
         return _error(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
     if len(body) <= INLINE_BODY_BYTES:
         if served.direct is not None:
-            response, answered = await answer_batched(body, served, state.max_rows, request_id,
-                                                      request.app.state.batcher)
+            response, answered = await answer_batched(
+                body, served, state.max_rows, request_id, request.app.state.batcher
+            )
         else:
             response, answered = answer(body, served, state.max_rows, request_id)
     else:
@@ -254,8 +313,13 @@ def _log_rows(state: ServingState, answered: Answered, served: ServedModel, even
         # the prediction was made and answered: losing its log row must not fail the request
         state.log_append_errors += 1
         if state.log_append_errors == 1 or state.log_append_errors % 1000 == 0:
-            logger.error("could not log request %s (%d such errors so far): %s: %s", answered.row_ids[0],
-                         state.log_append_errors, type(exc).__name__, exc)
+            logger.error(
+                "could not log request %s (%d such errors so far): %s: %s",
+                answered.row_ids[0],
+                state.log_append_errors,
+                type(exc).__name__,
+                exc,
+            )
 
 
 async def reload(request: Request) -> Response:
@@ -281,26 +345,49 @@ async def reload(request: Request) -> Response:
     try:
         previous = state.served
         if previous is not None and previous.version == new_version:
-            return _json_response({"status": "ok", "model_name": model_name, "model_version": new_version,
-                                   "previous_version": new_version}, 200, new_version)
+            return _json_response(
+                {
+                    "status": "ok",
+                    "model_name": model_name,
+                    "model_version": new_version,
+                    "previous_version": new_version,
+                },
+                200,
+                new_version,
+            )
         try:
             # loading takes seconds: a worker thread keeps the old version answering meanwhile
             loaded = await run_in_threadpool(load_served_model, model_name, new_version, state.tracking_uri)
         except Exception as exc:
             logger.exception("reload to %s failed", model_uri(model_name, new_version))
             kept = previous.version if previous else None
-            return _json_response({
-                "error_code": "RELOAD_FAILED",
-                "message": f"could not load {model_uri(model_name, new_version)}: "
-                           f"{type(exc).__name__}: {exc}; still serving version {kept}",
-                "model_version": kept}, 500, kept)
+            return _json_response(
+                {
+                    "error_code": "RELOAD_FAILED",
+                    "message": f"could not load {model_uri(model_name, new_version)}: "
+                    f"{type(exc).__name__}: {exc}; still serving version {kept}",
+                    "model_version": kept,
+                },
+                500,
+                kept,
+            )
         # one reference assignment: requests already running keep the ServedModel they read
         state.served = loaded
-        logger.info("reloaded: now serving %s (was version %s)", model_uri(model_name, new_version),
-                    previous.version if previous else None)
-        return _json_response({"status": "ok", "model_name": model_name, "model_version": new_version,
-                               "previous_version": previous.version if previous else None},
-                              200, new_version)
+        logger.info(
+            "reloaded: now serving %s (was version %s)",
+            model_uri(model_name, new_version),
+            previous.version if previous else None,
+        )
+        return _json_response(
+            {
+                "status": "ok",
+                "model_name": model_name,
+                "model_version": new_version,
+                "previous_version": previous.version if previous else None,
+            },
+            200,
+            new_version,
+        )
     finally:
         state.reload_lock.release()
 
@@ -356,8 +443,9 @@ def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> 
     return _answered(frame if served.columns is None else columns, outputs, served, request_id)
 
 
-async def answer_batched(body: bytes, served: ServedModel, max_rows: int, request_id: str,
-                         batcher: MicroBatcher) -> tuple[Response, Answered | None]:
+async def answer_batched(
+    body: bytes, served: ServedModel, max_rows: int, request_id: str, batcher: MicroBatcher
+) -> tuple[Response, Answered | None]:
     """:func:`answer` for a model with a direct predictor, its prediction shared with concurrent requests.
 
     Returns what :func:`answer` returns; raises nothing.
@@ -399,13 +487,17 @@ def _model_failed(exc: Exception, served: ServedModel, request_id: str) -> Respo
         # raised by MLflow's schema enforcement before the model runs: the input is at fault
         if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
             logger.info("input of request %s does not match the model signature: %s", request_id, exc.message)
-            return _error(422, "SCHEMA_MISMATCH", f"the input does not match the model's signature: "
-                          f"{exc.message}", version, request_id)
+            return _error(
+                422,
+                "SCHEMA_MISMATCH",
+                f"the input does not match the model's signature: {exc.message}",
+                version,
+                request_id,
+            )
         logger.error("model version %s failed to predict request %s", version, request_id, exc_info=exc)
         return _error(500, "MODEL_ERROR", f"the model failed to predict: {exc.message}", version, request_id)
     logger.error("model version %s failed to predict request %s", version, request_id, exc_info=exc)
-    return _error(500, "MODEL_ERROR", f"the model failed to predict: {type(exc).__name__}: {exc}",
-                  version, request_id)
+    return _error(500, "MODEL_ERROR", f"the model failed to predict: {type(exc).__name__}: {exc}", version, request_id)
 
 
 def _output_invalid(exc: ValueError, served: ServedModel, request_id: str) -> Response:
@@ -413,29 +505,45 @@ def _output_invalid(exc: ValueError, served: ServedModel, request_id: str) -> Re
     return _error(500, "MODEL_OUTPUT_INVALID", str(exc), served.version, request_id)
 
 
-def _answered(features: Any, outputs: Mapping[str, np.ndarray], served: ServedModel,
-              request_id: str) -> tuple[Response, Answered]:
+def _answered(
+    features: Any, outputs: Mapping[str, np.ndarray], served: ServedModel, request_id: str
+) -> tuple[Response, Answered]:
     names = list(outputs)
     ids = row_ids(request_id, len(outputs[PREDICTION]))
     if names == [PROBABILITY, PREDICTION]:  # binary, the common case: no per-row zip of names
-        predictions = [{PROBABILITY: probability, PREDICTION: label} for probability, label
-                       in zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].tolist())]
+        predictions = [
+            {PROBABILITY: probability, PREDICTION: label}
+            for probability, label in zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].tolist(), strict=False)
+        ]
     else:
-        predictions = [dict(zip(names, row)) for row in zip(*(outputs[name].tolist() for name in names))]
-    response = _json_response({"predictions": predictions, "model_version": served.version, "request_ids": ids},
-                              200, served.version, request_id)
+        predictions = [
+            dict(zip(names, row, strict=False))
+            for row in zip(*(outputs[name].tolist() for name in names), strict=False)
+        ]
+    response = _json_response(
+        {"predictions": predictions, "model_version": served.version, "request_ids": ids},
+        200,
+        served.version,
+        request_id,
+    )
     return response, Answered(features, outputs, ids)
 
 
-def _json_response(content: dict, status_code: int = 200, version: str | None = None,
-                   request_id: str | None = None) -> Response:
+def _json_response(
+    content: dict, status_code: int = 200, version: str | None = None, request_id: str | None = None
+) -> Response:
     headers = {"X-Model-Version": version} if version else {}
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
-    return Response(json.dumps(content, separators=(",", ":")), status_code=status_code,
-                    media_type="application/json", headers=headers or None)
+    return Response(
+        json.dumps(content, separators=(",", ":")),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers or None,
+    )
 
 
-def _error(status_code: int, error_code: str, message: str, version: str | None = None,
-           request_id: str | None = None) -> Response:
+def _error(
+    status_code: int, error_code: str, message: str, version: str | None = None, request_id: str | None = None
+) -> Response:
     return _json_response({"error_code": error_code, "message": message}, status_code, version, request_id)

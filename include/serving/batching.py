@@ -6,10 +6,12 @@ in the metrics as one request. Only a model with a direct predictor is batched
 (:class:`~include.serving.model.ServedModel`); other pyfuncs are predicted one request
 at a time through MLflow's ``predict``.
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +111,7 @@ class MicroBatcher:
             return
         offset = 0
         for _, _, rows, future in batch:
-            _settle(future, result={name: values[offset:offset + rows] for name, values in outputs.items()})
+            _settle(future, result={name: values[offset : offset + rows] for name, values in outputs.items()})
             offset += rows
 
 

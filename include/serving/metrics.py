@@ -17,11 +17,13 @@ Each app has a registry of its own, so several apps in one process do not clash:
   ``inference_log_write_errors_total``, ``inference_log_rows_dropped_total`` and
   ``inference_log_rows_pending``.
 """
+
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from fastapi.responses import Response
@@ -29,8 +31,7 @@ from fastapi.responses import Response
 from include.serving.model import PREDICTION, PROBABILITY
 
 # serving latencies are a few milliseconds: the client library's default buckets start at 5 ms
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -61,8 +62,9 @@ class _ProbabilityHistogram:
                     self._counts[index] += 1
                 self._sum += total
             return
-        counts = np.bincount(np.searchsorted(self._bounds_array, values, side="left"),
-                             minlength=len(self.bounds) + 1).tolist()
+        counts = np.bincount(
+            np.searchsorted(self._bounds_array, values, side="left"), minlength=len(self.bounds) + 1
+        ).tolist()
         total = float(values.sum())
         with self._lock:
             for index, count in enumerate(counts):
@@ -76,7 +78,7 @@ class _ProbabilityHistogram:
         with self._lock:
             counts, total = list(self._counts), self._sum
         cumulative, buckets = 0, []
-        for bound, count in zip([*map(str, self.bounds), "+Inf"], counts):
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], counts, strict=False):
             cumulative += count
             buckets.append((bound, cumulative))
         yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
@@ -92,24 +94,38 @@ class _StateCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         served = self._state.served
-        version = GaugeMetricFamily("model_served_version", "1 for the model version this server answers with",
-                                    labels=["model_name", "version"])
+        version = GaugeMetricFamily(
+            "model_served_version", "1 for the model version this server answers with", labels=["model_name", "version"]
+        )
         if served is not None:
             version.add_metric([served.name, served.version], 1)
         yield version
         writer = self._state.log_writer
-        yield GaugeMetricFamily("inference_log_enabled", "1 when answered rows are written to an inference log",
-                                value=1 if writer is not None else 0)
-        yield CounterMetricFamily("inference_log_rows_written", "rows written to the inference log",
-                                  value=writer.rows_written if writer else 0)
-        yield CounterMetricFamily("inference_log_write_errors",
-                                  "failed inference log writes (each retried), rows it could not store, "
-                                  "and rows it refused", value=(writer.write_errors if writer else 0)
-                                  + self._state.log_append_errors)
-        yield CounterMetricFamily("inference_log_rows_dropped", "rows the inference log gave up on",
-                                  value=writer.rows_dropped if writer else 0)
-        yield GaugeMetricFamily("inference_log_rows_pending", "rows waiting to be written to the inference log",
-                                value=writer.pending_rows if writer else 0)
+        yield GaugeMetricFamily(
+            "inference_log_enabled",
+            "1 when answered rows are written to an inference log",
+            value=1 if writer is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "inference_log_rows_written",
+            "rows written to the inference log",
+            value=writer.rows_written if writer else 0,
+        )
+        yield CounterMetricFamily(
+            "inference_log_write_errors",
+            "failed inference log writes (each retried), rows it could not store, and rows it refused",
+            value=(writer.write_errors if writer else 0) + self._state.log_append_errors,
+        )
+        yield CounterMetricFamily(
+            "inference_log_rows_dropped",
+            "rows the inference log gave up on",
+            value=writer.rows_dropped if writer else 0,
+        )
+        yield GaugeMetricFamily(
+            "inference_log_rows_pending",
+            "rows waiting to be written to the inference log",
+            value=writer.pending_rows if writer else 0,
+        )
 
 
 class ServingMetrics:
@@ -125,21 +141,38 @@ class ServingMetrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()
-        self._requests = Counter("model_requests", "/invocations requests by HTTP status code", ["status"],
-                                 registry=self.registry)
-        self._errors = Counter("model_request_errors", "/invocations requests answered without predictions "
-                               "(4xx and 5xx)", registry=self.registry)
-        self._latency = Histogram("model_request_latency_seconds", "time to answer an /invocations request",
-                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self._predictions = Counter("model_predictions", "predicted rows by predicted label (binary) or class "
-                                    "(multiclass)", ["prediction"], registry=self.registry)
-        self.probabilities = _ProbabilityHistogram("model_prediction_probability",
-                                                   "predicted probabilities, one per row: P(positive class) "
-                                                   "(binary) or the predicted class's (multiclass)",
-                                                   PROBABILITY_BUCKETS)
+        self._requests = Counter(
+            "model_requests", "/invocations requests by HTTP status code", ["status"], registry=self.registry
+        )
+        self._errors = Counter(
+            "model_request_errors",
+            "/invocations requests answered without predictions (4xx and 5xx)",
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "model_request_latency_seconds",
+            "time to answer an /invocations request",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._predictions = Counter(
+            "model_predictions",
+            "predicted rows by predicted label (binary) or class (multiclass)",
+            ["prediction"],
+            registry=self.registry,
+        )
+        self.probabilities = _ProbabilityHistogram(
+            "model_prediction_probability",
+            "predicted probabilities, one per row: P(positive class) (binary) or the predicted class's (multiclass)",
+            PROBABILITY_BUCKETS,
+        )
         self.registry.register(self.probabilities)
-        self._batch_requests = Histogram("model_batch_requests", "requests answered by one shared model call",
-                                         buckets=BATCH_BUCKETS, registry=self.registry)
+        self._batch_requests = Histogram(
+            "model_batch_requests",
+            "requests answered by one shared model call",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(state))
         # children looked up once: labels() takes a lock and builds a key on every call
         self._by_status: dict[int, Any] = {}
@@ -177,7 +210,7 @@ class ServingMetrics:
                 counts[label] = counts.get(label, 0) + 1
         else:
             values, frequencies = np.unique(labels, return_counts=True)
-            counts = dict(zip(values.tolist(), frequencies.tolist()))
+            counts = dict(zip(values.tolist(), frequencies.tolist(), strict=False))
         for label, count in counts.items():
             child = self._by_label.get(label)
             if child is None:

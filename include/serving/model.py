@@ -12,10 +12,12 @@ Outputs
     input row, finite numbers, probabilities in [0, 1], and a label in {0, 1} when
     it has the binary shape (``probability`` without ``probability_<class>``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,18 +132,23 @@ def checked_output(output: Any, rows: int) -> Mapping[str, np.ndarray]:
         within = (values >= 0) & (values <= 1)  # False for NaN
         if not within.all():
             bad = np.flatnonzero(~within).tolist()
-            raise InvalidModelOutput(f"the model returned probabilities not finite in [0, 1] in column {name!r}, "
-                                     f"rows {rows_text(bad)} (e.g. {values[bad[0]]!r})")
+            raise InvalidModelOutput(
+                f"the model returned probabilities not finite in [0, 1] in column {name!r}, "
+                f"rows {rows_text(bad)} (e.g. {values[bad[0]]!r})"
+            )
     predictions = columns[PREDICTION]
     kind = predictions.dtype.kind
     if _is_binary_shape(columns):
         if kind not in "iub":
-            raise InvalidModelOutput(f"the model's 'prediction' column holds {predictions.dtype} values, "
-                                     "not integer labels")
+            raise InvalidModelOutput(
+                f"the model's 'prediction' column holds {predictions.dtype} values, not integer labels"
+            )
         if not ((predictions == 0) | (predictions == 1)).all():
             bad = np.flatnonzero((predictions != 0) & (predictions != 1)).tolist()
-            raise InvalidModelOutput(f"the model returned predictions not in {{0, 1}} in rows {rows_text(bad)} "
-                                     f"(e.g. {predictions[bad[0]]!r})")
+            raise InvalidModelOutput(
+                f"the model returned predictions not in {{0, 1}} in rows {rows_text(bad)} "
+                f"(e.g. {predictions[bad[0]]!r})"
+            )
     elif kind == "f":
         if not np.isfinite(predictions).all():
             raise InvalidModelOutput("the model returned non-finite predictions (NaN or infinity)")
@@ -154,8 +161,9 @@ def checked_output(output: Any, rows: int) -> Mapping[str, np.ndarray]:
 
 
 def _is_output_column(name: Any) -> bool:
-    return name in (PROBABILITY, PREDICTION) or (isinstance(name, str) and name.startswith(PROBABILITY_PREFIX)
-                                                 and len(name) > len(PROBABILITY_PREFIX))
+    return name in (PROBABILITY, PREDICTION) or (
+        isinstance(name, str) and name.startswith(PROBABILITY_PREFIX) and len(name) > len(PROBABILITY_PREFIX)
+    )
 
 
 def _is_binary_shape(names) -> bool:
@@ -165,8 +173,10 @@ def _is_binary_shape(names) -> bool:
 def _frame_columns(output: Any, rows: int) -> dict[str, np.ndarray]:
     """A pyfunc's output frame as typed arrays, one per output column in the frame's order."""
     if not isinstance(output, pd.DataFrame):
-        raise InvalidModelOutput(f"the model returned {type(output).__name__}, not a DataFrame with a "
-                                 "'prediction' column (and 'probability' for a classifier)")
+        raise InvalidModelOutput(
+            f"the model returned {type(output).__name__}, not a DataFrame with a "
+            "'prediction' column (and 'probability' for a classifier)"
+        )
     if PREDICTION not in output.columns:
         absent = [name for name in (PROBABILITY, PREDICTION) if name not in output.columns]
         raise InvalidModelOutput(f"the model output lacks the column(s) {', '.join(absent)}")
@@ -196,16 +206,15 @@ def _prediction_array(column: pd.Series, binary: bool) -> np.ndarray:
         if binary and np.isfinite(values).all() and np.all(np.mod(values, 1) == 0):
             return values.astype(np.int64)
         if binary:
-            raise InvalidModelOutput(f"the model's 'prediction' column holds {values.dtype} values, "
-                                     "not integer labels")
+            raise InvalidModelOutput(f"the model's 'prediction' column holds {values.dtype} values, not integer labels")
         return values
     kind = pd.api.types.infer_dtype(column, skipna=False)
     if kind == "string":
         if binary:
-            raise InvalidModelOutput("the model's 'prediction' column holds text, not the integer labels 0/1 "
-                                     "of a binary output")
+            raise InvalidModelOutput(
+                "the model's 'prediction' column holds text, not the integer labels 0/1 of a binary output"
+            )
         return column.to_numpy(dtype=object)
     if kind == "integer":
         return column.to_numpy(dtype=np.int64)
-    raise InvalidModelOutput(f"the model's 'prediction' column holds {kind} values, not labels, class names "
-                             "or numbers")
+    raise InvalidModelOutput(f"the model's 'prediction' column holds {kind} values, not labels, class names or numbers")

@@ -24,13 +24,15 @@ Request ids and event times
 Every check raises :class:`RequestRejected`, which carries the HTTP status and
 ``error_code`` the app answers with.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from fastapi import Request
@@ -112,10 +114,13 @@ def request_id_of(request: Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER)
     if given is None:
         return str(uuid.uuid4())
-    if not 0 < len(given) <= MAX_REQUEST_ID_LENGTH or not (given.isascii() and given.isprintable()) \
-            or " " in given:
-        raise RequestRejected(400, "BAD_REQUEST_ID", f"{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID_LENGTH} "
-                              f"printable ASCII characters without spaces, got {given[:MAX_REQUEST_ID_LENGTH]!r}")
+    if not 0 < len(given) <= MAX_REQUEST_ID_LENGTH or not (given.isascii() and given.isprintable()) or " " in given:
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST_ID",
+            f"{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID_LENGTH} "
+            f"printable ASCII characters without spaces, got {given[:MAX_REQUEST_ID_LENGTH]!r}",
+        )
     return given
 
 
@@ -127,15 +132,19 @@ def event_time_of(request: Request) -> datetime:
     """
     given = request.headers.get(REQUEST_TIME_HEADER)
     if given is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         parsed = datetime.fromisoformat(given.strip())
     except ValueError:
         parsed = None
     if parsed is None or parsed.utcoffset() is None:
-        raise RequestRejected(400, "BAD_REQUEST_TIME", f"{REQUEST_TIME_HEADER} must be an ISO 8601 time with a "
-                              f"UTC offset, such as 2026-11-10T08:30:00Z; got {given[:64]!r}")
-    return parsed.astimezone(timezone.utc)
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST_TIME",
+            f"{REQUEST_TIME_HEADER} must be an ISO 8601 time with a "
+            f"UTC offset, such as 2026-11-10T08:30:00Z; got {given[:64]!r}",
+        )
+    return parsed.astimezone(UTC)
 
 
 def content_type_is_json(request: Request) -> bool:
@@ -152,8 +161,9 @@ async def read_body(request: Request, max_body_bytes: int) -> bytes:
     Raises :class:`RequestRejected` (413 ``BODY_TOO_LARGE``) as soon as the declared
     ``Content-Length`` or the bytes read so far exceed the limit, without reading the rest.
     """
-    too_large = RequestRejected(413, "BODY_TOO_LARGE", f"the request body is larger than {max_body_bytes} "
-                                "bytes; split it into smaller batches")
+    too_large = RequestRejected(
+        413, "BODY_TOO_LARGE", f"the request body is larger than {max_body_bytes} bytes; split it into smaller batches"
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
         raise too_large
@@ -182,8 +192,11 @@ def parse_json(body: bytes) -> Any:
     400 ``MALFORMED_JSON`` for one that is not valid UTF-8 JSON.
     """
     if not body.strip():
-        raise RequestRejected(400, "BAD_REQUEST", "request body is empty; send a JSON object with "
-                              "'dataframe_records' or 'dataframe_split'")
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST",
+            "request body is empty; send a JSON object with 'dataframe_records' or 'dataframe_split'",
+        )
     try:
         return json.loads(body, parse_constant=_reject_json_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -209,10 +222,13 @@ def parse_columns(body: bytes, signature: tuple[FeatureColumn, ...] | None, max_
         return values
     absent = [column.name for column in signature if column.required and column.name not in values]
     if absent:
-        raise RequestRejected(422, "MISSING_COLUMNS", f"missing feature columns: {', '.join(absent)} "
-                              f"(the model needs {', '.join(column.name for column in signature)})")
-    return {column.name: _typed_column(column, values[column.name])
-            for column in signature if column.name in values}
+        raise RequestRejected(
+            422,
+            "MISSING_COLUMNS",
+            f"missing feature columns: {', '.join(absent)} "
+            f"(the model needs {', '.join(column.name for column in signature)})",
+        )
+    return {column.name: _typed_column(column, values[column.name]) for column in signature if column.name in values}
 
 
 def row_count(columns: Mapping[str, Any]) -> int:
@@ -223,36 +239,58 @@ def row_count(columns: Mapping[str, Any]) -> int:
 def _columns(payload: Any, max_rows: int) -> dict[str, list]:
     """The values of each column, in request order, from either input format."""
     if not isinstance(payload, dict):
-        raise RequestRejected(400, "BAD_REQUEST", "expected a JSON object with one of the keys "
-                              f"{', '.join(INPUT_FORMATS)}, got a JSON {type(payload).__name__}")
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST",
+            "expected a JSON object with one of the keys "
+            f"{', '.join(INPUT_FORMATS)}, got a JSON {type(payload).__name__}",
+        )
     formats = [key for key in INPUT_FORMATS if key in payload]
     unknown = sorted(set(payload) - set(INPUT_FORMATS))
     if len(formats) != 1 or unknown:
         found = ", ".join(sorted(payload)) or "none"
-        raise RequestRejected(400, "BAD_REQUEST", f"expected exactly one of the keys {', '.join(INPUT_FORMATS)} "
-                              f"(the MLflow scoring format), found keys: {found}")
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST",
+            f"expected exactly one of the keys {', '.join(INPUT_FORMATS)} "
+            f"(the MLflow scoring format), found keys: {found}",
+        )
     input_format = formats[0]
     body = payload[input_format]
 
     if input_format == "dataframe_records":
         if not isinstance(body, list):
-            raise RequestRejected(400, "BAD_REQUEST", "'dataframe_records' must be a list of objects, "
-                                  "one per row, such as [{\"feature\": 1.0}]")
+            raise RequestRejected(
+                400,
+                "BAD_REQUEST",
+                "'dataframe_records' must be a list of objects, one per row, such as [{\"feature\": 1.0}]",
+            )
         _check_row_count(len(body), max_rows)
         not_objects = [index for index, row in enumerate(body) if type(row) is not dict]
         if not_objects:
-            raise RequestRejected(400, "BAD_REQUEST", "each entry of 'dataframe_records' must be an object "
-                                  f"of column: value; rows {rows_text(not_objects)} are not")
+            raise RequestRejected(
+                400,
+                "BAD_REQUEST",
+                "each entry of 'dataframe_records' must be an object "
+                f"of column: value; rows {rows_text(not_objects)} are not",
+            )
         names: dict[str, None] = {}
         for row in body:
             names.update(dict.fromkeys(row))
         values = {name: [row.get(name) for row in body] for name in names}
         return values
 
-    if not isinstance(body, dict) or not isinstance(body.get("columns"), list) \
-            or not isinstance(body.get("data"), list):
-        raise RequestRejected(400, "BAD_REQUEST", "'dataframe_split' must be an object with 'columns' "
-                              "(a list of names) and 'data' (a list of rows, each a list of values)")
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("columns"), list)
+        or not isinstance(body.get("data"), list)
+    ):
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST",
+            "'dataframe_split' must be an object with 'columns' "
+            "(a list of names) and 'data' (a list of rows, each a list of values)",
+        )
     extra = sorted(set(body) - {"columns", "data", "index"})
     if extra:
         raise RequestRejected(400, "BAD_REQUEST", f"'dataframe_split' has unexpected keys: {', '.join(extra)}")
@@ -264,18 +302,26 @@ def _columns(payload: Any, max_rows: int) -> dict[str, list]:
     _check_row_count(len(data), max_rows)
     wrong_width = [index for index, row in enumerate(data) if type(row) is not list or len(row) != len(columns)]
     if wrong_width:
-        raise RequestRejected(400, "BAD_REQUEST", f"each row of 'dataframe_split.data' must be a list of "
-                              f"{len(columns)} values (one per column); rows {rows_text(wrong_width)} are not")
-    by_column = list(zip(*data)) if columns else []
-    return {name: list(column) for name, column in zip(columns, by_column)}
+        raise RequestRejected(
+            400,
+            "BAD_REQUEST",
+            f"each row of 'dataframe_split.data' must be a list of "
+            f"{len(columns)} values (one per column); rows {rows_text(wrong_width)} are not",
+        )
+    by_column = list(zip(*data, strict=False)) if columns else []
+    return {name: list(column) for name, column in zip(columns, by_column, strict=False)}
 
 
 def _check_row_count(rows: int, max_rows: int) -> None:
     if rows == 0:
         raise RequestRejected(400, "BAD_REQUEST", "the request has no rows to predict")
     if rows > max_rows:
-        raise RequestRejected(413, "TOO_MANY_ROWS", f"the request has {rows} rows, more than the "
-                              f"{max_rows} this server accepts in one request; split it into batches")
+        raise RequestRejected(
+            413,
+            "TOO_MANY_ROWS",
+            f"the request has {rows} rows, more than the "
+            f"{max_rows} this server accepts in one request; split it into batches",
+        )
 
 
 # ------------------------------------------------------------------------------ types
@@ -287,8 +333,11 @@ def _typed_column(column: FeatureColumn, values: list) -> Any:
     if column.kind in ("float", "str"):
         return _cast_column(column, values)
     if column.kind == "int":
-        wrong = [index for index, value in enumerate(values)
-                 if type(value) not in (int, float) and not (value is None and column.nullable)]
+        wrong = [
+            index
+            for index, value in enumerate(values)
+            if type(value) not in (int, float) and not (value is None and column.nullable)
+        ]
     else:  # "bool"
         wrong = [index for index, value in enumerate(values) if type(value) is not bool]
     if wrong:
@@ -296,23 +345,34 @@ def _typed_column(column: FeatureColumn, values: list) -> Any:
         if absent:
             raise _missing_values(column, absent)
         example = values[wrong[0]]
-        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold {_KIND_WORDS[column.kind]}; "
-                              f"rows {rows_text(wrong)} do not (e.g. {example!r})")
+        raise RequestRejected(
+            422,
+            "WRONG_TYPE",
+            f"column {column.name!r} must hold {_KIND_WORDS[column.kind]}; "
+            f"rows {rows_text(wrong)} do not (e.g. {example!r})",
+        )
     if column.kind == "int":
         fractional = [index for index, value in enumerate(values) if type(value) is float and not value.is_integer()]
         if fractional:
-            raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold whole numbers; rows "
-                                  f"{rows_text(fractional)} do not")
+            raise RequestRejected(
+                422,
+                "WRONG_TYPE",
+                f"column {column.name!r} must hold whole numbers; rows {rows_text(fractional)} do not",
+            )
     try:
-        return np.array([np.nan if value is None else value for value in values]
-                        if column.nullable else values, dtype=column.dtype)
+        return np.array(
+            [np.nan if value is None else value for value in values] if column.nullable else values, dtype=column.dtype
+        )
     except (OverflowError, ValueError, TypeError) as exc:
         raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r}: {exc}") from None
 
 
 def _missing_values(column: FeatureColumn, rows: list[int]) -> RequestRejected:
-    return RequestRejected(422, "MISSING_VALUES", f"column {column.name!r} is missing or null in rows "
-                           f"{rows_text(rows)}; the model needs a value in every row")
+    return RequestRejected(
+        422,
+        "MISSING_VALUES",
+        f"column {column.name!r} is missing or null in rows {rows_text(rows)}; the model needs a value in every row",
+    )
 
 
 _JSON_NUMBERS = frozenset((int, float))
@@ -328,15 +388,22 @@ def _cast_column(column: FeatureColumn, values: list) -> np.ndarray:
     kinds = set(map(type, values))
     numbers = kinds <= _JSON_NUMBERS
     absent = type(None) in kinds
-    wrong = [] if kinds <= _JSON_FEATURE_VALUES else \
-        [index for index, value in enumerate(values) if type(value) not in _JSON_FEATURE_VALUES]
+    wrong = (
+        []
+        if kinds <= _JSON_FEATURE_VALUES
+        else [index for index, value in enumerate(values) if type(value) not in _JSON_FEATURE_VALUES]
+    )
     if absent and not column.nullable:
         raise _missing_values(column, [index for index, value in enumerate(values) if value is None])
     if wrong:
         words = "numbers" if numeric else "strings (or numbers, for integer-coded categories)"
-        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold {words}"
-                              f"{' or null' if column.nullable else ''}; rows {rows_text(wrong)} do not "
-                              f"(e.g. {values[wrong[0]]!r})")
+        raise RequestRejected(
+            422,
+            "WRONG_TYPE",
+            f"column {column.name!r} must hold {words}"
+            f"{' or null' if column.nullable else ''}; rows {rows_text(wrong)} do not "
+            f"(e.g. {values[wrong[0]]!r})",
+        )
     try:
         if numeric:
             # JSON numbers are already numbers: a float64 array is what the cast makes of them (its
@@ -345,8 +412,9 @@ def _cast_column(column: FeatureColumn, values: list) -> np.ndarray:
             return numeric_column(container, column.name).astype(column.dtype, copy=False)
         return categorical_column(_object_array(values), column.name)
     except CastError as exc:
-        raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r} must hold numbers"
-                              f"{' or null' if column.nullable else ''}: {exc}") from None
+        raise RequestRejected(
+            422, "WRONG_TYPE", f"column {column.name!r} must hold numbers{' or null' if column.nullable else ''}: {exc}"
+        ) from None
     except (OverflowError, ValueError, TypeError) as exc:
         raise RequestRejected(422, "WRONG_TYPE", f"column {column.name!r}: {exc}") from None
 

@@ -84,6 +84,7 @@ CLI::
     python -m include.simulation.generate --start 2026-10-01 --days 60 --rows-per-day 400 \\
         [--seed 7] [--drift concept --drift-from 2026-11-10 --drift-strength 1.0] [--spec path]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,8 +104,14 @@ from include.util.fs import write_atomically
 DRIFT_KINDS = ("covariate", "concept", "both")
 
 # The demo's schema: the generator refuses a spec that asks for anything else.
-NUMERIC_FEATURES = ("tenure_months", "monthly_charges", "support_calls_30d", "usage_hours_30d",
-                    "days_since_last_login", "num_devices")
+NUMERIC_FEATURES = (
+    "tenure_months",
+    "monthly_charges",
+    "support_calls_30d",
+    "usage_hours_30d",
+    "days_since_last_login",
+    "num_devices",
+)
 CATEGORIES = {
     "plan": ("basic", "standard", "premium"),
     "region": ("north", "south", "east", "west"),
@@ -113,11 +120,13 @@ CATEGORIES = {
 }
 
 PLAN_SHARE = np.array([0.45, 0.35, 0.20])
-CONTRACT_SHARE_BY_PLAN = np.array([
-    [0.65, 0.25, 0.10],  # basic
-    [0.50, 0.32, 0.18],  # standard
-    [0.40, 0.35, 0.25],  # premium
-])
+CONTRACT_SHARE_BY_PLAN = np.array(
+    [
+        [0.65, 0.25, 0.10],  # basic
+        [0.50, 0.32, 0.18],  # standard
+        [0.40, 0.35, 0.25],  # premium
+    ]
+)
 REGION_SHARE = np.array([0.28, 0.24, 0.26, 0.22])
 PAYMENT_SHARE = np.array([0.42, 0.24, 0.20, 0.14])
 PLAN_BASE_PRICE = np.array([25.0, 55.0, 95.0])
@@ -175,8 +184,12 @@ class DriftConfig:
             raise ValueError(f"drift kind {self.kind!r} is not one of {', '.join(DRIFT_KINDS)}")
         if not isinstance(self.start, date):
             raise ValueError(f"drift start must be a datetime.date, got {self.start!r}")
-        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) \
-                or not math.isfinite(self.strength) or self.strength < 0:
+        if (
+            isinstance(self.strength, bool)
+            or not isinstance(self.strength, (int, float))
+            or not math.isfinite(self.strength)
+            or self.strength < 0
+        ):
             raise ValueError(f"drift strength must be a finite number >= 0, got {self.strength!r}")
 
     def covariate_strength(self, day: date) -> float:
@@ -206,22 +219,37 @@ def check_spec(spec: DatasetSpec) -> None:
             if set(categorical[name]) != set(categories):
                 problems.append(f"{name} categories {list(categorical[name])} != {list(categories)}")
     if problems:
-        raise ValueError(f"include.simulation.generate only produces the demo customer_churn dataset; "
-                         f"spec '{spec.name}' ({spec.source}) differs: " + "; ".join(problems))
+        raise ValueError(
+            f"include.simulation.generate only produces the demo customer_churn dataset; "
+            f"spec '{spec.name}' ({spec.source}) differs: " + "; ".join(problems)
+        )
 
 
 def _streams(seed: int, day: date, names: tuple[str, ...]) -> dict[str, np.random.Generator]:
     # One independent stream per feature: a feature's draws never shift because
     # another feature drew more numbers (e.g. a Poisson with a drifted rate).
     children = np.random.SeedSequence([seed, day.toordinal()]).spawn(len(names))
-    return {name: np.random.default_rng(child) for name, child in zip(names, children)}
+    return {name: np.random.default_rng(child) for name, child in zip(names, children, strict=False)}
 
 
 # A stream is keyed by its position here: append new names, never insert, or every
 # later stream (and so all previously landed data) changes.
-_STREAM_NAMES = ("event_time", "plan", "contract", "region", "payment_method", "tenure_months",
-                 "num_devices", "monthly_charges", "usage_hours_30d", "days_since_last_login",
-                 "dormant", "support_calls_30d", "latent", "label")
+_STREAM_NAMES = (
+    "event_time",
+    "plan",
+    "contract",
+    "region",
+    "payment_method",
+    "tenure_months",
+    "num_devices",
+    "monthly_charges",
+    "usage_hours_30d",
+    "days_since_last_login",
+    "dormant",
+    "support_calls_30d",
+    "latent",
+    "label",
+)
 
 
 def _pick(uniform: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -238,8 +266,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _coefficients(concept_strength: float) -> dict[str, float]:
-    return {name: old + concept_strength * (CONCEPT_DRIFTED_COEFFICIENTS[name] - old)
-            for name, old in COEFFICIENTS.items()}
+    return {
+        name: old + concept_strength * (CONCEPT_DRIFTED_COEFFICIENTS[name] - old) for name, old in COEFFICIENTS.items()
+    }
 
 
 def _check_args(day: date, rows: int, seed: int) -> None:
@@ -251,8 +280,7 @@ def _check_args(day: date, rows: int, seed: int) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int,
-                 drift: DriftConfig | None = None) -> pd.DataFrame:
+def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int, drift: DriftConfig | None = None) -> pd.DataFrame:
     """One day of customers; the same arguments give the same frame.
 
     Returns a frame of ``rows`` rows in event-time order whose columns are exactly
@@ -271,8 +299,7 @@ def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int,
 
     def bounds(name: str) -> tuple[float, float]:
         feature = spec.feature(name)
-        return (-np.inf if feature.min is None else feature.min,
-                np.inf if feature.max is None else feature.max)
+        return (-np.inf if feature.min is None else feature.min, np.inf if feature.max is None else feature.max)
 
     # Covariate drift tilts the plan mix towards basic: downgrades under price pressure.
     plan_share = PLAN_SHARE * np.exp(np.array([0.5, 0.0, -0.5]) * shift)
@@ -307,14 +334,17 @@ def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int,
     monthly, two_year = contract == 0, contract == 2
     logit = (
         beta["intercept"]
-        + beta["contract_monthly"] * monthly + beta["contract_two_year"] * two_year
+        + beta["contract_monthly"] * monthly
+        + beta["contract_two_year"] * two_year
         + beta["log_tenure"] * (np.log1p(tenure) - 2.2)
         + beta["support_calls"] * support
         + beta["log_usage"] * (np.log1p(usage) - 4.0)
         + beta["login_months"] * days_since_login / 30.0
         + beta["overpay"] * (charges - base_price)
-        + beta["plan_basic"] * (plan == 0) + beta["plan_premium"] * (plan == 2)
-        + beta["pay_invoice"] * (payment == 3) + beta["pay_card"] * (payment == 0)
+        + beta["plan_basic"] * (plan == 0)
+        + beta["plan_premium"] * (plan == 2)
+        + beta["pay_invoice"] * (payment == 3)
+        + beta["pay_card"] * (payment == 0)
         + beta["support_x_monthly"] * support * monthly
         + beta["low_usage_x_high_charges"] * ((usage < 20) & (charges > 80))
         + beta["new_x_two_year"] * ((tenure < 6) & two_year)
@@ -352,8 +382,9 @@ def partition_path(spec: DatasetSpec, day: date) -> Path:
     return Path(spec.location) / f"date={day:%Y-%m-%d}" / "part-0.parquet"
 
 
-def land_days(spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed: int = 7,
-              drift: DriftConfig | None = None) -> list[Path]:
+def land_days(
+    spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed: int = 7, drift: DriftConfig | None = None
+) -> list[Path]:
     """Write ``days`` daily partitions from ``start``; re-landing a day rewrites the same bytes.
 
     Returns the partition files, one per day in order. Raises ``ValueError`` for a
@@ -408,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m include.simulation.generate",
-        description="Land seeded daily partitions of the demo customer_churn dataset.")
+        description="Land seeded daily partitions of the demo customer_churn dataset.",
+    )
     parser.add_argument("--start", type=parse_date_arg, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True, help="number of consecutive days")
     parser.add_argument("--rows-per-day", type=int, required=True, help="customers per day")
@@ -425,8 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     end = args.start + timedelta(days=args.days - 1)
     drifted = f", {drift.kind} drift x{drift.strength:g} from {drift.start}" if drift else ""
-    print(f"wrote {len(paths)} days x {args.rows_per_day} rows ({len(paths) * args.rows_per_day} rows) "
-          f"of {spec.name}, {args.start}..{end}{drifted}, to {spec.location}")
+    print(
+        f"wrote {len(paths)} days x {args.rows_per_day} rows ({len(paths) * args.rows_per_day} rows) "
+        f"of {spec.name}, {args.start}..{end}{drifted}, to {spec.location}"
+    )
     return 0
 
 

@@ -22,6 +22,7 @@ CLI::
     python -m include.simulation.traffic --url http://127.0.0.1:5080 --start 2026-11-10 --days 10 \\
         --rows-per-day 500 [--drift covariate --drift-from 2026-11-15 --drift-strength 1.0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -124,8 +125,12 @@ class ModelServerClient:
         if response.status_code != 200:
             raise TrafficError(f"GET {self.url}/metrics answered HTTP {response.status_code}: {response.text[:200]}")
         try:
-            return {sample.name: sample.value for family in text_string_to_metric_families(response.text)
-                    for sample in family.samples if not sample.labels}
+            return {
+                sample.name: sample.value
+                for family in text_string_to_metric_families(response.text)
+                for sample in family.samples
+                if not sample.labels
+            }
         except ValueError as exc:
             raise TrafficError(f"{self.url}/metrics is not in the Prometheus text format: {exc}") from exc
 
@@ -137,11 +142,15 @@ class ModelServerClient:
         """
         values = self.metrics()
         if "inference_log_rows_written_total" not in values:
-            raise TrafficError(f"{self.url}/metrics has no inference_log_rows_written_total: is this the "
-                               "project's model server (python -m include.serving)?")
+            raise TrafficError(
+                f"{self.url}/metrics has no inference_log_rows_written_total: is this the "
+                "project's model server (python -m include.serving)?"
+            )
         if values.get("inference_log_enabled") == 0:
-            raise TrafficError(f"the server at {self.url} runs without an inference log; start it with "
-                               "--inference-log (the local deployer does)")
+            raise TrafficError(
+                f"the server at {self.url} runs without an inference log; start it with "
+                "--inference-log (the local deployer does)"
+            )
         return values["inference_log_rows_written_total"], values.get("inference_log_write_errors_total", 0.0)
 
     def predict(self, batch: pd.DataFrame, features: list[str], event_time: Any) -> tuple[list[str], list[dict]]:
@@ -153,29 +162,45 @@ class ModelServerClient:
         import pandas as pd
 
         # tolist: plain Python values for json; NaN and None alike become null
-        columns = [[None if value is None or (isinstance(value, float) and value != value) else value
-                    for value in batch[name].astype(object).where(pd.notna(batch[name]), None).tolist()]
-                   for name in features]
-        body = json.dumps({"dataframe_split": {"columns": features, "data": [list(row) for row in zip(*columns)]}})
-        response = self._call("POST", "/invocations", data=body, headers={
-            "Content-Type": "application/json", "X-Request-Time": event_time.isoformat()})
+        columns = [
+            [
+                None if value is None or (isinstance(value, float) and value != value) else value
+                for value in batch[name].astype(object).where(pd.notna(batch[name]), None).tolist()
+            ]
+            for name in features
+        ]
+        body = json.dumps(
+            {"dataframe_split": {"columns": features, "data": [list(row) for row in zip(*columns, strict=False)]}}
+        )
+        response = self._call(
+            "POST",
+            "/invocations",
+            data=body,
+            headers={"Content-Type": "application/json", "X-Request-Time": event_time.isoformat()},
+        )
         if response.status_code != 200:
-            raise TrafficError(f"POST {self.url}/invocations answered HTTP {response.status_code} for the batch "
-                               f"starting at {event_time.isoformat()}: {response.text[:500]}")
+            raise TrafficError(
+                f"POST {self.url}/invocations answered HTTP {response.status_code} for the batch "
+                f"starting at {event_time.isoformat()}: {response.text[:500]}"
+            )
         try:
             payload = response.json()
             request_ids = payload["request_ids"]
             answers = list(payload["predictions"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise TrafficError(f"POST {self.url}/invocations returned no request_ids and predictions "
-                               f"({exc!r}): {response.text[:200]}") from None
+            raise TrafficError(
+                f"POST {self.url}/invocations returned no request_ids and predictions ({exc!r}): {response.text[:200]}"
+            ) from None
         if len(request_ids) != len(batch) or len(answers) != len(batch):
-            raise TrafficError(f"POST {self.url}/invocations returned {len(request_ids)} request ids and "
-                               f"{len(answers)} predictions for {len(batch)} rows")
+            raise TrafficError(
+                f"POST {self.url}/invocations returned {len(request_ids)} request ids and "
+                f"{len(answers)} predictions for {len(batch)} rows"
+            )
         return request_ids, answers
 
-    def send_rows(self, rows: pd.DataFrame, features: list[str], event_times: pd.Series,
-                  batch_rows: int) -> tuple[list[str], list[dict], int]:
+    def send_rows(
+        self, rows: pd.DataFrame, features: list[str], event_times: pd.Series, batch_rows: int
+    ) -> tuple[list[str], list[dict], int]:
         """Send ``rows`` in order, ``batch_rows`` per request, each request stamped with its first
         row's event time (``event_times`` holds one per row, aligned with ``rows``).
 
@@ -186,8 +211,7 @@ class ModelServerClient:
         answers: list[dict] = []
         requests = 0
         for first in range(0, len(rows), batch_rows):
-            ids, batch_answers = self.predict(rows.iloc[first:first + batch_rows], features,
-                                              event_times.iloc[first])
+            ids, batch_answers = self.predict(rows.iloc[first : first + batch_rows], features, event_times.iloc[first])
             request_ids.extend(ids)
             answers.extend(batch_answers)
             requests += 1
@@ -207,14 +231,25 @@ class ModelServerClient:
             if time.monotonic() > deadline:
                 raise TrafficError(
                     f"the server at {self.url} logged {written - (expected - sent):.0f} of the {sent} rows sent "
-                    f"within {timeout:.0f}s (inference log write errors: {errors:.0f}); see the server's log")
+                    f"within {timeout:.0f}s (inference log write errors: {errors:.0f}); see the server's log"
+                )
             time.sleep(_POLL_SECONDS)
 
 
-def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days: int, rows_per_day: int,
-             seed: int = DEFAULT_SEED, drift: DriftConfig | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-             land_to_training_data: bool = True, *,
-             flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> list[DaySummary]:
+def simulate(
+    settings: Settings,
+    spec: DatasetSpec,
+    url: str,
+    start: date,
+    days: int,
+    rows_per_day: int,
+    seed: int = DEFAULT_SEED,
+    drift: DriftConfig | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    land_to_training_data: bool = True,
+    *,
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+) -> list[DaySummary]:
     """Send ``days`` days of ``rows_per_day`` customers from ``start`` to the server at ``url``.
 
     Returns one :class:`DaySummary` per day, in order. Nothing is sent when a training
@@ -246,8 +281,10 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
         for day, frame in frames.items():
             path = partition_path(spec, day)
             if path.is_file() and path.read_bytes() != to_parquet_bytes(frame):
-                raise TrafficError(f"{path} already holds other data for {day} (training history?); simulate days "
-                                   "after it, or pass land_to_training_data=False")
+                raise TrafficError(
+                    f"{path} already holds other data for {day} (training history?); simulate days "
+                    "after it, or pass land_to_training_data=False"
+                )
 
     server = ModelServerClient(url)
     try:
@@ -256,8 +293,9 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
         sent: dict[date, tuple[list[str], list[float], int]] = {}
         for day, frame in frames.items():
             # generate_day returns the rows in event-time order
-            request_ids, answers, requests_sent = server.send_rows(frame, features, frame[spec.timestamp_column],
-                                                                   batch_rows)
+            request_ids, answers, requests_sent = server.send_rows(
+                frame, features, frame[spec.timestamp_column], batch_rows
+            )
             sent[day] = (request_ids, [answer["probability"] for answer in answers], requests_sent)
         total = sum(len(ids) for ids, _, _ in sent.values())
         # labels only make sense next to predictions that are really in the log
@@ -276,8 +314,17 @@ def simulate(settings: Settings, spec: DatasetSpec, url: str, start: date, days:
         if land_to_training_data:
             # the same generator call as above, so the landed rows are exactly the ones sent
             landed = str(land_days(spec, day, 1, rows_per_day, seed, drift)[0])
-        summaries.append(DaySummary(day, len(frame), requests_sent, is_drifted(drift, day),
-                                    float(np.mean(probabilities)), tuple(label_files), landed))
+        summaries.append(
+            DaySummary(
+                day,
+                len(frame),
+                requests_sent,
+                is_drifted(drift, day),
+                float(np.mean(probabilities)),
+                tuple(label_files),
+                landed,
+            )
+        )
     return summaries
 
 
@@ -292,41 +339,68 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(
         prog="python -m include.simulation.traffic",
-        description="Send days of generated customers to a running model server, then store their labels.")
-    parser.add_argument("--url", default=settings.serving_url,
-                        help=f"the model server's base URL (default: {settings.serving_url})")
+        description="Send days of generated customers to a running model server, then store their labels.",
+    )
+    parser.add_argument(
+        "--url", default=settings.serving_url, help=f"the model server's base URL (default: {settings.serving_url})"
+    )
     parser.add_argument("--start", type=parse_date_arg, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True, help="number of consecutive days")
     parser.add_argument("--rows-per-day", type=int, required=True, help="customers per day")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help=f"generator seed (default {DEFAULT_SEED}; the training data uses 7)")
-    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
-                        help=f"rows per request (default {DEFAULT_BATCH_ROWS})")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"generator seed (default {DEFAULT_SEED}; the training data uses 7)",
+    )
+    parser.add_argument(
+        "--batch-rows", type=int, default=DEFAULT_BATCH_ROWS, help=f"rows per request (default {DEFAULT_BATCH_ROWS})"
+    )
     add_drift_arguments(parser)
-    parser.add_argument("--no-land", action="store_true",
-                        help="do not land the labelled rows in the training data's landing zone")
-    parser.add_argument("--flush-timeout", type=float, default=DEFAULT_FLUSH_TIMEOUT,
-                        help=f"seconds to wait for the server to log every row (default {DEFAULT_FLUSH_TIMEOUT:g})")
+    parser.add_argument(
+        "--no-land", action="store_true", help="do not land the labelled rows in the training data's landing zone"
+    )
+    parser.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=DEFAULT_FLUSH_TIMEOUT,
+        help=f"seconds to wait for the server to log every row (default {DEFAULT_FLUSH_TIMEOUT:g})",
+    )
     parser.add_argument("--spec", type=Path, help="dataset spec (default: MLOPS_DATASET_SPEC or the demo spec)")
     args = parser.parse_args(argv)
 
     drift = drift_from_args(parser, args)
     try:
         spec = load_spec(args.spec or settings.dataset_spec)
-        summaries = simulate(settings, spec, args.url, args.start, args.days, args.rows_per_day, args.seed, drift,
-                             args.batch_rows, not args.no_land, flush_timeout=args.flush_timeout)
+        summaries = simulate(
+            settings,
+            spec,
+            args.url,
+            args.start,
+            args.days,
+            args.rows_per_day,
+            args.seed,
+            drift,
+            args.batch_rows,
+            not args.no_land,
+            flush_timeout=args.flush_timeout,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     except TrafficError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for summary in summaries:
-        print(f"{summary.day}  {summary.rows:>6} rows  {summary.requests:>5} requests  "
-              f"mean p(churn) {summary.mean_probability:.3f}  {'drifted' if summary.drifted else 'normal'}")
+        print(
+            f"{summary.day}  {summary.rows:>6} rows  {summary.requests:>5} requests  "
+            f"mean p(churn) {summary.mean_probability:.3f}  {'drifted' if summary.drifted else 'normal'}"
+        )
     rows = sum(summary.rows for summary in summaries)
     landed = f"; labelled rows landed in {spec.location}" if not args.no_land else ""
-    print(f"sent {rows} rows in {sum(s.requests for s in summaries)} requests to {args.url}; labels in "
-          f"{settings.inference_log}{landed}")
+    print(
+        f"sent {rows} rows in {sum(s.requests for s in summaries)} requests to {args.url}; labels in "
+        f"{settings.inference_log}{landed}"
+    )
     return 0
 
 

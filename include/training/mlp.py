@@ -3,6 +3,7 @@
 Plain functions over an ``nn.Sequential``, so a state dict loads without any custom class.
 torch is imported inside each function: importing this module costs nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,12 @@ class ThreadsError(ValueError):
     """``MLOPS_TORCH_THREADS`` is not a positive integer."""
 
 
-def build_mlp(input_dim: int, hidden_sizes: tuple[int, ...] | list[int] = HIDDEN_SIZES, dropout: float = DROPOUT,
-              output_dim: int = 1):
+def build_mlp(
+    input_dim: int,
+    hidden_sizes: tuple[int, ...] | list[int] = HIDDEN_SIZES,
+    dropout: float = DROPOUT,
+    output_dim: int = 1,
+):
     """A plain ``nn.Sequential`` so a state dict loads without any custom class; ``output_dim``
     logits (1 for binary and regression, one per class for multiclass). Returns the untrained module.
     """

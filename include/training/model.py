@@ -27,14 +27,16 @@ Pickling a :class:`TabularModel` keeps only its model type, task and classes: th
 state travels as artifacts (preprocessor JSON, torch state dict + architecture
 JSON, or a joblib file) and :meth:`TabularModel.load_context` rebuilds it.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 import numpy as np
@@ -42,15 +44,32 @@ import pandas as pd
 
 from include.data.spec import TASKS
 from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES, PROBABILITY_PREFIX
-from include.training.mlp import (DROPOUT, HIDDEN_SIZES, ThreadsError, build_mlp, limit_torch_threads,
-                                  mlp_logits, torch_device_name)
+from include.training.mlp import (
+    DROPOUT,
+    HIDDEN_SIZES,
+    ThreadsError,
+    build_mlp,
+    limit_torch_threads,
+    mlp_logits,
+    torch_device_name,
+)
 from include.training.preprocessing import TabularPreprocessor
 
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
 
-__all__ = ["MODEL_TYPES", "BOOSTING_ROUNDS_PER_EPOCH", "TabularModel", "TabularClassifier", "EpochReport",
-           "ModelError", "as_model_input", "build_mlp", "pip_requirements", "output_columns"]
+__all__ = [
+    "MODEL_TYPES",
+    "BOOSTING_ROUNDS_PER_EPOCH",
+    "TabularModel",
+    "TabularClassifier",
+    "EpochReport",
+    "ModelError",
+    "as_model_input",
+    "build_mlp",
+    "pip_requirements",
+    "output_columns",
+]
 
 DECISION_THRESHOLD = 0.5
 
@@ -80,8 +99,13 @@ def pip_requirements(model_type: str) -> list[str]:
     """
     _check_model_type(model_type)
     # slim images install mlflow-skinny rather than mlflow; pin whichever is there
-    candidates = [("mlflow", "mlflow-skinny"), ("cloudpickle",), ("numpy",), ("pandas",),
-                  ("torch",) if model_type == "torch_mlp" else ("scikit-learn",)]
+    candidates = [
+        ("mlflow", "mlflow-skinny"),
+        ("cloudpickle",),
+        ("numpy",),
+        ("pandas",),
+        ("torch",) if model_type == "torch_mlp" else ("scikit-learn",),
+    ]
     pins = []
     for names in candidates:
         for name in names:
@@ -95,7 +119,7 @@ def pip_requirements(model_type: str) -> list[str]:
     return pins
 
 
-def as_model_input(frame: pd.DataFrame, spec: "DatasetSpec") -> pd.DataFrame:
+def as_model_input(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """A DataFrame of the spec's feature columns typed as the logged signature declares (:mod:`include.data.cast`).
 
     Raises :class:`ModelError` for a missing feature column or a value of the wrong kind.
@@ -136,8 +160,9 @@ def _check_labels(labels: Any, rows: int, task: str, classes: tuple[str, ...]) -
         index = {name: position for position, name in enumerate(classes)}
         codes = values.map(index)
         if codes.isna().any():
-            raise ModelError(f"labels must be among the classes {list(classes)}, "
-                             f"got {values[codes.isna()].unique()[:5].tolist()}")
+            raise ModelError(
+                f"labels must be among the classes {list(classes)}, got {values[codes.isna()].unique()[:5].tolist()}"
+            )
         if codes.nunique() < 2:
             raise ModelError(f"training labels are all {values.iloc[0]!r}: a classifier needs two classes or more")
         return codes.to_numpy(dtype=np.int64)
@@ -207,9 +232,18 @@ class TabularModel(mlflow.pyfunc.PythonModel):
     def _outputs(self) -> int:
         return len(self.classes) if self.task == "multiclass" else 1
 
-    def fit(self, features: pd.DataFrame, labels: Any, preprocessor: TabularPreprocessor, *, epochs: int,
-            learning_rate: float, batch_size: int, seed: int = 42,
-            on_epoch: Callable[[EpochReport], None] | None = None) -> "TabularModel":
+    def fit(
+        self,
+        features: pd.DataFrame,
+        labels: Any,
+        preprocessor: TabularPreprocessor,
+        *,
+        epochs: int,
+        learning_rate: float,
+        batch_size: int,
+        seed: int = 42,
+        on_epoch: Callable[[EpochReport], None] | None = None,
+    ) -> TabularModel:
         """Fit ``preprocessor`` then the estimator on ``features``; ``on_epoch`` sees each epoch's report.
 
         ``labels`` are typed by :func:`include.data.cast.target_array`: 0/1 (binary),
@@ -260,7 +294,7 @@ class TabularModel(mlflow.pyfunc.PythonModel):
             order = torch.randperm(rows, generator=shuffler).to(device)
             total_loss = torch.zeros((), device=device)
             for start in range(0, rows, batch_size):
-                batch = order[start:start + batch_size]
+                batch = order[start : start + batch_size]
                 output = network(inputs[batch])
                 loss = loss_function(output if self.task == "multiclass" else output.squeeze(1), labels[batch])
                 optimizer.zero_grad(set_to_none=True)
@@ -282,8 +316,13 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         from sklearn.metrics import log_loss, mean_squared_error
 
         kind = HistGradientBoostingRegressor if self.task == "regression" else HistGradientBoostingClassifier
-        estimator = kind(learning_rate=learning_rate, max_iter=BOOSTING_ROUNDS_PER_EPOCH, early_stopping=False,
-                         warm_start=True, random_state=seed)
+        estimator = kind(
+            learning_rate=learning_rate,
+            max_iter=BOOSTING_ROUNDS_PER_EPOCH,
+            early_stopping=False,
+            warm_start=True,
+            random_state=seed,
+        )
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
             estimator.set_params(max_iter=epoch * BOOSTING_ROUNDS_PER_EPOCH)
@@ -292,8 +331,9 @@ class TabularModel(mlflow.pyfunc.PythonModel):
             if self.task == "regression":
                 train_loss = float(mean_squared_error(target, estimator.predict(matrix)))
             else:
-                train_loss = float(log_loss(target, estimator.predict_proba(matrix),
-                                            labels=list(range(max(self._outputs, 2)))))
+                train_loss = float(
+                    log_loss(target, estimator.predict_proba(matrix), labels=list(range(max(self._outputs, 2))))
+                )
             epoch_report = EpochReport(epoch, train_loss, seconds)
             self.history.append(epoch_report)
             report(epoch_report)
@@ -384,9 +424,14 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         if self.network is not None:
             import torch
 
-            architecture = {"input_dim": self.preprocessor.output_dim, "hidden_sizes": list(HIDDEN_SIZES),
-                            "dropout": DROPOUT, "output_dim": self._outputs,
-                            "target_mean": self.target_mean, "target_std": self.target_std}
+            architecture = {
+                "input_dim": self.preprocessor.output_dim,
+                "hidden_sizes": list(HIDDEN_SIZES),
+                "dropout": DROPOUT,
+                "output_dim": self._outputs,
+                "target_mean": self.target_mean,
+                "target_std": self.target_std,
+            }
             artifacts[ARCHITECTURE_ARTIFACT] = directory / "architecture.json"
             artifacts[ARCHITECTURE_ARTIFACT].write_text(json.dumps(architecture, indent=2))
             artifacts[WEIGHTS_ARTIFACT] = directory / "weights.pt"
@@ -427,11 +472,17 @@ class TabularModel(mlflow.pyfunc.PythonModel):
 
         architecture = json.loads(Path(artifacts[ARCHITECTURE_ARTIFACT]).read_text())
         if architecture["input_dim"] != self.preprocessor.output_dim:
-            raise ModelError(f"weights expect {architecture['input_dim']} inputs but the preprocessor "
-                             f"produces {self.preprocessor.output_dim}")
+            raise ModelError(
+                f"weights expect {architecture['input_dim']} inputs but the preprocessor "
+                f"produces {self.preprocessor.output_dim}"
+            )
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        network = build_mlp(architecture["input_dim"], architecture["hidden_sizes"], architecture["dropout"],
-                            architecture.get("output_dim", 1))
+        network = build_mlp(
+            architecture["input_dim"],
+            architecture["hidden_sizes"],
+            architecture["dropout"],
+            architecture.get("output_dim", 1),
+        )
         network.load_state_dict(torch.load(artifacts[WEIGHTS_ARTIFACT], map_location=device, weights_only=True))
         network.to(device).eval()
         if device.type == "cpu":

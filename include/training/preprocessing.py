@@ -13,11 +13,13 @@ nullable integers encode exactly as the training frame's values did.
 The fitted state is a small JSON document, saved next to the model weights, so
 the served model applies exactly the transformation training used.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +65,7 @@ class TabularPreprocessor:
         self._category_arrays = {name: np.array(values, dtype=object) for name, values in categorical.items()}
 
     @classmethod
-    def from_spec(cls, spec: "DatasetSpec") -> "TabularPreprocessor":
+    def from_spec(cls, spec: DatasetSpec) -> TabularPreprocessor:
         """An unfitted preprocessor for the spec's numeric and categorical features."""
         return cls(spec.numeric_features, {f.name: f.categories for f in spec.features if not f.is_numeric})
 
@@ -75,8 +77,10 @@ class TabularPreprocessor:
     @property
     def output_names(self) -> list[str]:
         """One name per output column, e.g. ``tenure_months`` or ``plan=basic``: a list of str."""
-        return [*self.numeric_features,
-                *(f"{name}={value}" for name, values in self.categories.items() for value in values)]
+        return [
+            *self.numeric_features,
+            *(f"{name}={value}" for name, values in self.categories.items() for value in values),
+        ]
 
     @property
     def output_dim(self) -> int:
@@ -88,7 +92,7 @@ class TabularPreprocessor:
         """True once :meth:`fit` (or :meth:`from_dict`) has set the numeric statistics."""
         return self.numeric_stats is not None
 
-    def fit(self, frame: pd.DataFrame) -> "TabularPreprocessor":
+    def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
         """Learn each numeric feature's mean and standard deviation from ``frame``; returns ``self``.
 
         Raises :class:`PreprocessingError` for a missing feature column, an empty frame, or a numeric
@@ -131,7 +135,7 @@ class TabularPreprocessor:
             values = self._categorical_column(frame, name)
             width = len(categories)
             # rows matching no category (unseen or missing) stay all zeros
-            out[:, column:column + width] = values[:, None] == categories[None, :]
+            out[:, column : column + width] = values[:, None] == categories[None, :]
             column += width
         return out
 
@@ -148,13 +152,15 @@ class TabularPreprocessor:
             raise PreprocessingError("cannot serialise an unfitted preprocessor")
         return {
             "format_version": FORMAT_VERSION,
-            "numeric": [{"name": name, "mean": self.numeric_stats[name].mean, "std": self.numeric_stats[name].std}
-                        for name in self.numeric_features],
+            "numeric": [
+                {"name": name, "mean": self.numeric_stats[name].mean, "std": self.numeric_stats[name].std}
+                for name in self.numeric_features
+            ],
             "categorical": [{"name": name, "categories": list(values)} for name, values in self.categories.items()],
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TabularPreprocessor":
+    def from_dict(cls, data: Mapping[str, Any]) -> TabularPreprocessor:
         """The fitted preprocessor :meth:`to_dict` wrote.
 
         Raises :class:`PreprocessingError` for a non-mapping, another ``format_version``, a missing key,
@@ -168,8 +174,9 @@ class TabularPreprocessor:
         try:
             numeric = list(data["numeric"])
             categorical = list(data["categorical"])
-            preprocessor = cls([item["name"] for item in numeric],
-                               {item["name"]: item["categories"] for item in categorical})
+            preprocessor = cls(
+                [item["name"] for item in numeric], {item["name"]: item["categories"] for item in categorical}
+            )
             stats = {item["name"]: NumericStats(mean=float(item["mean"]), std=float(item["std"])) for item in numeric}
         except (KeyError, TypeError) as exc:
             raise PreprocessingError(f"preprocessor state is malformed: {exc!r}") from None

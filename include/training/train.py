@@ -13,6 +13,7 @@ metrics and the model as one pyfunc, and hands ``{"run_id", "model_uri",
 "device"}`` back as the last line of stdout and, when asked, as the pod's XCom
 file. It registers nothing: registration is the gate's decision.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,10 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from include.settings import PROJECT_ROOT, Settings
 from include.training import BOOSTING_ROUNDS_PER_EPOCH, DEFAULT_LEARNING_RATES, MODEL_TYPES
@@ -64,8 +66,11 @@ class TrainingConfig:
             raise TrainingError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise TrainingError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
+        if not (
+            isinstance(self.learning_rate, (int, float))
+            and math.isfinite(self.learning_rate)
+            and self.learning_rate > 0
+        ):
             raise TrainingError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise TrainingError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
@@ -104,24 +109,30 @@ def git_commit() -> str:
     if commit:
         return commit
     try:
-        completed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                                   text=True, timeout=10, check=False)
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = completed.stdout.strip()
     return commit if completed.returncode == 0 and commit else "unknown"
 
 
-def _check_frame(frame: "pd.DataFrame", spec: "DatasetSpec") -> None:
+def _check_frame(frame: pd.DataFrame, spec: DatasetSpec) -> None:
     missing = [column for column in spec.columns if column not in frame.columns]
     if missing:
-        raise TrainingError(f"training data is missing column(s) required by spec {spec.name!r}: "
-                            f"{', '.join(missing)}")
+        raise TrainingError(f"training data is missing column(s) required by spec {spec.name!r}: {', '.join(missing)}")
 
 
-def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingConfig, settings: Settings,
-                  tags: Mapping[str, object] | None = None, *,
-                  extra_params: Mapping[str, object] | None = None) -> TrainingResult:
+def train_and_log(
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    config: TrainingConfig,
+    settings: Settings,
+    tags: Mapping[str, object] | None = None,
+    *,
+    extra_params: Mapping[str, object] | None = None,
+) -> TrainingResult:
     """Train ``config.model_type`` on the train split of ``frame`` and log run + model to MLflow.
 
     Returns a :class:`TrainingResult`. The run ends FAILED if anything raises inside it. ``tags``
@@ -158,15 +169,21 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
         mlflow.log_params(params)
 
         def log_epoch(report) -> None:
-            mlflow.log_metrics({"train_loss": report.train_loss, "epoch_seconds": report.seconds},
-                               step=report.epoch)
-            log.info("epoch %d/%d train_loss=%.4f (%.2fs)", report.epoch, config.epochs, report.train_loss,
-                     report.seconds)
+            mlflow.log_metrics({"train_loss": report.train_loss, "epoch_seconds": report.seconds}, step=report.epoch)
+            log.info(
+                "epoch %d/%d train_loss=%.4f (%.2fs)", report.epoch, config.epochs, report.train_loss, report.seconds
+            )
 
         model = TabularModel(config.model_type, spec.task, spec.classes if spec.task == "multiclass" else ()).fit(
-            features, labels, TabularPreprocessor.from_spec(spec), epochs=config.epochs,
-            learning_rate=config.learning_rate, batch_size=config.batch_size, seed=config.seed,
-            on_epoch=log_epoch)
+            features,
+            labels,
+            TabularPreprocessor.from_spec(spec),
+            epochs=config.epochs,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            on_epoch=log_epoch,
+        )
         mlflow.set_tag("device", model.device)
 
         metric = spec.gate.metric
@@ -204,7 +221,7 @@ def train_and_log(frame: "pd.DataFrame", spec: "DatasetSpec", config: TrainingCo
     )
 
 
-def model_signature(spec: "DatasetSpec", output: "pd.DataFrame"):
+def model_signature(spec: DatasetSpec, output: pd.DataFrame):
     """The logged signature (an ``mlflow.models.ModelSignature``): every numeric feature a double, every
     categorical one a string (both may hold nulls), and the task's output columns as ``output`` holds them.
 
@@ -214,8 +231,7 @@ def model_signature(spec: "DatasetSpec", output: "pd.DataFrame"):
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
-    inputs = Schema([ColSpec("double" if feature.is_numeric else "string", feature.name)
-                     for feature in spec.features])
+    inputs = Schema([ColSpec("double" if feature.is_numeric else "string", feature.name) for feature in spec.features])
     with warnings.catch_warnings():
         # MLflow warns that integer columns cannot hold nulls; the only one is the
         # *output* column ``prediction`` of a binary model, which never does
@@ -234,6 +250,7 @@ def write_xcom(path: str | Path, payload: Mapping[str, Any]) -> None:
 
 def _integer_at_least(minimum: int):
     """An argparse type: an integer >= ``minimum``; anything else is a usage error saying so."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -242,6 +259,7 @@ def _integer_at_least(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -290,20 +308,42 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m include.training.train",
         description="Train a model on one DVC dataset version and log it to MLflow (no registration).",
     )
-    parser.add_argument("--data-ref", required=True, type=_json_object,
-                        help="the DatasetRef of the training snapshot, as JSON (repo, path, md5, rev, ...)")
+    parser.add_argument(
+        "--data-ref",
+        required=True,
+        type=_json_object,
+        help="the DatasetRef of the training snapshot, as JSON (repo, path, md5, rev, ...)",
+    )
     parser.add_argument("--model-type", required=True, choices=MODEL_TYPES)
-    parser.add_argument("--epochs", type=_positive_int, default=10,
-                        help=f"training epochs (sklearn_hgb: {BOOSTING_ROUNDS_PER_EPOCH} boosting rounds each)")
-    parser.add_argument("--learning-rate", type=_learning_rate, default=None,
-                        help="optimizer step size; 'auto' or absent: "
-                             + ", ".join(f"{k} {v}" for k, v in DEFAULT_LEARNING_RATES.items()))
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=10,
+        help=f"training epochs (sklearn_hgb: {BOOSTING_ROUNDS_PER_EPOCH} boosting rounds each)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=_learning_rate,
+        default=None,
+        help="optimizer step size; 'auto' or absent: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_LEARNING_RATES.items()),
+    )
     parser.add_argument("--batch-size", type=_positive_int, default=256, help="mini-batch size (torch_mlp only)")
     parser.add_argument("--seed", type=_non_negative_int, default=42)
-    parser.add_argument("--xcom-path", default=None,
-                        help="also write the result JSON here (KubernetesPodOperator: /airflow/xcom/return.json)")
-    parser.add_argument("--tag", dest="tags", type=_tag, action="append", default=[], metavar="KEY=VALUE",
-                        help="a tag for the MLflow run (repeatable), e.g. airflow.dag_id=train")
+    parser.add_argument(
+        "--xcom-path",
+        default=None,
+        help="also write the result JSON here (KubernetesPodOperator: /airflow/xcom/return.json)",
+    )
+    parser.add_argument(
+        "--tag",
+        dest="tags",
+        type=_tag,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a tag for the MLflow run (repeatable), e.g. airflow.dag_id=train",
+    )
     return parser
 
 
@@ -325,11 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, TypeError, ValueError) as exc:
         parser.error(f"argument --data-ref: not a DatasetRef: {exc}")
     learning_rate = args.learning_rate or DEFAULT_LEARNING_RATES[args.model_type]
-    config = TrainingConfig(model_type=args.model_type, epochs=args.epochs, learning_rate=learning_rate,
-                            batch_size=args.batch_size, seed=args.seed)
+    config = TrainingConfig(
+        model_type=args.model_type,
+        epochs=args.epochs,
+        learning_rate=learning_rate,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Kubernetes stops a pod (deadline, deletion) with SIGTERM: unwinding through the MLflow
     # run's context ends that run as failed instead of leaving it RUNNING forever
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -348,8 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(ref, name, None)
         if value is not None:
             tags[f"data.{name}"] = value
-    extra_params = {"data_ref": json.dumps(ref.to_dict(), sort_keys=True, default=str),
-                    "xcom_path": args.xcom_path or ""}
+    extra_params = {
+        "data_ref": json.dumps(ref.to_dict(), sort_keys=True, default=str),
+        "xcom_path": args.xcom_path or "",
+    }
     result = train_and_log(frame, spec, config, settings, tags, extra_params=extra_params)
 
     payload = result.to_xcom()

@@ -1,4 +1,5 @@
 """Command-line helpers the ``python -m`` entry points share."""
+
 from __future__ import annotations
 
 import argparse

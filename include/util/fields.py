@@ -4,10 +4,12 @@ Each reader returns the value when it has the declared type and raises ``ValueEr
 naming ``where.key`` and the value otherwise, so a malformed XCom payload says which key
 is wrong. ``optional=True`` lets the value be null (None).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def mapping(data: Any, where: str) -> Mapping[str, Any]:

@@ -1,4 +1,5 @@
 """Atomic file writes: a reader sees the whole file or none of it."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomically(target: str | os.PathLike, payload: bytes | str, *, filesystem: Any = None,
-                     fsync: bool = True) -> None:
+def write_atomically(
+    target: str | os.PathLike, payload: bytes | str, *, filesystem: Any = None, fsync: bool = True
+) -> None:
     """Write ``payload`` to ``target`` so that no reader ever sees a partial file.
 
     On a local disk (``filesystem`` None or fsspec's local one) the bytes go to a

@@ -1,4 +1,5 @@
 """Kubernetes resource quantities (``500m``, ``2Gi``, ``1e3``), read by the Kubernetes client's parser."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Network helpers: whether a host or URL is this machine's loopback."""
+
 from __future__ import annotations
 
 import ipaddress

@@ -7,13 +7,15 @@ from a state file, and such a process is never signalled. Starting the child wit
 reaches the workers it forked (uvicorn, gunicorn, Airflow's executors) and no signal
 meant for the starter's own group (Ctrl-C, an Airflow task being killed) reaches it.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from include.util.wait import wait_until
 
@@ -78,8 +80,15 @@ class ManagedProcess:
     ``create_time`` of None trusts the pid as it is (for callers that hold no record of it).
     """
 
-    def __init__(self, pid: int, create_time: float | None, log_path: str | os.PathLike | None = None, *,
-                 log_offset: int = 0, popen: subprocess.Popen | None = None):
+    def __init__(
+        self,
+        pid: int,
+        create_time: float | None,
+        log_path: str | os.PathLike | None = None,
+        *,
+        log_offset: int = 0,
+        popen: subprocess.Popen | None = None,
+    ):
         self.pid = pid
         self.create_time = create_time
         self.log_path = Path(log_path) if log_path is not None else None
@@ -87,8 +96,15 @@ class ManagedProcess:
         self._popen = popen
 
     @classmethod
-    def start(cls, command: Sequence[str], *, log_path: str | os.PathLike, env: Mapping[str, str] | None = None,
-              cwd: str | os.PathLike | None = None, header: str | None = None) -> "ManagedProcess":
+    def start(
+        cls,
+        command: Sequence[str],
+        *,
+        log_path: str | os.PathLike,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+        header: str | None = None,
+    ) -> ManagedProcess:
         """Start ``command`` in a new session, its stdout and stderr appended to ``log_path``.
 
         ``header`` (e.g. a ``--- starting ...`` line) is written to the log first; the log
@@ -108,9 +124,16 @@ class ManagedProcess:
                 log.write(header.encode())
                 log.flush()
             # the child gets its own copy of the log descriptor: closing ours is safe
-            popen = subprocess.Popen(list(command), cwd=cwd, env=None if env is None else dict(env),
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, close_fds=True)
+            popen = subprocess.Popen(
+                list(command),
+                cwd=cwd,
+                env=None if env is None else dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
         try:
             created = psutil.Process(popen.pid).create_time()
         except psutil.NoSuchProcess:
@@ -170,8 +193,15 @@ class ManagedProcess:
 
     # ---------------------------------------------------------------- waiting and stopping
 
-    def wait_healthy(self, probe: Callable[[], T], timeout: float, interval: float = 0.5, what: str = "the process",
-                     *, on_timeout: Callable[[], BaseException] | None = None) -> T:
+    def wait_healthy(
+        self,
+        probe: Callable[[], T],
+        timeout: float,
+        interval: float = 0.5,
+        what: str = "the process",
+        *,
+        on_timeout: Callable[[], BaseException] | None = None,
+    ) -> T:
         """Call ``probe`` every ``interval`` seconds until it returns a truthy value, while the process runs.
 
         Returns the probe's first truthy value. Raises :class:`ProcessExited` (with the exit
@@ -180,6 +210,7 @@ class ManagedProcess:
         and whatever ``probe`` raises. The process is left running on a timeout: stopping it is
         the caller's choice.
         """
+
         def healthy() -> T:
             # checked before the probe: a dead server's port may already belong to somebody else
             if self._exited():

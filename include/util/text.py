@@ -1,8 +1,9 @@
 """Small text helpers shared by several steps: row lists in messages, MLflow keys, booleans."""
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")

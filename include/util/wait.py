@@ -1,15 +1,23 @@
 """Polling until a condition holds: one loop for every "wait until ready, or give up after N seconds"."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.5, what: str = "the condition not met",
-               *, on_timeout: Callable[[], BaseException] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.5,
+    what: str = "the condition not met",
+    *,
+    on_timeout: Callable[[], BaseException] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns a truthy value, for at most ``timeout`` seconds.
 
     ``predicate`` is always called at least once, and once more after the last pause, so a

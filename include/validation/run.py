@@ -13,6 +13,7 @@ A column the batch lacks fails its expectations (GX records the error per
 expectation) rather than raising: a broken batch is a validation outcome.
 Importing great_expectations costs seconds, so it happens inside ``validate``.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,10 @@ class ValidationOutcome:
     def summary(self) -> str:
         """The verdict and counts on one line, then one line per failed expectation: a str for the task log."""
         verdict = "passed" if self.success else "FAILED"
-        lines = [f"Great Expectations validation {verdict}: {self.successful} of {self.evaluated} "
-                 f"expectations met, {len(self.failures)} failed (full result: {self.result_path})"]
+        lines = [
+            f"Great Expectations validation {verdict}: {self.successful} of {self.evaluated} "
+            f"expectations met, {len(self.failures)} failed (full result: {self.result_path})"
+        ]
         lines += [f"{_BULLET}{failure.describe(MAX_LINE_CHARS - len(_BULLET))}" for failure in self.failures]
         return "\n".join(lines)
 
@@ -123,8 +126,9 @@ def _render(value: object, limit: int) -> str:
 def _format_expected(expected: dict, limit: int) -> str:
     """``key=value, ...`` in at most ``limit`` characters: short values whole, long lists share what is left."""
     _collections = (list, tuple, set, frozenset, dict)
-    texts = {key: _render(value, MAX_VALUE_CHARS) for key, value in expected.items()
-             if not isinstance(value, _collections)}
+    texts = {
+        key: _render(value, MAX_VALUE_CHARS) for key, value in expected.items() if not isinstance(value, _collections)
+    }
     long_keys = [key for key in expected if key not in texts]
     left = limit - sum(len(key) + 1 + len(text) + 2 for key, text in texts.items())
     for index, key in enumerate(long_keys):
@@ -137,8 +141,10 @@ def _format_expected(expected: dict, limit: int) -> str:
 def _format_observed(observed: object, limit: int = MAX_LINE_CHARS) -> str:
     limit = max(limit, 20)
     if isinstance(observed, dict) and "unexpected_count" in observed and "element_count" in observed:
-        text = (f"{observed['unexpected_count']} of {observed.get('element_count', '?')} values unexpected "
-                f"({observed.get('unexpected_percent') or 0:.2f}%)")
+        text = (
+            f"{observed['unexpected_count']} of {observed.get('element_count', '?')} values unexpected "
+            f"({observed.get('unexpected_percent') or 0:.2f}%)"
+        )
         if observed.get("sample"):
             text += f", e.g. {_render(observed['sample'], limit - len(text) - 7)}"
         return _clip(text, limit)
@@ -162,15 +168,20 @@ def load_suite(path: Path) -> dict:
     try:
         suite = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"expectation suite {path} does not exist "
-                         f"(generate one with: python -m include.validation.suite --spec <spec>)") from None
+        raise ValueError(
+            f"expectation suite {path} does not exist "
+            f"(generate one with: python -m include.validation.suite --spec <spec>)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"expectation suite {path} is not valid JSON: {exc}") from None
     if not isinstance(suite, dict) or not suite.get("name") or not isinstance(suite.get("expectations"), list):
         raise ValueError(f"expectation suite {path} needs a 'name' and a list of 'expectations'")
     for index, expectation in enumerate(suite["expectations"]):
-        if not isinstance(expectation, dict) or "type" not in expectation or \
-                not isinstance(expectation.get("kwargs", {}), dict):
+        if (
+            not isinstance(expectation, dict)
+            or "type" not in expectation
+            or not isinstance(expectation.get("kwargs", {}), dict)
+        ):
             raise ValueError(f"expectation suite {path}: expectations[{index}] needs a 'type' and dict 'kwargs'")
     return suite
 
@@ -190,15 +201,19 @@ def _quiet_gx():
 def _build_suite(suite_dict: dict, path: Path):
     from great_expectations.core.expectation_suite import ExpectationSuite
 
-    suite = ExpectationSuite(name=suite_dict["name"], expectations=suite_dict["expectations"],
-                             meta=suite_dict.get("meta") or None)
+    suite = ExpectationSuite(
+        name=suite_dict["name"], expectations=suite_dict["expectations"], meta=suite_dict.get("meta") or None
+    )
     # GX drops an invalid expectation with a logged error instead of raising; a suite
     # that silently checks less than it says must not pass a batch.
-    rejected = (Counter(expectation["type"] for expectation in suite_dict["expectations"])
-                - Counter(expectation.expectation_type for expectation in suite.expectations))
+    rejected = Counter(expectation["type"] for expectation in suite_dict["expectations"]) - Counter(
+        expectation.expectation_type for expectation in suite.expectations
+    )
     if rejected:
-        raise ValueError(f"expectation suite {path}: GX rejected {sum(rejected.values())} expectation(s) "
-                         f"(unknown type or bad kwargs): {sorted(rejected)}")
+        raise ValueError(
+            f"expectation suite {path}: GX rejected {sum(rejected.values())} expectation(s) "
+            f"(unknown type or bad kwargs): {sorted(rejected)}"
+        )
     return suite
 
 
@@ -208,8 +223,11 @@ def _failure(result: dict) -> FailedExpectation:
     column = kwargs.pop("column", None)
     seen = result.get("result") or {}
     details: dict = {"expected": kwargs}
-    errors = [info.get("exception_message") for info in (result.get("exception_info") or {}).values()
-              if isinstance(info, dict) and info.get("raised_exception")]
+    errors = [
+        info.get("exception_message")
+        for info in (result.get("exception_info") or {}).values()
+        if isinstance(info, dict) and info.get("raised_exception")
+    ]
     exception = result.get("exception_info") or {}
     if exception.get("raised_exception"):
         errors.append(exception.get("exception_message"))
@@ -226,8 +244,10 @@ def _failure(result: dict) -> FailedExpectation:
     elif seen.get("partial_missing_list"):  # expect_column_distinct_values_to_contain_set and kin
         observed = {"absent": list(seen["partial_missing_list"])}
     elif seen.get("partial_unexpected_list"):  # expect_column_distinct_values_to_be_in_set and kin
-        observed = {"unexpected_count": seen.get("unexpected_count"),
-                    "outside": list(seen["partial_unexpected_list"])[:SAMPLE_SIZE]}
+        observed = {
+            "unexpected_count": seen.get("unexpected_count"),
+            "outside": list(seen["partial_unexpected_list"])[:SAMPLE_SIZE],
+        }
     elif errors:
         observed = details["error"]
     elif config.get("type") == "expect_column_to_exist":
@@ -236,8 +256,7 @@ def _failure(result: dict) -> FailedExpectation:
         observed = None
     else:
         observed = seen
-    return FailedExpectation(expectation=str(config.get("type")), column=column, observed=observed,
-                             details=details)
+    return FailedExpectation(expectation=str(config.get("type")), column=column, observed=observed, details=details)
 
 
 def validate(frame: pd.DataFrame, spec: DatasetSpec, result_path: Path) -> ValidationOutcome:
@@ -258,12 +277,15 @@ def validate(frame: pd.DataFrame, spec: DatasetSpec, result_path: Path) -> Valid
 
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        batch_definition = (context.data_sources.add_pandas(f"{spec.name}_source")
-                            .add_dataframe_asset(f"{spec.name}_batch")
-                            .add_batch_definition_whole_dataframe("whole_batch"))
+        batch_definition = (
+            context.data_sources.add_pandas(f"{spec.name}_source")
+            .add_dataframe_asset(f"{spec.name}_batch")
+            .add_batch_definition_whole_dataframe("whole_batch")
+        )
         suite = context.suites.add(_build_suite(suite_dict, spec.expectation_suite))
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{spec.name}_validation", data=batch_definition, suite=suite))
+            gx.ValidationDefinition(name=f"{spec.name}_validation", data=batch_definition, suite=suite)
+        )
         result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
         result_dict = result.to_json_dict()
     write_atomically(result_path, json.dumps(result_dict, indent=2, default=str) + "\n")

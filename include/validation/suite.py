@@ -56,6 +56,7 @@ that); for your own dataset, generate a starting suite and edit it::
     python -m include.validation.suite --spec path/to/spec.yaml > suite.json
     python -m include.validation.suite --spec path/to/spec.yaml --profile > suite.json  # from landed data
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,9 +64,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,10 +84,29 @@ NULL_MARGIN = 0.05
 SHARE_FACTOR = 3.0
 # every numeric dtype a pandas column can have, as expect_column_values_to_be_in_type_list names them
 NUMERIC_TYPES = [
-    "int", "float",
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64",
-    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "UInt8Dtype", "UInt16Dtype", "UInt32Dtype",
-    "UInt64Dtype", "Float32Dtype", "Float64Dtype",
+    "int",
+    "float",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "Int8Dtype",
+    "Int16Dtype",
+    "Int32Dtype",
+    "Int64Dtype",
+    "UInt8Dtype",
+    "UInt16Dtype",
+    "UInt32Dtype",
+    "UInt64Dtype",
+    "Float32Dtype",
+    "Float64Dtype",
 ]
 GENERATED_BY = "python -m include.validation.suite"
 _INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
@@ -127,13 +148,15 @@ def _common(spec: DatasetSpec) -> list[dict]:
 
 
 def _spec_bounds(feature: Feature) -> dict:
-    return {key: _bound(value) for key, value in (("min_value", feature.min), ("max_value", feature.max))
-            if value is not None}
+    return {
+        key: _bound(value)
+        for key, value in (("min_value", feature.min), ("max_value", feature.max))
+        if value is not None
+    }
 
 
 def _category_check(column: str, value_set: list) -> dict:
-    return _expectation("expect_column_values_to_be_in_set", column=column, value_set=value_set,
-                        mostly=CATEGORY_MOSTLY)
+    return _expectation("expect_column_values_to_be_in_set", column=column, value_set=value_set, mostly=CATEGORY_MOSTLY)
 
 
 def _target_checks(spec: DatasetSpec, classes: list | None = None) -> list[dict]:
@@ -141,8 +164,9 @@ def _target_checks(spec: DatasetSpec, classes: list | None = None) -> list[dict]
     target = spec.target
     expectations = [_expectation("expect_column_values_to_not_be_null", column=target)]
     if spec.task == "regression":
-        expectations.append(_expectation("expect_column_values_to_be_in_type_list", column=target,
-                                         type_list=list(NUMERIC_TYPES)))
+        expectations.append(
+            _expectation("expect_column_values_to_be_in_type_list", column=target, type_list=list(NUMERIC_TYPES))
+        )
         return expectations
     if classes is None and spec.classes:
         classes = data_values(spec.classes, booleans=True)
@@ -150,15 +174,16 @@ def _target_checks(spec: DatasetSpec, classes: list | None = None) -> list[dict]
         if classes:
             expectations += [
                 _expectation("expect_column_values_to_be_in_set", column=target, value_set=list(classes)),
-                _expectation("expect_column_distinct_values_to_contain_set", column=target,
-                             value_set=list(classes)),
+                _expectation("expect_column_distinct_values_to_contain_set", column=target, value_set=list(classes)),
             ]
         else:
             expectations += [
-                _expectation("expect_column_distinct_values_to_contain_set", column=target,
-                              value_set=data_values([spec.positive_class], booleans=True)),
-                _expectation("expect_column_unique_value_count_to_be_between", column=target,
-                             min_value=2, max_value=2),
+                _expectation(
+                    "expect_column_distinct_values_to_contain_set",
+                    column=target,
+                    value_set=data_values([spec.positive_class], booleans=True),
+                ),
+                _expectation("expect_column_unique_value_count_to_be_between", column=target, min_value=2, max_value=2),
             ]
         return expectations
     expectations += [
@@ -177,8 +202,7 @@ def build_suite_from_spec(spec: DatasetSpec) -> dict:
         if feature.is_numeric:
             bounds = _spec_bounds(feature)
             if bounds:
-                expectations.append(_expectation("expect_column_values_to_be_between",
-                                                 column=feature.name, **bounds))
+                expectations.append(_expectation("expect_column_values_to_be_between", column=feature.name, **bounds))
         else:
             expectations.append(_category_check(feature.name, data_values(feature.categories)))
     expectations += _target_checks(spec)
@@ -190,6 +214,7 @@ def build_suite_from_spec(spec: DatasetSpec) -> dict:
 
 
 # ---- profiling -------------------------------------------------------------------------------------------
+
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
@@ -213,7 +238,7 @@ def _values_as_held(texts: Sequence[str], series: pd.Series, booleans: bool = Fa
     held: dict[str, list] = {}
     for value in _distinct(series):
         held.setdefault(category_text(value), []).append(value)
-    defaults = dict(zip(texts, data_values(texts, booleans=booleans)))
+    defaults = dict(zip(texts, data_values(texts, booleans=booleans), strict=False))
     values: list = []
     seen: set = set()
     for text in texts:
@@ -226,11 +251,11 @@ def _values_as_held(texts: Sequence[str], series: pd.Series, booleans: bool = Fa
 
 
 def _floor(value: float, places: int = 4) -> float:
-    return math.floor(value * 10 ** places) / 10 ** places
+    return math.floor(value * 10**places) / 10**places
 
 
 def _ceil(value: float, places: int = 4) -> float:
-    return math.ceil(value * 10 ** places) / 10 ** places
+    return math.ceil(value * 10**places) / 10**places
 
 
 def _numbers(series: pd.Series, column: str) -> np.ndarray:
@@ -255,10 +280,14 @@ def _widened_range(values: np.ndarray, feature: Feature | None = None) -> dict:
             bounds = {"min_value": _bound(_floor(low - margin)), "max_value": _bound(_ceil(high + margin))}
     if feature is not None:
         bounds.update(_spec_bounds(feature))
-        if present.size and ((feature.min is not None and present.min() < feature.min)
-                             or (feature.max is not None and present.max() > feature.max)):
-            _warn(f"{feature.name}: landed values span {_bound(float(present.min()))}..{_bound(float(present.max()))}, "
-                  f"beyond the spec's min/max; the profiled suite keeps the spec's bounds")
+        if present.size and (
+            (feature.min is not None and present.min() < feature.min)
+            or (feature.max is not None and present.max() > feature.max)
+        ):
+            _warn(
+                f"{feature.name}: landed values span {_bound(float(present.min()))}..{_bound(float(present.max()))}, "
+                f"beyond the spec's min/max; the profiled suite keeps the spec's bounds"
+            )
     return bounds
 
 
@@ -267,13 +296,19 @@ def _null_check(spec_nullable: bool, series: pd.Series, column: str) -> dict | N
     if share == 0.0:
         return None if spec_nullable else _expectation("expect_column_values_to_not_be_null", column=column)
     if not spec_nullable:
-        _warn(f"{column}: {share:.1%} of the landed values are null but the spec does not declare it "
-              "nullable: true (the spec-only suite rejects them)")
+        _warn(
+            f"{column}: {share:.1%} of the landed values are null but the spec does not declare it "
+            "nullable: true (the spec-only suite rejects them)"
+        )
     mostly = _floor(1.0 - (share + NULL_MARGIN))
     if mostly <= 0:
         return None
-    return _expectation("expect_column_values_to_not_be_null", column=column, mostly=mostly,
-                        meta={"check": f"at most {1 - mostly:.2%} nulls (observed {share:.2%})"})
+    return _expectation(
+        "expect_column_values_to_not_be_null",
+        column=column,
+        mostly=mostly,
+        meta={"check": f"at most {1 - mostly:.2%} nulls (observed {share:.2%})"},
+    )
 
 
 def _undeclared(texts: Iterable[str], series: pd.Series) -> list[str]:
@@ -285,15 +320,26 @@ def _share_checks(column: str, label: str, values: list, share: float) -> list[d
     expectations = []
     low = _floor(share / SHARE_FACTOR)
     if low > 0:
-        expectations.append(_expectation(
-            "expect_column_values_to_be_in_set", column=column, value_set=values, mostly=low,
-            meta={"check": f"class {label!r} is at least {low:.2%} of the labels (observed {share:.2%})"}))
+        expectations.append(
+            _expectation(
+                "expect_column_values_to_be_in_set",
+                column=column,
+                value_set=values,
+                mostly=low,
+                meta={"check": f"class {label!r} is at least {low:.2%} of the labels (observed {share:.2%})"},
+            )
+        )
     if share * SHARE_FACTOR < 1:
         high = _ceil(share * SHARE_FACTOR)
-        expectations.append(_expectation(
-            "expect_column_values_to_not_be_in_set", column=column, value_set=values,
-            mostly=_bound(_floor(1 - high)),
-            meta={"check": f"class {label!r} is at most {high:.2%} of the labels (observed {share:.2%})"}))
+        expectations.append(
+            _expectation(
+                "expect_column_values_to_not_be_in_set",
+                column=column,
+                value_set=values,
+                mostly=_bound(_floor(1 - high)),
+                meta={"check": f"class {label!r} is at most {high:.2%} of the labels (observed {share:.2%})"},
+            )
+        )
     return expectations
 
 
@@ -309,8 +355,10 @@ def _profiled_target(spec: DatasetSpec, frame: pd.DataFrame) -> list[dict]:
     if not texts:  # binary without declared classes: the positive class and whatever else the data holds
         texts = [spec.positive_class, *sorted({category_text(v) for v in _distinct(series)} - {spec.positive_class})]
         if len(texts) != 2:
-            _warn(f"{spec.target}: a binary target needs the positive class {spec.positive_class!r} and one other "
-                  f"label; the landed data holds {texts}")
+            _warn(
+                f"{spec.target}: a binary target needs the positive class {spec.positive_class!r} and one other "
+                f"label; the landed data holds {texts}"
+            )
     else:
         undeclared = _undeclared(texts, series)
         if undeclared:
@@ -361,22 +409,26 @@ def build_suite_from_data(spec: DatasetSpec, frame: pd.DataFrame, days: Sequence
         if feature.is_numeric:
             bounds = _widened_range(_numbers(series, feature.name), feature)
             if bounds:
-                expectations.append(_expectation("expect_column_values_to_be_between",
-                                                 column=feature.name, **bounds))
+                expectations.append(_expectation("expect_column_values_to_be_between", column=feature.name, **bounds))
         else:
             undeclared = _undeclared(feature.categories, series)
             if undeclared:
-                _warn(f"{feature.name}: the landed data holds categories the spec does not declare: "
-                      f"{undeclared[:10]}{' ...' if len(undeclared) > 10 else ''} ({len(undeclared)}); "
-                      "the suite keeps the spec's list")
+                _warn(
+                    f"{feature.name}: the landed data holds categories the spec does not declare: "
+                    f"{undeclared[:10]}{' ...' if len(undeclared) > 10 else ''} ({len(undeclared)}); "
+                    "the suite keeps the spec's list"
+                )
             expectations.append(_category_check(feature.name, _values_as_held(feature.categories, series)))
     expectations += _profiled_target(spec, frame)
     profiled_days = [day.isoformat() for day in days] if days is not None else _days(spec, frame)
     return {
         "name": spec.name,
         "expectations": expectations,
-        "meta": {"dataset": spec.name, "generated_by": f"{GENERATED_BY} --profile",
-                 "profiled": {"rows": int(len(frame)), "days": profiled_days}},
+        "meta": {
+            "dataset": spec.name,
+            "generated_by": f"{GENERATED_BY} --profile",
+            "profiled": {"rows": int(len(frame)), "days": profiled_days},
+        },
     }
 
 
@@ -395,11 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     from include.settings import Settings
 
     parser = argparse.ArgumentParser(
-        prog=GENERATED_BY,
-        description="Print a starting Great Expectations suite (JSON) for a dataset spec.")
+        prog=GENERATED_BY, description="Print a starting Great Expectations suite (JSON) for a dataset spec."
+    )
     parser.add_argument("--spec", type=Path, help="dataset spec (default: MLOPS_DATASET_SPEC or the demo spec)")
-    parser.add_argument("--profile", action="store_true",
-                        help="infer ranges, null shares and class shares from every landed partition")
+    parser.add_argument(
+        "--profile", action="store_true", help="infer ranges, null shares and class shares from every landed partition"
+    )
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.spec or Settings.from_env().dataset_spec)
@@ -411,9 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         days = partition_dates(spec)
         if not days:
-            print(f"error: no landed data for {spec.name} in {spec.location} to profile; "
-                  f"land it first: run `python -m include.data.ingest --spec {spec.source} SOURCE...`, "
-                  "then profile again", file=sys.stderr)
+            print(
+                f"error: no landed data for {spec.name} in {spec.location} to profile; "
+                f"land it first: run `python -m include.data.ingest --spec {spec.source} SOURCE...`, "
+                "then profile again",
+                file=sys.stderr,
+            )
             return 2
         frame = read_window(spec, days[0], days[-1] + timedelta(days=1))
         suite = build_suite_from_data(spec, frame, days=days)

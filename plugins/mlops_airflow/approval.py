@@ -4,6 +4,7 @@ Switched on by the Variable ``deploy_approval_required`` (read at run time by th
 ``approval_required`` branch). Whoever answers, when, and their comment are tagged
 on the model version either way; a rejection skips ``deploy``, so nothing is deployed.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -22,11 +23,19 @@ class DeployApprovalOperator(ApprovalOperator):
         kwargs.pop("params", None)
         super().__init__(
             subject="Deploy {{ ti.xcom_pull(task_ids='" + version_task_id + "') }} of the churn model?",
-            body=("The challenger passed the gate:\n\n"
-                  "{{ ti.xcom_pull(task_ids='gate', key='decision')['reason'] }}\n\n"
-                  "Approve to serve it and make it the champion; reject to keep the current champion."),
-            params={"comment": Param("", type="string", maxLength=1000,
-                                     description="Why you approve or reject; recorded on the model version.")},
+            body=(
+                "The challenger passed the gate:\n\n"
+                "{{ ti.xcom_pull(task_ids='gate', key='decision')['reason'] }}\n\n"
+                "Approve to serve it and make it the champion; reject to keep the current champion."
+            ),
+            params={
+                "comment": Param(
+                    "",
+                    type="string",
+                    maxLength=1000,
+                    description="Why you approve or reject; recorded on the model version.",
+                )
+            },
             **kwargs,
         )
         self.version_task_id = version_task_id
@@ -48,11 +57,16 @@ class DeployApprovalOperator(ApprovalOperator):
         responder = event.get("responded_by_user") or {}
         approved = list(event.get("chosen_options") or []) == [self.APPROVE]
         responded_at = event.get("responded_at")
-        registry.set_version_tags(settings.model_name, version, {
-            "approval.decision": "approved" if approved else "rejected",
-            "approval.by": responder.get("name") or responder.get("id") or "unknown",
-            "approval.at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else str(responded_at),
-            "approval.comment": (event.get("params_input") or {}).get("comment", ""),
-        })
-        self.log.info("deploy of version %s %s by %s", version, "approved" if approved else "REJECTED",
-                      responder.get("name"))
+        registry.set_version_tags(
+            settings.model_name,
+            version,
+            {
+                "approval.decision": "approved" if approved else "rejected",
+                "approval.by": responder.get("name") or responder.get("id") or "unknown",
+                "approval.at": responded_at.isoformat() if hasattr(responded_at, "isoformat") else str(responded_at),
+                "approval.comment": (event.get("params_input") or {}).get("comment", ""),
+            },
+        )
+        self.log.info(
+            "deploy of version %s %s by %s", version, "approved" if approved else "REJECTED", responder.get("name")
+        )

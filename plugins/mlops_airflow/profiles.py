@@ -1,4 +1,5 @@
 """The deployment profile, read cheaply at parse time (an environment variable, never a Variable)."""
+
 from __future__ import annotations
 
 import os

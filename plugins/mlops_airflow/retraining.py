@@ -13,6 +13,7 @@ derives from the SDK's ``BaseOperator``: importing the provider's operator pulls
 in ``airflow.models`` and the database layer, which would make every parse of
 ``drift_monitor`` several times slower. It does not wait for the training run.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -77,13 +78,13 @@ class RetrainOnDriftOperator(BaseOperator):
             performance_drop_threshold=params["performance_drop_threshold"],
             active_training_runs=ti.get_dr_count(dag_id=TRAINING_DAG_ID, states=ACTIVE_STATES),
             last_trigger_window_end=last_window_end,
-            window_start=window_start.date(), window_end=window_end.date(),
+            window_start=window_start.date(),
+            window_end=window_end.date(),
             cooldown_days=params["cooldown_days"],
             is_backfill=str(dag_run.run_type) in ("backfill", "DagRunType.BACKFILL_JOB"),
             allow_backfill=params["allow_backfill_retrain"],
         )
-        self.log.info("decision for window %s..%s: %s: %s", window_start, window_end, decision.outcome,
-                      decision.reason)
+        self.log.info("decision for window %s..%s: %s: %s", window_start, window_end, decision.outcome, decision.reason)
         self._record(context, decision.to_dict())
         ti.xcom_push(key="decision", value=decision.to_dict())
         if not decision.retrain:
@@ -92,19 +93,28 @@ class RetrainOnDriftOperator(BaseOperator):
         # decide() has refused a result without a usable drift_share; the rest is passed on as found
         measured = DriftMetrics.from_partial(metrics)
         run_id = training_run_id(window_start)
-        Variable.set(LAST_TRIGGER_VARIABLE, {
-            "window_start": window_start.date().isoformat(), "window_end": window_end.date().isoformat(),
-            "training_run_id": run_id, "drift_run_id": dag_run.run_id,
-        }, serialize_json=True)
+        Variable.set(
+            LAST_TRIGGER_VARIABLE,
+            {
+                "window_start": window_start.date().isoformat(),
+                "window_end": window_end.date().isoformat(),
+                "training_run_id": run_id,
+                "drift_run_id": dag_run.run_id,
+            },
+            serialize_json=True,
+        )
         conf = {
             "reason": f"drift in window {window_start.date()}..{window_end.date()}: {decision.reason}"[:500],
             # the retraining window ends with the drifted window, so it learns from the new data
             "training_window_end": (window_end - timedelta(days=1)).date().isoformat(),
             **_same_window_length(measured.reference_window_days),
             "drift": {
-                "window_start": window_start.isoformat(), "window_end": window_end.isoformat(),
-                "drift_share": measured.drift_share, "drifted_columns": measured.drifted_columns,
-                "performance_drop": measured.performance_drop, "drift_run_id": dag_run.run_id,
+                "window_start": window_start.isoformat(),
+                "window_end": window_end.isoformat(),
+                "drift_share": measured.drift_share,
+                "drifted_columns": measured.drifted_columns,
+                "performance_drop": measured.performance_drop,
+                "drift_run_id": dag_run.run_id,
             },
         }
         ti.xcom_push(key=TrainingRunLink().xcom_key, value=_dag_run_url(TRAINING_DAG_ID, run_id))
@@ -112,9 +122,17 @@ class RetrainOnDriftOperator(BaseOperator):
         # The task runner creates the run; when it already exists (a retry, a cleared
         # task) it marks this task skipped instead of creating a second one.
         raise DagRunTriggerException(
-            trigger_dag_id=TRAINING_DAG_ID, dag_run_id=run_id, conf=conf, logical_date=None,
-            reset_dag_run=False, skip_when_already_exists=True, note=f"retraining: {decision.reason}",
-            wait_for_completion=False, allowed_states=["success"], failed_states=["failed"], poke_interval=60,
+            trigger_dag_id=TRAINING_DAG_ID,
+            dag_run_id=run_id,
+            conf=conf,
+            logical_date=None,
+            reset_dag_run=False,
+            skip_when_already_exists=True,
+            note=f"retraining: {decision.reason}",
+            wait_for_completion=False,
+            allowed_states=["success"],
+            failed_states=["failed"],
+            poke_interval=60,
             deferrable=False,
         )
 

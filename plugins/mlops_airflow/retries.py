@@ -9,6 +9,7 @@ The base delay is read from ``MLOPS_RETRY_DELAY_SECONDS`` when the DAG file is p
 (an environment variable, like ``MLOPS_PROFILE``, never a Variable): a local test run
 sets it to a second so that a retried task does not sit idle for minutes.
 """
+
 from __future__ import annotations
 
 import math

@@ -36,12 +36,13 @@ The training pod, as built by :func:`gpu_training_pod`:
   been streamed into the task log and its termination message (the log's tail on
   error) and the pod's events have been added to the task's failure.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -81,7 +82,6 @@ POD_ANNOTATIONS = {
 }
 # env var names that carry a credential: only ever set from a Secret
 CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-
 
 
 def gpu_resources(gpus: int, cpu: str = DEFAULT_CPU, memory: str = DEFAULT_MEMORY) -> k8s.V1ResourceRequirements:
@@ -127,8 +127,7 @@ def _json_variable(name: str, text: str | None) -> dict:
     try:
         value = json.loads(text) if isinstance(text, str) else text
     except json.JSONDecodeError as exc:
-        raise ValueError(f"Variable {name} is not valid JSON ({exc.msg} at position {exc.pos}): "
-                         f"{text!r}") from None
+        raise ValueError(f"Variable {name} is not valid JSON ({exc.msg} at position {exc.pos}): {text!r}") from None
     if not isinstance(value, dict):
         raise ValueError(f"Variable {name} must hold a JSON object, got {type(value).__name__}")
     return value
@@ -152,8 +151,10 @@ def _node_affinity(text: str | None) -> k8s.V1Affinity | None:
     pod = PodGenerator.deserialize_model_dict({"spec": {"containers": [], "affinity": affinity}})
     # deserializing drops unknown fields silently: a misspelt key would lose the constraint
     if ApiClient().sanitize_for_serialization(pod.spec.affinity) != affinity:
-        raise ValueError(f"Variable gpu_node_affinity is not a Kubernetes nodeAffinity (unknown or misplaced "
-                         f"fields): {json.dumps(node_affinity)}")
+        raise ValueError(
+            f"Variable gpu_node_affinity is not a Kubernetes nodeAffinity (unknown or misplaced "
+            f"fields): {json.dumps(node_affinity)}"
+        )
     return pod.spec.affinity
 
 
@@ -173,21 +174,26 @@ def _refuse_literal_credentials(pod: k8s.V1Pod) -> None:
             if env.value is None:
                 continue
             if CREDENTIAL_NAME.search(env.name):
-                raise ValueError(f"env {env.name} of container {container.name} looks like a credential: "
-                                 f"set it from a Kubernetes Secret, not as a value")
+                raise ValueError(
+                    f"env {env.name} of container {container.name} looks like a credential: "
+                    f"set it from a Kubernetes Secret, not as a value"
+                )
             try:
                 password = urlsplit(env.value).password
             except ValueError:
                 password = None
             if password:
-                raise ValueError(f"env {env.name} of container {container.name} embeds a password in a URL: "
-                                 f"put the credential in the Secret {MLFLOW_CREDENTIALS_SECRET!r}")
+                raise ValueError(
+                    f"env {env.name} of container {container.name} embeds a password in a URL: "
+                    f"put the credential in the Secret {MLFLOW_CREDENTIALS_SECRET!r}"
+                )
 
 
 def _secret_env(name: str, secret: str, key: str, *, optional: bool) -> k8s.V1EnvVar:
-    return k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
-        secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key, optional=optional)))
-
+    return k8s.V1EnvVar(
+        name=name,
+        value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key, optional=optional)),
+    )
 
 
 class GpuTrainingPodOperator(KubernetesPodOperator):
@@ -199,7 +205,11 @@ class GpuTrainingPodOperator(KubernetesPodOperator):
     """
 
     template_fields: Sequence[str] = (
-        *KubernetesPodOperator.template_fields, "cpu", "memory", "gpu_node_selector", "gpu_node_affinity",
+        *KubernetesPodOperator.template_fields,
+        "cpu",
+        "memory",
+        "gpu_node_selector",
+        "gpu_node_affinity",
     )
 
     def __init__(self, *, cpu: str, memory: str, gpu_node_selector: str, gpu_node_affinity: str, **kwargs):
@@ -221,8 +231,7 @@ class GpuTrainingPodOperator(KubernetesPodOperator):
             gpus = int(context["params"]["gpus"])
             self.container_resources = gpu_resources(gpus, self.cpu, self.memory)
             if gpus:
-                self.tolerations = [
-                    k8s.V1Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")]
+                self.tolerations = [k8s.V1Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")]
                 self.node_selector = _node_selector(self.gpu_node_selector)
                 self.affinity = _node_affinity(self.gpu_node_affinity) or {}
             else:
@@ -264,7 +273,10 @@ def gpu_training_pod(*, arguments: list[str], execution_timeout: timedelta, **kw
         # MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD), whatever the tracking server wants
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=MLFLOW_CREDENTIALS_SECRET))],
         security_context=k8s.V1PodSecurityContext(
-            run_as_non_root=True, run_as_user=TRAINING_UID, run_as_group=TRAINING_UID, fs_group=TRAINING_UID,
+            run_as_non_root=True,
+            run_as_user=TRAINING_UID,
+            run_as_group=TRAINING_UID,
+            fs_group=TRAINING_UID,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
         container_security_context=_restricted_container_security_context(),

@@ -1,4 +1,5 @@
 """The ``approval_required`` branch of ml_training reads the Variable ``deploy_approval_required``."""
+
 from __future__ import annotations
 
 import logging
@@ -19,10 +20,19 @@ def approval_required():
     return bag.dags["ml_training"].get_task("approval_required").python_callable
 
 
-@pytest.mark.parametrize("value, branch", [
-    ("true", "approve_deploy"), ("1", "approve_deploy"), (" Yes ", "approve_deploy"), ("on", "approve_deploy"),
-    ("false", "deploy"), ("0", "deploy"), ("no", "deploy"), ("", "deploy"),
-])
+@pytest.mark.parametrize(
+    "value, branch",
+    [
+        ("true", "approve_deploy"),
+        ("1", "approve_deploy"),
+        (" Yes ", "approve_deploy"),
+        ("on", "approve_deploy"),
+        ("false", "deploy"),
+        ("0", "deploy"),
+        ("no", "deploy"),
+        ("", "deploy"),
+    ],
+)
 def test_the_variable_picks_the_branch(approval_required, monkeypatch, value, branch):
     monkeypatch.setenv(VARIABLE_ENV, value)
     assert approval_required() == branch

@@ -1,4 +1,5 @@
 """Every DAG parses cleanly, cheaply, and declares what operators rely on."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-ML_MODULES = ("torch", "sklearn", "mlflow", "great_expectations", "evidently", "dvc", "pandas", "numpy",
-              "scipy", "pyarrow")
+ML_MODULES = (
+    "torch",
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "dvc",
+    "pandas",
+    "numpy",
+    "scipy",
+    "pyarrow",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +48,13 @@ def test_parsing_loads_no_ml_library(dag_file):
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
         f"print(json.dumps(sorted(m for m in {ML_MODULES!r} if m in sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
@@ -71,24 +87,38 @@ def test_params_are_valid_json_schemas_with_descriptions(dagbag):
 
 def test_training_params_are_the_documented_set(dagbag):
     params = dagbag.dags["ml_training"].params
-    assert {"model_type", "epochs", "learning_rate", "batch_size", "gpus", "training_window_days",
-            "training_window_end", "gate_metric", "gate_min", "max_regression", "reason"} <= set(params.keys())
+    assert {
+        "model_type",
+        "epochs",
+        "learning_rate",
+        "batch_size",
+        "gpus",
+        "training_window_days",
+        "training_window_end",
+        "gate_metric",
+        "gate_min",
+        "max_regression",
+        "reason",
+    } <= set(params.keys())
     assert params.get_param("model_type").schema["enum"] == ["torch_mlp", "sklearn_hgb"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"model_type": "xgboost"},
-    {"epochs": 0},
-    {"learning_rate": 0},
-    {"batch_size": "big"},
-    {"gpus": -1},
-    {"training_window_days": 0},
-    {"training_window_end": "last tuesday"},
-    {"gate_metric": "accuracy"},
-    {"gate_min": "high"},
-    {"max_regression": -0.1},
-    {"reason": ""},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model_type": "xgboost"},
+        {"epochs": 0},
+        {"learning_rate": 0},
+        {"batch_size": "big"},
+        {"gpus": -1},
+        {"training_window_days": 0},
+        {"training_window_end": "last tuesday"},
+        {"gate_metric": "accuracy"},
+        {"gate_min": "high"},
+        {"max_regression": -0.1},
+        {"reason": ""},
+    ],
+)
 def test_invalid_training_params_are_refused(dagbag, bad):
     from airflow.sdk.definitions.param import ParamsDict
     from airflow.sdk.exceptions import ParamValidationError

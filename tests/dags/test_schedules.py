@@ -1,4 +1,5 @@
 """Schedules: drift_monitor runs once per UTC day for the day that just closed; ml_training only on demand."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,7 +29,7 @@ def _runs(timetable, earliest, latest, catchup: bool):
 
     restriction = TimeRestriction(earliest=earliest, latest=latest, catchup=catchup)
     runs, last = [], None
-    while (info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)):
+    while info := timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction):
         runs.append((info.data_interval.start, info.data_interval.end, info.run_after))
         last = info.data_interval
     return runs
@@ -49,7 +50,7 @@ def test_catchup_gives_one_run_per_interval_without_gaps_or_overlaps(dags):
     utc = pendulum.timezone("UTC")
     runs = _runs(timetable, pendulum.datetime(2026, 1, 1, tz=utc), pendulum.datetime(2026, 1, 31, tz=utc), True)
     assert len(runs) == 31
-    assert all(prev[1] == cur[0] for prev, cur in zip(runs, runs[1:]))
+    assert all(prev[1] == cur[0] for prev, cur in zip(runs, runs[1:], strict=False))
 
 
 def test_without_catchup_only_the_latest_closed_day_is_scheduled(dags):
@@ -57,8 +58,9 @@ def test_without_catchup_only_the_latest_closed_day_is_scheduled(dags):
 
     timetable = _core_timetable(dags["drift_monitor"])
     start = dags["drift_monitor"].start_date
-    info = timetable.next_dagrun_info(last_automated_data_interval=None,
-                                      restriction=TimeRestriction(earliest=start, latest=None, catchup=False))
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(earliest=start, latest=None, catchup=False)
+    )
     today = pendulum.now("UTC").start_of("day")
     assert dags["drift_monitor"].catchup is False
     assert (info.data_interval.start, info.data_interval.end) == (today.subtract(days=1), today)
@@ -72,8 +74,12 @@ def test_backfill_creates_one_run_per_day_of_the_range(dags):
 
     serialized = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     utc = pendulum.timezone("UTC")
-    infos = _get_info_list(from_date=pendulum.datetime(2026, 3, 1, tz=utc), to_date=pendulum.datetime(2026, 3, 10, tz=utc),
-                           reverse=False, dag=serialized)
+    infos = _get_info_list(
+        from_date=pendulum.datetime(2026, 3, 1, tz=utc),
+        to_date=pendulum.datetime(2026, 3, 10, tz=utc),
+        reverse=False,
+        dag=serialized,
+    )
     starts = [info.data_interval.start for info in infos]
     assert starts == [pendulum.datetime(2026, 3, d, tz=utc) for d in range(1, 11)]
 

@@ -12,12 +12,13 @@ unpausing creates (yesterday's window) finds no traffic and skips.
     today - 26 .. today - 7    labelled history, HISTORY_DAYS x ROWS_PER_DAY
     today - 6  .. today - 3    served traffic (TRAFFIC_DAYS), covariate drift from DRIFT_FROM
 """
+
 from __future__ import annotations
 
 import atexit
 import signal
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from tests.conftest import TEST_LATENCY_BUDGET_MS
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 HISTORY_DAYS = 20
 ROWS_PER_DAY = 250
 HISTORY_START = TODAY - timedelta(days=26)
@@ -46,7 +47,7 @@ RUN_TIMEOUT = 600
 
 
 def utc(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
 
 
 class E2E:
@@ -83,8 +84,10 @@ class E2E:
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
         response = self.client.request(
-            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-            params={"deserialize": True})
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"deserialize": True},
+        )
         return response.json().get("value") if response.status_code == 200 else None
 
     # ------------------------------------------------------------------ failure messages
@@ -110,8 +113,7 @@ class E2E:
             states = self.task_states(dag_id, run_id)
         except Exception as exc:  # the API itself may be what broke
             states = {"(task states unavailable)": repr(exc)}
-        return (f"task states: {states}\n{self.task_logs(dag_id, run_id)}\n"
-                f"Airflow components:\n{self.component_logs()}")
+        return f"task states: {states}\n{self.task_logs(dag_id, run_id)}\nAirflow components:\n{self.component_logs()}"
 
 
 def _process_groups(stack) -> set[int]:
@@ -211,8 +213,14 @@ def e2e(tmp_path_factory) -> E2E:
 def first_champion(e2e: E2E) -> dict:
     """ml_training triggered through the REST API on the landed history, followed to its end."""
     e2e.unpause(TRAINING_DAG_ID)
-    conf = {"epochs": 3, "training_window_days": HISTORY_DAYS, "training_window_end": HISTORY_END.isoformat(),
-            "gate_min": 0.6, "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "e2e"}
+    conf = {
+        "epochs": 3,
+        "training_window_days": HISTORY_DAYS,
+        "training_window_end": HISTORY_END.isoformat(),
+        "gate_min": 0.6,
+        "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+        "reason": "e2e",
+    }
     run = e2e.client.trigger(TRAINING_DAG_ID, conf)
     finished = e2e.wait_for_run(TRAINING_DAG_ID, run["dag_run_id"])
     return {"run": finished, "conf": conf, "states": e2e.task_states(TRAINING_DAG_ID, run["dag_run_id"])}

@@ -3,6 +3,7 @@
 Runs against the stack of tests/e2e/conftest.py (real api-server, scheduler,
 dag-processor and triggerer on free ports), as a user of the REST API would.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (DRIFT_DAG_ID, DRIFT_FROM, FINISHED, RUN_TIMEOUT, TRAFFIC_DAYS,
-                                TRAFFIC_DAYS_LIST, TRAFFIC_ROWS_PER_DAY, TRAFFIC_START, TRAINING_DAG_ID, utc)
+from tests.e2e.conftest import (
+    DRIFT_DAG_ID,
+    DRIFT_FROM,
+    FINISHED,
+    RUN_TIMEOUT,
+    TRAFFIC_DAYS,
+    TRAFFIC_DAYS_LIST,
+    TRAFFIC_ROWS_PER_DAY,
+    TRAFFIC_START,
+    TRAINING_DAG_ID,
+    utc,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,16 +53,19 @@ def test_rest_trigger_trains_and_registers(e2e, first_champion):
     assert deployed["url"] == e2e.settings.serving_url and str(deployed["version"]) == str(version.version)
 
 
-@pytest.mark.parametrize("conf, message", [
-    ({"model_type": "xgboost"}, "'xgboost' is not one of"),
-    ({"epochs": 0}, "less than the minimum of 1"),
-    ({"gate_metric": "accuracy"}, "'accuracy' is not one of"),
-    ({"training_window_days": "many"}, "is not of type 'integer'"),
-], ids=["unknown-model-type", "zero-epochs", "unknown-gate-metric", "window-not-an-integer"])
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        ({"model_type": "xgboost"}, "'xgboost' is not one of"),
+        ({"epochs": 0}, "less than the minimum of 1"),
+        ({"gate_metric": "accuracy"}, "'accuracy' is not one of"),
+        ({"training_window_days": "many"}, "is not of type 'integer'"),
+    ],
+    ids=["unknown-model-type", "zero-epochs", "unknown-gate-metric", "window-not-an-integer"],
+)
 def test_invalid_params_are_refused_with_no_run(e2e, conf, message):
     before = e2e.run_count(TRAINING_DAG_ID)
-    response = e2e.client.request("POST", f"/dags/{TRAINING_DAG_ID}/dagRuns",
-                                  json={"logical_date": None, "conf": conf})
+    response = e2e.client.request("POST", f"/dags/{TRAINING_DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
     assert response.status_code == 400, f"{response.status_code}: {response.text[:1000]}"
     detail = response.json()["detail"]
     name = next(iter(conf))
@@ -68,8 +82,15 @@ def served_traffic(e2e, first_champion):
     from include.simulation.traffic import simulate
 
     spec = load_spec(e2e.settings.dataset_spec, e2e.stack.env())
-    return simulate(e2e.settings, spec, e2e.settings.serving_url, TRAFFIC_START, TRAFFIC_DAYS,
-                    TRAFFIC_ROWS_PER_DAY, drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0))
+    return simulate(
+        e2e.settings,
+        spec,
+        e2e.settings.serving_url,
+        TRAFFIC_START,
+        TRAFFIC_DAYS,
+        TRAFFIC_ROWS_PER_DAY,
+        drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0),
+    )
 
 
 def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_traffic):
@@ -80,29 +101,40 @@ def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_t
     assert len(drifted_days) >= 2, "one retraining from several drifted windows needs several of them"
     # created while the Dag is paused, then unpaused: what a backfill on SQLite needs (see create_backfill)
     backfill = e2e.client.create_backfill(
-        DRIFT_DAG_ID, utc(TRAFFIC_DAYS_LIST[0]).isoformat(), utc(TRAFFIC_DAYS_LIST[-1]).isoformat(),
-        max_active_runs=1, reprocess_behavior="completed",
-        dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100})
+        DRIFT_DAG_ID,
+        utc(TRAFFIC_DAYS_LIST[0]).isoformat(),
+        utc(TRAFFIC_DAYS_LIST[-1]).isoformat(),
+        max_active_runs=1,
+        reprocess_behavior="completed",
+        dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100},
+    )
     assert e2e.client.call("GET", f"/dags/{DRIFT_DAG_ID}")["is_paused"] is False
     deadline = time.monotonic() + RUN_TIMEOUT
     while True:
         # the run listing carries no backfill id: this backfill's runs are the backfill runs in its range
-        runs = [r for r in e2e.runs(DRIFT_DAG_ID, run_type="backfill")
-                if TRAFFIC_DAYS_LIST[0].isoformat() <= r["data_interval_start"][:10] <= TRAFFIC_DAYS_LIST[-1].isoformat()]
+        runs = [
+            r
+            for r in e2e.runs(DRIFT_DAG_ID, run_type="backfill")
+            if TRAFFIC_DAYS_LIST[0].isoformat() <= r["data_interval_start"][:10] <= TRAFFIC_DAYS_LIST[-1].isoformat()
+        ]
         done = e2e.client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")
         if done and all(r["state"] in FINISHED for r in runs):
             break
         if time.monotonic() > deadline:
             unfinished = [r["dag_run_id"] for r in runs if r["state"] not in FINISHED]
             details = "\n".join(e2e.diagnostics(DRIFT_DAG_ID, run_id) for run_id in unfinished[:1])
-            pytest.fail(f"backfill {backfill['id']} not finished after {RUN_TIMEOUT}s; runs "
-                        f"{[(r['dag_run_id'], r['state']) for r in runs]}\n{details}")
+            pytest.fail(
+                f"backfill {backfill['id']} not finished after {RUN_TIMEOUT}s; runs "
+                f"{[(r['dag_run_id'], r['state']) for r in runs]}\n{details}"
+            )
         time.sleep(3)
 
     # exactly one run per day, each over exactly its day
     intervals = sorted((r["data_interval_start"][:10], r["data_interval_end"][:10]) for r in runs)
-    assert intervals == [(day.isoformat(), (day + (TRAFFIC_DAYS_LIST[1] - TRAFFIC_DAYS_LIST[0])).isoformat())
-                         for day in TRAFFIC_DAYS_LIST], intervals
+    assert intervals == [
+        (day.isoformat(), (day + (TRAFFIC_DAYS_LIST[1] - TRAFFIC_DAYS_LIST[0])).isoformat())
+        for day in TRAFFIC_DAYS_LIST
+    ], intervals
     failed = [r["dag_run_id"] for r in runs if r["state"] != "success"]
     assert not failed, "\n".join(e2e.diagnostics(DRIFT_DAG_ID, run_id) for run_id in failed)
     reports = Path(e2e.settings.reports) / "drift"
@@ -113,8 +145,10 @@ def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_t
         assert metrics["rows"] == TRAFFIC_ROWS_PER_DAY, metrics
         if day < DRIFT_FROM:
             assert metrics["drift_share"] < 0.3, (day, metrics)
-    decisions = {r["data_interval_start"][:10]: e2e.xcom(DRIFT_DAG_ID, r["dag_run_id"], "trigger_retraining",
-                                                         "decision") for r in runs}
+    decisions = {
+        r["data_interval_start"][:10]: e2e.xcom(DRIFT_DAG_ID, r["dag_run_id"], "trigger_retraining", "decision")
+        for r in runs
+    }
     # the first drifted window fires; the later ones find its run queued or running, or the cooldown
     fired = sorted(day for day, decision in decisions.items() if decision and decision["outcome"] == "retrain")
     assert len(fired) == 1 and fired[0] in drifted_days, decisions

@@ -4,6 +4,7 @@ Drives Debian's ``chromium`` through ``chromedriver`` (Selenium) against the rea
 api-server of tests/e2e/conftest.py. Screenshots of each step go to
 ``test-artifacts/e2e/`` (git-ignored). ``make test`` installs Chromium via apt.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,9 +18,11 @@ from tests.e2e.conftest import RUN_TIMEOUT, TRAINING_DAG_ID
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists() or not Path("/usr/bin/chromedriver").exists(),
-                       reason="Debian's chromium and chromium-driver are not installed (`make test` installs "
-                              "them: apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists() or not Path("/usr/bin/chromedriver").exists(),
+        reason="Debian's chromium and chromium-driver are not installed (`make test` installs "
+        "them: apt-get install chromium chromium-driver)",
+    ),
 ]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,10 +39,21 @@ def browser(e2e, artifacts):
     profile = Path(tempfile.mkdtemp(prefix="e2e-chromium-"))
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--disable-quic", "--disable-extensions", "--window-size=1600,1000",
-                     "--lang=en-US", f"--user-data-dir={profile}"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--disable-extensions",
+        "--window-size=1600,1000",
+        "--lang=en-US",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(WAIT)
@@ -85,8 +99,10 @@ class Page:
                 return result
             time.sleep(0.5)
         shot = self.shot(f"failed-{what.replace(' ', '-')[:60]}")
-        pytest.fail(f"UI: {what} not seen after {timeout:.0f}s at {self.driver.current_url} (screenshot {shot})\n"
-                    f"page text:\n{self.text()[:3000]}")
+        pytest.fail(
+            f"UI: {what} not seen after {timeout:.0f}s at {self.driver.current_url} (screenshot {shot})\n"
+            f"page text:\n{self.text()[:3000]}"
+        )
 
     def wait_for_text(self, *texts: str, timeout: float = WAIT) -> None:
         self.wait_for(lambda: all(text in self.text() for text in texts), f"text {texts!r}", timeout)
@@ -94,7 +110,7 @@ class Page:
     def button(self, label: str, scope=None):
         """The visible, enabled button whose text, aria-label or title is ``label`` (icon buttons have no text)."""
         root = scope or self.driver
-        xpath = (f".//button[normalize-space(.)='{label}' or @aria-label='{label}' or @title='{label}']")
+        xpath = f".//button[normalize-space(.)='{label}' or @aria-label='{label}' or @title='{label}']"
         for element in root.find_elements("xpath", xpath):
             if element.is_displayed() and element.is_enabled():
                 return element
@@ -170,22 +186,31 @@ def test_trigger_form_shows_the_params_and_a_run_from_it_succeeds(logged_in: Pag
     ui.open(f"/dags/{TRAINING_DAG_ID}")
     ui.click("Trigger")
     # the modal, not the (hidden) popovers that share its role
-    dialog = ui.wait_for(lambda: next(d for d in ui.driver.find_elements("css selector", "[role=dialog]")
-                                      if d.get_attribute("data-scope") == "dialog" and d.is_displayed()),
-                         "the trigger dialog")
+    dialog = ui.wait_for(
+        lambda: next(
+            d
+            for d in ui.driver.find_elements("css selector", "[role=dialog]")
+            if d.get_attribute("data-scope") == "dialog" and d.is_displayed()
+        ),
+        "the trigger dialog",
+    )
     # the params sit in one collapsible section each (the DAG's `section`s), one open at a time:
     # each shows its params with their titles and descriptions
     sections = {
         "Model": ("Model type", "torch_mlp: a PyTorch MLP", "epochs", "Passes over the training data"),
         "Resources": ("gpus", "GPUs requested by the training pod"),
         "Data": ("Training window (days)", "Number of daily partitions the model learns from."),
-        "Gate": ("Gate metric", "Gate bar", "The bar the challenger must reach on the gate metric",
-                 "Latency budget (ms)"),
+        "Gate": (
+            "Gate metric",
+            "Gate bar",
+            "The bar the challenger must reach on the gate metric",
+            "Latency budget (ms)",
+        ),
         "Run": ("reason", "Why this run was started; recorded on the model version."),
     }
-    for letter, (section, texts) in zip("abcde", sections.items()):
+    for letter, (section, texts) in zip("abcde", sections.items(), strict=False):
         ui.click(section, scope=dialog)
-        ui.wait_for(lambda: all(text in dialog.text for text in texts), f"the {section} params")
+        ui.wait_for(lambda texts=texts: all(text in dialog.text for text in texts), f"the {section} params")
         ui.shot(f"06{letter}-trigger-form-{section.lower()}")
 
     ui.click("Model", scope=dialog)
@@ -197,8 +222,10 @@ def test_trigger_form_shows_the_params_and_a_run_from_it_succeeds(logged_in: Pag
     ui.click("Trigger", scope=dialog)
     ui.wait_for_text("Dag Run Triggered")
 
-    new_runs = ui.wait_for(lambda: [r for r in e2e.runs(TRAINING_DAG_ID) if r["dag_run_id"] not in before],
-                           "the run triggered from the form (REST API)")
+    new_runs = ui.wait_for(
+        lambda: [r for r in e2e.runs(TRAINING_DAG_ID) if r["dag_run_id"] not in before],
+        "the run triggered from the form (REST API)",
+    )
     assert len(new_runs) == 1, new_runs
     run = new_runs[0]
     assert run["run_type"] == "manual" and run["conf"]["epochs"] == 3 and run["conf"]["reason"] == "ui e2e", run

@@ -1,4 +1,5 @@
 """A private local profile for the integration tests: Airflow DB, MLflow, DVC, landed data."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def local_profile(tmp_path_factory):
         patch.setenv("MLOPS_PROFILE", "local")
         patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
         patch.setenv("MLOPS_SERVING_PORT", str(free_port()))
-        patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
-                     json.dumps({"conn_type": "generic", "extra": {"tracking_uri": tracking_uri}}))
+        patch.setenv(
+            "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "generic", "extra": {"tracking_uri": tracking_uri}})
+        )
         patch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'plugins'}")
         # the session's Airflow DB (tests/conftest.py), shared by the modules: run ids never clash
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)

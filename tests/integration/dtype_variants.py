@@ -13,6 +13,7 @@ as the export a user would hand to ``python -m include.data.ingest``:
 - ``integer-codes``: ``plan`` and ``contract`` as integer codes 1, 2, 3, which the
   spec declares as ``categories: [1, 2, 3]``, as CSV.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,6 +45,7 @@ FORMATS = {"int64": "csv", "category": "parquet", "nullable-int": "parquet", "in
 @dataclass(frozen=True)
 class Export:
     """One variant written out: its spec file, the export folder and the raw frame it holds."""
+
     variant: str
     spec_path: Path
     export_dir: Path
@@ -91,8 +93,9 @@ def apply_variant(variant: str, frame: pd.DataFrame, rng: np.random.Generator) -
     return frame
 
 
-def write_export(variant: str, root: Path, name: str, first_day: date, days: int, rows_per_day: int,
-                 seed: int = 7) -> Export:
+def write_export(
+    variant: str, root: Path, name: str, first_day: date, days: int, rows_per_day: int, seed: int = 7
+) -> Export:
     """Generate ``days`` days, apply the variant, write one export file per day; the spec too."""
     from include.data.spec import load_spec
     from include.simulation.generate import generate_day

@@ -4,6 +4,7 @@ It lives in an importable module, not in a test file, because MLflow pickles a
 ``PythonModel`` by reference: the serving process imports this module again (the
 deployer puts the project root on its ``PYTHONPATH``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,9 +16,12 @@ class DemoChurnModel(PythonModel):
     """A fixed logistic score of a few demo features: cheap, deterministic and drift-sensitive."""
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        logit = (-1.0 + 0.35 * frame["support_calls_30d"].to_numpy(dtype=float)
-                 - 0.6 * (np.log1p(frame["usage_hours_30d"].to_numpy(dtype=float)) - 4.0)
-                 + 0.8 * (frame["contract"].to_numpy() == "monthly"))
+        logit = (
+            -1.0
+            + 0.35 * frame["support_calls_30d"].to_numpy(dtype=float)
+            - 0.6 * (np.log1p(frame["usage_hours_30d"].to_numpy(dtype=float)) - 4.0)
+            + 0.8 * (frame["contract"].to_numpy() == "monthly")
+        )
         return 1.0 / (1.0 + np.exp(-logit))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

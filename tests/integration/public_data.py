@@ -5,6 +5,7 @@ and returns a :class:`PublicDataset`: what a new user would have after reading t
 README's "Your own data" section. Nothing downloads: scikit-learn, palmerpenguins
 and vega_datasets carry these tables in their wheels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,8 +31,13 @@ class PublicDataset:
 
 
 def _spec(folder: Path, name: str, body: dict) -> Path:
-    spec = {"name": name, "location": str(folder / "landing" / name), "format": "parquet",
-            "expectation_suite": str(folder / f"{name}.suite.json"), **body}
+    spec = {
+        "name": name,
+        "location": str(folder / "landing" / name),
+        "format": "parquet",
+        "expectation_suite": str(folder / f"{name}.suite.json"),
+        **body,
+    }
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -55,12 +61,27 @@ def write_breast_cancer(folder: Path) -> PublicDataset:
     frame.iloc[:400].to_csv(first, index=False)
     frame.iloc[400:].to_csv(second, index=False)
     features = [{"name": str(name), "type": "numeric"} for name in bunch.feature_names]
-    spec = _spec(folder, "breast_cancer", {
-        "task": "binary", "target": "diagnosis", "positive_class": "malignant", "classes": ["benign", "malignant"],
-        "features": features, "gate": {"metric": "roc_auc", "min": 0.9, "max_regression": 0.02}})
-    return PublicDataset("breast_cancer", spec, [([first], date(2026, 4, 1)), ([second], date(2026, 5, 1))],
-                         {"training_window_end": "2026-04-01", "training_window_days": 1},
-                         date(2026, 5, 1), None, {"min_rows": 100})
+    spec = _spec(
+        folder,
+        "breast_cancer",
+        {
+            "task": "binary",
+            "target": "diagnosis",
+            "positive_class": "malignant",
+            "classes": ["benign", "malignant"],
+            "features": features,
+            "gate": {"metric": "roc_auc", "min": 0.9, "max_regression": 0.02},
+        },
+    )
+    return PublicDataset(
+        "breast_cancer",
+        spec,
+        [([first], date(2026, 4, 1)), ([second], date(2026, 5, 1))],
+        {"training_window_end": "2026-04-01", "training_window_days": 1},
+        date(2026, 5, 1),
+        None,
+        {"min_rows": 100},
+    )
 
 
 def write_penguins(folder: Path) -> PublicDataset:
@@ -74,16 +95,32 @@ def write_penguins(folder: Path) -> PublicDataset:
     frame.iloc[250:].to_csv(second, index=False)
     measurements = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
     features = [{"name": name, "type": "numeric", "nullable": True} for name in measurements]
-    features += [{"name": "island", "type": "categorical", "categories": ["Biscoe", "Dream", "Torgersen"]},
-                 {"name": "sex", "type": "categorical", "categories": ["female", "male"], "nullable": True},
-                 {"name": "year", "type": "categorical", "categories": [2007, 2008, 2009]}]
-    spec = _spec(folder, "penguins", {
-        "task": "multiclass", "target": "species", "classes": ["Adelie", "Chinstrap", "Gentoo"],
-        "slice_feature": "island", "features": features,
-        "gate": {"metric": "macro_f1", "min": 0.8, "max_regression": 0.05}})
-    return PublicDataset("penguins", spec, [([first], date(2026, 6, 1)), ([second], date(2026, 7, 1))],
-                         {"training_window_end": "2026-06-01", "training_window_days": 1},
-                         date(2026, 7, 1), None, {"min_rows": 50})
+    features += [
+        {"name": "island", "type": "categorical", "categories": ["Biscoe", "Dream", "Torgersen"]},
+        {"name": "sex", "type": "categorical", "categories": ["female", "male"], "nullable": True},
+        {"name": "year", "type": "categorical", "categories": [2007, 2008, 2009]},
+    ]
+    spec = _spec(
+        folder,
+        "penguins",
+        {
+            "task": "multiclass",
+            "target": "species",
+            "classes": ["Adelie", "Chinstrap", "Gentoo"],
+            "slice_feature": "island",
+            "features": features,
+            "gate": {"metric": "macro_f1", "min": 0.8, "max_regression": 0.05},
+        },
+    )
+    return PublicDataset(
+        "penguins",
+        spec,
+        [([first], date(2026, 6, 1)), ([second], date(2026, 7, 1))],
+        {"training_window_end": "2026-06-01", "training_window_days": 1},
+        date(2026, 7, 1),
+        None,
+        {"min_rows": 50},
+    )
 
 
 def write_diabetes(folder: Path) -> PublicDataset:
@@ -95,16 +132,29 @@ def write_diabetes(folder: Path) -> PublicDataset:
     first, second = folder / "diabetes_2026-08.csv", folder / "diabetes_2026-09.csv"
     frame.iloc[:320].to_csv(first, index=False)
     frame.iloc[320:].to_csv(second, index=False)
-    features = [{"name": name, "type": "numeric"} for name in ["age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
-                                                                "s6"]]
+    features = [{"name": name, "type": "numeric"} for name in ["age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]]
     features.append({"name": "sex", "type": "categorical", "categories": [1, 2]})
-    spec = _spec(folder, "diabetes", {
-        "task": "regression", "target": "target", "slice_feature": "sex", "features": features,
-        # no bar: a first model must beat predicting the mean; the tolerance is in the target's units
-        "gate": {"metric": "rmse", "max_regression": 5.0}})
-    return PublicDataset("diabetes", spec, [([first], date(2026, 8, 1)), ([second], date(2026, 9, 1))],
-                         {"training_window_end": "2026-08-01", "training_window_days": 1},
-                         date(2026, 9, 1), None, {"min_rows": 100})
+    spec = _spec(
+        folder,
+        "diabetes",
+        {
+            "task": "regression",
+            "target": "target",
+            "slice_feature": "sex",
+            "features": features,
+            # no bar: a first model must beat predicting the mean; the tolerance is in the target's units
+            "gate": {"metric": "rmse", "max_regression": 5.0},
+        },
+    )
+    return PublicDataset(
+        "diabetes",
+        spec,
+        [([first], date(2026, 8, 1)), ([second], date(2026, 9, 1))],
+        {"training_window_end": "2026-08-01", "training_window_days": 1},
+        date(2026, 9, 1),
+        None,
+        {"min_rows": 100},
+    )
 
 
 def write_seattle_weather(folder: Path) -> PublicDataset:
@@ -117,11 +167,25 @@ def write_seattle_weather(folder: Path) -> PublicDataset:
     export = folder / "seattle_weather.csv"
     frame.to_csv(export, index=False)
     features = [{"name": name, "type": "numeric"} for name in ["precipitation", "temp_max", "temp_min", "wind"]]
-    spec = _spec(folder, "seattle_weather", {
-        "task": "multiclass", "target": "weather", "timestamp_column": "date",
-        "classes": ["drizzle", "fog", "rain", "snow", "sun"], "features": features,
-        # fog and drizzle are hard to tell from sun: no bar, beat the no-skill model
-        "gate": {"metric": "macro_f1", "max_regression": 0.1}})
-    return PublicDataset("seattle_weather", spec, [([export], None)],
-                         {"training_window_end": "2012-09-30", "training_window_days": 183},
-                         date(2012, 12, 1), date(2013, 3, 1), {"min_rows": 60, "window_days": 90})
+    spec = _spec(
+        folder,
+        "seattle_weather",
+        {
+            "task": "multiclass",
+            "target": "weather",
+            "timestamp_column": "date",
+            "classes": ["drizzle", "fog", "rain", "snow", "sun"],
+            "features": features,
+            # fog and drizzle are hard to tell from sun: no bar, beat the no-skill model
+            "gate": {"metric": "macro_f1", "max_regression": 0.1},
+        },
+    )
+    return PublicDataset(
+        "seattle_weather",
+        spec,
+        [([export], None)],
+        {"training_window_end": "2012-09-30", "training_window_days": 183},
+        date(2012, 12, 1),
+        date(2013, 3, 1),
+        {"min_rows": 60, "window_days": 90},
+    )

@@ -1,4 +1,5 @@
 """The model-server processes an integration test started, found and ended even when a deployer lost track of them."""
+
 from __future__ import annotations
 
 import psutil

@@ -4,6 +4,7 @@
 a second thread answers it the way the UI and the REST API do (the HITL response
 row plus the event that resumes the task), as user ``reviewer``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,8 +17,15 @@ from tests.integration.conftest import DAYS, LAST_DAY, run_dag
 
 pytestmark = pytest.mark.integration
 
-CONF = {"epochs": 4, "batch_size": 128, "training_window_days": DAYS, "training_window_end": LAST_DAY.isoformat(),
-        "gate_min": 0.7, "max_regression": 0.05, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
+CONF = {
+    "epochs": 4,
+    "batch_size": 128,
+    "training_window_days": DAYS,
+    "training_window_end": LAST_DAY.isoformat(),
+    "gate_min": 0.7,
+    "max_regression": 0.05,
+    "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +50,15 @@ def _answer_when_asked(option: str, comment: str, timeout: float = 300) -> threa
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with create_session() as session:
-                ti = session.query(TaskInstance).filter(
-                    TaskInstance.dag_id == "ml_training", TaskInstance.task_id == "approve_deploy",
-                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT).first()
+                ti = (
+                    session.query(TaskInstance)
+                    .filter(
+                        TaskInstance.dag_id == "ml_training",
+                        TaskInstance.task_id == "approve_deploy",
+                        TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                    )
+                    .first()
+                )
                 if ti is not None:
                     detail = session.query(HITLDetail).filter(HITLDetail.ti_id == ti.id).one()
                     detail.responded_by = {"id": "reviewer", "name": "reviewer"}
@@ -52,8 +66,9 @@ def _answer_when_asked(option: str, comment: str, timeout: float = 300) -> threa
                     detail.chosen_options = [option]
                     detail.params_input = {"comment": comment}
                     session.add(detail)
-                    handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti,
-                                        session=session)
+                    handle_event_submit(
+                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                    )
                     return
             time.sleep(1)
 

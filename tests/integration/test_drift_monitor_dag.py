@@ -5,10 +5,11 @@ requests to it (drift from the third day); drift_monitor then runs per window
 with ``dag.test()``. The retraining runs it triggers are real Airflow runs
 (queued, since no scheduler runs them here), so the guards see real state.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ BROKEN_DAY = TRAFFIC_START + timedelta(days=TRAFFIC_DAYS + 2)
 
 
 def _utc(day) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _check(day, **params) -> dict[str, str]:
@@ -47,8 +48,10 @@ def _drift_runs() -> list:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return [(run.run_id, str(run.state), run.conf) for run in session.query(DagRun).filter(
-            DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%"))]
+        return [
+            (run.run_id, str(run.state), run.conf)
+            for run in session.query(DagRun).filter(DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%"))
+        ]
 
 
 def _finish_training_runs() -> None:
@@ -67,25 +70,47 @@ def _decision(day) -> dict | None:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter(
-            XComModel.dag_id == "drift_monitor", XComModel.task_id == "trigger_retraining",
-            XComModel.key == "decision", XComModel.run_id == _RUN_IDS[day]).first()
+        row = (
+            session.query(XComModel)
+            .filter(
+                XComModel.dag_id == "drift_monitor",
+                XComModel.task_id == "trigger_retraining",
+                XComModel.key == "decision",
+                XComModel.run_id == _RUN_IDS[day],
+            )
+            .first()
+        )
         return None if row is None else (json.loads(row.value) if isinstance(row.value, str) else row.value)
 
 
 @pytest.fixture(scope="module")
 def served_traffic(local_profile):
     settings, spec = local_profile
-    states = run_dag("ml_training", run_conf={"epochs": 4, "training_window_days": DAYS,
-                                              "training_window_end": LAST_DAY.isoformat(), "gate_min": 0.7,
-                                              "latency_budget_ms": TEST_LATENCY_BUDGET_MS, "reason": "first champion"})
+    states = run_dag(
+        "ml_training",
+        run_conf={
+            "epochs": 4,
+            "training_window_days": DAYS,
+            "training_window_end": LAST_DAY.isoformat(),
+            "gate_min": 0.7,
+            "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+            "reason": "first champion",
+        },
+    )
     assert states["deploy"] == "success", states
 
     from include.simulation.generate import DriftConfig
     from include.simulation.traffic import simulate
 
-    simulate(settings, spec, settings.serving_url, TRAFFIC_START, TRAFFIC_DAYS, 300,
-             drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0))
+    simulate(
+        settings,
+        spec,
+        settings.serving_url,
+        TRAFFIC_START,
+        TRAFFIC_DAYS,
+        300,
+        drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0),
+    )
     return settings, spec
 
 
@@ -140,8 +165,9 @@ def test_persisting_a_window_twice_keeps_one_result(served_traffic):
     settings, _ = served_traffic
     tracking.configure(settings)
     experiment = mlflow.get_experiment_by_name("drift_monitoring")
-    runs = mlflow.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.window_start LIKE '{DRIFT_FROM.isoformat()}%'")
+    runs = mlflow.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.window_start LIKE '{DRIFT_FROM.isoformat()}%'"
+    )
     assert len(runs) == 1, "re-running a window must replace its results, not add a second run"
 
 
@@ -158,7 +184,8 @@ def test_window_with_a_retyped_column_fails_clearly(served_traffic):
     rows = read_window(settings.inference_log, _utc(TRAFFIC_START), _utc(TRAFFIC_START + timedelta(days=1)))
     broken = rows.drop(columns=["label"]).assign(
         timestamp=rows["timestamp"] + pd.Timedelta(days=(BROKEN_DAY - TRAFFIC_START).days),
-        tenure_months=rows["tenure_months"].astype(str) + " months")
+        tenure_months=rows["tenure_months"].astype(str) + " months",
+    )
     folder = Path(settings.inference_log) / "predictions" / f"date={BROKEN_DAY.isoformat()}"
     folder.mkdir(parents=True)
     broken.to_parquet(folder / "broken.parquet", index=False)

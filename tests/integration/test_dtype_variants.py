@@ -11,6 +11,7 @@ then run the pipeline steps in process (snapshot, validate, train, evaluate, gat
 register, deploy) on a private local profile, and send the served champion a
 request in the variant's raw JSON types.
 """
+
 from __future__ import annotations
 
 import contextlib

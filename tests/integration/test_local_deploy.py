@@ -1,4 +1,5 @@
 """The local deploy step with real server processes, real HTTP and a real MLflow registry."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -135,8 +136,11 @@ def test_broken_versions_are_refused_and_the_champion_stays_served(deployer):
         "predict raises": (register(MODEL_NAME, RaisingModel()), "smoke test", "HTTP 500"),
         "garbage output": (register(MODEL_NAME, GarbageModel()), "smoke test", "not finite in [0, 1]"),
         "does not load": (register(MODEL_NAME, UnloadableModel()), "reloading", "corrupt"),
-        "wrong expectation": (register(MODEL_NAME, ChurnModel(regularization=0.001, seed=7)), "smoke test",
-                              "differ from the expected"),
+        "wrong expectation": (
+            register(MODEL_NAME, ChurnModel(regularization=0.001, seed=7)),
+            "smoke test",
+            "differ from the expected",
+        ),
     }
 
     for kind, (version, stage, reason) in broken.items():

@@ -4,6 +4,7 @@ The DAG runs with ``dag.test()`` against a private Airflow DB, MLflow store, DVC
 registry and model server; every task runs its real code (GX, the training
 subprocess, MLflow, the serving process).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,20 +15,24 @@ import pandas as pd
 import pytest
 import requests
 
-pytestmark = pytest.mark.integration
-
 from tests.conftest import TEST_LATENCY_BUDGET_MS
 from tests.integration.conftest import DAYS, FIRST_DAY, LAST_DAY, ROOT, run_dag
 
-FAST = {"epochs": 4, "batch_size": 128, "training_window_days": DAYS,
-        "training_window_end": LAST_DAY.isoformat(), "gate_min": 0.7, "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "epochs": 4,
+    "batch_size": 128,
+    "training_window_days": DAYS,
+    "training_window_end": LAST_DAY.isoformat(),
+    "gate_min": 0.7,
+    "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+}
 
 
 def _run(conf: dict) -> dict[str, str]:
     """Run ml_training once; the state of each task."""
     return run_dag("ml_training", run_conf={**FAST, **conf})
-
-
 
 
 def _champion(settings) -> str | None:
@@ -50,9 +55,13 @@ def _training_runs(settings) -> int:
 def test_first_run_trains_gates_registers_and_deploys_a_champion(local_profile):
     settings, spec = local_profile
     states = _run({"reason": "integration test"})
-    assert states == {**{task: "success" for task in ("snapshot", "validate", "train", "evaluate", "gate",
-                                                      "register", "approval_required", "deploy")},
-                      "approve_deploy": "skipped"}, states  # no approval asked for by default
+    assert states == {
+        **{
+            task: "success"
+            for task in ("snapshot", "validate", "train", "evaluate", "gate", "register", "approval_required", "deploy")
+        },
+        "approve_deploy": "skipped",
+    }, states  # no approval asked for by default
 
     from include import registry
 
@@ -60,8 +69,17 @@ def test_first_run_trains_gates_registers_and_deploys_a_champion(local_profile):
     assert champion == "1"
     tags = registry.version_tags(settings.model_name, champion)
     # lineage: the exact data version, its validation, the code and the Airflow run
-    for key in ("data.md5", "data.rev", "data.path", "validation.success", "code.git_commit",
-                "airflow.dag_id", "airflow.run_id", "params.model_type", "gate.passed"):
+    for key in (
+        "data.md5",
+        "data.rev",
+        "data.path",
+        "validation.success",
+        "code.git_commit",
+        "airflow.dag_id",
+        "airflow.run_id",
+        "params.model_type",
+        "gate.passed",
+    ):
         assert tags.get(key), f"lineage tag {key} missing: {tags}"
     assert tags["gate.passed"] == "true" and tags["validation.success"] == "true"
     assert tags["params.reason"] == "integration test"
@@ -70,18 +88,26 @@ def test_first_run_trains_gates_registers_and_deploys_a_champion(local_profile):
     # the exact training bytes come back from the lineage tags alone
     from include.data.versioning import DataRegistry, DatasetRef
 
-    ref = DatasetRef(repo=tags["data.repo"], path=tags["data.path"], md5=tags["data.md5"], rev=tags["data.rev"],
-                     rows=int(tags["data.rows"]), window_start=FIRST_DAY.isoformat(),
-                     window_end=(LAST_DAY + timedelta(days=1)).isoformat())
+    ref = DatasetRef(
+        repo=tags["data.repo"],
+        path=tags["data.path"],
+        md5=tags["data.md5"],
+        rev=tags["data.rev"],
+        rows=int(tags["data.rows"]),
+        window_start=FIRST_DAY.isoformat(),
+        window_end=(LAST_DAY + timedelta(days=1)).isoformat(),
+    )
     assert len(DataRegistry(ref.repo, settings.dvc_remote).load(ref)) == DAYS * 250
 
     # the champion is served on 127.0.0.1 and answers real requests
     health = requests.get(f"{settings.serving_url}/health", timeout=10).json()
     assert health["model_version"] == champion
     rows = pd.read_parquet(next(Path(spec.location).glob("date=*/part-0.parquet")))[spec.feature_names].head(3)
-    answer = requests.post(f"{settings.serving_url}/invocations",
-                           json={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
-                           timeout=10).json()
+    answer = requests.post(
+        f"{settings.serving_url}/invocations",
+        json={"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
+        timeout=10,
+    ).json()
     assert len(answer["predictions"]) == 3
 
 
@@ -90,8 +116,9 @@ def test_worse_challenger_is_rejected_and_nothing_is_promoted(local_profile):
     champion_before = _champion(settings)
     assert champion_before is not None, "runs after the first test"
     # a barely trained model: the floor is lowered so that only the comparison can reject it
-    states = _run({"epochs": 1, "learning_rate": 1e-6, "gate_min": 0.5, "max_regression": 0.0,
-                   "reason": "worse challenger"})
+    states = _run(
+        {"epochs": 1, "learning_rate": 1e-6, "gate_min": 0.5, "max_regression": 0.0, "reason": "worse challenger"}
+    )
     assert states["gate"] == "success"
     assert states["register"] == "skipped" and states["deploy"] == "skipped", states
     assert _champion(settings) == champion_before

@@ -7,6 +7,7 @@ a served champion, the later rows are replayed through the server with their own
 event times and labels (``python -m include.monitoring.replay``), and
 ``drift_monitor`` checks those days with the task's own metric.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,7 @@ import io
 import json
 import subprocess
 import sys
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,10 @@ pytestmark = pytest.mark.integration
 
 CASES = {
     "breast_cancer": (public_data.write_breast_cancer, {"model_type": "sklearn_hgb", "epochs": 4}),
-    "penguins": (public_data.write_penguins, {"model_type": "torch_mlp", "epochs": 40, "batch_size": 16,
-                                              "learning_rate": 0.01}),
+    "penguins": (
+        public_data.write_penguins,
+        {"model_type": "torch_mlp", "epochs": 40, "batch_size": 16, "learning_rate": 0.01},
+    ),
     "diabetes": (public_data.write_diabetes, {"model_type": "sklearn_hgb", "epochs": 3, "learning_rate": 0.05}),
     "seattle_weather": (public_data.write_seattle_weather, {"model_type": "sklearn_hgb", "epochs": 3}),
 }
@@ -52,8 +55,9 @@ def profile(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_PROFILE", "local")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     monkeypatch.setenv("MLOPS_SERVING_PORT", str(free_port()))
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT",
-                       json.dumps({"conn_type": "generic", "extra": {"tracking_uri": tracking_uri}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "generic", "extra": {"tracking_uri": tracking_uri}})
+    )
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'plugins'}")
     yield monkeypatch
     from include.settings import Settings
@@ -65,7 +69,7 @@ def profile(tmp_path, monkeypatch):
 
 
 def _utc(day) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _finish_queued_training_runs() -> None:
@@ -76,8 +80,9 @@ def _finish_queued_training_runs() -> None:
     from airflow.utils.state import DagRunState
 
     with create_session() as session:
-        for run in session.query(DagRun).filter(DagRun.dag_id == "ml_training",
-                                                DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING])):
+        for run in session.query(DagRun).filter(
+            DagRun.dag_id == "ml_training", DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING])
+        ):
             run.state = DagRunState.SUCCESS
 
 
@@ -99,8 +104,12 @@ def test_public_table_runs_ingest_suite_training_serving_and_drift(case, tmp_pat
 
     # 1. land the exports as a user would, with the command
     for files, as_of in dataset.exports:
-        arguments = ["--spec", str(dataset.spec_path), *(["--as-of", as_of.isoformat()] if as_of else []),
-                     *map(str, files)]
+        arguments = [
+            "--spec",
+            str(dataset.spec_path),
+            *(["--as-of", as_of.isoformat()] if as_of else []),
+            *map(str, files),
+        ]
         assert ingest_main(arguments) == 0, arguments
 
     # 2. a suite inferred from the landed data, written where the spec says
@@ -110,8 +119,12 @@ def test_public_table_runs_ingest_suite_training_serving_and_drift(case, tmp_pat
     spec.expectation_suite.write_text(printed.getvalue())
 
     # 3. ml_training to a served champion
-    conf = {**model_conf, **dataset.training_conf, "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
-            "reason": f"public data: {case}"}
+    conf = {
+        **model_conf,
+        **dataset.training_conf,
+        "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+        "reason": f"public data: {case}",
+    }
     states = run_dag("ml_training", run_conf=conf)
     assert states["deploy"] == "success", states
     tracking.configure(settings)
@@ -128,13 +141,13 @@ def test_public_table_runs_ingest_suite_training_serving_and_drift(case, tmp_pat
     # 5. drift_monitor over the replayed days, judged with the task's metric
     _finish_queued_training_runs()
     last_day = replayed[-1].day
-    states = run_dag("drift_monitor", logical_date=_utc(last_day + timedelta(days=1)),
-                     run_conf={**dataset.drift_conf})
+    states = run_dag("drift_monitor", logical_date=_utc(last_day + timedelta(days=1)), run_conf={**dataset.drift_conf})
     assert states["check_drift"] == "success", states
     metrics = json.loads((Path(settings.reports) / "drift" / last_day.isoformat() / "metrics.json").read_text())
     assert metrics["metric"] == spec.gate.metric
-    assert metrics["rows"] == sum(day.rows for day in replayed if day.day > last_day - timedelta(
-        days=dataset.drift_conf.get("window_days", 1)))
+    assert metrics["rows"] == sum(
+        day.rows for day in replayed if day.day > last_day - timedelta(days=dataset.drift_conf.get("window_days", 1))
+    )
     assert metrics["labelled_rows"] == metrics["rows"] and metrics["score"] is not None
     if case == "seattle_weather":
         # winter against a spring-and-summer champion: temperatures moved, and that warrants retraining

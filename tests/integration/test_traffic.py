@@ -1,4 +1,5 @@
 """The traffic simulator against a real server process: real HTTP, a real inference log on disk."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -32,13 +33,16 @@ BATCH_ROWS = 50
 
 
 def utc(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     text = requests.get(f"{url}/metrics", timeout=5).text
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def served_ok(url: str) -> float:
@@ -89,7 +93,9 @@ def test_simulated_days_are_logged_labelled_and_landed(served):
     summaries = simulate(settings, spec, url, FIRST_DAY, 2, ROWS_PER_DAY, drift=drift, batch_rows=BATCH_ROWS)
 
     assert [(s.day, s.rows, s.requests, s.drifted) for s in summaries] == [
-        (FIRST_DAY, ROWS_PER_DAY, 4, False), (second_day, ROWS_PER_DAY, 4, True)]
+        (FIRST_DAY, ROWS_PER_DAY, 4, False),
+        (second_day, ROWS_PER_DAY, 4, True),
+    ]
     logged = read_window(settings.inference_log, utc(FIRST_DAY), utc(FIRST_DAY + timedelta(days=2)))
     assert len(logged) == 2 * ROWS_PER_DAY
     assert logged["request_id"].is_unique
@@ -136,8 +142,21 @@ def test_the_command_line_prints_a_line_per_day(served, capsys, monkeypatch):
     monkeypatch.setenv("MLOPS_HOME", str(settings.home))  # main() reads its settings from the environment
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
 
-    code = main(["--url", url, "--start", day.isoformat(), "--days", "1", "--rows-per-day", "60",
-                 "--batch-rows", "25", "--no-land"])
+    code = main(
+        [
+            "--url",
+            url,
+            "--start",
+            day.isoformat(),
+            "--days",
+            "1",
+            "--rows-per-day",
+            "60",
+            "--batch-rows",
+            "25",
+            "--no-land",
+        ]
+    )
 
     out = capsys.readouterr().out
     assert code == 0, out
@@ -164,32 +183,61 @@ def test_an_unreachable_server_is_a_clear_error(served):
     settings, spec, _, _ = served
 
     with pytest.raises(TrafficError, match="is the model server running"):
-        simulate(settings, spec, f"http://127.0.0.1:{free_port()}", date(2026, 12, 1), 1, 10, batch_rows=5,
-                 land_to_training_data=False)
+        simulate(
+            settings,
+            spec,
+            f"http://127.0.0.1:{free_port()}",
+            date(2026, 12, 1),
+            1,
+            10,
+            batch_rows=5,
+            land_to_training_data=False,
+        )
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"url": "127.0.0.1:5080"}, "base URL"), ({"days": 0}, "days"), ({"batch_rows": 0}, "batch_rows"),
-    ({"rows_per_day": True}, "rows_per_day"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"url": "127.0.0.1:5080"}, "base URL"),
+        ({"days": 0}, "days"),
+        ({"batch_rows": 0}, "batch_rows"),
+        ({"rows_per_day": True}, "rows_per_day"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_is_sent(served, arguments, message):
     settings, spec, url, _ = served
     call = {"url": url, "start": date(2026, 12, 5), "days": 1, "rows_per_day": 10, "batch_rows": 5, **arguments}
 
     with pytest.raises(ValueError, match=message):
-        simulate(settings, spec, call.pop("url"), call.pop("start"), call.pop("days"), call.pop("rows_per_day"),
-                 **call)
+        simulate(settings, spec, call.pop("url"), call.pop("start"), call.pop("days"), call.pop("rows_per_day"), **call)
 
 
 def test_a_stopped_server_has_written_every_row_it_answered(served, tmp_path):
     """SIGTERM: uvicorn shuts down, the app closes its inference log, and the last rows reach the disk."""
     settings, spec, _, version = served
     port, root = free_port(), tmp_path / "inference-log"
-    env = dict(os.environ, MLOPS_HOME=str(settings.home), MLFLOW_TRACKING_URI=settings.tracking_uri,
-               MLFLOW_REGISTRY_URI=settings.tracking_uri,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, "-m", "include.serving", "--model-name", MODEL_NAME, "--version", version,
-               "--port", str(port), "--inference-log", str(root), "--inference-log-flush-seconds", "3600"]
+    env = dict(
+        os.environ,
+        MLOPS_HOME=str(settings.home),
+        MLFLOW_TRACKING_URI=settings.tracking_uri,
+        MLFLOW_REGISTRY_URI=settings.tracking_uri,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "include.serving",
+        "--model-name",
+        MODEL_NAME,
+        "--version",
+        version,
+        "--port",
+        str(port),
+        "--inference-log",
+        str(root),
+        "--inference-log-flush-seconds",
+        "3600",
+    ]
     server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -204,9 +252,12 @@ def test_a_stopped_server_has_written_every_row_it_answered(served, tmp_path):
             assert time.monotonic() < deadline, "the server did not start within 60 s"
             time.sleep(0.2)
         rows = generate_day(spec, FIRST_DAY, 7, DEFAULT_SEED)[spec.feature_names]
-        answer = requests.post(f"{url}/invocations", timeout=10, headers={"X-Request-Time": "2026-11-10T12:00:00Z"},
-                               json={"dataframe_split": {"columns": spec.feature_names,
-                                                         "data": rows.astype(object).to_numpy().tolist()}})
+        answer = requests.post(
+            f"{url}/invocations",
+            timeout=10,
+            headers={"X-Request-Time": "2026-11-10T12:00:00Z"},
+            json={"dataframe_split": {"columns": spec.feature_names, "data": rows.astype(object).to_numpy().tolist()}},
+        )
         assert answer.status_code == 200, answer.text
         assert scrape(url)[("inference_log_rows_pending", ())] == 7
         assert not list(root.rglob("*.parquet"))

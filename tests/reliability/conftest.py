@@ -13,6 +13,7 @@ One private MLOPS_HOME for the package, with:
 
 Every process started here is stopped by pid in the fixtures' finalizers.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,14 @@ CANARIES = {
     "MLFLOW_TRACKING_TOKEN": "canary-mlflow-token-4d82c0",
     "AWS_SECRET_ACCESS_KEY": "canary-object-store-key-a19f55",
 }
-FAST_TRAINING = {"model_type": "sklearn_hgb", "epochs": 3, "training_window_days": DAYS,
-                 "training_window_end": LAST_DAY.isoformat(), "gate_min": 0.6,
-                 "latency_budget_ms": TEST_LATENCY_BUDGET_MS}
+FAST_TRAINING = {
+    "model_type": "sklearn_hgb",
+    "epochs": 3,
+    "training_window_days": DAYS,
+    "training_window_end": LAST_DAY.isoformat(),
+    "gate_min": 0.6,
+    "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+}
 
 
 @dataclass
@@ -71,13 +77,13 @@ class Stack:
     def aliases(self) -> dict[str, str | None]:
         from include import registry
 
-        return {name: self.alias(name) for name in (registry.CHALLENGER, registry.CHAMPION,
-                                                     registry.PREVIOUS_CHAMPION)}
+        return {name: self.alias(name) for name in (registry.CHALLENGER, registry.CHAMPION, registry.PREVIOUS_CHAMPION)}
 
     def versions(self) -> list[str]:
         client = self.client()
-        return sorted((str(v.version) for v in client.search_model_versions(f"name='{self.settings.model_name}'")),
-                      key=int)
+        return sorted(
+            (str(v.version) for v in client.search_model_versions(f"name='{self.settings.model_name}'")), key=int
+        )
 
     def training_runs(self, airflow_run_id: str | None = None) -> list:
         from include.tracking import TRAINING_EXPERIMENT
@@ -96,16 +102,27 @@ def stack(tmp_path_factory) -> Stack:
 
     home = tmp_path_factory.mktemp("reliability")
     (home / "mlflow").mkdir()
-    server = MlflowServer(f"sqlite:///{home}/mlflow/mlflow.db", (home / "mlflow" / "artifacts").as_uri(),
-                          free_port(), home / "run" / "mlflow-server.log")
+    server = MlflowServer(
+        f"sqlite:///{home}/mlflow/mlflow.db",
+        (home / "mlflow" / "artifacts").as_uri(),
+        free_port(),
+        home / "run" / "mlflow-server.log",
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_HOME", str(home))
         patch.setenv("MLOPS_PROFILE", "local")
         patch.setenv("MLFLOW_TRACKING_URI", server.url)
         patch.setenv("MLOPS_SERVING_PORT", str(free_port()))
-        patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({
-            "conn_type": "generic", "password": CANARIES["connection password"],
-            "extra": {"tracking_uri": server.url}}))
+        patch.setenv(
+            "AIRFLOW_CONN_MLFLOW_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "generic",
+                    "password": CANARIES["connection password"],
+                    "extra": {"tracking_uri": server.url},
+                }
+            ),
+        )
         patch.setenv("MLFLOW_TRACKING_TOKEN", CANARIES["MLFLOW_TRACKING_TOKEN"])
         patch.setenv("AWS_SECRET_ACCESS_KEY", CANARIES["AWS_SECRET_ACCESS_KEY"])
         patch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'plugins'}")
@@ -198,8 +215,16 @@ def xcom(dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id,
-                                              XComModel.task_id == task_id, XComModel.key == key).first()
+        row = (
+            session.query(XComModel)
+            .filter(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+            )
+            .first()
+        )
         if row is None:
             return None
         return json.loads(row.value) if isinstance(row.value, str) else row.value
@@ -213,10 +238,13 @@ def task_state(dag_id: str, task_id: str, since) -> tuple[str | None, int] | Non
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        ti = (session.query(TaskInstance).join(DagRun, (DagRun.dag_id == TaskInstance.dag_id)
-                                               & (DagRun.run_id == TaskInstance.run_id))
-              .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, DagRun.start_date >= since)
-              .order_by(DagRun.start_date.desc()).first())
+        ti = (
+            session.query(TaskInstance)
+            .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id, DagRun.start_date >= since)
+            .order_by(DagRun.start_date.desc())
+            .first()
+        )
         return None if ti is None else (None if ti.state is None else str(ti.state), ti.try_number)
 
 
@@ -260,7 +288,7 @@ def champion_run(stack: Stack, request) -> dict:
     from datetime import datetime, timezone
 
     events: list[str] = []
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
 
     def evaluate_failed_once() -> bool:
         state = task_state("ml_training", "evaluate", since)
@@ -286,8 +314,13 @@ def champion_run(stack: Stack, request) -> dict:
         patch.setenv("MLOPS_RETRY_DELAY_SECONDS", "10")
         restarter.start()
         try:
-            result = run_dag(stack, "ml_training", request, adjust=stop_after_train,
-                             run_conf={**FAST_TRAINING, "reason": "first champion"})
+            result = run_dag(
+                stack,
+                "ml_training",
+                request,
+                adjust=stop_after_train,
+                run_conf={**FAST_TRAINING, "reason": "first champion"},
+            )
         finally:
             restarter.stop()
             if not stack.mlflow.running:
@@ -353,12 +386,39 @@ def postgres(tmp_path_factory) -> Postgres:
             os.chown(path, owner.pw_uid, owner.pw_gid)
     port = free_port()
     log = base / "server.log"
-    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            str(binaries / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pg_ctl = [*as_postgres, str(binaries / "pg_ctl"), "-D", str(data)]
-    subprocess.run([*pg_ctl, "-l", str(log), "-w", "-t", "60", "-o",
-                    f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=50", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            *pg_ctl,
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=50",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         server = Postgres("127.0.0.1", port)
         server.create_database("mlflow")

@@ -3,6 +3,7 @@
 MLflow pickles a ``PythonModel`` by reference, so the model server (started with the
 project root on its ``PYTHONPATH``) imports this module again when it loads one.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,11 @@ from mlflow.pyfunc import PythonModel
 def _row_noise(frame: pd.DataFrame) -> np.ndarray:
     """A fixed pseudo-random number in [-1, 1) per row, from the row's own values: the same
     rows always get the same noise, so that a served answer equals the expected one."""
-    mix = (12.9898 * frame["tenure_months"].to_numpy(dtype=float)
-           + 78.233 * frame["monthly_charges"].to_numpy(dtype=float)
-           + 37.719 * frame["usage_hours_30d"].to_numpy(dtype=float))
+    mix = (
+        12.9898 * frame["tenure_months"].to_numpy(dtype=float)
+        + 78.233 * frame["monthly_charges"].to_numpy(dtype=float)
+        + 37.719 * frame["usage_hours_30d"].to_numpy(dtype=float)
+    )
     return 2.0 * ((np.sin(mix) * 43758.5453) % 1.0) - 1.0
 
 
@@ -30,11 +33,14 @@ class BlurredChurnModel(PythonModel):
         self.noise = noise
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        logit = (-1.0 + 0.35 * frame["support_calls_30d"].to_numpy(dtype=float)
-                 - 0.6 * (np.log1p(frame["usage_hours_30d"].to_numpy(dtype=float)) - 4.0)
-                 + 0.8 * (frame["contract"].to_numpy() == "monthly")
-                 - 0.02 * frame["tenure_months"].to_numpy(dtype=float)
-                 + self.noise * _row_noise(frame))
+        logit = (
+            -1.0
+            + 0.35 * frame["support_calls_30d"].to_numpy(dtype=float)
+            - 0.6 * (np.log1p(frame["usage_hours_30d"].to_numpy(dtype=float)) - 4.0)
+            + 0.8 * (frame["contract"].to_numpy() == "monthly")
+            - 0.02 * frame["tenure_months"].to_numpy(dtype=float)
+            + self.noise * _row_noise(frame)
+        )
         return 1.0 / (1.0 + np.exp(-logit))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -65,8 +71,10 @@ def log_model(model: PythonModel, example: pd.DataFrame, experiment_id: str) -> 
 
     with mlflow.start_run(experiment_id=experiment_id) as run:
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=model,
+            name="model",
+            python_model=model,
             signature=infer_signature(example, BlurredChurnModel(0.0).predict(None, example)),
             # explicit requirements: inferring them starts a subprocess (seconds)
-            pip_requirements=["pandas"])
+            pip_requirements=["pandas"],
+        )
     return run.info.run_id, info.model_uri

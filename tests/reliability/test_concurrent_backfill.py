@@ -14,10 +14,11 @@ State checked: the ``ml_training`` runs (exactly one, named after a drifted wind
 window's decision, the checks' overlap in time (the concurrency was real) and the triggers'
 (none: they took turns). The workers' task logs join the secret scan of ``test_security``.
 """
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ TIMEOUT = 420
 
 
 def _utc(day) -> str:
-    return datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc).isoformat()
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC).isoformat()
 
 
 def _when(value: str) -> datetime:
@@ -49,12 +50,24 @@ def scheduler(stack, champion_run, postgres):
     from include.simulation.traffic import simulate
     from scripts.local_stack import LocalStack
 
-    simulate(stack.settings, stack.spec, stack.settings.serving_url, WINDOWS[0], len(WINDOWS), 250,
-             drift=DriftConfig(kind="covariate", start=WINDOWS[0], strength=1.0), land_to_training_data=False)
-    airflow = LocalStack(home=stack.home, api_port=free_port(), extra_env={
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.create_database("airflow_backfill"),
-        "MLFLOW_TRACKING_URI": stack.mlflow.url,
-    })
+    simulate(
+        stack.settings,
+        stack.spec,
+        stack.settings.serving_url,
+        WINDOWS[0],
+        len(WINDOWS),
+        250,
+        drift=DriftConfig(kind="covariate", start=WINDOWS[0], strength=1.0),
+        land_to_training_data=False,
+    )
+    airflow = LocalStack(
+        home=stack.home,
+        api_port=free_port(),
+        extra_env={
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.create_database("airflow_backfill"),
+            "MLFLOW_TRACKING_URI": stack.mlflow.url,
+        },
+    )
     try:
         airflow.setup()
         airflow.start(timeout=300)
@@ -74,36 +87,47 @@ def scheduler(stack, champion_run, postgres):
 def _wait_for_backfill(client, backfill_id: int) -> list[dict]:
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        runs = client.call("GET", "/dags/drift_monitor/dagRuns",
-                           params={"run_type": "backfill", "limit": 100})["dag_runs"]
+        runs = client.call("GET", "/dags/drift_monitor/dagRuns", params={"run_type": "backfill", "limit": 100})[
+            "dag_runs"
+        ]
         done = client.call("GET", f"/backfills/{backfill_id}").get("completed_at")
         if done and len(runs) == len(WINDOWS) and all(run["state"] in ("success", "failed") for run in runs):
             return runs
         time.sleep(3)
-    raise AssertionError(f"backfill {backfill_id} not finished after {TIMEOUT}s: "
-                         f"{[(run['dag_run_id'], run['state']) for run in runs]}")
+    raise AssertionError(
+        f"backfill {backfill_id} not finished after {TIMEOUT}s: {[(run['dag_run_id'], run['state']) for run in runs]}"
+    )
 
 
 def test_concurrent_drift_windows_trigger_one_retraining(stack, scheduler):
     airflow, client = scheduler
-    backfill = client.create_backfill("drift_monitor", _utc(WINDOWS[0]), _utc(WINDOWS[-1]),
-                                      max_active_runs=len(WINDOWS), reprocess_behavior="completed",
-                                      dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100})
+    backfill = client.create_backfill(
+        "drift_monitor",
+        _utc(WINDOWS[0]),
+        _utc(WINDOWS[-1]),
+        max_active_runs=len(WINDOWS),
+        reprocess_behavior="completed",
+        dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100},
+    )
 
     runs = _wait_for_backfill(client, backfill["id"])
 
     assert sorted(run["data_interval_start"][:10] for run in runs) == [day.isoformat() for day in WINDOWS]
-    tasks = {run["dag_run_id"]: {ti["task_id"]: ti for ti in client.task_instances("drift_monitor", run["dag_run_id"])}
-             for run in runs}
+    tasks = {
+        run["dag_run_id"]: {ti["task_id"]: ti for ti in client.task_instances("drift_monitor", run["dag_run_id"])}
+        for run in runs
+    }
     states = {run_id: {task_id: ti["state"] for task_id, ti in tis.items()} for run_id, tis in tasks.items()}
     assert all(run["state"] == "success" for run in runs), states
     checks = [tis["check_drift"] for tis in tasks.values()]
     assert all(ti["state"] == "success" for ti in checks), states
-    assert any(_overlap(a, b) for i, a in enumerate(checks) for b in checks[i + 1:]), \
+    assert any(_overlap(a, b) for i, a in enumerate(checks) for b in checks[i + 1 :]), (
         "no two drift checks ran at the same time: the windows were not concurrent"
+    )
     triggers = sorted((tis["trigger_retraining"] for tis in tasks.values()), key=lambda ti: ti["start_date"])
-    assert not any(_overlap(a, b) for i, a in enumerate(triggers) for b in triggers[i + 1:]), \
+    assert not any(_overlap(a, b) for i, a in enumerate(triggers) for b in triggers[i + 1 :]), (
         "two retraining triggers ran at the same time"
+    )
 
     retraining = client.call("GET", "/dags/ml_training/dagRuns", params={"limit": 100})["dag_runs"]
     assert len(retraining) == 1, [run["dag_run_id"] for run in retraining]
@@ -113,8 +137,11 @@ def test_concurrent_drift_windows_trigger_one_retraining(stack, scheduler):
 
     decisions = {}
     for run_id in tasks:
-        response = client.request("GET", f"/dags/drift_monitor/dagRuns/{run_id}/taskInstances/trigger_retraining/"
-                                          "xcomEntries/decision", params={"deserialize": True})
+        response = client.request(
+            "GET",
+            f"/dags/drift_monitor/dagRuns/{run_id}/taskInstances/trigger_retraining/xcomEntries/decision",
+            params={"deserialize": True},
+        )
         assert response.status_code == 200, f"{run_id}: no decision recorded"
         decisions[run_id] = response.json()["value"]
     # every window found drift; the first to decide retrained, the others found its run queued

@@ -12,6 +12,7 @@ State checked: ``champion`` is B; ``previous_champion`` is the version B replace
 promoted version's ``previous_champion_version`` tag names the champion it replaced (no lost
 update); the served version is B. A late run gated against C is refused as well.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,8 +88,11 @@ def _challenger(settings, spec, data_ref, holdout, noise: float, champion_uri=No
     from include.training.model import as_model_input
     from tests.reliability.fault_models import BlurredChurnModel, log_model
 
-    run_id, model_uri = log_model(BlurredChurnModel(noise), as_model_input(holdout.head(5), spec),
-                                  ensure_experiment(settings, TRAINING_EXPERIMENT))
+    run_id, model_uri = log_model(
+        BlurredChurnModel(noise),
+        as_model_input(holdout.head(5), spec),
+        ensure_experiment(settings, TRAINING_EXPERIMENT),
+    )
     training = {"run_id": run_id, "model_uri": model_uri}
     if champion_uri is None:
         evaluation = pipeline.evaluate(settings, spec, data_ref, training, latency_budget_ms=LATENCY_BUDGET_MS)
@@ -97,8 +101,14 @@ def _challenger(settings, spec, data_ref, holdout, noise: float, champion_uri=No
         evaluation["champion_version"] = champion_version
     decision = pipeline.gate(settings, evaluation, training, minimum=MIN_ROC_AUC, max_regression=MAX_REGRESSION)
     assert decision["passed"], decision["reason"]
-    version = pipeline.register(settings, training, data_ref, {"success": True, "successful": 1, "evaluated": 1},
-                                decision, {"dag_id": "ml_training", "run_id": f"noise-{noise}", "params": {}})
+    version = pipeline.register(
+        settings,
+        training,
+        data_ref,
+        {"success": True, "successful": 1, "evaluated": 1},
+        decision,
+        {"dag_id": "ml_training", "run_id": f"noise-{noise}", "params": {}},
+    )
     return version, evaluation
 
 
@@ -106,9 +116,18 @@ def _race(settings, data_ref, versions: list[str], tmp_path) -> list[dict]:
     racers = []
     for version in versions:
         ready, go = tmp_path / f"ready-{version}", tmp_path / "go"
-        racers.append((ready, subprocess.Popen(
-            [sys.executable, "-c", RACER, str(ready), str(go), version, json.dumps(data_ref)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        racers.append(
+            (
+                ready,
+                subprocess.Popen(
+                    [sys.executable, "-c", RACER, str(ready), str(go), version, json.dumps(data_ref)],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     try:
         deadline = time.monotonic() + 300
         while not all(ready.exists() for ready, _ in racers):
@@ -140,13 +159,17 @@ def test_concurrent_promotions_end_consistent(stack, pg_registry, tmp_path):
     assert registry.alias_version(name, registry.CHAMPION) == champion_c
     version_a, evaluation_a = _challenger(settings, stack.spec, data_ref, holdout, NOISE["A"])
     version_b, evaluation_b = _challenger(settings, stack.spec, data_ref, holdout, NOISE["B"])
-    auc = {label: evaluation["challenger"]["overall"]["roc_auc"]
-           for label, evaluation in (("A", evaluation_a), ("B", evaluation_b))}
+    auc = {
+        label: evaluation["challenger"]["overall"]["roc_auc"]
+        for label, evaluation in (("A", evaluation_a), ("B", evaluation_b))
+    }
     assert auc["B"] - auc["A"] > 2 * MAX_REGRESSION, f"the models are too close to tell apart: {auc}"
     for version in (version_a, version_b):
         assert registry.version_tags(name, version)[pipeline.GATED_AGAINST_TAG] == champion_c
 
-    results = dict(zip((version_a, version_b), _race(settings, data_ref, [version_a, version_b], tmp_path)))
+    results = dict(
+        zip((version_a, version_b), _race(settings, data_ref, [version_a, version_b], tmp_path), strict=False)
+    )
 
     assert results[version_b]["promoted"], results
     assert registry.alias_version(name, registry.CHAMPION) == version_b
@@ -180,8 +203,15 @@ def test_a_run_gated_against_a_replaced_champion_is_refused(stack, pg_registry):
     first = "1"  # C, the first champion of this registry
     assert champion not in (None, first), "runs after the race"
     # its gate compared it with C, which it beats; the champion it would replace now is better
-    late, _ = _challenger(settings, stack.spec, data_ref, holdout, (NOISE["A"] + NOISE["C"]) / 2,
-                          champion_uri=registry.model_uri(name, first), champion_version=first)
+    late, _ = _challenger(
+        settings,
+        stack.spec,
+        data_ref,
+        holdout,
+        (NOISE["A"] + NOISE["C"]) / 2,
+        champion_uri=registry.model_uri(name, first),
+        champion_version=first,
+    )
 
     with pytest.raises(pipeline.PromotionRefused, match=f"version {champion} became champion since"):
         pipeline.deploy(settings, stack.spec, data_ref, late)

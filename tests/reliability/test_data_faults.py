@@ -8,6 +8,7 @@ readable Parquet fails ``snapshot`` instead, naming the file), with no retry: ba
 State checked: ``train`` never ran, no MLflow training run and no model version was created,
 the aliases did not move, and the GX result of a failed validation is kept on disk.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -21,8 +22,10 @@ pytestmark = pytest.mark.reliability
 
 FAULTS = {
     # fault: (how the day's rows are broken, what the log must name)
-    "null_heavy_batch": ["expect_column_values_to_not_be_null on column 'tenure_months'",
-                         "expect_column_values_to_not_be_null on column 'monthly_charges'"],
+    "null_heavy_batch": [
+        "expect_column_values_to_not_be_null on column 'tenure_months'",
+        "expect_column_values_to_not_be_null on column 'monthly_charges'",
+    ],
     "wrong_dtype": ["expect_column_values_to_be_between on column 'tenure_months'"],
     "unseen_category_beyond_tolerance": ["expect_column_values_to_be_in_set on column 'plan'", "enterprise"],
     "duplicated_primary_key": ["expect_column_values_to_be_unique on column 'customer_id'"],
@@ -66,9 +69,18 @@ def test_bad_batch_stops_before_training(stack, fault, request):
     folder = _write_bad_day(stack.spec, day, fault)
     runs_before, versions_before, aliases_before = len(stack.training_runs()), stack.versions(), stack.aliases()
     try:
-        result = run_dag(stack, "ml_training", request, run_conf={
-            "model_type": "sklearn_hgb", "epochs": 2, "training_window_days": 1,
-            "training_window_end": day.isoformat(), "reason": f"bad batch: {fault}"})
+        result = run_dag(
+            stack,
+            "ml_training",
+            request,
+            run_conf={
+                "model_type": "sklearn_hgb",
+                "epochs": 2,
+                "training_window_days": 1,
+                "training_window_end": day.isoformat(),
+                "reason": f"bad batch: {fault}",
+            },
+        )
     finally:
         for path in folder.iterdir():
             path.unlink()

@@ -8,6 +8,7 @@ Expected: the command exits non-zero with an error naming the data version (path
 and what is wrong with it.
 State checked: no MLflow training run was started, so nothing trained on other data.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,22 @@ pytestmark = pytest.mark.reliability
 
 
 def _train(data_ref: dict, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "include.training.train", "--data-ref", json.dumps(data_ref),
-               "--model-type", "sklearn_hgb", "--epochs", "1", "--tag", "airflow.run_id=data-version-fault"]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, **(env or {})})
+    command = [
+        sys.executable,
+        "-m",
+        "include.training.train",
+        "--data-ref",
+        json.dumps(data_ref),
+        "--model-type",
+        "sklearn_hgb",
+        "--epochs",
+        "1",
+        "--tag",
+        "airflow.run_id=data-version-fault",
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +56,9 @@ def pod_view(stack, tmp_path_factory):
     registry = DataRegistry(folder / "registry", str(dvc_remote), git_remote=str(remote))
     registry.ensure()
     start = FIRST_DAY
-    ref = registry.snapshot(read_window(stack.spec, start, start + timedelta(days=2)), stack.spec.name,
-                            start, start + timedelta(days=2))
+    ref = registry.snapshot(
+        read_window(stack.spec, start, start + timedelta(days=2)), stack.spec.name, start, start + timedelta(days=2)
+    )
     return ref.to_dict(), dvc_remote
 
 

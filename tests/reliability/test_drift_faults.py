@@ -15,10 +15,11 @@ decision but before creating the run. Expected: no error and no second run for t
 two; the third creates the one run that was missing. State checked: the ``ml_training``
 runs named ``drift__<day>``.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -35,13 +36,14 @@ ALL_NAN_DAY = TRAFFIC_START + timedelta(days=7)
 
 
 def _utc(day) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _check(stack, request, day):
     # a manual run's data interval is the schedule interval that ends at its logical date
-    return run_dag(stack, "drift_monitor", request, logical_date=_utc(day + timedelta(days=1)),
-                   run_conf={"min_rows": 100})
+    return run_dag(
+        stack, "drift_monitor", request, logical_date=_utc(day + timedelta(days=1)), run_conf={"min_rows": 100}
+    )
 
 
 def _retraining_runs() -> dict[str, str]:
@@ -49,8 +51,10 @@ def _retraining_runs() -> dict[str, str]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        return {run.run_id: str(run.state) for run in session.query(DagRun).filter(
-            DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%"))}
+        return {
+            run.run_id: str(run.state)
+            for run in session.query(DagRun).filter(DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%"))
+        }
 
 
 def _set_state(run_id: str, state: str) -> None:
@@ -66,8 +70,16 @@ def traffic(stack, champion_run):
     from include.simulation.generate import DriftConfig
     from include.simulation.traffic import simulate
 
-    simulate(stack.settings, stack.spec, stack.settings.serving_url, TRAFFIC_START, len(DRIFTED), 250,
-             drift=DriftConfig(kind="covariate", start=TRAFFIC_START, strength=1.0), land_to_training_data=False)
+    simulate(
+        stack.settings,
+        stack.spec,
+        stack.settings.serving_url,
+        TRAFFIC_START,
+        len(DRIFTED),
+        250,
+        drift=DriftConfig(kind="covariate", start=TRAFFIC_START, strength=1.0),
+        land_to_training_data=False,
+    )
     return stack
 
 
@@ -75,8 +87,11 @@ def _write_broken_window(stack, day, break_rows) -> None:
     from include.monitoring.inference_log import read_window
 
     rows = read_window(stack.settings.inference_log, _utc(DRIFTED[0]), _utc(DRIFTED[0] + timedelta(days=1)))
-    broken = break_rows(rows.drop(columns=["label"], errors="ignore").assign(
-        timestamp=rows["timestamp"] + (_utc(day) - _utc(DRIFTED[0]))))
+    broken = break_rows(
+        rows.drop(columns=["label"], errors="ignore").assign(
+            timestamp=rows["timestamp"] + (_utc(day) - _utc(DRIFTED[0]))
+        )
+    )
     folder = Path(stack.settings.inference_log) / "predictions" / f"date={day.isoformat()}"
     folder.mkdir(parents=True)
     broken.to_parquet(folder / "broken.parquet", index=False)
@@ -84,10 +99,18 @@ def _write_broken_window(stack, day, break_rows) -> None:
 
 WINDOW_FAULTS = {
     "empty_window": (EMPTY_DAY, None, "skipped", "skipped: insufficient data"),
-    "schema_changed_window": (SCHEMA_CHANGED_DAY, lambda rows: rows.drop(columns=["contract"]), "failed",
-                              "missing column(s) 'contract'"),
-    "all_nan_column": (ALL_NAN_DAY, lambda rows: rows.assign(tenure_months=float("nan")), "failed",
-                       "column 'tenure_months' is empty"),
+    "schema_changed_window": (
+        SCHEMA_CHANGED_DAY,
+        lambda rows: rows.drop(columns=["contract"]),
+        "failed",
+        "missing column(s) 'contract'",
+    ),
+    "all_nan_column": (
+        ALL_NAN_DAY,
+        lambda rows: rows.assign(tenure_months=float("nan")),
+        "failed",
+        "column 'tenure_months' is empty",
+    ),
 }
 
 
@@ -144,12 +167,20 @@ def test_a_trigger_that_died_before_creating_its_run_is_not_lost(traffic, reques
 
     stack = traffic
     day = DRIFTED[2]
-    for run_id, state in _retraining_runs().items():
+    for state in _retraining_runs().values():
         assert state not in ("queued", "running"), "a retraining is still active"
     # what the first attempt recorded before it died: the decision, but no run
-    Variable.set(LAST_TRIGGER_VARIABLE, json.dumps({
-        "window_start": day.isoformat(), "window_end": (day + timedelta(days=1)).isoformat(),
-        "training_run_id": f"drift__{day.isoformat()}", "drift_run_id": "died"}))
+    Variable.set(
+        LAST_TRIGGER_VARIABLE,
+        json.dumps(
+            {
+                "window_start": day.isoformat(),
+                "window_end": (day + timedelta(days=1)).isoformat(),
+                "training_run_id": f"drift__{day.isoformat()}",
+                "drift_run_id": "died",
+            }
+        ),
+    )
     before = _retraining_runs()
 
     retried = _check(stack, request, day)

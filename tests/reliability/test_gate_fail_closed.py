@@ -8,6 +8,7 @@ the DAG's short-circuit then skips ``register`` and ``deploy``.
 State checked: the challenger's MLflow run is tagged ``gate.passed=false``; no model version
 is created and no alias moves.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,7 +37,10 @@ def _nan(evaluation, *path):
 
 
 FAULTS = {
-    "challenger roc_auc missing": (lambda e: _drop(e, "challenger", "overall", "roc_auc"), "challenger roc_auc missing"),
+    "challenger roc_auc missing": (
+        lambda e: _drop(e, "challenger", "overall", "roc_auc"),
+        "challenger roc_auc missing",
+    ),
     "challenger roc_auc NaN": (lambda e: _nan(e, "challenger", "overall", "roc_auc"), "challenger roc_auc NaN"),
     "latency NaN": (lambda e: _nan(e, "challenger", "latency_ms", "p95"), "latency p95 NaN"),
     "champion roc_auc NaN": (lambda e: _nan(e, "champion", "overall", "roc_auc"), "champion roc_auc NaN"),
@@ -59,13 +63,17 @@ def real_evaluation(stack, champion_run):
 
     data_ref = xcom("ml_training", champion_run["result"].run_id, "snapshot")
     _, holdout = holdout_split(pipeline.load_snapshot(stack.settings, data_ref), stack.spec)
-    run_id, model_uri = log_model(BlurredChurnModel(noise=0.5), as_model_input(holdout.head(5), stack.spec),
-                                  ensure_experiment(stack.settings, TRAINING_EXPERIMENT))
+    run_id, model_uri = log_model(
+        BlurredChurnModel(noise=0.5),
+        as_model_input(holdout.head(5), stack.spec),
+        ensure_experiment(stack.settings, TRAINING_EXPERIMENT),
+    )
     training = {"run_id": run_id, "model_uri": model_uri}
-    evaluation = pipeline.evaluate(stack.settings, stack.spec, data_ref, training, latency_budget_ms=TEST_LATENCY_BUDGET_MS)
+    evaluation = pipeline.evaluate(
+        stack.settings, stack.spec, data_ref, training, latency_budget_ms=TEST_LATENCY_BUDGET_MS
+    )
     assert evaluation["champion"] is not None
-    untouched = pipeline.gate(stack.settings, evaluation, training, minimum=MIN_ROC_AUC,
-                              max_regression=MAX_REGRESSION)
+    untouched = pipeline.gate(stack.settings, evaluation, training, minimum=MIN_ROC_AUC, max_regression=MAX_REGRESSION)
     assert untouched["passed"], untouched["reason"]
     return evaluation, training
 
@@ -79,8 +87,7 @@ def test_gate_fails_closed(stack, real_evaluation, fault):
     corrupt(evaluation)
     versions_before, aliases_before = stack.versions(), stack.aliases()
 
-    decision = pipeline.gate(stack.settings, evaluation, training, minimum=MIN_ROC_AUC,
-                             max_regression=MAX_REGRESSION)
+    decision = pipeline.gate(stack.settings, evaluation, training, minimum=MIN_ROC_AUC, max_regression=MAX_REGRESSION)
 
     assert decision["passed"] is False
     assert decision["reason"].startswith("rejected") and named in decision["reason"], decision["reason"]

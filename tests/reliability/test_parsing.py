@@ -6,6 +6,7 @@ recorded, in case a DAG file swallowed the error).
 Expected: every file parses without an import error, into its one DAG, in both profiles.
 State checked: nothing was attempted, and no ML library is in ``sys.modules`` after the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,18 @@ from tests.reliability.conftest import ROOT
 
 pytestmark = pytest.mark.reliability
 
-ML_MODULES = ("torch", "sklearn", "mlflow", "great_expectations", "evidently", "dvc", "pandas", "numpy",
-              "scipy", "pyarrow")
+ML_MODULES = (
+    "torch",
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "evidently",
+    "dvc",
+    "pandas",
+    "numpy",
+    "scipy",
+    "pyarrow",
+)
 DAG_FILES = sorted(path.name for path in (ROOT / "dags").glob("*.py"))
 
 # Airflow itself is imported first (its start-up is not the DAG files'); then every way out is cut.
@@ -66,9 +77,13 @@ print("REPORT " + json.dumps(report))
 @pytest.mark.parametrize("profile", ["local", "kubernetes"])
 def test_parsing_makes_no_call_and_loads_no_ml_library(profile, tmp_path):
     code = PARSE_UNDER_GUARD.replace("ML_MODULES", repr(ML_MODULES)).replace("DAGS", repr(str(ROOT / "dags")))
-    env = {**os.environ, "MLOPS_PROFILE": profile, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}",
-           # a Variable or Connection from the environment would be found without a call: none here
-           "AIRFLOW_HOME": str(tmp_path / "airflow")}
+    env = {
+        **os.environ,
+        "MLOPS_PROFILE": profile,
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}",
+        # a Variable or Connection from the environment would be found without a call: none here
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+    }
     env = {key: value for key, value in env.items() if not key.startswith(("AIRFLOW_VAR_", "AIRFLOW_CONN_"))}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]

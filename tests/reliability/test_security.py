@@ -12,6 +12,7 @@ Faults and expected outcomes:
   any XCom, any MLflow param or tag (runs and model versions), nor in the rendered
   training pod and serving manifests of the kubernetes profile.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,23 @@ def api_server(stack):
     """The Airflow api-server, started with the local stack's own command line and environment."""
     from scripts.local_stack import LocalStack, stop_process_group
 
-    local = LocalStack(home=stack.home / "api-server", api_port=free_port(),
-                       # the suite's migrated metadata DB
-                       extra_env={"AIRFLOW_HOME": os.environ["AIRFLOW_HOME"]})
-    log = open(stack.home / "run" / "api-server.log", "ab")
-    process = subprocess.Popen(local.command("api-server"), env=local.env(), stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    local = LocalStack(
+        home=stack.home / "api-server",
+        api_port=free_port(),
+        # the suite's migrated metadata DB
+        extra_env={"AIRFLOW_HOME": os.environ["AIRFLOW_HOME"]},
+    )
+    # the api-server writes to it for as long as it runs; closed in the finally below
+    log = open(stack.home / "run" / "api-server.log", "ab")  # noqa: SIM115
+    process = subprocess.Popen(
+        local.command("api-server"),
+        env=local.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -97,19 +109,24 @@ def test_the_model_server_refuses_bad_payloads_and_stays_up(stack, champion_run)
 
     def streamed():  # no Content-Length: the server must count what arrives
         for start in range(0, len(oversized), 1 << 20):
-            yield oversized[start:start + (1 << 20)]
+            yield oversized[start : start + (1 << 20)]
 
     answers = {
         "declared oversized body": session.post(f"{url}/invocations", data=oversized, headers=headers, timeout=60),
         "streamed oversized body": session.post(f"{url}/invocations", data=streamed(), headers=headers, timeout=60),
-        "malformed JSON": session.post(f"{url}/invocations", data=b'{"dataframe_split": [1,', headers=headers,
-                                       timeout=30),
-        "NaN constant": session.post(f"{url}/invocations", data=b'{"dataframe_records": [{"tenure_months": NaN}]}',
-                                     headers=headers, timeout=30),
+        "malformed JSON": session.post(
+            f"{url}/invocations", data=b'{"dataframe_split": [1,', headers=headers, timeout=30
+        ),
+        "NaN constant": session.post(
+            f"{url}/invocations", data=b'{"dataframe_records": [{"tenure_months": NaN}]}', headers=headers, timeout=30
+        ),
         "JSON array": session.post(f"{url}/invocations", json=[1, 2, 3], timeout=30),
         "unknown input format": session.post(f"{url}/invocations", json={"instances": [[1, 2]]}, timeout=30),
-        "wrong value type": session.post(f"{url}/invocations", json={"dataframe_records": [
-            {name: "not a number" for name in stack.spec.feature_names}]}, timeout=30),
+        "wrong value type": session.post(
+            f"{url}/invocations",
+            json={"dataframe_records": [{name: "not a number" for name in stack.spec.feature_names}]},
+            timeout=30,
+        ),
     }
     statuses = {case: answer.status_code for case, answer in answers.items()}
     assert statuses["declared oversized body"] == 413 and statuses["streamed oversized body"] == 413, statuses
@@ -149,8 +166,10 @@ def _rendered_kubernetes_specs(tmp_path) -> list[str]:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(pods.KUBECONFIG)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}))
+        patch.setenv(
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+            json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}),
+        )
         for name, value in pods.VARIABLES.items():
             patch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)
         dag = pods._parse_ml_training("kubernetes")
@@ -177,6 +196,10 @@ def test_no_secret_in_logs_xcoms_mlflow_or_pod_specs(stack, champion_run, tmp_pa
     sources["rendered kubernetes specs"] = "\n".join(_rendered_kubernetes_specs(tmp_path))
     assert "run_id" in sources["XComs"] and "data.md5" in sources["MLflow params and tags"], "nothing was scanned"
 
-    leaks = [f"{secret} in {source}" for source, text in sources.items()
-             for secret, value in CANARIES.items() if value in text]
+    leaks = [
+        f"{secret} in {source}"
+        for source, text in sources.items()
+        for secret, value in CANARIES.items()
+        if value in text
+    ]
     assert leaks == []

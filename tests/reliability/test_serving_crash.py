@@ -7,6 +7,7 @@ Expected: the deploy fails, saying at which stage and what is served now.
 State checked: ``champion`` and ``previous_champion`` are unchanged, and a new server
 process (the old one is dead) serves the champion again and answers requests.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -36,11 +37,24 @@ def test_server_death_during_the_smoke_test_restores_the_champion(stack, champio
 
     # a version that passed its gate against this very champion (no re-gate needed)
     _, holdout = holdout_split(pipeline.load_snapshot(settings, data_ref), spec)
-    run_id, model_uri = log_model(DiesWhenServedModel(noise=0.0), as_model_input(holdout.head(5), spec),
-                                  ensure_experiment(settings, TRAINING_EXPERIMENT))
-    version = registry.register_challenger(settings.model_name, model_uri, run_id, {
-        "gate.passed": "true", "gate.metric": "roc_auc", "gate.min": "0.5", "gate.max_regression": "0.5",
-        "gate.latency_budget_ms": "500", pipeline.GATED_AGAINST_TAG: champion})
+    run_id, model_uri = log_model(
+        DiesWhenServedModel(noise=0.0),
+        as_model_input(holdout.head(5), spec),
+        ensure_experiment(settings, TRAINING_EXPERIMENT),
+    )
+    version = registry.register_challenger(
+        settings.model_name,
+        model_uri,
+        run_id,
+        {
+            "gate.passed": "true",
+            "gate.metric": "roc_auc",
+            "gate.min": "0.5",
+            "gate.max_regression": "0.5",
+            "gate.latency_budget_ms": "500",
+            pipeline.GATED_AGAINST_TAG: champion,
+        },
+    )
 
     with pytest.raises(DeployFailed) as failure:
         pipeline.deploy(settings, spec, data_ref, version)
@@ -55,6 +69,7 @@ def test_server_death_during_the_smoke_test_restores_the_champion(stack, champio
     health = requests.get(f"{served_now.url}/health", timeout=10).json()
     assert str(health["model_version"]) == champion
     rows = holdout[spec.feature_names].head(2)
-    answer = requests.post(f"{served_now.url}/invocations", timeout=30,
-                           json={"dataframe_records": rows.to_dict(orient="records")})
+    answer = requests.post(
+        f"{served_now.url}/invocations", timeout=30, json={"dataframe_records": rows.to_dict(orient="records")}
+    )
     assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2

@@ -7,6 +7,7 @@ the retraining trigger's pool with more than one slot.
 Expected: the set-up exits non-zero with one line naming the offending key, no traceback.
 State checked: nothing was set up: no Airflow home, no metadata DB.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,19 +28,30 @@ def _without(items: list, key: str, value: str) -> list:
 
 FAULTS = {
     "unknown_key": (lambda a: a["connections"][0].update(conn_hots="localhost"), "unknown key 'conn_hots'"),
-    "pool_slot_not_a_number": (lambda a: a["pools"][0].update(pool_slot="two"),
-                               "pool 'gpu': pool_slot must be a non-negative integer"),
-    "conn_extra_not_json": (lambda a: a["connections"][0].update(conn_extra="{tracking_uri:"),
-                            "connection 'mlflow_default': conn_extra is not valid JSON"),
-    "missing_mlflow_connection": (lambda a: a.update(connections=_without(a["connections"], "conn_id",
-                                                                          "mlflow_default")),
-                                  "connection 'mlflow_default' is missing"),
-    "missing_tracking_uri": (lambda a: a["connections"][0].update(conn_extra={}),
-                             "connection 'mlflow_default': missing key 'conn_extra.tracking_uri'"),
-    "missing_pool": (lambda a: a.update(pools=_without(a["pools"], "pool_name", "retrain_trigger")),
-                     "pool 'retrain_trigger' is missing"),
-    "trigger_pool_with_two_slots": (lambda a: a["pools"][1].update(pool_slot=2),
-                                    "pool 'retrain_trigger': pool_slot must be 1"),
+    "pool_slot_not_a_number": (
+        lambda a: a["pools"][0].update(pool_slot="two"),
+        "pool 'gpu': pool_slot must be a non-negative integer",
+    ),
+    "conn_extra_not_json": (
+        lambda a: a["connections"][0].update(conn_extra="{tracking_uri:"),
+        "connection 'mlflow_default': conn_extra is not valid JSON",
+    ),
+    "missing_mlflow_connection": (
+        lambda a: a.update(connections=_without(a["connections"], "conn_id", "mlflow_default")),
+        "connection 'mlflow_default' is missing",
+    ),
+    "missing_tracking_uri": (
+        lambda a: a["connections"][0].update(conn_extra={}),
+        "connection 'mlflow_default': missing key 'conn_extra.tracking_uri'",
+    ),
+    "missing_pool": (
+        lambda a: a.update(pools=_without(a["pools"], "pool_name", "retrain_trigger")),
+        "pool 'retrain_trigger' is missing",
+    ),
+    "trigger_pool_with_two_slots": (
+        lambda a: a["pools"][1].update(pool_slot=2),
+        "pool 'retrain_trigger': pool_slot must be 1",
+    ),
 }
 
 
@@ -54,8 +66,14 @@ def test_setup_names_the_offending_key_and_changes_nothing(tmp_path, fault):
     env = {**os.environ, "MLOPS_HOME": str(home), "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"}
     env.pop("MLFLOW_TRACKING_URI", None)
 
-    result = subprocess.run([sys.executable, "-m", "scripts.local_stack", "setup", "--settings-file",
-                             str(settings_file)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.local_stack", "setup", "--settings-file", str(settings_file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
 
     assert result.returncode == 2, result.stderr[-3000:]
     assert named in result.stderr, result.stderr

@@ -10,6 +10,7 @@ Faults and expected outcomes:
 
 State checked: no alias moved and no gate tag was written while the server was down.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,9 +66,22 @@ def test_training_while_the_server_is_down_fails_clearly(stack, champion_run, re
     try:
         # the training command line, as the pod or the local train task runs it
         training = subprocess.run(
-            [sys.executable, "-m", "include.training.train", "--data-ref", json.dumps(data_ref),
-             "--model-type", "sklearn_hgb", "--epochs", "1"],
-            capture_output=True, text=True, cwd=ROOT, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "include.training.train",
+                "--data-ref",
+                json.dumps(data_ref),
+                "--model-type",
+                "sklearn_hgb",
+                "--epochs",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
     finally:
         stack.mlflow.start()
     assert training.returncode != 0
@@ -94,11 +108,17 @@ def test_evaluation_gate_register_and_deploy_fail_clearly_and_move_nothing(stack
         steps = {
             "evaluate": lambda: pipeline.evaluate(settings, spec, data_ref, training, latency_budget_ms=500),
             "gate": lambda: pipeline.gate(settings, evaluation, training, minimum=0.99, max_regression=0.0),
-            "register": lambda: pipeline.register(settings, training, data_ref, validation, decision,
-                                                  {"dag_id": "ml_training", "run_id": "outage", "params": {}}),
+            "register": lambda: pipeline.register(
+                settings,
+                training,
+                data_ref,
+                validation,
+                decision,
+                {"dag_id": "ml_training", "run_id": "outage", "params": {}},
+            ),
             "deploy": lambda: pipeline.deploy(settings, spec, data_ref, "1"),
         }
-        for name, step in steps.items():
+        for step in steps.values():
             with pytest.raises(MlflowException) as failure:
                 step()
             _expect_unreachable(stack, failure.value)

@@ -14,6 +14,7 @@ State checked: no model version is registered (training never registers; the gat
 no run is left RUNNING, no training process outlives its task, and the retry's run id is
 not the killed one.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,17 +44,27 @@ def _training_processes() -> list[psutil.Process]:
     return found
 
 
-def _training_dag(dag_id: str, data_ref: dict, model_type: str, epochs: int, timeout: timedelta,
-                  *extra_arguments: str):
+def _training_dag(dag_id: str, data_ref: dict, model_type: str, epochs: int, timeout: timedelta, *extra_arguments: str):
     from airflow.sdk import DAG
 
     from mlops_airflow.training import LocalTrainingOperator
 
     with DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
         LocalTrainingOperator(
-            task_id="train", retries=1, retry_delay=timedelta(seconds=1), execution_timeout=timeout,
-            arguments=["--data-ref", json.dumps(data_ref), "--model-type", model_type, "--epochs", str(epochs),
-                       *extra_arguments])
+            task_id="train",
+            retries=1,
+            retry_delay=timedelta(seconds=1),
+            execution_timeout=timeout,
+            arguments=[
+                "--data-ref",
+                json.dumps(data_ref),
+                "--model-type",
+                model_type,
+                "--epochs",
+                str(epochs),
+                *extra_arguments,
+            ],
+        )
     return dag
 
 
@@ -111,8 +122,9 @@ def test_training_past_its_timeout_fails_and_leaves_nothing_running(stack, champ
     versions_before = stack.versions()
     # one optimiser step per row: thousands of steps an epoch, so that no machine, however fast,
     # finishes these epochs within the timeout
-    dag = _training_dag("reliability_train_timeout", data_ref, "torch_mlp", 1000, timedelta(seconds=20),
-                        "--batch-size", "1")
+    dag = _training_dag(
+        "reliability_train_timeout", data_ref, "torch_mlp", 1000, timedelta(seconds=20), "--batch-size", "1"
+    )
 
     result = run_dag(stack, dag, request)
 

@@ -5,6 +5,7 @@ on the dataset spec. The label follows a known logistic rule, so a model that
 learns anything scores well above 0.5 ROC AUC, and a model trained on shuffled
 labels does not.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,26 +31,35 @@ def make_frame(spec: DatasetSpec, rows: int, seed: int = 0) -> pd.DataFrame:
     payment = rng.choice(categories["payment_method"], rows)
     contract = rng.choice(categories["contract"], rows, p=[0.5, 0.3, 0.2])
 
-    logit = (-0.4 - 0.035 * (tenure - 40) + 0.55 * (support_calls - 2) + 0.025 * (days_since_login - 30)
-             - 0.002 * (usage_hours - 360) + 0.004 * (monthly_charges - 120)
-             + np.select([contract == "monthly", contract == "two_year"], [1.0, -1.2], 0.0)
-             + np.where(plan == "premium", -0.6, 0.0) + np.where(payment == "invoice", 0.4, 0.0))
+    logit = (
+        -0.4
+        - 0.035 * (tenure - 40)
+        + 0.55 * (support_calls - 2)
+        + 0.025 * (days_since_login - 30)
+        - 0.002 * (usage_hours - 360)
+        + 0.004 * (monthly_charges - 120)
+        + np.select([contract == "monthly", contract == "two_year"], [1.0, -1.2], 0.0)
+        + np.where(plan == "premium", -0.6, 0.0)
+        + np.where(payment == "invoice", 0.4, 0.0)
+    )
     churned = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
     seconds = np.sort(rng.integers(0, 30 * 24 * 3600, rows))
-    frame = pd.DataFrame({
-        spec.id_column: [f"cust-{seed}-{index:06d}" for index in range(rows)],
-        spec.timestamp_column: WINDOW_START + pd.to_timedelta(seconds, unit="s"),
-        "tenure_months": tenure,
-        "monthly_charges": monthly_charges,
-        "support_calls_30d": support_calls,
-        "usage_hours_30d": usage_hours,
-        "days_since_last_login": days_since_login,
-        "num_devices": devices,
-        "plan": plan.astype(object),
-        "region": region.astype(object),
-        "payment_method": payment.astype(object),
-        "contract": contract.astype(object),
-        spec.target: churned,
-    })
+    frame = pd.DataFrame(
+        {
+            spec.id_column: [f"cust-{seed}-{index:06d}" for index in range(rows)],
+            spec.timestamp_column: WINDOW_START + pd.to_timedelta(seconds, unit="s"),
+            "tenure_months": tenure,
+            "monthly_charges": monthly_charges,
+            "support_calls_30d": support_calls,
+            "usage_hours_30d": usage_hours,
+            "days_since_last_login": days_since_login,
+            "num_devices": devices,
+            "plan": plan.astype(object),
+            "region": region.astype(object),
+            "payment_method": payment.astype(object),
+            "contract": contract.astype(object),
+            spec.target: churned,
+        }
+    )
     return frame[spec.columns]

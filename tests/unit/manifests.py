@@ -1,4 +1,5 @@
 """Every serving manifest of one deploy, for the tests that check them all at once."""
+
 from __future__ import annotations
 
 from typing import Any

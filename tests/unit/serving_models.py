@@ -5,11 +5,13 @@ pickles a ``PythonModel`` by reference: the serving process imports
 ``tests.unit.serving_models`` again, which works because the deployer puts the
 project root on its ``PYTHONPATH``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,11 +25,13 @@ FEATURES = ("tenure_months", "monthly_charges", "support_calls")
 
 def training_frame(rows: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "tenure_months": rng.integers(1, 72, rows).astype(float),
-        "monthly_charges": rng.uniform(20, 120, rows),
-        "support_calls": rng.integers(0, 10, rows).astype(float),
-    })
+    frame = pd.DataFrame(
+        {
+            "tenure_months": rng.integers(1, 72, rows).astype(float),
+            "monthly_charges": rng.uniform(20, 120, rows),
+            "support_calls": rng.integers(0, 10, rows).astype(float),
+        }
+    )
     signal = -0.05 * frame["tenure_months"] + 0.02 * frame["monthly_charges"] + 0.3 * frame["support_calls"]
     labels = (signal + rng.normal(0, 0.5, rows) > signal.median()).astype(int).to_numpy()
     return frame, labels
@@ -89,8 +93,12 @@ class ThreeClassModel(PythonModel):
         scores = np.stack([np.exp(-calls), np.full(len(calls), 0.5), calls / 10.0], axis=1)
         probabilities = scores / scores.sum(axis=1, keepdims=True)
         best = probabilities.argmax(axis=1)
-        frame = pd.DataFrame({"prediction": np.array(self.CLASSES, dtype=object)[best],
-                              "probability": probabilities[np.arange(len(best)), best]})
+        frame = pd.DataFrame(
+            {
+                "prediction": np.array(self.CLASSES, dtype=object)[best],
+                "probability": probabilities[np.arange(len(best)), best],
+            }
+        )
         for position, name in enumerate(self.CLASSES):
             frame[f"probability_{name}"] = probabilities[:, position]
         frame["debug"] = "not an output column"
@@ -177,7 +185,7 @@ def forget_mlflow_uris() -> None:
 
 
 @contextmanager
-def private_registry(home: Path) -> Iterator["Settings"]:
+def private_registry(home: Path) -> Iterator[Settings]:
     """The project's settings with an MLflow SQLite store of their own under ``home``,
     configured for this process (one per test module: creating a store costs seconds)."""
     import pytest

@@ -42,19 +42,49 @@ buffered writer), :mod:`~include.monitoring.inference_log.labels` (label files) 
 :mod:`~include.monitoring.inference_log.reader` (a window with its labels). Import
 the public names from this package.
 """
+
 from include.monitoring.inference_log.labels import write_labels
 from include.monitoring.inference_log.reader import read_window
 from include.monitoring.inference_log.store import (
-    LABEL_COLUMN, LABEL_FILE_COLUMNS, LABELS, METADATA_COLUMNS, OUTPUT_COLUMNS, OUTPUTS_METADATA_KEY, PREDICTION,
-    PREDICTION_DAY_COLUMN, PREDICTIONS, PROBABILITY, PROBABILITY_PREFIX, RESERVED_COLUMNS, InferenceLogError,
+    LABEL_COLUMN,
+    LABEL_FILE_COLUMNS,
+    LABELS,
+    METADATA_COLUMNS,
+    OUTPUT_COLUMNS,
+    OUTPUTS_METADATA_KEY,
+    PREDICTION,
+    PREDICTION_DAY_COLUMN,
+    PREDICTIONS,
+    PROBABILITY,
+    PROBABILITY_PREFIX,
+    RESERVED_COLUMNS,
+    InferenceLogError,
 )
 from include.monitoring.inference_log.writer import (
-    DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS, DEFAULT_MAX_RETAINED_ROWS, InferenceLogWriter,
+    DEFAULT_FLUSH_ROWS,
+    DEFAULT_FLUSH_SECONDS,
+    DEFAULT_MAX_RETAINED_ROWS,
+    InferenceLogWriter,
 )
 
 __all__ = [
-    "DEFAULT_FLUSH_ROWS", "DEFAULT_FLUSH_SECONDS", "DEFAULT_MAX_RETAINED_ROWS", "LABELS", "LABEL_COLUMN",
-    "LABEL_FILE_COLUMNS", "METADATA_COLUMNS", "OUTPUTS_METADATA_KEY", "OUTPUT_COLUMNS", "PREDICTION",
-    "PREDICTIONS", "PREDICTION_DAY_COLUMN", "PROBABILITY", "PROBABILITY_PREFIX", "RESERVED_COLUMNS",
-    "InferenceLogError", "InferenceLogWriter", "read_window", "write_labels",
+    "DEFAULT_FLUSH_ROWS",
+    "DEFAULT_FLUSH_SECONDS",
+    "DEFAULT_MAX_RETAINED_ROWS",
+    "LABELS",
+    "LABEL_COLUMN",
+    "LABEL_FILE_COLUMNS",
+    "METADATA_COLUMNS",
+    "OUTPUTS_METADATA_KEY",
+    "OUTPUT_COLUMNS",
+    "PREDICTION",
+    "PREDICTIONS",
+    "PREDICTION_DAY_COLUMN",
+    "PROBABILITY",
+    "PROBABILITY_PREFIX",
+    "RESERVED_COLUMNS",
+    "InferenceLogError",
+    "InferenceLogWriter",
+    "read_window",
+    "write_labels",
 ]

@@ -1,4 +1,5 @@
 """Labels that arrive after the predictions: stored beside the predictions they label."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from include.monitoring.inference_log.store import (
-    LABEL_FILE_COLUMNS, LABELS, PREDICTION_DAY_COLUMN, _as_day, _file_name, _parquet_bytes, _Store,
+    LABEL_FILE_COLUMNS,
+    LABELS,
+    PREDICTION_DAY_COLUMN,
+    _as_day,
+    _file_name,
+    _parquet_bytes,
+    _Store,
 )
 from include.util.text import rows_text
 
@@ -39,8 +46,10 @@ def write_labels(root: str | os.PathLike, labels: pd.DataFrame, *, day: date | N
     absent = [name for name in required if name not in labels.columns]
     if absent:
         hint = " (or pass day=)" if absent == [PREDICTION_DAY_COLUMN] else ""
-        raise ValueError(f"labels lack the column(s) {', '.join(absent)}{hint}; they need "
-                         f"{', '.join(LABEL_FILE_COLUMNS)} and the day of the prediction they label")
+        raise ValueError(
+            f"labels lack the column(s) {', '.join(absent)}{hint}; they need "
+            f"{', '.join(LABEL_FILE_COLUMNS)} and the day of the prediction they label"
+        )
     if day is not None and PREDICTION_DAY_COLUMN in labels.columns:
         raise ValueError(f"pass either day= or a {PREDICTION_DAY_COLUMN} column, not both")
     store = _Store(root)
@@ -50,8 +59,10 @@ def write_labels(root: str | os.PathLike, labels: pd.DataFrame, *, day: date | N
     request_ids = labels["request_id"].to_numpy(dtype=object)
     bad_ids = [index for index, value in enumerate(request_ids) if type(value) is not str or not value]
     if bad_ids:
-        raise ValueError(f"request_id must be a non-empty string in every row; rows {rows_text(bad_ids)} are not "
-                         f"(e.g. {request_ids[bad_ids[0]]!r})")
+        raise ValueError(
+            f"request_id must be a non-empty string in every row; rows {rows_text(bad_ids)} are not "
+            f"(e.g. {request_ids[bad_ids[0]]!r})"
+        )
     label_values = _stored_labels(labels["label"])
     label_times = _aware_times(labels["label_timestamp"], "label_timestamp")
     if day is not None:
@@ -62,11 +73,13 @@ def write_labels(root: str | os.PathLike, labels: pd.DataFrame, *, day: date | N
 
     import pyarrow as pa
 
-    table = pa.table({
-        "request_id": pa.array(request_ids, type=pa.string()),
-        "label": label_values,
-        "label_timestamp": pa.array(label_times, type=pa.timestamp("ns", tz="UTC")),
-    })
+    table = pa.table(
+        {
+            "request_id": pa.array(request_ids, type=pa.string()),
+            "label": label_values,
+            "label_timestamp": pa.array(label_times, type=pa.timestamp("ns", tz="UTC")),
+        }
+    )
     written = []
     for label_day in sorted(set(days)):
         part = table.filter(pa.array(days == label_day))
@@ -100,17 +113,19 @@ def _stored_labels(column: pd.Series):
     texts = [index for index, value in enumerate(values) if isinstance(value, str)]
     if texts and len(texts) < len(values):
         others = [index for index, value in enumerate(values) if not isinstance(value, str)]
-        raise ValueError(f"label mixes text (rows {rows_text(texts)}) and other values (rows {rows_text(others)}, "
-                         f"e.g. {values[others[0]]!r}); write labels of one kind per call")
-    raise ValueError(f"label must hold integers, booleans, floats or strings, got {kind} values "
-                     f"such as {values[0]!r}")
+        raise ValueError(
+            f"label mixes text (rows {rows_text(texts)}) and other values (rows {rows_text(others)}, "
+            f"e.g. {values[others[0]]!r}); write labels of one kind per call"
+        )
+    raise ValueError(f"label must hold integers, booleans, floats or strings, got {kind} values such as {values[0]!r}")
 
 
 def _finite_labels(values: np.ndarray) -> np.ndarray:
     infinite = np.flatnonzero(~np.isfinite(values))
     if len(infinite):
-        raise ValueError(f"label must be a finite number; rows {rows_text(infinite.tolist())} are not "
-                         f"(e.g. {values[infinite[0]]!r})")
+        raise ValueError(
+            f"label must be a finite number; rows {rows_text(infinite.tolist())} are not (e.g. {values[infinite[0]]!r})"
+        )
     return values
 
 
@@ -124,8 +139,9 @@ def _aware_times(column: pd.Series, what: str) -> np.ndarray:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{what} must hold timezone-aware datetimes: {exc}") from None
         if not isinstance(converted.dtype, pd.DatetimeTZDtype):
-            raise ValueError(f"{what} must hold timezone-aware datetimes (UTC), got {column.dtype} values "
-                             "without a timezone")
+            raise ValueError(
+                f"{what} must hold timezone-aware datetimes (UTC), got {column.dtype} values without a timezone"
+            )
     if converted.isna().any():
         raise ValueError(f"{what} is missing in rows {rows_text(np.flatnonzero(converted.isna()).tolist())}")
     return converted.dt.tz_convert("UTC").dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view(np.int64)

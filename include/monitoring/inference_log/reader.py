@@ -1,4 +1,5 @@
 """Reading the inference log back: the predictions of one time window, joined with their labels."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,17 @@ import numpy as np
 import pandas as pd
 
 from include.monitoring.inference_log.store import (
-    LABEL_COLUMN, LABEL_FILE_COLUMNS, LABELS, METADATA_COLUMNS, OUTPUT_COLUMNS, OUTPUTS_METADATA_KEY, PREDICTION,
-    PREDICTIONS, InferenceLogError, _aware_ns, _Store,
+    LABEL_COLUMN,
+    LABEL_FILE_COLUMNS,
+    LABELS,
+    METADATA_COLUMNS,
+    OUTPUT_COLUMNS,
+    OUTPUTS_METADATA_KEY,
+    PREDICTION,
+    PREDICTIONS,
+    InferenceLogError,
+    _aware_ns,
+    _Store,
 )
 
 # reads are dominated by per-file latency on an object store; pyarrow releases the GIL
@@ -56,8 +66,9 @@ def _file_outputs(table) -> list[str]:
     return names
 
 
-def _read_files(store: _Store, paths: list[str], required: tuple[str, ...],
-                kind: str) -> list[tuple[pd.DataFrame, list[str]]]:
+def _read_files(
+    store: _Store, paths: list[str], required: tuple[str, ...], kind: str
+) -> list[tuple[pd.DataFrame, list[str]]]:
     """Each file as a frame, with its output columns (predictions files; [] for labels)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -69,16 +80,18 @@ def _read_files(store: _Store, paths: list[str], required: tuple[str, ...],
         except FileNotFoundError:
             return pd.DataFrame(), []  # removed between listing and reading (e.g. a retention job)
         except (pa.ArrowException, OSError, ValueError) as exc:
-            raise InferenceLogError(f"{location} is not a readable Parquet file (corrupt or truncated?): "
-                                    f"{exc}") from exc
+            raise InferenceLogError(
+                f"{location} is not a readable Parquet file (corrupt or truncated?): {exc}"
+            ) from exc
         try:
             outputs = _file_outputs(table) if kind == PREDICTIONS else []
         except ValueError as exc:
             raise InferenceLogError(f"{location} is not an inference log {kind} file: {exc}") from None
         absent = [name for name in (*required, *outputs) if name not in table.column_names]
         if absent:
-            raise InferenceLogError(f"{location} is not an inference log {kind} file: it lacks "
-                                    f"the column(s) {', '.join(absent)}")
+            raise InferenceLogError(
+                f"{location} is not an inference log {kind} file: it lacks the column(s) {', '.join(absent)}"
+            )
         return table.to_pandas(), outputs
 
     if len(paths) <= 1:
@@ -87,8 +100,7 @@ def _read_files(store: _Store, paths: list[str], required: tuple[str, ...],
         return list(pool.map(read, paths))
 
 
-def read_window(root: str | os.PathLike, start: datetime, end: datetime, *,
-                with_labels: bool = True) -> pd.DataFrame:
+def read_window(root: str | os.PathLike, start: datetime, end: datetime, *, with_labels: bool = True) -> pd.DataFrame:
     """The predictions with ``start <= timestamp < end``, in time order, with their labels.
 
     Columns: the log's own (``request_id``, ``timestamp``, ``model_name``,
@@ -116,8 +128,11 @@ def read_window(root: str | os.PathLike, start: datetime, end: datetime, *,
     store = _Store(root)
     days = _days(start_at, end_at)
     paths = [path for day in days for path in store.files(store.partition(PREDICTIONS, day))]
-    files = [(frame, names) for frame, names in _read_files(store, paths, METADATA_COLUMNS + (PREDICTION,),
-                                                             PREDICTIONS) if len(frame.columns)]
+    files = [
+        (frame, names)
+        for frame, names in _read_files(store, paths, METADATA_COLUMNS + (PREDICTION,), PREDICTIONS)
+        if len(frame.columns)
+    ]
     if not files:
         return _empty_predictions(with_labels)
 
@@ -138,7 +153,7 @@ def read_window(root: str | os.PathLike, start: datetime, end: datetime, *,
     labels = _latest_labels(store, days, predictions["request_id"])
     label_dtype = _label_dtype(labels[LABEL_COLUMN])
     joined = predictions.merge(labels, on="request_id", how="left", validate="many_to_one")
-    if label_dtype == object:
+    if label_dtype is object:
         joined[LABEL_COLUMN] = joined[LABEL_COLUMN].astype(object).where(joined[LABEL_COLUMN].notna(), None)
     else:
         joined[LABEL_COLUMN] = joined[LABEL_COLUMN].astype(label_dtype)
@@ -168,8 +183,11 @@ def _utc_ns(column: pd.Series) -> pd.Series:
 
 def _latest_labels(store: _Store, days: list[date], request_ids: pd.Series) -> pd.DataFrame:
     paths = [path for day in days for path in store.files(store.partition(LABELS, day))]
-    frames = [frame[list(LABEL_FILE_COLUMNS)] for frame, _ in _read_files(store, paths, LABEL_FILE_COLUMNS, LABELS)
-              if len(frame.columns)]
+    frames = [
+        frame[list(LABEL_FILE_COLUMNS)]
+        for frame, _ in _read_files(store, paths, LABEL_FILE_COLUMNS, LABELS)
+        if len(frame.columns)
+    ]
     if not frames or request_ids.empty:
         return pd.DataFrame({"request_id": pd.Series(dtype=object), LABEL_COLUMN: pd.Series(dtype="Int64")})
     if len({str(frame[LABEL_COLUMN].dtype) for frame in frames}) > 1:

@@ -5,17 +5,18 @@ described in :mod:`include.monitoring.inference_log`. This module holds what the
 writer, the label writer and the reader share: the column names, the partition
 paths, the time-ordered file names, and the UTC day of a time.
 """
+
 from __future__ import annotations
 
 import os
 import time
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
 
-from include.training import PROBABILITY_PREFIX
+from include.training import PROBABILITY_PREFIX as PROBABILITY_PREFIX  # re-exported by the package
 from include.util.fs import write_atomically
 
 PREDICTIONS = "predictions"
@@ -35,7 +36,7 @@ RESERVED_COLUMNS = frozenset(METADATA_COLUMNS + OUTPUT_COLUMNS + (LABEL_COLUMN,)
 
 _NS_PER_SECOND = 1_000_000_000
 _NS_PER_DAY = 86_400 * _NS_PER_SECOND
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InferenceLogError(Exception):
@@ -51,8 +52,9 @@ class _Store:
 
         text = os.fspath(root) if isinstance(root, os.PathLike) else root
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"the inference log root must be a folder or a URL such as s3://bucket/prefix, "
-                             f"got {root!r}")
+            raise ValueError(
+                f"the inference log root must be a folder or a URL such as s3://bucket/prefix, got {root!r}"
+            )
         self.root = text
         self.fs, base = fsspec.core.url_to_fs(text)
         self.base = base.rstrip("/") or "/"
@@ -99,7 +101,7 @@ def _time_ordered_uuid() -> uuid.UUID:
 
 def _file_name() -> str:
     file_id = _time_ordered_uuid()
-    written_at = datetime.fromtimestamp((file_id.int >> 80) / 1000, timezone.utc)
+    written_at = datetime.fromtimestamp((file_id.int >> 80) / 1000, UTC)
     return f"{written_at:%Y%m%dT%H%M%S}-{file_id.hex}.parquet"
 
 
@@ -125,7 +127,7 @@ def _aware_ns(value: datetime, what: str) -> int:
 def _as_day(value: Any, what: str) -> date:
     """A UTC calendar day from a date, an aware datetime or a 'YYYY-MM-DD' string."""
     if isinstance(value, datetime):
-        return datetime.fromtimestamp(_aware_ns(value, what) // _NS_PER_SECOND, timezone.utc).date()
+        return datetime.fromtimestamp(_aware_ns(value, what) // _NS_PER_SECOND, UTC).date()
     if isinstance(value, date):
         return value
     if isinstance(value, str):

@@ -5,22 +5,36 @@ the rows and keeps them by reference; a background thread encodes and writes the
 A store that fails is retried on every flush rather than failing a request, with a
 bound on the rows kept for that (see :class:`InferenceLogWriter`).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from include.monitoring.inference_log.store import (
-    _EPOCH, _NS_PER_DAY, OUTPUT_COLUMNS, OUTPUTS_METADATA_KEY, PREDICTION, PREDICTIONS, PROBABILITY,
-    PROBABILITY_PREFIX, RESERVED_COLUMNS, InferenceLogError, _aware_ns, _file_name, _parquet_bytes, _Store,
+    _EPOCH,
+    _NS_PER_DAY,
+    OUTPUT_COLUMNS,
+    OUTPUTS_METADATA_KEY,
+    PREDICTION,
+    PREDICTIONS,
+    PROBABILITY,
+    PROBABILITY_PREFIX,
+    RESERVED_COLUMNS,
+    InferenceLogError,
+    _aware_ns,
+    _file_name,
+    _parquet_bytes,
+    _Store,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,8 +51,10 @@ def _timestamps_ns(timestamps: Any, rows: int) -> int | np.ndarray:
     if isinstance(timestamps, datetime):
         return _aware_ns(timestamps, "timestamp")
     if isinstance(timestamps, (str, bytes)) or not hasattr(timestamps, "__len__"):
-        raise ValueError("timestamps must be a timezone-aware datetime (for every row) or a sequence "
-                         f"of them (one per row), got {type(timestamps).__name__}")
+        raise ValueError(
+            "timestamps must be a timezone-aware datetime (for every row) or a sequence "
+            f"of them (one per row), got {type(timestamps).__name__}"
+        )
     if len(timestamps) != rows:
         raise ValueError(f"{len(timestamps)} timestamps for {rows} rows")
     try:
@@ -76,13 +92,15 @@ class _EncodedFile:
 def _columns_of(features: Any) -> dict[str, np.ndarray]:
     if isinstance(features, pd.DataFrame):
         return {str(name): column.to_numpy() for name, column in features.items()}
-    return {str(name): values if type(values) is np.ndarray else np.asarray(values)
-            for name, values in features.items()}
+    return {
+        str(name): values if type(values) is np.ndarray else np.asarray(values) for name, values in features.items()
+    }
 
 
 def _is_output_name(name: Any) -> bool:
-    return name in OUTPUT_COLUMNS or (isinstance(name, str) and name.startswith(PROBABILITY_PREFIX)
-                                      and len(name) > len(PROBABILITY_PREFIX))
+    return name in OUTPUT_COLUMNS or (
+        isinstance(name, str) and name.startswith(PROBABILITY_PREFIX) and len(name) > len(PROBABILITY_PREFIX)
+    )
 
 
 def _outputs_of(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -99,8 +117,10 @@ def _outputs_of(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         elif array.dtype.kind in "OU":
             typed[name] = array.astype(object, copy=False)
         else:
-            raise TypeError(f"the output column {PREDICTION!r} holds {array.dtype} values: the log stores "
-                            "integer labels, numbers or class names")
+            raise TypeError(
+                f"the output column {PREDICTION!r} holds {array.dtype} values: the log stores "
+                "integer labels, numbers or class names"
+            )
     return typed
 
 
@@ -133,15 +153,24 @@ class InferenceLogWriter:
     that is not a folder or URL.
     """
 
-    def __init__(self, root: str | os.PathLike, model_name: str, flush_rows: int = DEFAULT_FLUSH_ROWS,
-                 flush_seconds: float = DEFAULT_FLUSH_SECONDS, *,
-                 max_retained_rows: int = DEFAULT_MAX_RETAINED_ROWS) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        model_name: str,
+        flush_rows: int = DEFAULT_FLUSH_ROWS,
+        flush_seconds: float = DEFAULT_FLUSH_SECONDS,
+        *,
+        max_retained_rows: int = DEFAULT_MAX_RETAINED_ROWS,
+    ) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
         if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
             raise ValueError(f"flush_rows must be a positive integer, got {flush_rows!r}")
-        if isinstance(flush_seconds, bool) or not isinstance(flush_seconds, (int, float)) \
-                or not 0 < flush_seconds < float("inf"):
+        if (
+            isinstance(flush_seconds, bool)
+            or not isinstance(flush_seconds, (int, float))
+            or not 0 < flush_seconds < float("inf")
+        ):
             raise ValueError(f"flush_seconds must be a positive number, got {flush_seconds!r}")
         if isinstance(max_retained_rows, bool) or not isinstance(max_retained_rows, int) or max_retained_rows < 0:
             raise ValueError(f"max_retained_rows must be a non-negative integer, got {max_retained_rows!r}")
@@ -170,8 +199,15 @@ class InferenceLogWriter:
 
     # ------------------------------------------------------------------ public
 
-    def append(self, features: pd.DataFrame | Mapping[str, Any], outputs: Mapping[str, Any], model_version: str,
-               request_ids: Sequence[str], timestamps: datetime | Sequence[datetime], *legacy: Any) -> None:
+    def append(
+        self,
+        features: pd.DataFrame | Mapping[str, Any],
+        outputs: Mapping[str, Any],
+        model_version: str,
+        request_ids: Sequence[str],
+        timestamps: datetime | Sequence[datetime],
+        *legacy: Any,
+    ) -> None:
         """Buffer one batch of predicted rows.
 
         ``features``: the model's input, a DataFrame or a mapping of column to values,
@@ -192,11 +228,17 @@ class InferenceLogWriter:
         """
         if not isinstance(outputs, Mapping):
             if len(legacy) != 1:
-                raise TypeError("append() takes the output columns as a mapping: append(features, "
-                                "{'probability': ..., 'prediction': ...}, model_version, request_ids, timestamps)")
+                raise TypeError(
+                    "append() takes the output columns as a mapping: append(features, "
+                    "{'probability': ..., 'prediction': ...}, model_version, request_ids, timestamps)"
+                )
             predictions = np.asarray(model_version, dtype=np.int64)  # a binary label, as it always was
-            outputs, model_version, request_ids, timestamps = \
-                {PROBABILITY: outputs, PREDICTION: predictions}, request_ids, timestamps, legacy[0]
+            outputs, model_version, request_ids, timestamps = (
+                {PROBABILITY: outputs, PREDICTION: predictions},
+                request_ids,
+                timestamps,
+                legacy[0],
+            )
         elif legacy:
             raise TypeError(f"append() takes 5 arguments after self, got {5 + len(legacy)}")
         rows = len(request_ids)
@@ -205,8 +247,10 @@ class InferenceLogWriter:
             raise ValueError(f"the outputs lack the column {PREDICTION!r} (got {', '.join(map(str, names))})")
         unknown = [name for name in names if not _is_output_name(name)]
         if unknown:
-            raise ValueError(f"unknown output column(s) {', '.join(map(repr, unknown))}: the log keeps "
-                             f"{PREDICTION!r}, {PROBABILITY!r} and {PROBABILITY_PREFIX}<class>")
+            raise ValueError(
+                f"unknown output column(s) {', '.join(map(repr, unknown))}: the log keeps "
+                f"{PREDICTION!r}, {PROBABILITY!r} and {PROBABILITY_PREFIX}<class>"
+            )
         for name, values in outputs.items():
             if len(values) != rows:
                 raise ValueError(f"{len(values)} values of the output column {name!r} for {rows} request ids")
@@ -274,11 +318,15 @@ class InferenceLogWriter:
             lost = sum(item.rows for item in self._retry)
             self._count_dropped(lost)
             self._retry = []
-            logger.error("%d inference log rows could not be written to %s before shutdown and are lost: %s",
-                         lost, self.root, self.last_error)
+            logger.error(
+                "%d inference log rows could not be written to %s before shutdown and are lost: %s",
+                lost,
+                self.root,
+                self.last_error,
+            )
         return written
 
-    def __enter__(self) -> "InferenceLogWriter":
+    def __enter__(self) -> InferenceLogWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -308,8 +356,12 @@ class InferenceLogWriter:
             except Exception as exc:
                 self.write_errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.error("could not write %d inference log rows to %s (%s); will retry",
-                             item.rows, self._store.location(item.path), self.last_error)
+                logger.error(
+                    "could not write %d inference log rows to %s (%s); will retry",
+                    item.rows,
+                    self._store.location(item.path),
+                    self.last_error,
+                )
                 # the store is failing: keep this file and the rest for the next flush
                 self._retry = pending[index:]
                 break
@@ -331,8 +383,13 @@ class InferenceLogWriter:
             oldest = self._retry.pop(0)
             retained -= oldest.rows
             self._count_dropped(oldest.rows)
-            logger.error("dropped %d inference log rows: %s keeps failing (%s) and more than %d rows wait "
-                         "for a retry", oldest.rows, self.root, self.last_error, self.max_retained_rows)
+            logger.error(
+                "dropped %d inference log rows: %s keeps failing (%s) and more than %d rows wait for a retry",
+                oldest.rows,
+                self.root,
+                self.last_error,
+                self.max_retained_rows,
+            )
 
     def _encode(self, batches: list[_Batch]) -> list[_EncodedFile]:
         """One file per day per column layout; a model reload may change the features mid-buffer."""
@@ -341,8 +398,12 @@ class InferenceLogWriter:
             try:
                 columns = _columns_of(batch.features)
                 outputs = _outputs_of(batch.outputs)
-                layout = (tuple(columns), tuple([values.dtype for values in columns.values()]),
-                          tuple(outputs), tuple([values.dtype for values in outputs.values()]))
+                layout = (
+                    tuple(columns),
+                    tuple([values.dtype for values in columns.values()]),
+                    tuple(outputs),
+                    tuple([values.dtype for values in outputs.values()]),
+                )
             except Exception as exc:
                 self._drop_unencodable(batch, exc)
                 continue
@@ -374,11 +435,16 @@ class InferenceLogWriter:
         self.write_errors += 1
         self._count_dropped(batch.rows)
         self.last_error = f"{type(exc).__name__}: {exc}"
-        logger.error("dropped %d inference log rows of model version %s that cannot be stored as Parquet: %s",
-                     batch.rows, batch.model_version, self.last_error)
+        logger.error(
+            "dropped %d inference log rows of model version %s that cannot be stored as Parquet: %s",
+            batch.rows,
+            batch.model_version,
+            self.last_error,
+        )
 
-    def _encode_group(self, members: list[tuple[_Batch, dict[str, np.ndarray], dict[str, np.ndarray]]]
-                      ) -> list[_EncodedFile]:
+    def _encode_group(
+        self, members: list[tuple[_Batch, dict[str, np.ndarray], dict[str, np.ndarray]]]
+    ) -> list[_EncodedFile]:
         import pyarrow as pa
 
         batches = [member[0] for member in members]
@@ -386,9 +452,14 @@ class InferenceLogWriter:
         if all(isinstance(batch.timestamps, int) for batch in batches):
             stamps = np.repeat(np.array([batch.timestamps for batch in batches], dtype=np.int64), counts)
         else:
-            stamps = np.concatenate([
-                np.full(batch.rows, batch.timestamps, dtype=np.int64) if isinstance(batch.timestamps, int)
-                else batch.timestamps for batch in batches])
+            stamps = np.concatenate(
+                [
+                    np.full(batch.rows, batch.timestamps, dtype=np.int64)
+                    if isinstance(batch.timestamps, int)
+                    else batch.timestamps
+                    for batch in batches
+                ]
+            )
         request_ids: list[str] = []
         for batch in batches:
             request_ids.extend(batch.request_ids)

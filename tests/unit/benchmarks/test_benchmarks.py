@@ -1,4 +1,5 @@
 """The benchmark machinery (not the figures): what it compares, how it measures, what the table says."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,10 +54,16 @@ def test_the_top_level_variant_survives_an_import_that_only_works_in_a_task():
 
 
 def test_drift_comparison_counts_verdicts_and_the_largest_score_gap():
-    project = {"seconds": 2.0, "peak_added_bytes": 100,
-               "scores": {"a": [0.5, True], "b": [0.05, False], "c": [0.1000001, True]}}
-    evidently = {"seconds": 50.0, "peak_added_bytes": 1000,
-                 "scores": {"a": [0.5, True], "b": [0.0499, False], "c": [0.0999999, False]}}
+    project = {
+        "seconds": 2.0,
+        "peak_added_bytes": 100,
+        "scores": {"a": [0.5, True], "b": [0.05, False], "c": [0.1000001, True]},
+    }
+    evidently = {
+        "seconds": 50.0,
+        "peak_added_bytes": 1000,
+        "scores": {"a": [0.5, True], "b": [0.0499, False], "c": [0.0999999, False]},
+    }
 
     result = drift.compare(project, evidently)
 
@@ -84,15 +91,16 @@ def test_peak_memory_of_a_block_counts_what_it_allocated():
     import numpy as np
 
     with common.measured() as cost:
-        block = np.ones(40 * 2 ** 20 // 8)  # 40 MiB, touched
+        block = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
         del block
 
-    assert cost["peak_added_bytes"] >= 35 * 2 ** 20
+    assert cost["peak_added_bytes"] >= 35 * 2**20
     assert cost["peak_rss_bytes"] >= cost["peak_added_bytes"]
 
 
 def _load_against(handle, path: str, bodies: list[bytes], **load) -> dict:
     """``loadgen.run_load`` against a raw asyncio HTTP server on 127.0.0.1 that answers with ``handle``."""
+
     async def scenario():
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -112,8 +120,9 @@ def test_the_load_generator_keeps_c_requests_in_flight_and_reports_percentiles()
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError:
                 break
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             received.append(await reader.readexactly(length))
             in_flight["now"] += 1
             in_flight["most"] = max(in_flight["most"], in_flight["now"])
@@ -124,8 +133,7 @@ def test_the_load_generator_keeps_c_requests_in_flight_and_reports_percentiles()
             await writer.drain()
         writer.close()
 
-    result = _load_against(handle, "/invocations", [b'{"a": 1}', b'{"a": 2}'], concurrency=4, seconds=0.5,
-                           warmup=0.1)
+    result = _load_against(handle, "/invocations", [b'{"a": 1}', b'{"a": 2}'], concurrency=4, seconds=0.5, warmup=0.1)
 
     assert result["requests"] > 0 and result["concurrency"] == 4
     assert in_flight["most"] == 4
@@ -147,33 +155,107 @@ def test_the_load_generator_fails_on_an_error_answer():
 
 # ------------------------------------------------------------------------------------------ the table
 def _results(serving_ratio: float, latency: float, parse_ms: float = 30.0) -> dict[str, dict]:
-    size = {"rows": 1_000_000, "runs": 1, "project_seconds": 3.0, "evidently_seconds": 120.0, "speedup": 40.0,
-            "project_peak_added_bytes": 200 * 2 ** 20, "evidently_peak_added_bytes": 1000 * 2 ** 20,
-            "project_peak_rss_bytes": 800 * 2 ** 20, "evidently_peak_rss_bytes": 1700 * 2 ** 20,
-            "memory_ratio": 0.2, "verdicts_agree": 21, "columns": 21, "max_score_difference": 1e-12}
-    level = {"concurrency": 1, "project_throughput": 300.0 * serving_ratio, "mlflow_throughput": 300.0,
-             "throughput_ratio": serving_ratio, "project_p50_ms": 1.0, "mlflow_p50_ms": 3.0, "project_p99_ms": 2.0,
-             "mlflow_p99_ms": 9.0}
+    size = {
+        "rows": 1_000_000,
+        "runs": 1,
+        "project_seconds": 3.0,
+        "evidently_seconds": 120.0,
+        "speedup": 40.0,
+        "project_peak_added_bytes": 200 * 2**20,
+        "evidently_peak_added_bytes": 1000 * 2**20,
+        "project_peak_rss_bytes": 800 * 2**20,
+        "evidently_peak_rss_bytes": 1700 * 2**20,
+        "memory_ratio": 0.2,
+        "verdicts_agree": 21,
+        "columns": 21,
+        "max_score_difference": 1e-12,
+    }
+    level = {
+        "concurrency": 1,
+        "project_throughput": 300.0 * serving_ratio,
+        "mlflow_throughput": 300.0,
+        "throughput_ratio": serving_ratio,
+        "project_p50_ms": 1.0,
+        "mlflow_p50_ms": 3.0,
+        "project_p99_ms": 2.0,
+        "mlflow_p99_ms": 9.0,
+    }
     return {
-        "machine": {"cpu": "Test CPU", "cores": 2, "memory_gib": 8.0, "gpu": None, "os": "Linux", "python": "3.11",
-                    "versions": {"mlflow": "3"}, "load_average": [0.1, 0.1, 0.1], "quick": False,
-                    "started_at": "today"},
-        "parse": {"runs": 5, "target_ms": 50.0, "bare_interpreter_ms": 20.0, "airflow_sdk_process_ms": 900.0,
-                  "minimal_dag_ms": 25.0, "minimal_dag_modules": 40, "minimal_dag_processor_ms": 10.0,
-                  "hitl_import_ms": 9.0,
-                  "files": [{"dag_file": "dags/ml_training.py", "parse_ms": parse_ms, "process_ms": 950.0,
-                             "modules": 50, "ml_modules": [], "top_level_parse_ms": 2000.0,
-                             "top_level_process_ms": 3000.0, "top_level_modules": 2000,
-                             "top_level_ml_modules": ["numpy"], "ratio": 60.0, "processor_parse_ms": 20.0}]},
+        "machine": {
+            "cpu": "Test CPU",
+            "cores": 2,
+            "memory_gib": 8.0,
+            "gpu": None,
+            "os": "Linux",
+            "python": "3.11",
+            "versions": {"mlflow": "3"},
+            "load_average": [0.1, 0.1, 0.1],
+            "quick": False,
+            "started_at": "today",
+        },
+        "parse": {
+            "runs": 5,
+            "target_ms": 50.0,
+            "bare_interpreter_ms": 20.0,
+            "airflow_sdk_process_ms": 900.0,
+            "minimal_dag_ms": 25.0,
+            "minimal_dag_modules": 40,
+            "minimal_dag_processor_ms": 10.0,
+            "hitl_import_ms": 9.0,
+            "files": [
+                {
+                    "dag_file": "dags/ml_training.py",
+                    "parse_ms": parse_ms,
+                    "process_ms": 950.0,
+                    "modules": 50,
+                    "ml_modules": [],
+                    "top_level_parse_ms": 2000.0,
+                    "top_level_process_ms": 3000.0,
+                    "top_level_modules": 2000,
+                    "top_level_ml_modules": ["numpy"],
+                    "ratio": 60.0,
+                    "processor_parse_ms": 20.0,
+                }
+            ],
+        },
         "drift": {"sizes": [size], "columns": {"numeric": 15, "categorical": 5, "prediction": 1}, "threshold": 0.1},
-        "serving": {"model": "models:/m/1", "model_type": "torch_mlp", "runs": 3, "seconds": 10.0,
-                    "warmup_seconds": 2.0, "largest_answer_gap": 0.0, "levels": [level]},
-        "orchestration": {"training_runs": [{}], "drift_windows": [{}], "wall_seconds": 60.0, "task_seconds": 50.0,
-                          "tasks": 8, "overhead_seconds": 10.0, "overhead_per_task_seconds": 1.25, "ratio": 1.2,
-                          "latency_seconds": latency, "latency_max_seconds": latency},
-        "training": {"gpu": None, "epochs": 10, "results": [
-            {"model_type": "torch_mlp", "device": "cpu", "device_name": "cpu", "rows": 8960, "fits": 3,
-             "epoch_seconds": 0.08, "first_epoch_seconds": 0.1, "fit_seconds": 1.0}]},
+        "serving": {
+            "model": "models:/m/1",
+            "model_type": "torch_mlp",
+            "runs": 3,
+            "seconds": 10.0,
+            "warmup_seconds": 2.0,
+            "largest_answer_gap": 0.0,
+            "levels": [level],
+        },
+        "orchestration": {
+            "training_runs": [{}],
+            "drift_windows": [{}],
+            "wall_seconds": 60.0,
+            "task_seconds": 50.0,
+            "tasks": 8,
+            "overhead_seconds": 10.0,
+            "overhead_per_task_seconds": 1.25,
+            "ratio": 1.2,
+            "latency_seconds": latency,
+            "latency_max_seconds": latency,
+        },
+        "training": {
+            "gpu": None,
+            "epochs": 10,
+            "results": [
+                {
+                    "model_type": "torch_mlp",
+                    "device": "cpu",
+                    "device_name": "cpu",
+                    "rows": 8960,
+                    "fits": 3,
+                    "epoch_seconds": 0.08,
+                    "first_epoch_seconds": 0.1,
+                    "fit_seconds": 1.0,
+                }
+            ],
+        },
     }
 
 

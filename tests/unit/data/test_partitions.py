@@ -1,4 +1,5 @@
 """Reading the landing zone: which days exist, window bounds, and broken partitions."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -36,8 +37,9 @@ def test_no_landing_folder_means_no_dates(spec):
 def test_read_window_is_start_inclusive_end_exclusive_in_date_order(spec, landed):
     frame = read_window(spec, date(2026, 10, 2), date(2026, 10, 4))
 
-    expected = pd.concat([generate_day(spec, date(2026, 10, 2), 30, 7),
-                          generate_day(spec, date(2026, 10, 3), 30, 7)], ignore_index=True)
+    expected = pd.concat(
+        [generate_day(spec, date(2026, 10, 2), 30, 7), generate_day(spec, date(2026, 10, 3), 30, 7)], ignore_index=True
+    )
     pd.testing.assert_frame_equal(frame, expected)
     assert list(frame.index) == list(range(60))
     assert "date" not in frame.columns, "the partition folder name must not become a column"
@@ -46,8 +48,7 @@ def test_read_window_is_start_inclusive_end_exclusive_in_date_order(spec, landed
 def test_empty_window_names_dataset_dates_and_location(spec, landed):
     with pytest.raises(DataError) as error:
         read_window(spec, date(2026, 1, 1), date(2026, 1, 29))
-    assert str(error.value) == (
-        f"no partitions of customer_churn between 2026-01-01 and 2026-01-29 in {spec.location}")
+    assert str(error.value) == (f"no partitions of customer_churn between 2026-01-01 and 2026-01-29 in {spec.location}")
     with pytest.raises(DataError, match="start 2026-10-03 is not before end 2026-10-02"):
         read_window(spec, date(2026, 10, 3), date(2026, 10, 2))
     assert issubclass(DataError, ValueError)

@@ -1,4 +1,5 @@
 """The DVC data registry, on a real git + DVC repository and a real local DVC remote."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,9 @@ START, END = date(2026, 10, 1), date(2026, 10, 4)
 
 
 def _frame(spec, first=START, days=3, rows=60) -> pd.DataFrame:
-    return pd.concat([generate_day(spec, first + timedelta(days=offset), rows, 7) for offset in range(days)],
-                     ignore_index=True)
+    return pd.concat(
+        [generate_day(spec, first + timedelta(days=offset), rows, 7) for offset in range(days)], ignore_index=True
+    )
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -75,7 +77,8 @@ def test_snapshot_commits_the_dvc_file_and_pushes_the_bytes(shared):
     assert len(ref.rev) == 40
     assert f"md5: {ref.md5}" in _git(repo, "show", f"{ref.rev}:{ref.path}.dvc")
     assert _git(repo, "log", "-1", "--format=%s", ref.rev) == (
-        f"snapshot customer_churn 2026-10-01..2026-10-04, md5 {ref.md5}")
+        f"snapshot customer_churn 2026-10-01..2026-10-04, md5 {ref.md5}"
+    )
     assert _git(repo, "status", "--porcelain") == ""
     assert (Path(registry.remote) / "files" / "md5" / ref.md5[:2] / ref.md5[2:]).is_file()
 
@@ -156,12 +159,15 @@ def test_ref_travels_as_json(shared):
         DatasetRef.from_dict(broken)
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"rev": "0123456789abcdef0123456789abcdef01234567"}, "does not exist in the registry"),
-    ({"path": "snapshots/customer_churn/2020-01-01_2020-01-02.parquet"}, "is not tracked at rev"),
-    ({"md5": "0" * 32}, "hash to md5"),
-    ({"repo": "/nonexistent/registry"}, "is not a data registry"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"rev": "0123456789abcdef0123456789abcdef01234567"}, "does not exist in the registry"),
+        ({"path": "snapshots/customer_churn/2020-01-01_2020-01-02.parquet"}, "is not tracked at rev"),
+        ({"md5": "0" * 32}, "hash to md5"),
+        ({"repo": "/nonexistent/registry"}, "is not a data registry"),
+    ],
+)
 def test_a_version_that_cannot_be_produced_exactly_is_an_error_naming_it(shared, change, reason):
     _, _, ref = shared
     wrong = dataclasses.replace(ref, **change)
@@ -239,7 +245,7 @@ def test_concurrent_snapshots_are_serialised(tmp_path, demo_spec):
     repo = tmp_path / "registry"
     assert _commits(repo) == 3  # initialisation + one commit per snapshot
     assert _git(repo, "status", "--porcelain") == ""
-    for ref, frame in zip(refs, frames):
+    for ref, frame in zip(refs, frames, strict=False):
         pd.testing.assert_frame_equal(load(ref), frame)
 
 

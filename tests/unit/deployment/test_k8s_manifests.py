@@ -1,5 +1,6 @@
 """The serving manifests: valid for recent Kubernetes versions (strict schemas), pinned to the
 model version, hardened, and with no secret value in them."""
+
 from __future__ import annotations
 
 import copy
@@ -47,10 +48,17 @@ def config_from(environ: dict[str, str]) -> ServingConfig:
 
 CONFIGS = {
     "defaults": {},
-    "autoscaled": {"MLOPS_SERVING_HPA": "true", "MLOPS_SERVING_MIN_REPLICAS": "3", "MLOPS_SERVING_MAX_REPLICAS": "12",
-                   "MLOPS_SERVING_CPU_TARGET": "60", "MLOPS_SERVING_CONFIGMAP": "mlflow-endpoint",
-                   "MLOPS_SERVING_SERVICE_ACCOUNT": "model-server", "MLOPS_SERVING_IMAGE_PULL_SECRET": "ghcr-pull",
-                   "MLOPS_SERVING_CPU_LIMIT": "", "MLOPS_SERVING_INFERENCE_LOG": "off"},
+    "autoscaled": {
+        "MLOPS_SERVING_HPA": "true",
+        "MLOPS_SERVING_MIN_REPLICAS": "3",
+        "MLOPS_SERVING_MAX_REPLICAS": "12",
+        "MLOPS_SERVING_CPU_TARGET": "60",
+        "MLOPS_SERVING_CONFIGMAP": "mlflow-endpoint",
+        "MLOPS_SERVING_SERVICE_ACCOUNT": "model-server",
+        "MLOPS_SERVING_IMAGE_PULL_SECRET": "ghcr-pull",
+        "MLOPS_SERVING_CPU_LIMIT": "",
+        "MLOPS_SERVING_INFERENCE_LOG": "off",
+    },
 }
 
 
@@ -66,8 +74,10 @@ def the_container(deployment: dict) -> dict:
 
 
 def test_the_kubernetes_versions_are_the_newest_shipped():
-    shipped = sorted({re.match(r"\d+\.\d+", version).group(0) for version in all_versions()},
-                     key=lambda version: tuple(map(int, version.split("."))))
+    shipped = sorted(
+        {re.match(r"\d+\.\d+", version).group(0) for version in all_versions()},
+        key=lambda version: tuple(map(int, version.split("."))),
+    )
     assert tuple(shipped[-3:]) == KUBERNETES_VERSIONS
 
 
@@ -76,16 +86,20 @@ def test_every_manifest_validates_strictly(config, kubernetes_version):
     manifests = render_all(MODEL_NAME, "7", config)
 
     assert [m["kind"] for m in manifests] == ["Deployment", "Service"] + (
-        ["HorizontalPodAutoscaler"] if config.hpa_enabled else [])
+        ["HorizontalPodAutoscaler"] if config.hpa_enabled else []
+    )
     for manifest in manifests:
         assert kubernetes_validate.validate(manifest, kubernetes_version, strict=True) == kubernetes_version
 
 
-@pytest.mark.parametrize("break_it", [
-    lambda d: the_container(d).update(readinessprobe=the_container(d).pop("readinessProbe")),  # a typo'd key
-    lambda d: d["spec"].update(replicas="2"),
-    lambda d: d["spec"].pop("selector"),
-])
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda d: the_container(d).update(readinessprobe=the_container(d).pop("readinessProbe")),  # a typo'd key
+        lambda d: d["spec"].update(replicas="2"),
+        lambda d: d["spec"].pop("selector"),
+    ],
+)
 def test_the_strict_validation_catches_a_broken_deployment(break_it):
     deployment = render_deployment(MODEL_NAME, "7", config_from({}))
     broken = copy.deepcopy(deployment)
@@ -101,15 +115,24 @@ def test_the_deployment_is_pinned_to_the_model_version(config):
 
     assert container["image"] == "ghcr.io/example/churn-serving:latest"
     assert container["command"] == ["python", "-m", "include.serving"]
-    assert container["args"][:9] == ["--host", "0.0.0.0", "--allow-remote", "--port", "8080",
-                                     "--model-name", MODEL_NAME, "--version", "7"]
-    assert container["args"][9:] == (["--inference-log", config.inference_log] if config.inference_log
-                                     else ["--no-inference-log"])
+    assert container["args"][:9] == [
+        "--host",
+        "0.0.0.0",
+        "--allow-remote",
+        "--port",
+        "8080",
+        "--model-name",
+        MODEL_NAME,
+        "--version",
+        "7",
+    ]
+    assert container["args"][9:] == (
+        ["--inference-log", config.inference_log] if config.inference_log else ["--no-inference-log"]
+    )
     assert deployment["metadata"]["labels"]["model-version"] == "7"
     assert deployment["metadata"]["annotations"]["model-version"] == "7"
     assert deployment["spec"]["template"]["metadata"]["labels"]["model-version"] == "7"
-    assert deployment["spec"]["template"]["metadata"]["annotations"]["mlops/model-uri"] == \
-        f"models:/{MODEL_NAME}/7"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["mlops/model-uri"] == f"models:/{MODEL_NAME}/7"
     assert deployment_version(deployment) == "7"
     # another version changes the pod template (a new ReplicaSet) but never the selector (immutable)
     other = render_deployment(MODEL_NAME, "8", config)
@@ -140,17 +163,26 @@ def test_the_image_runs_as_the_user_and_port_the_manifest_expects():
 
 
 def test_probes_resources_and_rollout_strategy():
-    config = config_from({"MLOPS_SERVING_CPU_REQUEST": "250m", "MLOPS_SERVING_MEMORY_REQUEST": "768Mi",
-                          "MLOPS_SERVING_CPU_LIMIT": "1500m", "MLOPS_SERVING_MEMORY_LIMIT": "3Gi",
-                          "MLOPS_SERVING_REPLICAS": "3", "MLOPS_SERVING_PROGRESS_DEADLINE": "240"})
+    config = config_from(
+        {
+            "MLOPS_SERVING_CPU_REQUEST": "250m",
+            "MLOPS_SERVING_MEMORY_REQUEST": "768Mi",
+            "MLOPS_SERVING_CPU_LIMIT": "1500m",
+            "MLOPS_SERVING_MEMORY_LIMIT": "3Gi",
+            "MLOPS_SERVING_REPLICAS": "3",
+            "MLOPS_SERVING_PROGRESS_DEADLINE": "240",
+        }
+    )
     deployment = render_deployment(MODEL_NAME, "7", config)
     container = the_container(deployment)
 
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
     assert container["readinessProbe"]["periodSeconds"] <= container["livenessProbe"]["periodSeconds"]
-    assert container["resources"] == {"requests": {"cpu": "250m", "memory": "768Mi"},
-                                      "limits": {"cpu": "1500m", "memory": "3Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "768Mi"},
+        "limits": {"cpu": "1500m", "memory": "3Gi"},
+    }
     spec = deployment["spec"]
     assert spec["replicas"] == 3
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
@@ -196,50 +228,72 @@ def test_credentials_come_from_a_secret_and_no_secret_value_is_rendered(monkeypa
 
     tracking = {item["name"]: item for item in the_container(render_deployment(MODEL_NAME, "7", plain))["env"]}
     assert tracking["MLFLOW_TRACKING_URI"]["value"] == BASE_ENV["MLFLOW_TRACKING_URI"]
-    tracking = {item["name"]: item for item in
-                the_container(render_deployment(MODEL_NAME, "7", from_configmap))["env"]}
-    assert tracking["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "valueFrom": {
-        "configMapKeyRef": {"name": "mlflow-endpoint", "key": "MLFLOW_TRACKING_URI"}}}
+    tracking = {item["name"]: item for item in the_container(render_deployment(MODEL_NAME, "7", from_configmap))["env"]}
+    assert tracking["MLFLOW_TRACKING_URI"] == {
+        "name": "MLFLOW_TRACKING_URI",
+        "valueFrom": {"configMapKeyRef": {"name": "mlflow-endpoint", "key": "MLFLOW_TRACKING_URI"}},
+    }
 
 
-@pytest.mark.parametrize("environ, refused", [
-    ({"MLOPS_SERVING_TRACKING_URI": "https://admin:hunter2@mlflow.example.com"}, "carries a password"),
-    ({"MLFLOW_TRACKING_URI": "sqlite:////srv/mlflow.db"}, "local store the pods cannot reach"),
-    ({"MLOPS_INFERENCE_LOG": "/var/lib/inference-log"}, "is a local path"),
-    ({"MLOPS_SERVING_REPLICAS": "two"}, "MLOPS_SERVING_REPLICAS='two' is not a whole number"),
-    ({"MLOPS_SERVING_REPLICAS": "0"}, "replicas must be at least 1"),
-    ({"MLOPS_SERVING_HPA": "maybe"}, "MLOPS_SERVING_HPA='maybe' is not true or false"),
-    ({"MLOPS_SERVING_HPA": "1", "MLOPS_SERVING_MIN_REPLICAS": "5", "MLOPS_SERVING_MAX_REPLICAS": "2"},
-     "min replicas <= max replicas"),
-    ({"MLOPS_SERVING_CPU_REQUEST": "lots"}, "not a Kubernetes quantity"),
-    ({"MLOPS_SERVING_NAME": "Churn_Serving"}, "not a DNS label"),
-    ({"MLOPS_SERVING_NAMESPACE": "ml serving"}, "not a DNS label"),
-    ({"MLOPS_SERVING_IMAGE_PULL_POLICY": "Sometimes"}, "pull policy"),
-])
+@pytest.mark.parametrize(
+    "environ, refused",
+    [
+        ({"MLOPS_SERVING_TRACKING_URI": "https://admin:hunter2@mlflow.example.com"}, "carries a password"),
+        ({"MLFLOW_TRACKING_URI": "sqlite:////srv/mlflow.db"}, "local store the pods cannot reach"),
+        ({"MLOPS_INFERENCE_LOG": "/var/lib/inference-log"}, "is a local path"),
+        ({"MLOPS_SERVING_REPLICAS": "two"}, "MLOPS_SERVING_REPLICAS='two' is not a whole number"),
+        ({"MLOPS_SERVING_REPLICAS": "0"}, "replicas must be at least 1"),
+        ({"MLOPS_SERVING_HPA": "maybe"}, "MLOPS_SERVING_HPA='maybe' is not true or false"),
+        (
+            {"MLOPS_SERVING_HPA": "1", "MLOPS_SERVING_MIN_REPLICAS": "5", "MLOPS_SERVING_MAX_REPLICAS": "2"},
+            "min replicas <= max replicas",
+        ),
+        ({"MLOPS_SERVING_CPU_REQUEST": "lots"}, "not a Kubernetes quantity"),
+        ({"MLOPS_SERVING_NAME": "Churn_Serving"}, "not a DNS label"),
+        ({"MLOPS_SERVING_NAMESPACE": "ml serving"}, "not a DNS label"),
+        ({"MLOPS_SERVING_IMAGE_PULL_POLICY": "Sometimes"}, "pull policy"),
+    ],
+)
 def test_a_bad_configuration_is_refused_with_its_reason(environ, refused):
     with pytest.raises(ValueError, match=re.escape(refused)):
         config_from(environ)
 
 
 def test_the_configuration_comes_from_the_environment():
-    config = config_from({"MLOPS_SERVING_NAMESPACE": "churn-prod", "MLOPS_SERVING_IMAGE": "reg.example/serve@sha256:ab",
-                          "MLOPS_SERVING_REPLICAS": "4", "MLOPS_SERVING_NAME": "churn-api",
-                          "MLOPS_SERVING_URL": "http://churn-api.example/", "MLOPS_SERVING_SECRET": ""})
+    config = config_from(
+        {
+            "MLOPS_SERVING_NAMESPACE": "churn-prod",
+            "MLOPS_SERVING_IMAGE": "reg.example/serve@sha256:ab",
+            "MLOPS_SERVING_REPLICAS": "4",
+            "MLOPS_SERVING_NAME": "churn-api",
+            "MLOPS_SERVING_URL": "http://churn-api.example/",
+            "MLOPS_SERVING_SECRET": "",
+        }
+    )
 
     assert (config.namespace, config.image, config.replicas, config.resource_name(MODEL_NAME)) == (
-        "churn-prod", "reg.example/serve@sha256:ab", 4, "churn-api")
+        "churn-prod",
+        "reg.example/serve@sha256:ab",
+        4,
+        "churn-api",
+    )
     assert config.credentials_secret is None
     assert "envFrom" not in the_container(render_deployment(MODEL_NAME, "1", config))
     assert config.service_url(MODEL_NAME) == "http://churn-api.example"
     assert config.inference_log == BASE_ENV["MLOPS_INFERENCE_LOG"]
-    assert config_from({}).service_url(MODEL_NAME) == \
-        "http://customer-churn-serving.ml-serving.svc.cluster.local"
+    assert config_from({}).service_url(MODEL_NAME) == "http://customer-churn-serving.ml-serving.svc.cluster.local"
     assert config_from({"MLOPS_SERVING_INFERENCE_LOG": "off"}).inference_log is None
 
 
 def test_labels_and_selectors_tie_the_deployment_service_and_hpa_together():
-    config = config_from({"MLOPS_SERVING_HPA": "true", "MLOPS_SERVING_MIN_REPLICAS": "2",
-                          "MLOPS_SERVING_MAX_REPLICAS": "10", "MLOPS_SERVING_CPU_TARGET": "65"})
+    config = config_from(
+        {
+            "MLOPS_SERVING_HPA": "true",
+            "MLOPS_SERVING_MIN_REPLICAS": "2",
+            "MLOPS_SERVING_MAX_REPLICAS": "10",
+            "MLOPS_SERVING_CPU_TARGET": "65",
+        }
+    )
     deployment, service, hpa = render_all(MODEL_NAME, "7", config)
     name = "customer-churn-serving"
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -260,8 +314,9 @@ def test_labels_and_selectors_tie_the_deployment_service_and_hpa_together():
     assert service["spec"]["ports"][0]["targetPort"] == the_container(deployment)["ports"][0]["name"]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
-    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 65}}}]
+    assert hpa["spec"]["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 65}}}
+    ]
     # the autoscaler computes utilisation against the CPU request, which must be set
     assert the_container(deployment)["resources"]["requests"]["cpu"]
     assert deployment["spec"]["replicas"] == 2
@@ -269,12 +324,15 @@ def test_labels_and_selectors_tie_the_deployment_service_and_hpa_together():
     assert render_service(MODEL_NAME, config) == service
 
 
-@pytest.mark.parametrize("model_name, expected", [
-    ("customer_churn", "customer-churn-serving"),
-    ("Fraud Detection v2", "fraud-detection-v2-serving"),
-    ("2024_model", "model-serving"),
-    ("x" * 80, "x" * 55 + "-serving"),
-])
+@pytest.mark.parametrize(
+    "model_name, expected",
+    [
+        ("customer_churn", "customer-churn-serving"),
+        ("Fraud Detection v2", "fraud-detection-v2-serving"),
+        ("2024_model", "model-serving"),
+        ("x" * 80, "x" * 55 + "-serving"),
+    ],
+)
 def test_serving_names_are_dns_labels(model_name, expected):
     assert serving_name(model_name) == expected
     assert re.match(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", expected)

@@ -17,6 +17,7 @@ No cluster here, so three stand-ins, each as close to the real thing as fits in 
   model version.
 - the MLflow registry is real (SQLite, ``mlops_env``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,8 +44,12 @@ from tests.unit.serving_models import ChurnModel, RaisingModel, forget_mlflow_ur
 MODEL_NAME = "customer_churn"
 NAMESPACE = "ml-serving"
 NAME = "customer-churn-serving"
-KINDS = {"deployments": "Deployment", "services": "Service", "horizontalpodautoscalers": "HorizontalPodAutoscaler",
-         "pods": "Pod"}
+KINDS = {
+    "deployments": "Deployment",
+    "services": "Service",
+    "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "pods": "Pod",
+}
 GROUP_VERSIONS = {"deployments": "apps/v1", "services": "v1", "horizontalpodautoscalers": "autoscaling/v2"}
 
 
@@ -64,8 +69,13 @@ class _Response:
 
 
 def _error(status: int, reason: str, message: str) -> ApiException:
-    return ApiException(http_resp=_Response(status, {"kind": "Status", "status": "Failure", "message": message,
-                                                     "reason": reason, "code": status}, reason))
+    return ApiException(
+        http_resp=_Response(
+            status,
+            {"kind": "Status", "status": "Failure", "message": message, "reason": reason, "code": status},
+            reason,
+        )
+    )
 
 
 def _same(left: dict | None, right: dict | None) -> bool:
@@ -90,18 +100,32 @@ class FakeKubernetes(ApiClient):
 
     # ------------------------------------------------------------ HTTP layer
 
-    def request(self, method, url, query_params=None, headers=None, post_params=None, body=None,
-                _preload_content=True, _request_timeout=None):
+    def request(
+        self,
+        method,
+        url,
+        query_params=None,
+        headers=None,
+        post_params=None,
+        body=None,
+        _preload_content=True,
+        _request_timeout=None,
+    ):
         parts = [part for part in urlsplit(url).path.split("/") if part]
         namespace_at = parts.index("namespaces")
         assert parts[namespace_at + 1] == NAMESPACE, f"the deployer used namespace {parts[namespace_at + 1]}"
-        rest = parts[namespace_at + 2:]
+        rest = parts[namespace_at + 2 :]
         plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
         kind = KINDS[plural]
         assert "/".join(parts[1:namespace_at]) == GROUP_VERSIONS.get(plural, "v1"), url
         query = {key: value for key, value in (query_params or [])}
-        verb = {("GET", False): "read", ("GET", True): "read_status", ("POST", False): "create",
-                ("PUT", False): "replace", ("DELETE", False): "delete"}[(method, sub == "status")]
+        verb = {
+            ("GET", False): "read",
+            ("GET", True): "read_status",
+            ("POST", False): "create",
+            ("PUT", False): "replace",
+            ("DELETE", False): "delete",
+        }[(method, sub == "status")]
         if method == "GET" and name is None:
             verb = "list"
         self.calls.append((verb, kind))
@@ -111,8 +135,11 @@ class FakeKubernetes(ApiClient):
         if pending:
             self.conflicts[(verb, kind)] = pending - 1
             self._bump(self.objects[(plural, name or body["metadata"]["name"])])  # someone else wrote it
-            raise _error(409, "Conflict", "the object has been modified; please apply your changes to the "
-                                          "latest version and try again")
+            raise _error(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
         handler = getattr(self, f"_{verb}")
         return _Response(*handler(plural, name, body, query))
 
@@ -206,22 +233,39 @@ class FakeKubernetes(ApiClient):
             status["observedGeneration"] = generation - 1
             return
         status["observedGeneration"] = generation
-        behaviour = "ready" if _same(template, self.ready_template) else self.behaviour.get(_version(template),
-                                                                                           "ready")
+        behaviour = "ready" if _same(template, self.ready_template) else self.behaviour.get(_version(template), "ready")
         old = 0 if self.ready_template is None else wanted
         if behaviour == "ready" and polls >= 1:
-            status.update(replicas=wanted, updatedReplicas=wanted, readyReplicas=wanted, availableReplicas=wanted,
-                          conditions=[_condition("Available", "True", "MinimumReplicasAvailable"),
-                                      _condition("Progressing", "True", "NewReplicaSetAvailable")])
+            status.update(
+                replicas=wanted,
+                updatedReplicas=wanted,
+                readyReplicas=wanted,
+                availableReplicas=wanted,
+                conditions=[
+                    _condition("Available", "True", "MinimumReplicasAvailable"),
+                    _condition("Progressing", "True", "NewReplicaSetAvailable"),
+                ],
+            )
             status.pop("unavailableReplicas", None)
             self.ready_template = copy.deepcopy(template)
             return
-        status.update(replicas=old + 1, updatedReplicas=1, readyReplicas=old, availableReplicas=old,
-                      unavailableReplicas=1,
-                      conditions=[_condition("Progressing", "True", "ReplicaSetUpdated")])
+        status.update(
+            replicas=old + 1,
+            updatedReplicas=1,
+            readyReplicas=old,
+            availableReplicas=old,
+            unavailableReplicas=1,
+            conditions=[_condition("Progressing", "True", "ReplicaSetUpdated")],
+        )
         if behaviour == "deadline" and polls >= 2:
-            status["conditions"] = [_condition("Progressing", "False", "ProgressDeadlineExceeded",
-                                               f'ReplicaSet "{NAME}-2" has timed out progressing.')]
+            status["conditions"] = [
+                _condition(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    f'ReplicaSet "{NAME}-2" has timed out progressing.',
+                )
+            ]
 
     def _pods(self) -> list[dict]:
         """The pods of the newest template, when its rollout is scripted to fail: they crash-loop."""
@@ -231,12 +275,29 @@ class FakeKubernetes(ApiClient):
         template = deployment["spec"]["template"]
         if self.behaviour.get(_version(template), "ready") == "ready":
             return []
-        return [{"metadata": {"name": f"{NAME}-7c9d-x2x4q", "labels": template["metadata"]["labels"]},
-                 "status": {"phase": "Running", "containerStatuses": [{
-                     "name": "model-server", "image": "serving:test", "imageID": "", "ready": False,
-                     "restartCount": 4, "state": {"waiting": {
-                         "reason": "CrashLoopBackOff",
-                         "message": "back-off 1m20s restarting failed container=model-server"}}}]}}]
+        return [
+            {
+                "metadata": {"name": f"{NAME}-7c9d-x2x4q", "labels": template["metadata"]["labels"]},
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {
+                            "name": "model-server",
+                            "image": "serving:test",
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 4,
+                            "state": {
+                                "waiting": {
+                                    "reason": "CrashLoopBackOff",
+                                    "message": "back-off 1m20s restarting failed container=model-server",
+                                }
+                            },
+                        }
+                    ],
+                },
+            }
+        ]
 
     # ------------------------------------------------------- what is served
 
@@ -294,8 +355,9 @@ class ServiceStandIn:
                 self.wfile.write(body)
 
             def _no_endpoints(self) -> None:
-                self._send(503, b'{"message": "no ready endpoints behind the Service"}',
-                           {"Content-Type": "application/json"})
+                self._send(
+                    503, b'{"message": "no ready endpoints behind the Service"}', {"Content-Type": "application/json"}
+                )
 
             def do_GET(self):
                 version = cluster.endpoint_version()
@@ -316,8 +378,7 @@ class ServiceStandIn:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
@@ -372,14 +433,25 @@ def service(cluster, settings):
 
 
 def serving_config(service: ServiceStandIn, **changes) -> ServingConfig:
-    return ServingConfig(namespace=NAMESPACE, image="registry.example.com/churn-serving:1.4.2",
-                         tracking_uri="http://mlflow.mlops.svc.cluster.local:5000",
-                         inference_log="s3://mlops/inference-log", url=service.url, **changes)
+    return ServingConfig(
+        namespace=NAMESPACE,
+        image="registry.example.com/churn-serving:1.4.2",
+        tracking_uri="http://mlflow.mlops.svc.cluster.local:5000",
+        inference_log="s3://mlops/inference-log",
+        url=service.url,
+        **changes,
+    )
 
 
 def make_deployer(settings, cluster, service, rollout_timeout: float = 5.0, **changes) -> KubernetesDeployer:
-    return KubernetesDeployer(settings, cluster, config=serving_config(service, **changes),
-                              rollout_timeout=rollout_timeout, poll_interval=0.01, settle_timeout=0.3)
+    return KubernetesDeployer(
+        settings,
+        cluster,
+        config=serving_config(service, **changes),
+        rollout_timeout=rollout_timeout,
+        poll_interval=0.01,
+        settle_timeout=0.3,
+    )
 
 
 @pytest.fixture
@@ -404,8 +476,14 @@ def champion_served(settings, cluster, service, promotions):
     sample = sample_frame(rows=5)
     make_deployer(settings, cluster, service).deploy(MODEL_NAME, v1, sample, first.probabilities(sample))
     assert alias_version(MODEL_NAME, CHAMPION) == v1 and cluster.endpoint_version() == v1
-    return {"v1": v1, "v2": v2, "first": first, "second": second, "sample": sample,
-            "v1_deployment": copy.deepcopy(cluster.deployment())}
+    return {
+        "v1": v1,
+        "v2": v2,
+        "first": first,
+        "second": second,
+        "sample": sample,
+        "v1_deployment": copy.deepcopy(cluster.deployment()),
+    }
 
 
 def assert_rolled_back_to_v1(cluster: FakeKubernetes, state: dict, since: int) -> None:
@@ -430,8 +508,9 @@ def assert_rolled_back_to_v1(cluster: FakeKubernetes, state: dict, since: int) -
 # --------------------------------------------------------------------- tests
 
 
-def test_a_rollout_that_succeeds_is_smoke_tested_through_the_service_then_promoted(settings, cluster, service,
-                                                                                  champion_served):
+def test_a_rollout_that_succeeds_is_smoke_tested_through_the_service_then_promoted(
+    settings, cluster, service, champion_served
+):
     state = champion_served
     since = len(cluster.calls)
     deployer = make_deployer(settings, cluster, service)
@@ -439,8 +518,13 @@ def test_a_rollout_that_succeeds_is_smoke_tested_through_the_service_then_promot
     result = deployer.deploy(MODEL_NAME, state["v2"], state["sample"], state["second"].probabilities(state["sample"]))
 
     verbs = cluster.verbs(since)
-    assert verbs[:5] == ["read Deployment", "read Service", "read HorizontalPodAutoscaler",
-                         "replace Deployment", "replace Service"]
+    assert verbs[:5] == [
+        "read Deployment",
+        "read Service",
+        "read HorizontalPodAutoscaler",
+        "replace Deployment",
+        "replace Service",
+    ]
     polls = verbs[5:-1]
     assert polls and set(polls) == {"read_status Deployment"}
     assert verbs[-1] == f"promote champion -> {state['v2']}"
@@ -455,14 +539,16 @@ def test_a_rollout_that_succeeds_is_smoke_tested_through_the_service_then_promot
     assert deployment["metadata"]["annotations"][REVISION_ANNOTATION] == "2"
     # the replace carried the resourceVersion it read, and the Service kept its allocated address
     replaced = {kind: body for verb, kind, body in cluster.bodies[-2:]}
-    assert replaced["Deployment"]["metadata"]["resourceVersion"] == state["v1_deployment"]["metadata"][
-        "resourceVersion"]
+    assert (
+        replaced["Deployment"]["metadata"]["resourceVersion"] == state["v1_deployment"]["metadata"]["resourceVersion"]
+    )
     assert replaced["Service"]["spec"]["clusterIP"] == "10.96.0.42"
     assert cluster.endpoint_version() == state["v2"]
 
 
-def test_the_first_deploy_creates_the_objects_and_an_hpa_keeps_its_replica_count(settings, cluster, service,
-                                                                                 promotions):
+def test_the_first_deploy_creates_the_objects_and_an_hpa_keeps_its_replica_count(
+    settings, cluster, service, promotions
+):
     model = ChurnModel()
     v1, v2 = register(MODEL_NAME, model), register(MODEL_NAME, ChurnModel())
     sample = sample_frame(rows=4)
@@ -471,8 +557,14 @@ def test_the_first_deploy_creates_the_objects_and_an_hpa_keeps_its_replica_count
     result = deployer.deploy(MODEL_NAME, v1, sample, model.probabilities(sample))
 
     verbs = cluster.verbs()
-    assert verbs[:6] == ["read Deployment", "read Service", "read HorizontalPodAutoscaler",
-                         "create Deployment", "create Service", "create HorizontalPodAutoscaler"]
+    assert verbs[:6] == [
+        "read Deployment",
+        "read Service",
+        "read HorizontalPodAutoscaler",
+        "create Deployment",
+        "create Service",
+        "create HorizontalPodAutoscaler",
+    ]
     assert verbs[-1] == f"promote champion -> {v1}" and result.previous_champion is None
     assert cluster.deployment()["spec"]["replicas"] == 2
     assert cluster.objects[("horizontalpodautoscalers", NAME)]["spec"]["scaleTargetRef"]["name"] == NAME
@@ -484,12 +576,14 @@ def test_the_first_deploy_creates_the_objects_and_an_hpa_keeps_its_replica_count
     assert alias_version(MODEL_NAME, CHAMPION) == v2
 
 
-@pytest.mark.parametrize("behaviour, why", [
-    ("stuck", "did not complete within 0.5s: 1 of 2 replicas updated"),
-    ("deadline", "exceeded its progress deadline"),
-])
-def test_a_rollout_that_never_becomes_ready_is_rolled_back(settings, cluster, service, champion_served,
-                                                          behaviour, why):
+@pytest.mark.parametrize(
+    "behaviour, why",
+    [
+        ("stuck", "did not complete within 0.5s: 1 of 2 replicas updated"),
+        ("deadline", "exceeded its progress deadline"),
+    ],
+)
+def test_a_rollout_that_never_becomes_ready_is_rolled_back(settings, cluster, service, champion_served, behaviour, why):
     state = champion_served
     cluster.behaviour[state["v2"]] = behaviour
     since = len(cluster.calls)
@@ -525,8 +619,7 @@ def test_a_failed_smoke_test_is_rolled_back(settings, cluster, service, champion
     assert_rolled_back_to_v1(cluster, state, since)
 
 
-def test_a_service_answering_for_another_version_fails_the_smoke_test(settings, cluster, service,
-                                                                     champion_served):
+def test_a_service_answering_for_another_version_fails_the_smoke_test(settings, cluster, service, champion_served):
     state = champion_served
     cluster.endpoints_override = state["v1"]  # e.g. a Service selector that still picks the old pods
     since = len(cluster.calls)
@@ -562,8 +655,9 @@ def test_a_failed_first_deploy_deletes_what_it_created(settings, cluster, servic
     assert not any(verb.startswith("promote") for verb in verbs)
 
 
-def test_an_interrupted_rollout_is_rolled_back_to_the_champion_not_to_itself(settings, cluster, service,
-                                                                            champion_served):
+def test_an_interrupted_rollout_is_rolled_back_to_the_champion_not_to_itself(
+    settings, cluster, service, champion_served
+):
     """A deploy killed half-way left a stuck rollout of version 3; the next deploy must not restore that."""
     state = champion_served
     stuck = register(MODEL_NAME, ChurnModel(seed=3))
@@ -578,8 +672,7 @@ def test_an_interrupted_rollout_is_rolled_back_to_the_champion_not_to_itself(set
     cluster.behaviour[state["v2"]] = "stuck"
 
     with pytest.raises(DeployFailed) as failed:
-        make_deployer(settings, cluster, service, rollout_timeout=0.3).deploy(MODEL_NAME, state["v2"],
-                                                                             state["sample"])
+        make_deployer(settings, cluster, service, rollout_timeout=0.3).deploy(MODEL_NAME, state["v2"], state["sample"])
 
     assert "the champion's Deployment" in failed.value.served_now
     assert cluster.deployment()["spec"]["template"] == state["v1_deployment"]["spec"]["template"]
@@ -620,17 +713,32 @@ def test_deployer_for_the_kubernetes_profile_needs_a_client(settings, cluster, m
         deployer_for(settings)
 
 
-@pytest.mark.parametrize("status, spec_replicas, expected", [
-    ({"observedGeneration": 1}, 2, (False, "not yet observed generation 2")),
-    ({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}, 2,
-     (False, "1 of 2 replicas updated")),
-    ({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}, 2,
-     (False, "1 old replicas pending termination")),
-    ({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}, 2,
-     (False, "1 of 2 updated replicas available")),
-    ({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}, 2,
-     (True, "2 of 2 replicas updated and available")),
-])
+@pytest.mark.parametrize(
+    "status, spec_replicas, expected",
+    [
+        ({"observedGeneration": 1}, 2, (False, "not yet observed generation 2")),
+        (
+            {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2},
+            2,
+            (False, "1 of 2 replicas updated"),
+        ),
+        (
+            {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2},
+            2,
+            (False, "1 old replicas pending termination"),
+        ),
+        (
+            {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1},
+            2,
+            (False, "1 of 2 updated replicas available"),
+        ),
+        (
+            {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2},
+            2,
+            (True, "2 of 2 replicas updated and available"),
+        ),
+    ],
+)
 def test_rollout_state_follows_kubectl_rollout_status(status, spec_replicas, expected):
     deployment = {"metadata": {"generation": 2}, "spec": {"replicas": spec_replicas}, "status": status}
     complete, progress = rollout_state(deployment)
@@ -639,8 +747,11 @@ def test_rollout_state_follows_kubectl_rollout_status(status, spec_replicas, exp
 
 def test_rollout_state_fails_on_the_progress_deadline_only_for_the_observed_generation():
     deadline = [_condition("Progressing", "False", "ProgressDeadlineExceeded", "timed out progressing")]
-    stale = {"metadata": {"generation": 3}, "spec": {"replicas": 1},
-             "status": {"observedGeneration": 2, "conditions": deadline}}
+    stale = {
+        "metadata": {"generation": 3},
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": 2, "conditions": deadline},
+    }
     assert rollout_state(stale)[0] is False  # the condition belongs to the previous rollout
     with pytest.raises(RolloutFailed, match="timed out progressing"):
         rollout_state({**stale, "status": {**stale["status"], "observedGeneration": 3}})

@@ -4,16 +4,16 @@ The registry is real (SQLite). Most tests use a small deployer that implements t
 Deployer protocol the way the real ones end (``promote_champion`` after a successful
 serve); the last one rolls back through the KubernetesDeployer and its in-memory cluster.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
 from include.deployment import DeployFailed, DeployResult, SmokeResult
 from include.deployment.rollback import RollbackRefused, resolve_target, rollback
 from include.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version, promote_champion, version_tags
-from tests.unit.serving_models import ChurnModel, register, sample_frame
 from tests.unit.deployment.test_kubernetes_deployer import (  # noqa: F401 (fixtures used by name)
     NAME,
     cluster,
@@ -23,9 +23,10 @@ from tests.unit.deployment.test_kubernetes_deployer import (  # noqa: F401 (fixt
     service,
     settings,
 )
+from tests.unit.serving_models import ChurnModel, register, sample_frame
 
 MODEL_NAME = "customer_churn"
-AT = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 
 class RecordingDeployer:
@@ -40,8 +41,13 @@ class RecordingDeployer:
     def deploy(self, model_name, version, sample, expected=None) -> DeployResult:
         self.deployed.append((model_name, version))
         if self.fail:
-            raise DeployFailed(model_name, version, "running the smoke test", "HTTP 500",
-                               f"{model_name} version 2 (the champion) is served")
+            raise DeployFailed(
+                model_name,
+                version,
+                "running the smoke test",
+                "HTTP 500",
+                f"{model_name} version 2 (the champion) is served",
+            )
         previous = promote_champion(model_name, version)
         smoke = SmokeResult(version=version, url=self.url, rows=len(sample), checks=("ok",), latency_ms=1.0)
         return DeployResult(version=version, previous_champion=previous, url=self.url, smoke=smoke)
@@ -100,18 +106,33 @@ def test_a_rollback_redeploys_the_target_and_tags_both_versions(settings, versio
     deployer = RecordingDeployer()
     sample = sample_frame(rows=3)
 
-    result = rollback(settings, deployer, MODEL_NAME, "previous", sample, None, actor="alice",
-                      reason="p95 latency doubled after the release", airflow_run_id="manual__2026-11-20T09:30:00",
-                      at=AT)
+    result = rollback(
+        settings,
+        deployer,
+        MODEL_NAME,
+        "previous",
+        sample,
+        None,
+        actor="alice",
+        reason="p95 latency doubled after the release",
+        airflow_run_id="manual__2026-11-20T09:30:00",
+        at=AT,
+    )
 
     v1, v2 = versions[0], versions[1]
     assert result == {"from": v2, "to": v1, "url": deployer.url}
     assert deployer.deployed == [(MODEL_NAME, v1)]
     assert alias_version(MODEL_NAME, CHAMPION) == v1
     assert alias_version(MODEL_NAME, PREVIOUS_CHAMPION) == v2  # recorded by the deployer's alias move
-    expected_tags = {"rollback.from": v2, "rollback.to": v1, "rollback.at": "2026-11-20T09:30:00+00:00",
-                     "rollback.by": "alice", "rollback.reason": "p95 latency doubled after the release",
-                     "rollback.url": deployer.url, "rollback.airflow_run_id": "manual__2026-11-20T09:30:00"}
+    expected_tags = {
+        "rollback.from": v2,
+        "rollback.to": v1,
+        "rollback.at": "2026-11-20T09:30:00+00:00",
+        "rollback.by": "alice",
+        "rollback.reason": "p95 latency doubled after the release",
+        "rollback.url": deployer.url,
+        "rollback.airflow_run_id": "manual__2026-11-20T09:30:00",
+    }
     for version in (v1, v2):
         tags = version_tags(MODEL_NAME, version)
         assert {key: tags.get(key) for key in expected_tags} == expected_tags, version
@@ -129,8 +150,9 @@ def test_a_retried_run_does_not_roll_back_twice(settings, versions):
     assert len(deployer.deployed) == 1, "the retry rolled 'previous' again, i.e. forward"
     assert alias_version(MODEL_NAME, CHAMPION) == versions[0]
     # another run asking for "previous" now means the version rolled back from
-    rollback(settings, deployer, MODEL_NAME, "previous", sample_frame(rows=2), None, actor="bob", reason="false alarm",
-             at=AT)
+    rollback(
+        settings, deployer, MODEL_NAME, "previous", sample_frame(rows=2), None, actor="bob", reason="false alarm", at=AT
+    )
     assert alias_version(MODEL_NAME, CHAMPION) == versions[1]
     assert "rollback.airflow_run_id" not in version_tags(MODEL_NAME, versions[1])
     assert version_tags(MODEL_NAME, versions[1])["rollback.by"] == "bob"
@@ -140,8 +162,17 @@ def test_a_failed_rollback_changes_nothing_and_says_so(settings, versions):
     deployer = RecordingDeployer(fail=True)
 
     with pytest.raises(DeployFailed, match="the champion\\) is served"):
-        rollback(settings, deployer, MODEL_NAME, "previous", sample_frame(rows=2), None, actor="alice",
-                 reason="bad release", at=AT)
+        rollback(
+            settings,
+            deployer,
+            MODEL_NAME,
+            "previous",
+            sample_frame(rows=2),
+            None,
+            actor="alice",
+            reason="bad release",
+            at=AT,
+        )
 
     assert deployer.deployed == [(MODEL_NAME, versions[0])]
     assert alias_version(MODEL_NAME, CHAMPION) == versions[1]
@@ -149,12 +180,15 @@ def test_a_failed_rollback_changes_nothing_and_says_so(settings, versions):
         assert not any(key.startswith("rollback.") for key in version_tags(MODEL_NAME, version))
 
 
-@pytest.mark.parametrize("target, actor, reason, refused", [
-    ("previous", "", "why", "needs an actor"),
-    ("previous", "alice", "  ", "needs an actor"),
-    ("2", "alice", "why", "already the champion"),
-    ("17", "alice", "why", "no registered version 17"),
-])
+@pytest.mark.parametrize(
+    "target, actor, reason, refused",
+    [
+        ("previous", "", "why", "needs an actor"),
+        ("previous", "alice", "  ", "needs an actor"),
+        ("2", "alice", "why", "already the champion"),
+        ("17", "alice", "why", "no registered version 17"),
+    ],
+)
 def test_a_refused_rollback_never_reaches_the_deployer(settings, versions, target, actor, reason, refused):
     deployer = RecordingDeployer()
 
@@ -165,8 +199,9 @@ def test_a_refused_rollback_never_reaches_the_deployer(settings, versions, targe
     assert alias_version(MODEL_NAME, CHAMPION) == versions[1]
 
 
-def test_a_rollback_through_the_kubernetes_deployer_brings_the_previous_replica_set_back(settings, cluster,
-                                                                                        service, promotions):
+def test_a_rollback_through_the_kubernetes_deployer_brings_the_previous_replica_set_back(
+    settings, cluster, service, promotions
+):
     first, second = ChurnModel(), ChurnModel(regularization=0.001, seed=7)
     v1, v2 = register(MODEL_NAME, first), register(MODEL_NAME, second)
     sample = sample_frame(rows=4)
@@ -176,8 +211,17 @@ def test_a_rollback_through_the_kubernetes_deployer_brings_the_previous_replica_
     deployer.deploy(MODEL_NAME, v2, sample, second.probabilities(sample))
     assert cluster.endpoint_version() == v2
 
-    result = rollback(settings, deployer, MODEL_NAME, "previous", sample, first.probabilities(sample),
-                      actor="alice", reason="conversion dropped", at=AT)
+    result = rollback(
+        settings,
+        deployer,
+        MODEL_NAME,
+        "previous",
+        sample,
+        first.probabilities(sample),
+        actor="alice",
+        reason="conversion dropped",
+        at=AT,
+    )
 
     assert result == {"from": v2, "to": v1, "url": service.url}
     assert cluster.deployment()["spec"]["template"] == v1_template

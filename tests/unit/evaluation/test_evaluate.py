@@ -1,4 +1,5 @@
 """Evaluation of real logged models on a shared held-out set."""
+
 from __future__ import annotations
 
 import json
@@ -179,8 +180,7 @@ def test_latency_decision_is_the_same_on_a_quiet_and_a_busy_machine(spec):
 
     context = multiprocessing.get_context("spawn")
     stop, started = context.Event(), context.Queue()
-    burners = [context.Process(target=_burn_cpu, args=(stop, started), daemon=True)
-               for _ in range(os.cpu_count() or 2)]
+    burners = [context.Process(target=_burn_cpu, args=(stop, started), daemon=True) for _ in range(os.cpu_count() or 2)]
     for burner in burners:
         burner.start()
     try:
@@ -193,10 +193,18 @@ def test_latency_decision_is_the_same_on_a_quiet_and_a_busy_machine(spec):
         stop.set()
         for burner in burners:
             burner.join(timeout=10)
-    decisions["busy"] = (busy_light["p95"] <= budget, busy_heavy["p95"] <= budget,
-                         busy_boosting["p95"] <= boosting_budget)
+    decisions["busy"] = (
+        busy_light["p95"] <= budget,
+        busy_heavy["p95"] <= budget,
+        busy_boosting["p95"] <= boosting_budget,
+    )
 
-    assert decisions == {"quiet": (True, False, True), "busy": (True, False, True)}, \
-        (decisions, budget, busy_light, boosting_budget, busy_boosting)
+    assert decisions == {"quiet": (True, False, True), "busy": (True, False, True)}, (
+        decisions,
+        budget,
+        busy_light,
+        boosting_budget,
+        busy_boosting,
+    )
     # the record says how the figure was taken, and keeps the wall clock beside it
     assert "CPU time" in busy_light["method"] and busy_light["wall_p95"] >= busy_light["p50"]

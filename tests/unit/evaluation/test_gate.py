@@ -1,4 +1,5 @@
 """The promotion gate on evaluation results shaped like include.evaluation.evaluate's."""
+
 from __future__ import annotations
 
 import copy
@@ -21,11 +22,17 @@ def _side(roc_auc, slices=None, log_loss=0.45):
     }
 
 
-def _evaluation(challenger_auc=0.80, champion_auc=None, challenger_slices=None, champion_slices=None,
-                p95=3.0, budget=50.0):
+def _evaluation(
+    challenger_auc=0.80, champion_auc=None, challenger_slices=None, champion_slices=None, p95=3.0, budget=50.0
+):
     challenger = _side(challenger_auc, challenger_slices)
-    challenger.update({"latency_ms": {"p50": p95 / 2, "p95": p95}, "latency_budget_ms": budget,
-                       "within_latency_budget": p95 <= budget})
+    challenger.update(
+        {
+            "latency_ms": {"p50": p95 / 2, "p95": p95},
+            "latency_budget_ms": budget,
+            "within_latency_budget": p95 <= budget,
+        }
+    )
     champion = None if champion_auc is None else _side(champion_auc, champion_slices, log_loss=0.47)
     return {"slice_feature": "plan", "holdout_rows": 500, "challenger": challenger, "champion": champion}
 
@@ -65,14 +72,18 @@ def test_overall_regression_beyond_tolerance_is_rejected():
     assert not decision.passed and not decision.first_model
     overall = _check(decision, "regression_overall")
     assert not overall.passed and overall.value == pytest.approx(0.03) and overall.threshold == MAX_REGRESSION
-    assert decision.reason == ("rejected: overall regressed 0.030 > max_regression 0.010 "
-                               "(roc_auc 0.800 vs champion 0.830)")
+    assert decision.reason == (
+        "rejected: overall regressed 0.030 > max_regression 0.010 (roc_auc 0.800 vs champion 0.830)"
+    )
 
 
 def test_regression_in_one_slice_is_rejected_even_when_overall_improves():
-    evaluation = _evaluation(challenger_auc=0.82, champion_auc=0.80,
-                             challenger_slices={"basic": 0.85, "standard": 0.84, "premium": 0.759},
-                             champion_slices={"basic": 0.80, "standard": 0.81, "premium": 0.79})
+    evaluation = _evaluation(
+        challenger_auc=0.82,
+        champion_auc=0.80,
+        challenger_slices={"basic": 0.85, "standard": 0.84, "premium": 0.759},
+        champion_slices={"basic": 0.80, "standard": 0.81, "premium": 0.79},
+    )
 
     decision = decide(evaluation, MIN_ROC_AUC, MAX_REGRESSION)
 
@@ -83,9 +94,12 @@ def test_regression_in_one_slice_is_rejected_even_when_overall_improves():
 
 
 def test_regression_within_tolerance_passes():
-    evaluation = _evaluation(challenger_auc=0.795, champion_auc=0.80,
-                             challenger_slices={"basic": 0.795, "standard": 0.80, "premium": 0.78},
-                             champion_slices={"basic": 0.80, "standard": 0.81, "premium": 0.79})
+    evaluation = _evaluation(
+        challenger_auc=0.795,
+        champion_auc=0.80,
+        challenger_slices={"basic": 0.795, "standard": 0.80, "premium": 0.78},
+        champion_slices={"basic": 0.80, "standard": 0.81, "premium": 0.79},
+    )
 
     decision = decide(evaluation, MIN_ROC_AUC, MAX_REGRESSION)
 
@@ -96,9 +110,12 @@ def test_regression_within_tolerance_passes():
 
 
 def test_single_class_slice_is_reported_not_failed_but_a_missing_slice_fails():
-    evaluation = _evaluation(challenger_auc=0.81, champion_auc=0.80,
-                             challenger_slices={"basic": 0.81, "standard": None},
-                             champion_slices={"basic": 0.80, "standard": 0.81, "premium": 0.79})
+    evaluation = _evaluation(
+        challenger_auc=0.81,
+        champion_auc=0.80,
+        challenger_slices={"basic": 0.81, "standard": None},
+        champion_slices={"basic": 0.80, "standard": 0.81, "premium": 0.79},
+    )
 
     decision = decide(evaluation, MIN_ROC_AUC, MAX_REGRESSION)
 
@@ -141,8 +158,9 @@ def test_missing_keys_fail_closed():
     assert "champion missing from the evaluation" in decision.reason
 
 
-@pytest.mark.parametrize("champion_value, detail", [(None, "champion roc_auc missing"),
-                                                    (float("nan"), "champion roc_auc NaN")])
+@pytest.mark.parametrize(
+    "champion_value, detail", [(None, "champion roc_auc missing"), (float("nan"), "champion roc_auc NaN")]
+)
 def test_unusable_champion_overall_metric_fails_closed(champion_value, detail):
     evaluation = _evaluation(challenger_auc=0.85, champion_auc=0.80)
     evaluation["champion"]["overall"]["roc_auc"] = champion_value
@@ -154,8 +172,11 @@ def test_unusable_champion_overall_metric_fails_closed(champion_value, detail):
 
 
 def test_nan_in_a_slice_fails_closed():
-    evaluation = _evaluation(challenger_auc=0.85, champion_auc=0.80,
-                             challenger_slices={"basic": float("nan"), "standard": 0.81, "premium": 0.79})
+    evaluation = _evaluation(
+        challenger_auc=0.85,
+        champion_auc=0.80,
+        challenger_slices={"basic": float("nan"), "standard": 0.81, "premium": 0.79},
+    )
 
     decision = decide(evaluation, MIN_ROC_AUC, MAX_REGRESSION)
 
@@ -167,14 +188,19 @@ def test_latency_over_budget_is_rejected():
     decision = decide(_evaluation(challenger_auc=0.9, p95=73.2, budget=50.0), MIN_ROC_AUC, MAX_REGRESSION)
 
     assert not decision.passed
-    assert decision.reason == ("rejected (no champion yet: absolute floor only): "
-                               "latency p95 73.200 ms > budget 50.000 ms")
+    assert decision.reason == (
+        "rejected (no champion yet: absolute floor only): latency p95 73.200 ms > budget 50.000 ms"
+    )
     assert _check(decision, "latency").value == 73.2 and _check(decision, "latency").threshold == 50.0
 
 
 def test_every_failure_is_listed_in_the_reason():
-    evaluation = _evaluation(challenger_auc=0.712, champion_auc=0.80, p95=60.0,
-                             challenger_slices={"basic": 0.70, "standard": 0.81, "premium": 0.70})
+    evaluation = _evaluation(
+        challenger_auc=0.712,
+        champion_auc=0.80,
+        p95=60.0,
+        challenger_slices={"basic": 0.70, "standard": 0.81, "premium": 0.70},
+    )
 
     decision = decide(evaluation, 0.75, 0.01)
 
@@ -204,7 +230,7 @@ def test_tags_table_and_dict_round_trip():
     assert any(line.startswith("regression_overall") and "FAIL" in line and "0.0300" in line for line in table)
     # aligned: the result column starts at the same offset on every row
     offset = table[0].index("result")
-    assert all(line[offset:offset + 4] in ("pass", "FAIL") for line in table[2:2 + len(decision.checks)])
+    assert all(line[offset : offset + 4] in ("pass", "FAIL") for line in table[2 : 2 + len(decision.checks)])
 
     assert GateDecision.from_dict(json.loads(json.dumps(decision.to_dict()))) == decision
 

@@ -1,4 +1,5 @@
 """The evaluation and drift records: their JSON round trip, and the key a malformed one names."""
+
 from __future__ import annotations
 
 import copy
@@ -11,8 +12,15 @@ from include.evaluation.gate import decide
 from include.evaluation.records import UNSET, Evaluation, Latency, ModelScores
 from include.monitoring.records import ColumnDrift, DriftMetrics, ReportSample
 
-LATENCY = {"p50": 1.5, "p95": 3.0, "wall_p50": 1.7, "wall_p95": 3.4, "requests": 50, "rows_per_request": 1,
-           "method": "p95 of per-call CPU time"}
+LATENCY = {
+    "p50": 1.5,
+    "p95": 3.0,
+    "wall_p50": 1.7,
+    "wall_p95": 3.4,
+    "requests": 50,
+    "rows_per_request": 1,
+    "method": "p95 of per-call CPU time",
+}
 
 
 def _scores(roc_auc):
@@ -21,13 +29,23 @@ def _scores(roc_auc):
 
 def evaluation(champion=True):
     result = {
-        "task": "binary", "metric": "roc_auc", "higher_is_better": True, "baseline": 0.5,
-        "slice_feature": "plan", "holdout_rows": 500,
-        "challenger": {"uri": "runs:/c/model", "overall": _scores(0.81),
-                       "slices": {"basic": _scores(0.8), "premium": _scores(None)},
-                       "latency_ms": dict(LATENCY), "latency_budget_ms": 50.0, "within_latency_budget": True},
+        "task": "binary",
+        "metric": "roc_auc",
+        "higher_is_better": True,
+        "baseline": 0.5,
+        "slice_feature": "plan",
+        "holdout_rows": 500,
+        "challenger": {
+            "uri": "runs:/c/model",
+            "overall": _scores(0.81),
+            "slices": {"basic": _scores(0.8), "premium": _scores(None)},
+            "latency_ms": dict(LATENCY),
+            "latency_budget_ms": 50.0,
+            "within_latency_budget": True,
+        },
         "champion": {"uri": "models:/m/1", "overall": _scores(0.80), "slices": {"basic": _scores(0.79)}}
-        if champion else None,
+        if champion
+        else None,
     }
     return result
 
@@ -35,16 +53,35 @@ def evaluation(champion=True):
 def drift_metrics():
     column = {"drift_score": 0.02, "method": "wasserstein", "threshold": 0.1, "drifted": False}
     return {
-        "rows": 1000, "labelled_rows": 400, "drift_share": 0.5, "drifted_columns": ["plan"],
-        "columns": {"tenure": column, "plan": {"drift_score": 0.3, "method": "jensenshannon", "threshold": 0.1,
-                                               "drifted": True}},
-        "prediction_column": "probability", "prediction_drift": dict(column), "metric": "roc_auc",
-        "score": 0.78, "reference_score": 0.82, "performance_drop": 0.04, "performance_note": "measured on 400 rows",
-        "champion_version": "3", "reference_data": {"path": "churn.parquet", "md5": "abc", "rev": "r1"},
-        "reference_rows": 5000, "reference_window_days": 183, "drift_share_threshold": 0.3,
+        "rows": 1000,
+        "labelled_rows": 400,
+        "drift_share": 0.5,
+        "drifted_columns": ["plan"],
+        "columns": {
+            "tenure": column,
+            "plan": {"drift_score": 0.3, "method": "jensenshannon", "threshold": 0.1, "drifted": True},
+        },
+        "prediction_column": "probability",
+        "prediction_drift": dict(column),
+        "metric": "roc_auc",
+        "score": 0.78,
+        "reference_score": 0.82,
+        "performance_drop": 0.04,
+        "performance_note": "measured on 400 rows",
+        "champion_version": "3",
+        "reference_data": {"path": "churn.parquet", "md5": "abc", "rev": "r1"},
+        "reference_rows": 5000,
+        "reference_window_days": 183,
+        "drift_share_threshold": 0.3,
         "performance_drop_threshold": 0.05,
-        "report_sample": {"sampled": False, "seed": 7, "current_rows": 1000, "current_rows_total": 1000,
-                          "reference_rows": 5000, "reference_rows_total": 5000},
+        "report_sample": {
+            "sampled": False,
+            "seed": 7,
+            "current_rows": 1000,
+            "current_rows_total": 1000,
+            "reference_rows": 5000,
+            "reference_rows_total": 5000,
+        },
     }
 
 
@@ -75,20 +112,29 @@ def test_to_dict_hands_out_copies():
     assert record.challenger.overall["roc_auc"] == 0.81
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (lambda e: e.pop("metric"), "evaluation is missing 'metric'"),
-    (lambda e: e.pop("champion"), "evaluation is missing 'champion'"),
-    (lambda e: e["challenger"].pop("latency_ms"), "challenger is missing 'latency_ms'"),
-    (lambda e: e["challenger"]["latency_ms"].pop("p95"), "challenger.latency_ms is missing 'p95'"),
-    (lambda e: e["challenger"]["overall"].update(roc_auc=math.nan),
-     r"challenger.overall.roc_auc must be a finite number or null, got nan"),
-    (lambda e: e["champion"]["slices"]["basic"].update(roc_auc="n/a"),
-     r"champion.slices.basic.roc_auc must be a finite number or null, got 'n/a'"),
-    (lambda e: e["challenger"].update(within_latency_budget="yes"),
-     "challenger.within_latency_budget must be true or false"),
-    (lambda e: e.update(holdout_rows=1.5), "evaluation.holdout_rows must be an integer"),
-    (lambda e: e.update(champion=[]), "champion must be a mapping, got list"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda e: e.pop("metric"), "evaluation is missing 'metric'"),
+        (lambda e: e.pop("champion"), "evaluation is missing 'champion'"),
+        (lambda e: e["challenger"].pop("latency_ms"), "challenger is missing 'latency_ms'"),
+        (lambda e: e["challenger"]["latency_ms"].pop("p95"), "challenger.latency_ms is missing 'p95'"),
+        (
+            lambda e: e["challenger"]["overall"].update(roc_auc=math.nan),
+            r"challenger.overall.roc_auc must be a finite number or null, got nan",
+        ),
+        (
+            lambda e: e["champion"]["slices"]["basic"].update(roc_auc="n/a"),
+            r"champion.slices.basic.roc_auc must be a finite number or null, got 'n/a'",
+        ),
+        (
+            lambda e: e["challenger"].update(within_latency_budget="yes"),
+            "challenger.within_latency_budget must be true or false",
+        ),
+        (lambda e: e.update(holdout_rows=1.5), "evaluation.holdout_rows must be an integer"),
+        (lambda e: e.update(champion=[]), "champion must be a mapping, got list"),
+    ],
+)
 def test_evaluation_from_dict_names_the_missing_or_bad_key(corrupt, message):
     data = evaluation()
     corrupt(data)
@@ -131,19 +177,24 @@ def test_drift_metrics_round_trip_through_json_with_extra_keys_ignored():
     assert record.report_sample == ReportSample(False, 7, 1000, 1000, 5000, 5000)
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (lambda m: m.pop("drift_share"), "drift metrics is missing 'drift_share'"),
-    (lambda m: m.update(drift_share=math.nan), "drift metrics.drift_share must be a finite number, got nan"),
-    (lambda m: m.update(drift_share=1.5), "drift_share must be within 0..1"),
-    (lambda m: m["columns"]["tenure"].pop("method"), "columns.tenure is missing 'method'"),
-    (lambda m: m["columns"]["tenure"].update(drifted=True),
-     "columns.tenure.drifted is True, but drift_score 0.02 < threshold 0.1"),
-    (lambda m: m.update(drifted_columns=["income"]), "names column.s. not in columns: income"),
-    (lambda m: m["prediction_drift"].update(drift_score=math.inf), "prediction_drift.drift_score must be a finite"),
-    (lambda m: m.update(performance_drop="0.1"), "performance_drop must be a finite number or null"),
-    (lambda m: m["reference_data"].pop("md5"), "drift metrics.reference_data is missing 'md5'"),
-    (lambda m: m["report_sample"].update(seed=None), "report_sample.seed must be an integer"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda m: m.pop("drift_share"), "drift metrics is missing 'drift_share'"),
+        (lambda m: m.update(drift_share=math.nan), "drift metrics.drift_share must be a finite number, got nan"),
+        (lambda m: m.update(drift_share=1.5), "drift_share must be within 0..1"),
+        (lambda m: m["columns"]["tenure"].pop("method"), "columns.tenure is missing 'method'"),
+        (
+            lambda m: m["columns"]["tenure"].update(drifted=True),
+            "columns.tenure.drifted is True, but drift_score 0.02 < threshold 0.1",
+        ),
+        (lambda m: m.update(drifted_columns=["income"]), "names column.s. not in columns: income"),
+        (lambda m: m["prediction_drift"].update(drift_score=math.inf), "prediction_drift.drift_score must be a finite"),
+        (lambda m: m.update(performance_drop="0.1"), "performance_drop must be a finite number or null"),
+        (lambda m: m["reference_data"].pop("md5"), "drift metrics.reference_data is missing 'md5'"),
+        (lambda m: m["report_sample"].update(seed=None), "report_sample.seed must be an integer"),
+    ],
+)
 def test_drift_metrics_from_dict_names_the_missing_or_bad_key(corrupt, message):
     data = copy.deepcopy(drift_metrics())
     corrupt(data)

@@ -5,11 +5,12 @@ boosting, seconds to fit); windows are days drawn by the demo generator with a
 different seed from the reference days, with or without injected drift, scored
 by that model the way the server scores requests.
 """
+
 from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import mlflow
@@ -21,8 +22,16 @@ from sklearn.metrics import roc_auc_score
 from include.data.spec import load_spec
 from include.data.split import holdout_split
 from include.monitoring.drift import (
-    DRIFT_EXPERIMENT, DriftInputError, DriftReferenceError, DriftRunNotFound, Reference, check_window,
-    persist_results, record_decision, reference_for_champion, run_drift_check,
+    DRIFT_EXPERIMENT,
+    DriftInputError,
+    DriftReferenceError,
+    DriftRunNotFound,
+    Reference,
+    check_window,
+    persist_results,
+    record_decision,
+    reference_for_champion,
+    run_drift_check,
 )
 from include.settings import PROJECT_ROOT
 from include.simulation.generate import DriftConfig, generate_day
@@ -41,8 +50,10 @@ def demo_spec():
 
 
 def _days(spec, start: date, days: int, rows_per_day: int, seed: int, drift: DriftConfig | None = None):
-    return pd.concat([generate_day(spec, start + timedelta(days=offset), rows_per_day, seed, drift)
-                      for offset in range(days)], ignore_index=True)
+    return pd.concat(
+        [generate_day(spec, start + timedelta(days=offset), rows_per_day, seed, drift) for offset in range(days)],
+        ignore_index=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,37 +62,56 @@ def champion(demo_spec):
     spec = demo_spec
     snapshot = _days(spec, REFERENCE_START, 8, 1250, REFERENCE_SEED)
     train, holdout = holdout_split(snapshot, spec)
-    model = TabularClassifier("sklearn_hgb").fit(train[spec.feature_names], train[spec.target],
-                                                 TabularPreprocessor.from_spec(spec), epochs=2, learning_rate=0.1,
-                                                 batch_size=256)
+    model = TabularClassifier("sklearn_hgb").fit(
+        train[spec.feature_names],
+        train[spec.target],
+        TabularPreprocessor.from_spec(spec),
+        epochs=2,
+        learning_rate=0.1,
+        batch_size=256,
+    )
     frame = as_model_input(train, spec)
     frame["probability"] = model.predict_proba(frame)
     frame["label"] = train[spec.target].astype("Int64").to_numpy()
     holdout_auc = float(roc_auc_score(holdout[spec.target], model.predict_proba(as_model_input(holdout, spec))))
-    reference = Reference(frame=frame, model_version="3", holdout_score=holdout_auc,
-                          data_ref={"repo": "/registry", "path": "snapshots/customer_churn/x.parquet",
-                                    "md5": "0" * 32, "rev": "a" * 40, "rows": len(snapshot),
-                                    "window_start": "2024-01-01", "window_end": "2024-01-09"})
+    reference = Reference(
+        frame=frame,
+        model_version="3",
+        holdout_score=holdout_auc,
+        data_ref={
+            "repo": "/registry",
+            "path": "snapshots/customer_churn/x.parquet",
+            "md5": "0" * 32,
+            "rev": "a" * 40,
+            "rows": len(snapshot),
+            "window_start": "2024-01-01",
+            "window_end": "2024-01-09",
+        },
+    )
     return model, reference
 
 
-def served(spec, model, days: int, rows_per_day: int, *, drift: DriftConfig | None = None,
-           labelled: int | None = None) -> pd.DataFrame:
+def served(
+    spec, model, days: int, rows_per_day: int, *, drift: DriftConfig | None = None, labelled: int | None = None
+) -> pd.DataFrame:
     """A window as the inference log returns it; the first ``labelled`` rows carry their label (all if None)."""
     customers = _days(spec, WINDOW_START, days, rows_per_day, WINDOW_SEED, drift)
     probability = model.predict_proba(as_model_input(customers, spec))
     labels = customers[spec.target].astype("Int64")
     if labelled is not None:
         labels.iloc[labelled:] = pd.NA
-    return pd.DataFrame({
-        "request_id": [f"req-{index}" for index in range(len(customers))],
-        "timestamp": customers[spec.timestamp_column],
-        "model_name": "customer_churn", "model_version": "3",
-        **{name: customers[name] for name in spec.feature_names},
-        "probability": probability.astype(np.float64),
-        "prediction": (probability >= 0.5).astype(np.int64),
-        "label": labels,
-    })
+    return pd.DataFrame(
+        {
+            "request_id": [f"req-{index}" for index in range(len(customers))],
+            "timestamp": customers[spec.timestamp_column],
+            "model_name": "customer_churn",
+            "model_version": "3",
+            **{name: customers[name] for name in spec.feature_names},
+            "probability": probability.astype(np.float64),
+            "prediction": (probability >= 0.5).astype(np.int64),
+            "label": labels,
+        }
+    )
 
 
 def _check(window, reference, spec, html_path):
@@ -122,8 +152,7 @@ def test_undrifted_window_shows_no_drift_and_the_champions_own_performance(demo_
     assert metrics["reference_score"] == reference.holdout_score
     assert metrics["performance_drop"] == pytest.approx(reference.holdout_score - metrics["score"])
     assert metrics["champion_version"] == "3"
-    assert metrics["reference_data"] == {"path": "snapshots/customer_churn/x.parquet", "md5": "0" * 32,
-                                         "rev": "a" * 40}
+    assert metrics["reference_data"] == {"path": "snapshots/customer_churn/x.parquet", "md5": "0" * 32, "rev": "a" * 40}
     page = html.read_text()
     assert page.lstrip().startswith("<!DOCTYPE html>") and "Drift share 0.00" in page
     assert "Classification performance on the labelled rows" in page
@@ -145,8 +174,7 @@ def test_covariate_drift_lists_the_shifted_columns(covariate):
     assert f"Drift share {metrics['drift_share']:.2f}" in html.read_text()
 
 
-def test_a_large_undrifted_window_raises_no_false_alarm_even_against_a_small_reference(demo_spec, champion,
-                                                                                       tmp_path):
+def test_a_large_undrifted_window_raises_no_false_alarm_even_against_a_small_reference(demo_spec, champion, tmp_path):
     model, reference = champion
     window = served(demo_spec, model, 3, 10_000)
 
@@ -157,8 +185,12 @@ def test_a_large_undrifted_window_raises_no_false_alarm_even_against_a_small_ref
     assert max(column["drift_score"] for column in metrics["columns"].values()) < 0.05
     # Evidently's defaults switch to chi-square / K-S p-values at <= 1000 reference rows, which flag
     # every categorical column of a large window; the pinned distances must not
-    small = Reference(frame=reference.frame.head(800), model_version="3", data_ref=reference.data_ref,
-                      holdout_score=reference.holdout_score)
+    small = Reference(
+        frame=reference.frame.head(800),
+        model_version="3",
+        data_ref=reference.data_ref,
+        holdout_score=reference.holdout_score,
+    )
     against_small = _check(window, small, demo_spec, tmp_path / "small-reference.html")
     assert against_small["drift_share"] < 0.3, against_small["drifted_columns"]
 
@@ -197,7 +229,8 @@ def test_too_few_or_one_class_labels_leave_performance_unmeasured(demo_spec, cha
     assert "30 labelled row(s)" in (tmp_path / "few.html").read_text()
 
     one_class = served(demo_spec, model, 1, 1000, labelled=200).assign(
-        label=lambda frame: frame["label"].where(frame["label"].isna(), 0).astype("Int64"))
+        label=lambda frame: frame["label"].where(frame["label"].isna(), 0).astype("Int64")
+    )
     metrics = _check(one_class, reference, demo_spec, tmp_path / "one-class.html")
     assert metrics["score"] is None and "both classes" in metrics["performance_note"]
 
@@ -209,9 +242,20 @@ def test_too_few_or_one_class_labels_leave_performance_unmeasured(demo_spec, cha
 def test_empty_or_small_windows_are_insufficient_data_never_a_verdict(demo_spec, champion):
     model, _ = champion
     window = served(demo_spec, model, 1, 200)
-    empty_log = pd.DataFrame({column: pd.Series(dtype=object) for column in
-                              ("request_id", "timestamp", "model_name", "model_version", "probability",
-                               "prediction", "label")})
+    empty_log = pd.DataFrame(
+        {
+            column: pd.Series(dtype=object)
+            for column in (
+                "request_id",
+                "timestamp",
+                "model_name",
+                "model_version",
+                "probability",
+                "prediction",
+                "label",
+            )
+        }
+    )
 
     for empty in (window.head(0), empty_log):
         result = check_window(empty, demo_spec, min_rows=100)
@@ -227,20 +271,35 @@ def test_empty_or_small_windows_are_insufficient_data_never_a_verdict(demo_spec,
         check_window(window, demo_spec, min_rows=0)
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda frame: frame.drop(columns=["usage_hours_30d"]), r"missing column\(s\) 'usage_hours_30d'"),
-    (lambda frame: frame.drop(columns=["probability"]), r"missing column\(s\) 'probability'"),
-    (lambda frame: frame.assign(monthly_charges=frame["monthly_charges"].astype(str)),
-     r"numeric feature 'monthly_charges' should be numeric but arrived as object \(values like '"),
-    (lambda frame: frame.assign(plan=np.arange(len(frame)) % 3),
-     r"categorical feature 'plan' should hold strings but arrived as int64"),
-    (lambda frame: frame.assign(num_devices=True), r"numeric feature 'num_devices' .* booleans"),
-    (lambda frame: frame.assign(support_calls_30d=np.nan),
-     r"column 'support_calls_30d' is empty: all 200 values are missing; expected numeric values"),
-    (lambda frame: frame.assign(region=None), r"column 'region' is empty: .*expected categorical values"),
-    (lambda frame: frame.assign(probability=frame["probability"] * 100), r"'probability' should hold probabilities"),
-    (lambda frame: frame.assign(label=pd.array([2] * len(frame), dtype="Int64")), r"label.*outside the declared classes"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda frame: frame.drop(columns=["usage_hours_30d"]), r"missing column\(s\) 'usage_hours_30d'"),
+        (lambda frame: frame.drop(columns=["probability"]), r"missing column\(s\) 'probability'"),
+        (
+            lambda frame: frame.assign(monthly_charges=frame["monthly_charges"].astype(str)),
+            r"numeric feature 'monthly_charges' should be numeric but arrived as object \(values like '",
+        ),
+        (
+            lambda frame: frame.assign(plan=np.arange(len(frame)) % 3),
+            r"categorical feature 'plan' should hold strings but arrived as int64",
+        ),
+        (lambda frame: frame.assign(num_devices=True), r"numeric feature 'num_devices' .* booleans"),
+        (
+            lambda frame: frame.assign(support_calls_30d=np.nan),
+            r"column 'support_calls_30d' is empty: all 200 values are missing; expected numeric values",
+        ),
+        (lambda frame: frame.assign(region=None), r"column 'region' is empty: .*expected categorical values"),
+        (
+            lambda frame: frame.assign(probability=frame["probability"] * 100),
+            r"'probability' should hold probabilities",
+        ),
+        (
+            lambda frame: frame.assign(label=pd.array([2] * len(frame), dtype="Int64")),
+            r"label.*outside the declared classes",
+        ),
+    ],
+)
 def test_schema_broken_windows_are_clear_errors_naming_the_column(demo_spec, champion, tmp_path, breakage, message):
     model, reference = champion
     broken = breakage(served(demo_spec, model, 1, 200))
@@ -273,11 +332,18 @@ def _register_champion(settings, spec):
     snapshot = _days(spec, REFERENCE_START, 4, 500, REFERENCE_SEED)
     data_registry = DataRegistry(settings.data_registry, settings.dvc_remote)
     ref = data_registry.snapshot(snapshot, spec.name, REFERENCE_START, REFERENCE_START + timedelta(days=4))
-    trained = train_and_log(snapshot, spec, TrainingConfig("sklearn_hgb", epochs=2, learning_rate=0.1,
-                                                           batch_size=256), settings, {})
+    trained = train_and_log(
+        snapshot, spec, TrainingConfig("sklearn_hgb", epochs=2, learning_rate=0.1, batch_size=256), settings, {}
+    )
     # the lineage tags exactly as include.pipeline.register writes them
-    lineage = {"data.repo": ref.repo, "data.path": ref.path, "data.md5": ref.md5, "data.rev": ref.rev,
-               "data.rows": ref.rows, "data.window": f"{ref.window_start}..{ref.window_end}"}
+    lineage = {
+        "data.repo": ref.repo,
+        "data.path": ref.path,
+        "data.md5": ref.md5,
+        "data.rev": ref.rev,
+        "data.rows": ref.rows,
+        "data.window": f"{ref.window_start}..{ref.window_end}",
+    }
     version = registry.register_challenger(settings.model_name, trained.model_uri, trained.run_id, lineage)
     registry.promote_champion(settings.model_name, version)
     return version, snapshot, ref, trained
@@ -299,8 +365,7 @@ def test_reference_is_read_through_the_registered_champions_lineage(mlops_env, s
     assert len(reference.frame) == len(train) == 1600
     assert list(reference.frame.columns) == [*spec.feature_names, "probability", "label"]
     served_model = mlflow.pyfunc.load_model(registry.model_uri(mlops_env.model_name, version))
-    assert np.allclose(reference.frame["probability"],
-                       served_model.predict(as_model_input(train, spec))["probability"])
+    assert np.allclose(reference.frame["probability"], served_model.predict(as_model_input(train, spec))["probability"])
     assert (reference.frame["label"].to_numpy() == train[spec.target].to_numpy()).all()
     holdout_probability = served_model.predict(as_model_input(holdout, spec))["probability"]
     assert reference.holdout_score == pytest.approx(roc_auc_score(holdout[spec.target], holdout_probability))
@@ -323,13 +388,27 @@ def _log_served_day(settings, spec, model, version, day: date, rows: int, *, pla
         features["plan"] = np.arange(rows) % 3
     request_ids = [f"{day}-{index}" for index in range(rows)]
     writer = InferenceLogWriter(settings.inference_log, settings.model_name)
-    writer.append(features, output["probability"].to_numpy(), output["prediction"].to_numpy(), version,
-                  request_ids, customers[spec.timestamp_column])
+    writer.append(
+        features,
+        output["probability"].to_numpy(),
+        output["prediction"].to_numpy(),
+        version,
+        request_ids,
+        customers[spec.timestamp_column],
+    )
     writer.close()
     assert writer.rows_written == rows
-    write_labels(settings.inference_log, pd.DataFrame({
-        "request_id": request_ids, "label": customers[spec.target].to_numpy(),
-        "label_timestamp": pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=20)}), day=day)
+    write_labels(
+        settings.inference_log,
+        pd.DataFrame(
+            {
+                "request_id": request_ids,
+                "label": customers[spec.target].to_numpy(),
+                "label_timestamp": pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=20),
+            }
+        ),
+        day=day,
+    )
 
 
 def test_check_drift_runs_the_whole_step_from_the_inference_log(mlops_env, spec):
@@ -340,7 +419,7 @@ def test_check_drift_runs_the_whole_step_from_the_inference_log(mlops_env, spec)
     model = mlflow.pyfunc.load_model(registry.model_uri(mlops_env.model_name, version))
     _log_served_day(mlops_env, spec, model, version, WINDOW_START, 600)
     _log_served_day(mlops_env, spec, model, version, WINDOW_START + timedelta(days=1), 300, plan_as_numbers=True)
-    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 1, tzinfo=UTC)
     options = {"min_rows": 100, **THRESHOLDS}
 
     result = check_drift(mlops_env, spec, start, start + timedelta(days=1), **options)
@@ -372,7 +451,7 @@ def _window_runs(settings, window_start: str):
 
 
 def test_persisting_a_window_twice_replaces_its_report_and_keeps_one_run(mlops_env, undrifted, covariate):
-    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 1, tzinfo=UTC)
     end = start + timedelta(days=1)
     first_metrics, first_html = covariate
     second_metrics, second_html = undrifted
@@ -382,16 +461,23 @@ def test_persisting_a_window_twice_replaces_its_report_and_keeps_one_run(mlops_e
     first = persist_results(mlops_env, start, end, first_metrics, first_html)
     record_decision(mlops_env, start, {"retrain": True, "outcome": "retrain", "reason": "drift share 0.60"})
     # the same window again, given in another timezone: it is the same window
-    second = persist_results(mlops_env, start.astimezone(timezone(timedelta(hours=2))), end, second_metrics,
-                             second_html)
+    second = persist_results(
+        mlops_env, start.astimezone(timezone(timedelta(hours=2))), end, second_metrics, second_html
+    )
 
     folder = Path(mlops_env.reports) / "drift" / "2024-03-01"
-    assert second == {"report_html": str(folder / "report.html"), "metrics_json": str(folder / "metrics.json"),
-                      "mlflow_run_id": first["mlflow_run_id"]}
+    assert second == {
+        "report_html": str(folder / "report.html"),
+        "metrics_json": str(folder / "metrics.json"),
+        "mlflow_run_id": first["mlflow_run_id"],
+    }
     assert sorted(path.name for path in folder.iterdir()) == ["metrics.json", "report.html"]
     stored = json.loads((folder / "metrics.json").read_text())
-    assert stored == {"window_start": "2024-03-01T00:00:00+00:00", "window_end": "2024-03-02T00:00:00+00:00",
-                      **second_metrics}
+    assert stored == {
+        "window_start": "2024-03-01T00:00:00+00:00",
+        "window_end": "2024-03-02T00:00:00+00:00",
+        **second_metrics,
+    }
     assert (folder / "report.html").read_bytes() == second_html.read_bytes()
 
     runs = _window_runs(mlops_env, "2024-03-01T00:00:00+00:00")
@@ -409,8 +495,9 @@ def test_persisting_a_window_twice_replaces_its_report_and_keeps_one_run(mlops_e
     logged = mlflow.artifacts.load_dict(f"runs:/{first['mlflow_run_id']}/metrics.json")
     assert logged == stored
 
-    run_id = record_decision(mlops_env, start, {"retrain": False, "outcome": "no_drift",
-                                                "reason": "drift share 0.00 < threshold 0.30"})
+    run_id = record_decision(
+        mlops_env, start, {"retrain": False, "outcome": "no_drift", "reason": "drift share 0.00 < threshold 0.30"}
+    )
     tags = mlflow.MlflowClient().get_run(run_id).data.tags
     assert (tags["decision"], tags["retrain_triggered"]) == ("no_drift", "false")
     assert tags["decision.reason"] == "drift share 0.00 < threshold 0.30"

@@ -1,4 +1,5 @@
 """The drift scores computed on all rows equal Evidently's, column by column, verdict by verdict."""
+
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from scipy import stats
 
 from include.monitoring import drift_stats
 from include.monitoring.drift import DriftInputError, Reference, report_sample, run_drift_check
+
 # the champion (a fitted model and its 8000-row reference) and its traffic, as in test_drift
 from tests.unit.monitoring.test_drift import REFERENCE_START, THRESHOLDS, champion, demo_spec, served  # noqa: F401
 
@@ -39,7 +41,8 @@ def test_wasserstein_distance_is_scipys_exactly(sizes):
     current = np.round(generator.normal(0.3, 1.4, sizes[1]), 1)
 
     assert drift_stats.wasserstein_distance(reference, current) == pytest.approx(
-        stats.wasserstein_distance(reference, current), rel=TOLERANCE, abs=TOLERANCE)
+        stats.wasserstein_distance(reference, current), rel=TOLERANCE, abs=TOLERANCE
+    )
     assert drift_stats.wasserstein_distance(reference, reference) == 0.0
 
 
@@ -52,9 +55,11 @@ def test_a_column_of_few_distinct_values_is_counted_and_the_distance_stays_exact
     assert drift_stats._looks_discrete(reference) and drift_stats._looks_discrete(current)
 
     assert drift_stats.wasserstein_distance(reference, current) == pytest.approx(
-        stats.wasserstein_distance(reference, current), rel=TOLERANCE)
+        stats.wasserstein_distance(reference, current), rel=TOLERANCE
+    )
     assert drift_stats.wasserstein_distance(reference, current) == pytest.approx(
-        drift_stats._wasserstein_from_sorted(np.sort(reference), np.sort(current)), rel=TOLERANCE)
+        drift_stats._wasserstein_from_sorted(np.sort(reference), np.sort(current)), rel=TOLERANCE
+    )
 
 
 def test_numeric_scores_equal_evidentlys_with_missing_and_infinite_values():
@@ -73,16 +78,19 @@ def test_numeric_scores_equal_evidentlys_with_missing_and_infinite_values():
     # a constant reference: Evidently's 0.001 floor on the standard deviation, not a division by zero
     constant = pd.Series(np.full(500, 4.0))
     assert drift_stats.numeric_drift("devices", constant, current, 0.1).drift_score == pytest.approx(
-        _evidently_wasserstein(constant, current), rel=TOLERANCE)
+        _evidently_wasserstein(constant, current), rel=TOLERANCE
+    )
 
 
 def test_categorical_scores_equal_evidentlys_with_missing_values_and_unseen_categories():
     generator = np.random.default_rng(5)
-    reference = pd.Series(generator.choice(["basic", "standard", "premium", None], 4000, p=[.5, .3, .15, .05]),
-                          dtype=object)
+    reference = pd.Series(
+        generator.choice(["basic", "standard", "premium", None], 4000, p=[0.5, 0.3, 0.15, 0.05]), dtype=object
+    )
     # a category the reference never saw, and one it saw that the window lacks
-    current = pd.Series(generator.choice(["basic", "standard", "enterprise", None], 2500, p=[.3, .4, .2, .1]),
-                        dtype=object)
+    current = pd.Series(
+        generator.choice(["basic", "standard", "enterprise", None], 2500, p=[0.3, 0.4, 0.2, 0.1]), dtype=object
+    )
 
     result = drift_stats.categorical_drift("plan", reference, current, threshold=0.1)
 
@@ -113,23 +121,44 @@ def _evidently_full_report(window: pd.DataFrame, reference: Reference, spec) -> 
 
     from include.monitoring.drift_report import _comparable
 
-    definition = DataDefinition(numerical_columns=[*spec.numeric_features, "probability"],
-                                categorical_columns=spec.categorical_features)
-    snapshot = Report([
-        DataDriftPreset(columns=spec.feature_names, num_method="wasserstein", num_threshold=0.1,
-                        cat_method="jensenshannon", cat_threshold=0.1),
-        ValueDrift(column="probability", method="wasserstein", threshold=0.1),
-    ], include_tests=True).run(
-        current_data=Dataset.from_pandas(_comparable(window, spec), data_definition=definition),
-        reference_data=Dataset.from_pandas(_comparable(reference.frame, spec), data_definition=definition)).dict()
-    verdicts = {test["metric_config"]["params"]["column"]: test["status"] == "FAIL" for test in snapshot["tests"]
-                if test["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"}
-    return {metric["config"]["column"]: (metric["value"], verdicts[metric["config"]["column"]])
-            for metric in snapshot["metrics"] if metric["config"].get("type") == "evidently:metric_v2:ValueDrift"}
+    definition = DataDefinition(
+        numerical_columns=[*spec.numeric_features, "probability"], categorical_columns=spec.categorical_features
+    )
+    snapshot = (
+        Report(
+            [
+                DataDriftPreset(
+                    columns=spec.feature_names,
+                    num_method="wasserstein",
+                    num_threshold=0.1,
+                    cat_method="jensenshannon",
+                    cat_threshold=0.1,
+                ),
+                ValueDrift(column="probability", method="wasserstein", threshold=0.1),
+            ],
+            include_tests=True,
+        )
+        .run(
+            current_data=Dataset.from_pandas(_comparable(window, spec), data_definition=definition),
+            reference_data=Dataset.from_pandas(_comparable(reference.frame, spec), data_definition=definition),
+        )
+        .dict()
+    )
+    verdicts = {
+        test["metric_config"]["params"]["column"]: test["status"] == "FAIL"
+        for test in snapshot["tests"]
+        if test["metric_config"]["params"].get("type") == "evidently:metric_v2:ValueDrift"
+    }
+    return {
+        metric["config"]["column"]: (metric["value"], verdicts[metric["config"]["column"]])
+        for metric in snapshot["metrics"]
+        if metric["config"].get("type") == "evidently:metric_v2:ValueDrift"
+    }
 
 
 def test_scores_and_verdicts_equal_evidentlys_full_report_though_the_page_is_drawn_from_a_sample(
-        demo_spec, champion, tmp_path):
+    demo_spec, champion, tmp_path
+):
     from include.simulation.generate import DriftConfig
 
     model, reference = champion
@@ -138,8 +167,9 @@ def test_scores_and_verdicts_equal_evidentlys_full_report_though_the_page_is_dra
     window.loc[window.index[::13], "usage_hours_30d"] = np.nan
     window.loc[window.index[::29], "payment_method"] = None
 
-    metrics = run_drift_check(window, reference, demo_spec, html_path=tmp_path / "report.html",
-                              report_sample_rows=400, **THRESHOLDS)
+    metrics = run_drift_check(
+        window, reference, demo_spec, html_path=tmp_path / "report.html", report_sample_rows=400, **THRESHOLDS
+    )
     evidently = _evidently_full_report(window, reference, demo_spec)
 
     measured = {**metrics["columns"], "probability": metrics["prediction_drift"]}
@@ -150,9 +180,14 @@ def test_scores_and_verdicts_equal_evidentlys_full_report_though_the_page_is_dra
         assert result["drifted"] is drifted, name
     assert metrics["drifted_columns"], "the case must hold drifted columns for the verdicts to mean something"
     assert len(metrics["drifted_columns"]) < len(demo_spec.feature_names)
-    assert metrics["report_sample"] == {"sampled": True, "seed": metrics["report_sample"]["seed"],
-                                        "current_rows": 400, "current_rows_total": 3000,
-                                        "reference_rows": 400, "reference_rows_total": len(reference.frame)}
+    assert metrics["report_sample"] == {
+        "sampled": True,
+        "seed": metrics["report_sample"]["seed"],
+        "current_rows": 400,
+        "current_rows_total": 3000,
+        "reference_rows": 400,
+        "reference_rows_total": len(reference.frame),
+    }
     page = (tmp_path / "report.html").read_text()
     assert "Drift per column, on all rows" in page and "seeded sample" in page
     assert json.loads(json.dumps(metrics, allow_nan=False)) == metrics
@@ -161,11 +196,16 @@ def test_scores_and_verdicts_equal_evidentlys_full_report_though_the_page_is_dra
 def test_a_window_no_larger_than_the_sample_is_reported_whole(demo_spec, champion, tmp_path):
     model, reference = champion
     window = served(demo_spec, model, 1, 300)
-    small = Reference(frame=reference.frame.head(900), model_version="3", data_ref=reference.data_ref,
-                      holdout_score=reference.holdout_score)
+    small = Reference(
+        frame=reference.frame.head(900),
+        model_version="3",
+        data_ref=reference.data_ref,
+        holdout_score=reference.holdout_score,
+    )
 
-    metrics = run_drift_check(window, small, demo_spec, html_path=tmp_path / "report.html",
-                              report_sample_rows=1000, **THRESHOLDS)
+    metrics = run_drift_check(
+        window, small, demo_spec, html_path=tmp_path / "report.html", report_sample_rows=1000, **THRESHOLDS
+    )
 
     assert metrics["report_sample"]["sampled"] is False
     assert "drawn from all rows" in (tmp_path / "report.html").read_text()
@@ -189,4 +229,3 @@ def test_report_sample_is_seeded_bounded_and_keeps_every_measurable_column():
     assert 500 <= len(first) <= 502 and first.index.is_unique
     assert first["rare"].notna().sum() >= 1
     assert report_sample(frame, ["x"], rows=20_000) is frame
-

@@ -1,11 +1,12 @@
 """The inference log on real files (a temporary folder, and fsspec's memory store)."""
+
 from __future__ import annotations
 
 import os
 import re
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from include.monitoring.inference_log import (
     write_labels,
 )
 
-UTC = timezone.utc
+UTC = UTC
 DAY = date(2026, 11, 10)
 MIDNIGHT = datetime(2026, 11, 10, tzinfo=UTC)
 FILE_NAME = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{32}\.parquet$")
@@ -38,11 +39,24 @@ def binary_outputs(rows: int) -> dict[str, np.ndarray]:
     return {"probability": np.linspace(0.1, 0.9, rows), "prediction": np.arange(rows) % 2}
 
 
-def append(writer: InferenceLogWriter, rows: int, at: datetime | list[datetime], prefix: str = "r",
-           start: int = 0, version: str = "3", frame=None, outputs=None) -> list[str]:
+def append(
+    writer: InferenceLogWriter,
+    rows: int,
+    at: datetime | list[datetime],
+    prefix: str = "r",
+    start: int = 0,
+    version: str = "3",
+    frame=None,
+    outputs=None,
+) -> list[str]:
     ids = [f"{prefix}-{start + index}" for index in range(rows)]
-    writer.append(features(rows, start) if frame is None else frame,
-                  binary_outputs(rows) if outputs is None else outputs, version, ids, at)
+    writer.append(
+        features(rows, start) if frame is None else frame,
+        binary_outputs(rows) if outputs is None else outputs,
+        version,
+        ids,
+        at,
+    )
     return ids
 
 
@@ -72,8 +86,9 @@ def window(root, first: date = DAY, days: int = 1, **kwargs) -> pd.DataFrame:
 
 def test_append_does_no_io_and_flush_writes_every_buffered_row(tmp_path):
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
-        ids = append(writer, 3, MIDNIGHT + timedelta(hours=1)) + append(writer, 2, MIDNIGHT + timedelta(hours=2),
-                                                                          start=3)
+        ids = append(writer, 3, MIDNIGHT + timedelta(hours=1)) + append(
+            writer, 2, MIDNIGHT + timedelta(hours=2), start=3
+        )
         assert parquet_files(tmp_path) == {}
         assert writer.pending_rows == 5
 
@@ -82,11 +97,22 @@ def test_append_does_no_io_and_flush_writes_every_buffered_row(tmp_path):
         assert writer.pending_rows == 0 and writer.rows_written == 5 and writer.write_errors == 0
         logged = window(tmp_path)
     assert logged["request_id"].tolist() == ids
-    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
-                                       "plan", "probability", "prediction", "label"]
+    assert logged.columns.tolist() == [
+        "request_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+        "tenure_months",
+        "plan",
+        "probability",
+        "prediction",
+        "label",
+    ]
     assert str(logged["timestamp"].dtype) == "datetime64[ns, UTC]"
-    assert logged["timestamp"].tolist() == [pd.Timestamp(MIDNIGHT + timedelta(hours=1))] * 3 + \
-        [pd.Timestamp(MIDNIGHT + timedelta(hours=2))] * 2
+    assert (
+        logged["timestamp"].tolist()
+        == [pd.Timestamp(MIDNIGHT + timedelta(hours=1))] * 3 + [pd.Timestamp(MIDNIGHT + timedelta(hours=2))] * 2
+    )
     assert (logged["model_name"] == "churn").all() and (logged["model_version"] == "3").all()
     assert logged["tenure_months"].dtype == np.float64 and logged["tenure_months"].tolist() == [0, 1, 2, 3, 4]
     assert logged["plan"].tolist() == ["basic", "premium", "basic", "basic", "premium"]
@@ -205,8 +231,10 @@ def test_rows_that_cannot_be_stored_are_dropped_and_counted_without_losing_the_o
 
 
 def test_a_retyped_column_stays_visible_when_read_back(tmp_path):
-    retyped = {"tenure_months": np.array(["twelve", "13"], dtype=object), "plan": np.array(["basic", "basic"],
-                                                                                          dtype=object)}
+    retyped = {
+        "tenure_months": np.array(["twelve", "13"], dtype=object),
+        "plan": np.array(["basic", "basic"], dtype=object),
+    }
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         append(writer, 2, MIDNIGHT)
         append(writer, 2, MIDNIGHT + timedelta(hours=1), prefix="retyped", frame=retyped)
@@ -226,33 +254,50 @@ def test_a_dataframe_is_logged_like_a_mapping(tmp_path):
     pd.testing.assert_frame_equal(logged[["tenure_months", "plan"]], frame)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"outputs": {"probability": [0.5], "prediction": [0, 1]}}, "1 values of the output column 'probability'"),
-    ({"outputs": {"probability": [0.1, 0.2]}}, "lack the column 'prediction'"),
-    ({"outputs": {"prediction": [0, 1], "score": [1.0, 2.0]}}, "unknown output column"),
-    ({"request_ids": ["a"]}, "for 1 request ids"),
-    ({"timestamps": datetime(2026, 11, 10)}, "no timezone"),
-    ({"timestamps": [MIDNIGHT]}, "1 timestamps for 2 rows"),
-    ({"timestamps": "2026-11-10T00:00:00Z"}, "timezone-aware datetime"),
-    ({"features": {"timestamp": np.array([1.0, 2.0])}}, "clash"),
-    ({"features": {"probability_a": np.array([1.0, 2.0])},
-      "outputs": {"prediction": ["a", "b"], "probability_a": [0.5, 0.5]}}, "clash"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"outputs": {"probability": [0.5], "prediction": [0, 1]}}, "1 values of the output column 'probability'"),
+        ({"outputs": {"probability": [0.1, 0.2]}}, "lack the column 'prediction'"),
+        ({"outputs": {"prediction": [0, 1], "score": [1.0, 2.0]}}, "unknown output column"),
+        ({"request_ids": ["a"]}, "for 1 request ids"),
+        ({"timestamps": datetime(2026, 11, 10)}, "no timezone"),
+        ({"timestamps": [MIDNIGHT]}, "1 timestamps for 2 rows"),
+        ({"timestamps": "2026-11-10T00:00:00Z"}, "timezone-aware datetime"),
+        ({"features": {"timestamp": np.array([1.0, 2.0])}}, "clash"),
+        (
+            {
+                "features": {"probability_a": np.array([1.0, 2.0])},
+                "outputs": {"prediction": ["a", "b"], "probability_a": [0.5, 0.5]},
+            },
+            "clash",
+        ),
+    ],
+)
 def test_append_refuses_inconsistent_rows(tmp_path, change, message):
-    arguments = {"features": features(2), "outputs": {"probability": [0.1, 0.2], "prediction": [0, 1]},
-                 "model_version": "3", "request_ids": ["a", "b"], "timestamps": MIDNIGHT, **change}
+    arguments = {
+        "features": features(2),
+        "outputs": {"probability": [0.1, 0.2], "prediction": [0, 1]},
+        "model_version": "3",
+        "request_ids": ["a", "b"],
+        "timestamps": MIDNIGHT,
+        **change,
+    }
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         with pytest.raises(ValueError, match=message):
             writer.append(**arguments)
         assert writer.pending_rows == 0
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"model_name": ""}, "model_name"),
-    ({"flush_rows": 0}, "flush_rows"),
-    ({"flush_seconds": float("nan")}, "flush_seconds"),
-    ({"root": " "}, "root"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"model_name": ""}, "model_name"),
+        ({"flush_rows": 0}, "flush_rows"),
+        ({"flush_seconds": float("nan")}, "flush_seconds"),
+        ({"root": " "}, "root"),
+    ],
+)
 def test_the_writer_refuses_bad_settings(tmp_path, arguments, message):
     with pytest.raises(ValueError, match=message):
         InferenceLogWriter(**{"root": tmp_path, "model_name": "churn", **arguments})
@@ -263,29 +308,42 @@ def test_an_fsspec_url_works_like_a_folder():
     with InferenceLogWriter(root, "churn", **MANUAL) as writer:
         ids = append(writer, 3, MIDNIGHT + timedelta(hours=5))
 
-    written = write_labels(root, pd.DataFrame({"request_id": ids[:2], "label": [1, 0],
-                                               "label_timestamp": [MIDNIGHT + timedelta(days=30)] * 2}), day=DAY)
+    written = write_labels(
+        root,
+        pd.DataFrame({"request_id": ids[:2], "label": [1, 0], "label_timestamp": [MIDNIGHT + timedelta(days=30)] * 2}),
+        day=DAY,
+    )
 
-    assert len(written) == 1 and written[0].startswith(f"{root.replace('memory://', 'memory:///')}/labels/"
-                                                      "date=2026-11-10/")
+    assert len(written) == 1 and written[0].startswith(
+        f"{root.replace('memory://', 'memory:///')}/labels/date=2026-11-10/"
+    )
     logged = window(root)
     assert logged["request_id"].tolist() == ids
     assert logged["label"].tolist() == [1, 0, pd.NA]
 
 
 def test_a_multiclass_models_outputs_are_logged_with_their_types_and_order(tmp_path):
-    outputs = {"prediction": np.array(["Gentoo", "Adelie", "Chinstrap"], dtype=object),
-               "probability": np.array([0.7, 0.5, 0.4]),
-               "probability_Adelie": np.array([0.2, 0.5, 0.3]),
-               "probability_Chinstrap": np.array([0.1, 0.3, 0.4]),
-               "probability_Gentoo": np.array([0.7, 0.2, 0.3])}
+    outputs = {
+        "prediction": np.array(["Gentoo", "Adelie", "Chinstrap"], dtype=object),
+        "probability": np.array([0.7, 0.5, 0.4]),
+        "probability_Adelie": np.array([0.2, 0.5, 0.3]),
+        "probability_Chinstrap": np.array([0.1, 0.3, 0.4]),
+        "probability_Gentoo": np.array([0.7, 0.2, 0.3]),
+    }
     with InferenceLogWriter(tmp_path, "penguins", **MANUAL) as writer:
         ids = append(writer, 3, MIDNIGHT, outputs=outputs)
 
     logged = window(tmp_path, with_labels=False)
 
-    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
-                                       "plan", *outputs]
+    assert logged.columns.tolist() == [
+        "request_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+        "tenure_months",
+        "plan",
+        *outputs,
+    ]
     assert logged["request_id"].tolist() == ids
     assert logged["prediction"].dtype == object and logged["prediction"].tolist() == ["Gentoo", "Adelie", "Chinstrap"]
     for name in list(outputs)[1:]:
@@ -293,8 +351,10 @@ def test_a_multiclass_models_outputs_are_logged_with_their_types_and_order(tmp_p
     import pyarrow.parquet as pq
 
     [path] = parquet_files(tmp_path)["date=2026-11-10"]
-    assert pq.read_schema(path).metadata[b"inference_log.outputs"] == \
-        b'["prediction", "probability", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]'
+    assert (
+        pq.read_schema(path).metadata[b"inference_log.outputs"]
+        == b'["prediction", "probability", "probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]'
+    )
 
 
 def test_a_regression_models_value_is_logged_as_a_float_without_a_probability(tmp_path):
@@ -303,8 +363,16 @@ def test_a_regression_models_value_is_logged_as_a_float_without_a_probability(tm
 
     logged = window(tmp_path)
 
-    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
-                                       "plan", "prediction", "label"]
+    assert logged.columns.tolist() == [
+        "request_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+        "tenure_months",
+        "plan",
+        "prediction",
+        "label",
+    ]
     assert logged["prediction"].dtype == np.float64 and logged["prediction"].tolist() == [151.5, 75.0, 206.25]
 
 
@@ -315,8 +383,7 @@ def test_the_binary_form_of_append_of_earlier_releases_still_logs(tmp_path):
             writer.append(features(2), np.array([0.25, 0.75]), np.array([0, 1]), "3", ["a", "b"])
 
     logged = window(tmp_path)
-    assert logged[["probability", "prediction"]].to_dict("list") == {"probability": [0.25, 0.75],
-                                                                      "prediction": [0, 1]}
+    assert logged[["probability", "prediction"]].to_dict("list") == {"probability": [0.25, 0.75], "prediction": [0, 1]}
     assert logged["prediction"].dtype == np.int64
 
 
@@ -324,17 +391,33 @@ def test_a_file_written_before_tasks_existed_reads_as_before(tmp_path):
     # no output metadata: the binary probability and prediction of the old layout
     folder = tmp_path / "predictions" / "date=2026-11-10"
     folder.mkdir(parents=True)
-    old = pd.DataFrame({"request_id": ["old-0", "old-1"], "timestamp": [pd.Timestamp(MIDNIGHT)] * 2,
-                        "model_name": "churn", "model_version": "2", "tenure_months": [1.0, 2.0],
-                        "probability": [0.2, 0.9], "prediction": np.array([0, 1], dtype=np.int64)})
+    old = pd.DataFrame(
+        {
+            "request_id": ["old-0", "old-1"],
+            "timestamp": [pd.Timestamp(MIDNIGHT)] * 2,
+            "model_name": "churn",
+            "model_version": "2",
+            "tenure_months": [1.0, 2.0],
+            "probability": [0.2, 0.9],
+            "prediction": np.array([0, 1], dtype=np.int64),
+        }
+    )
     old.to_parquet(folder / "20261110T000000-0.parquet", index=False)
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         append(writer, 1, MIDNIGHT + timedelta(hours=1), frame={"tenure_months": np.array([3.0])})
 
     logged = window(tmp_path)
 
-    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version", "tenure_months",
-                                       "probability", "prediction", "label"]
+    assert logged.columns.tolist() == [
+        "request_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+        "tenure_months",
+        "probability",
+        "prediction",
+        "label",
+    ]
     assert logged["request_id"].tolist() == ["old-0", "old-1", "r-0"]
     assert logged["prediction"].dtype == np.int64 and logged["prediction"].tolist() == [0, 1, 0]
 
@@ -342,8 +425,13 @@ def test_a_file_written_before_tasks_existed_reads_as_before(tmp_path):
 def test_outputs_that_cannot_be_stored_are_dropped_and_counted(tmp_path):
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         good = append(writer, 2, MIDNIGHT)
-        append(writer, 2, MIDNIGHT, prefix="bad",
-               outputs={"prediction": np.array(["a", 3], dtype=object), "probability": np.array([0.5, 0.5])})
+        append(
+            writer,
+            2,
+            MIDNIGHT,
+            prefix="bad",
+            outputs={"prediction": np.array(["a", 3], dtype=object), "probability": np.array([0.5, 0.5])},
+        )
         writer.flush()
 
         assert writer.rows_written == 2 and writer.rows_dropped == 2 and writer.write_errors == 1
@@ -364,8 +452,11 @@ def test_labels_are_stored_and_read_back_as_given(tmp_path, case):
     given, dtype, expected = LABELS_AS_GIVEN[case]
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         ids = append(writer, 4, MIDNIGHT)
-    write_labels(tmp_path, pd.DataFrame({"request_id": ids[:3], "label": given,
-                                         "label_timestamp": MIDNIGHT + timedelta(days=1)}), day=DAY)
+    write_labels(
+        tmp_path,
+        pd.DataFrame({"request_id": ids[:3], "label": given, "label_timestamp": MIDNIGHT + timedelta(days=1)}),
+        day=DAY,
+    )
 
     logged = window(tmp_path)
 
@@ -381,7 +472,7 @@ def test_each_label_keeps_the_type_it_was_stored_with_across_files(tmp_path):
         ids = append(writer, 3, MIDNIGHT)
 
     def labels(values, at):
-        return pd.DataFrame({"request_id": ids[:len(values)], "label": values, "label_timestamp": at})
+        return pd.DataFrame({"request_id": ids[: len(values)], "label": values, "label_timestamp": at})
 
     write_labels(tmp_path, labels([1, 0, 1], MIDNIGHT + timedelta(days=1)), day=DAY)
     # a float label written later for the first request wins; the others stay integers
@@ -404,8 +495,13 @@ def test_each_label_keeps_the_type_it_was_stored_with_across_files(tmp_path):
 def test_the_window_includes_its_start_and_excludes_its_end(tmp_path):
     start = MIDNIGHT + timedelta(hours=6)
     end = start + timedelta(hours=12)
-    times = {"before": start - timedelta(microseconds=1), "at-start": start, "inside": start + timedelta(hours=3),
-             "just-before-end": end - timedelta(microseconds=1), "at-end": end}
+    times = {
+        "before": start - timedelta(microseconds=1),
+        "at-start": start,
+        "inside": start + timedelta(hours=3),
+        "just-before-end": end - timedelta(microseconds=1),
+        "at-end": end,
+    }
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         for name, at in times.items():
             writer.append(features(1), {"probability": [0.5], "prediction": [1]}, "3", [name], at)
@@ -433,8 +529,9 @@ def test_labels_join_by_request_id_and_the_latest_label_wins(tmp_path):
     label_time = MIDNIGHT + timedelta(days=30)
 
     def labels(rows: dict[str, int], at: datetime) -> pd.DataFrame:
-        return pd.DataFrame({"request_id": list(rows), "label": list(rows.values()),
-                             "label_timestamp": [at] * len(rows)})
+        return pd.DataFrame(
+            {"request_id": list(rows), "label": list(rows.values()), "label_timestamp": [at] * len(rows)}
+        )
 
     write_labels(tmp_path, labels({ids[0]: 1, ids[1]: 0}, label_time), day=DAY)
     # a correction that arrives later wins; a stale label written after it (older label time) does not
@@ -456,9 +553,14 @@ def test_labels_may_name_the_prediction_day_of_each_row(tmp_path):
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         first = append(writer, 2, MIDNIGHT + timedelta(hours=3), prefix="a")
         second = append(writer, 2, second_day, prefix="b")
-    labels = pd.DataFrame({"request_id": first + second, "label": [True, False, True, True],
-                           "label_timestamp": pd.Timestamp("2026-12-15T00:00:00Z"),
-                           "prediction_day": [DAY, DAY, "2026-11-11", "2026-11-11"]})
+    labels = pd.DataFrame(
+        {
+            "request_id": first + second,
+            "label": [True, False, True, True],
+            "label_timestamp": pd.Timestamp("2026-12-15T00:00:00Z"),
+            "prediction_day": [DAY, DAY, "2026-11-11", "2026-11-11"],
+        }
+    )
 
     written = write_labels(tmp_path, labels)
 
@@ -466,23 +568,43 @@ def test_labels_may_name_the_prediction_day_of_each_row(tmp_path):
     assert window(tmp_path, days=2)["label"].tolist() == [1, 0, 1, 1]
 
 
-@pytest.mark.parametrize("labels, day, message", [
-    (pd.DataFrame({"request_id": ["a"], "label": [1]}), DAY, "label_timestamp"),
-    (pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT]}), None, "prediction_day"),
-    (pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [datetime(2026, 12, 1)]}), DAY,
-     "timezone"),
-    (pd.DataFrame({"request_id": ["a", "b"], "label": [1, None], "label_timestamp": [MIDNIGHT] * 2}), DAY,
-     "missing in rows 1"),
-    (pd.DataFrame({"request_id": ["a", "b"], "label": ["yes", 1], "label_timestamp": [MIDNIGHT] * 2}), DAY,
-     "mixes text"),
-    (pd.DataFrame({"request_id": ["a"], "label": [float("inf")], "label_timestamp": [MIDNIGHT]}), DAY, "finite"),
-    (pd.DataFrame({"request_id": ["a"], "label": [[1]], "label_timestamp": [MIDNIGHT]}), DAY, "label must hold"),
-    (pd.DataFrame({"request_id": [7], "label": [1], "label_timestamp": [MIDNIGHT]}), DAY, "request_id"),
-    (pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT], "prediction_day": [DAY]}),
-     DAY, "not both"),
-    (pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT],
-                   "prediction_day": ["last tuesday"]}), None, "prediction_day"),
-])
+@pytest.mark.parametrize(
+    "labels, day, message",
+    [
+        (pd.DataFrame({"request_id": ["a"], "label": [1]}), DAY, "label_timestamp"),
+        (pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT]}), None, "prediction_day"),
+        (
+            pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [datetime(2026, 12, 1)]}),
+            DAY,
+            "timezone",
+        ),
+        (
+            pd.DataFrame({"request_id": ["a", "b"], "label": [1, None], "label_timestamp": [MIDNIGHT] * 2}),
+            DAY,
+            "missing in rows 1",
+        ),
+        (
+            pd.DataFrame({"request_id": ["a", "b"], "label": ["yes", 1], "label_timestamp": [MIDNIGHT] * 2}),
+            DAY,
+            "mixes text",
+        ),
+        (pd.DataFrame({"request_id": ["a"], "label": [float("inf")], "label_timestamp": [MIDNIGHT]}), DAY, "finite"),
+        (pd.DataFrame({"request_id": ["a"], "label": [[1]], "label_timestamp": [MIDNIGHT]}), DAY, "label must hold"),
+        (pd.DataFrame({"request_id": [7], "label": [1], "label_timestamp": [MIDNIGHT]}), DAY, "request_id"),
+        (
+            pd.DataFrame({"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT], "prediction_day": [DAY]}),
+            DAY,
+            "not both",
+        ),
+        (
+            pd.DataFrame(
+                {"request_id": ["a"], "label": [1], "label_timestamp": [MIDNIGHT], "prediction_day": ["last tuesday"]}
+            ),
+            None,
+            "prediction_day",
+        ),
+    ],
+)
 def test_write_labels_refuses_bad_labels(tmp_path, labels, day, message):
     with pytest.raises(ValueError, match=message):
         write_labels(tmp_path, labels, day=day)
@@ -494,8 +616,14 @@ def test_an_empty_window_is_an_empty_frame_with_the_logs_columns(tmp_path):
 
     assert logged.empty
     assert logged.dtypes.astype(str).to_dict() == {
-        "request_id": "object", "timestamp": "datetime64[ns, UTC]", "model_name": "object",
-        "model_version": "object", "probability": "float64", "prediction": "int64", "label": "Int64"}
+        "request_id": "object",
+        "timestamp": "datetime64[ns, UTC]",
+        "model_name": "object",
+        "model_version": "object",
+        "probability": "float64",
+        "prediction": "int64",
+        "label": "Int64",
+    }
     assert "label" not in window(tmp_path, with_labels=False).columns
 
 
@@ -530,8 +658,9 @@ def test_a_damaged_file_raises_an_error_naming_it(tmp_path, damage):
 def test_a_corrupt_labels_file_is_reported_too(tmp_path):
     with InferenceLogWriter(tmp_path, "churn", **MANUAL) as writer:
         ids = append(writer, 1, MIDNIGHT)
-    [written] = write_labels(tmp_path, pd.DataFrame({"request_id": ids, "label": [1],
-                                                     "label_timestamp": [MIDNIGHT]}), day=DAY)
+    [written] = write_labels(
+        tmp_path, pd.DataFrame({"request_id": ids, "label": [1], "label_timestamp": [MIDNIGHT]}), day=DAY
+    )
     Path(written).write_bytes(b"PAR1")
 
     with pytest.raises(InferenceLogError, match=re.escape(written)):
@@ -539,11 +668,14 @@ def test_a_corrupt_labels_file_is_reported_too(tmp_path):
     assert len(window(tmp_path, with_labels=False)) == 1
 
 
-@pytest.mark.parametrize("start, end, message", [
-    (datetime(2026, 11, 10), MIDNIGHT, "timezone"),
-    (MIDNIGHT, MIDNIGHT, "not after start"),
-    (DAY, MIDNIGHT, "datetime"),
-])
+@pytest.mark.parametrize(
+    "start, end, message",
+    [
+        (datetime(2026, 11, 10), MIDNIGHT, "timezone"),
+        (MIDNIGHT, MIDNIGHT, "not after start"),
+        (DAY, MIDNIGHT, "datetime"),
+    ],
+)
 def test_read_window_refuses_a_bad_window(tmp_path, start, end, message):
     with pytest.raises(ValueError, match=message):
         read_window(tmp_path, start, end)

@@ -1,4 +1,5 @@
 """The retraining decision: each rule, each guard, their order, and failing closed."""
+
 from __future__ import annotations
 
 import math
@@ -9,17 +10,30 @@ import pytest
 from include.monitoring.decision import RetrainDecision, decide
 
 WINDOW = {"window_start": date(2024, 3, 10), "window_end": date(2024, 3, 11)}
-CALM = {"active_training_runs": 0, "last_trigger_window_end": None, "cooldown_days": 7, "is_backfill": False,
-        "allow_backfill": False}
+CALM = {
+    "active_training_runs": 0,
+    "last_trigger_window_end": None,
+    "cooldown_days": 7,
+    "is_backfill": False,
+    "allow_backfill": False,
+}
 THRESHOLDS = {"drift_share_threshold": 0.3, "performance_drop_threshold": 0.05}
 COLUMNS = {name: {} for name in ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")}
 
 
 def metrics(drift_share=0.0, performance_drop=None, **extra):
     countable = isinstance(drift_share, float) and math.isfinite(drift_share)
-    drifted = list(COLUMNS)[:round(drift_share * 10)] if countable else []
-    result = {"status": "ok", "drift_share": drift_share, "drifted_columns": drifted, "columns": COLUMNS,
-              "performance_drop": performance_drop, "metric": "roc_auc", "score": None, "reference_score": None}
+    drifted = list(COLUMNS)[: round(drift_share * 10)] if countable else []
+    result = {
+        "status": "ok",
+        "drift_share": drift_share,
+        "drifted_columns": drifted,
+        "columns": COLUMNS,
+        "performance_drop": performance_drop,
+        "metric": "roc_auc",
+        "score": None,
+        "reference_score": None,
+    }
     if performance_drop is not None:
         result.update(score=0.85 - performance_drop, reference_score=0.85)
     return {**result, **extra}
@@ -58,20 +72,28 @@ def test_a_performance_drop_alone_retrains_and_missing_labels_never_do():
 
 
 def test_insufficient_data_is_skipped_before_anything_else():
-    result = {"status": "insufficient_data", "rows": 12, "reason": "the window holds 12 served prediction(s), "
-                                                                   "fewer than min_rows=100"}
+    result = {
+        "status": "insufficient_data",
+        "rows": 12,
+        "reason": "the window holds 12 served prediction(s), fewer than min_rows=100",
+    }
     # even with every guard also tripping, the first rule decides
     decision = run(result, active_training_runs=2, is_backfill=True, last_trigger_window_end=WINDOW["window_end"])
 
-    assert decision == RetrainDecision(False, "skipped", "insufficient data in window 2024-03-10..2024-03-11 "
-                                                         "(12 rows): the window holds 12 served prediction(s), "
-                                                         "fewer than min_rows=100")
+    assert decision == RetrainDecision(
+        False,
+        "skipped",
+        "insufficient data in window 2024-03-10..2024-03-11 "
+        "(12 rows): the window holds 12 served prediction(s), "
+        "fewer than min_rows=100",
+    )
 
 
 @pytest.mark.parametrize("drift_share", [None, float("nan"), "n/a", True])
 def test_a_missing_or_nan_drift_share_fails_closed(drift_share):
-    with pytest.raises(ValueError, match="no usable drift_share.*refusing to call window 2024-03-10..2024-03-11 "
-                                         "undrifted"):
+    with pytest.raises(
+        ValueError, match="no usable drift_share.*refusing to call window 2024-03-10..2024-03-11 undrifted"
+    ):
         run(metrics(drift_share, performance_drop=0.0))
     without = {key: value for key, value in metrics().items() if key != "drift_share"}
     with pytest.raises(ValueError, match="no usable drift_share"):
@@ -106,17 +128,21 @@ def test_the_window_that_triggered_decides_the_same_again():
     assert decision.outcome == "retrain"
     assert "this window decided so before" in decision.reason
     # training already running is reported before the cooldown
-    assert "queued/running" in run(metrics(0.6), last_trigger_window_end=date(2024, 3, 11),
-                                   active_training_runs=1).reason
+    assert (
+        "queued/running" in run(metrics(0.6), last_trigger_window_end=date(2024, 3, 11), active_training_runs=1).reason
+    )
 
 
-@pytest.mark.parametrize("last_end, outcome", [
-    (date(2024, 3, 5), "skipped"),    # 5 days before this window: within 7 days
-    (date(2024, 3, 3), "retrain"),    # this window starts exactly when the cooldown ends
-    (date(2024, 3, 15), "skipped"),   # a later window triggered (a backfill walks back): still within 7 days
-    (date(2024, 3, 17), "skipped"),   # ends 6 days after this window ends: within
-    (date(2024, 3, 18), "retrain"),   # ends 7 days after this window ends: the cooldown is over
-])
+@pytest.mark.parametrize(
+    "last_end, outcome",
+    [
+        (date(2024, 3, 5), "skipped"),  # 5 days before this window: within 7 days
+        (date(2024, 3, 3), "retrain"),  # this window starts exactly when the cooldown ends
+        (date(2024, 3, 15), "skipped"),  # a later window triggered (a backfill walks back): still within 7 days
+        (date(2024, 3, 17), "skipped"),  # ends 6 days after this window ends: within
+        (date(2024, 3, 18), "retrain"),  # ends 7 days after this window ends: the cooldown is over
+    ],
+)
 def test_cooldown_in_data_time_both_directions(last_end, outcome):
     decision = run(metrics(0.6), last_trigger_window_end=last_end, cooldown_days=7)
 
@@ -129,16 +155,19 @@ def test_zero_cooldown_allows_every_other_window():
     assert run(metrics(0.6), last_trigger_window_end=date(2024, 3, 10), cooldown_days=0).outcome == "retrain"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"drift_share_threshold": 0}, "drift_share_threshold must be a finite number > 0"),
-    ({"drift_share_threshold": 1.5}, "must be <= 1"),
-    ({"performance_drop_threshold": math.inf}, "performance_drop_threshold must be a finite number > 0"),
-    ({"active_training_runs": -1}, "active_training_runs must be an integer >= 0"),
-    ({"cooldown_days": 1.5}, "cooldown_days must be an integer >= 0"),
-    ({"window_start": date(2024, 3, 11)}, "window_start 2024-03-11 must be before window_end 2024-03-11"),
-    ({"window_end": datetime(2024, 3, 11)}, "window_end must be a datetime.date"),
-    ({"last_trigger_window_end": "2024-03-01"}, "last_trigger_window_end must be a datetime.date"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"drift_share_threshold": 0}, "drift_share_threshold must be a finite number > 0"),
+        ({"drift_share_threshold": 1.5}, "must be <= 1"),
+        ({"performance_drop_threshold": math.inf}, "performance_drop_threshold must be a finite number > 0"),
+        ({"active_training_runs": -1}, "active_training_runs must be an integer >= 0"),
+        ({"cooldown_days": 1.5}, "cooldown_days must be an integer >= 0"),
+        ({"window_start": date(2024, 3, 11)}, "window_start 2024-03-11 must be before window_end 2024-03-11"),
+        ({"window_end": datetime(2024, 3, 11)}, "window_end must be a datetime.date"),
+        ({"last_trigger_window_end": "2024-03-01"}, "last_trigger_window_end must be a datetime.date"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         run(metrics(0.6), **overrides)

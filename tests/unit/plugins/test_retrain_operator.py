@@ -5,12 +5,13 @@ run, a retry finding it, the guards) is tests/integration/test_drift_monitor_dag
 here the operator runs against a stand-in task instance, so each field of the
 trigger it raises can be checked.
 """
+
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,15 @@ import pytest
 from mlops_airflow import retraining
 
 ROOT = Path(__file__).resolve().parents[3]
-WINDOW_START = datetime(2026, 3, 19, tzinfo=timezone.utc)
-WINDOW_END = datetime(2026, 3, 20, tzinfo=timezone.utc)
-PARAMS = {"drift_share_threshold": 0.3, "performance_drop_threshold": 0.05, "cooldown_days": 7,
-          "allow_backfill_retrain": False, "min_rows": 200}
+WINDOW_START = datetime(2026, 3, 19, tzinfo=UTC)
+WINDOW_END = datetime(2026, 3, 20, tzinfo=UTC)
+PARAMS = {
+    "drift_share_threshold": 0.3,
+    "performance_drop_threshold": 0.05,
+    "cooldown_days": 7,
+    "allow_backfill_retrain": False,
+    "min_rows": 200,
+}
 
 
 class TaskInstance:
@@ -52,31 +58,46 @@ def variables(monkeypatch):
     from airflow.sdk import Variable
 
     stored: dict[str, object] = {}
-    monkeypatch.setattr(Variable, "get", staticmethod(lambda key, default=None, deserialize_json=False:
-                                                      stored.get(key, default)))
-    monkeypatch.setattr(Variable, "set", staticmethod(lambda key, value, serialize_json=False:
-                                                      stored.__setitem__(key, value)))
+    monkeypatch.setattr(
+        Variable, "get", staticmethod(lambda key, default=None, deserialize_json=False: stored.get(key, default))
+    )
+    monkeypatch.setattr(
+        Variable, "set", staticmethod(lambda key, value, serialize_json=False: stored.__setitem__(key, value))
+    )
     return stored
 
 
 @pytest.fixture
 def recorded(monkeypatch):
     decisions: list[dict] = []
-    monkeypatch.setattr(retraining.RetrainOnDriftOperator, "_record",
-                        lambda self, context, decision: decisions.append(decision))
+    monkeypatch.setattr(
+        retraining.RetrainOnDriftOperator, "_record", lambda self, context, decision: decisions.append(decision)
+    )
     return decisions
 
 
 def _context(ti: TaskInstance) -> dict:
-    return {"ti": ti, "params": dict(PARAMS), "dag_run": DagRun(), "data_interval_start": WINDOW_START,
-            "data_interval_end": WINDOW_END}
+    return {
+        "ti": ti,
+        "params": dict(PARAMS),
+        "dag_run": DagRun(),
+        "data_interval_start": WINDOW_START,
+        "data_interval_end": WINDOW_END,
+    }
 
 
 def _metrics(drift_share: float) -> dict:
     drifted = [f"c{index}" for index in range(round(drift_share * 10))]
-    return {"status": "ok", "drift_share": drift_share, "drifted_columns": drifted,
-            "columns": {f"c{index}": {} for index in range(10)}, "performance_drop": None, "score": None,
-            "reference_score": None, "reference_window_days": 183}
+    return {
+        "status": "ok",
+        "drift_share": drift_share,
+        "drifted_columns": drifted,
+        "columns": {f"c{index}": {} for index in range(10)},
+        "performance_drop": None,
+        "score": None,
+        "reference_score": None,
+        "reference_window_days": 183,
+    }
 
 
 def test_a_drifted_window_asks_airflow_for_one_deterministic_training_run(variables, recorded):
@@ -122,10 +143,17 @@ def test_no_drift_or_a_queued_training_skips_and_triggers_nothing(variables, rec
 
 def test_the_operator_module_loads_nothing_of_airflows_database_layer():
     # importing the provider's TriggerDagRunOperator made every parse of drift_monitor ~250 ms slower
-    code = ("import sys, mlops_airflow.retraining\n"
-            "print([m for m in ('airflow.models.dag', 'airflow.models.dagrun', "
-            "'airflow.providers.standard.operators.trigger_dagrun') if m in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"})
+    code = (
+        "import sys, mlops_airflow.retraining\n"
+        "print([m for m in ('airflow.models.dag', 'airflow.models.dagrun', "
+        "'airflow.providers.standard.operators.trigger_dagrun') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"

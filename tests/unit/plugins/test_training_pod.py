@@ -7,6 +7,7 @@ it would create; that pod is validated against the official schemas of three
 Kubernetes versions and checked field by field. The kubeconfig points at a
 cluster that does not exist: building the pod never calls the API server.
 """
+
 from __future__ import annotations
 
 import copy
@@ -23,9 +24,15 @@ ROOT = Path(__file__).resolve().parents[3]
 DAG_FILE = ROOT / "dags" / "ml_training.py"
 KUBERNETES_VERSIONS = ("1.35", "1.36", "1.37")
 
-DATA_REF = {"repo": "/srv/data-registry", "path": "snapshots/customer_churn/2026-02-01.parquet",
-            "md5": "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "rev": "3b9c1f2", "rows": 41234,
-            "window_start": "2026-01-05", "window_end": "2026-02-01"}
+DATA_REF = {
+    "repo": "/srv/data-registry",
+    "path": "snapshots/customer_churn/2026-02-01.parquet",
+    "md5": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    "rev": "3b9c1f2",
+    "rows": 41234,
+    "window_start": "2026-01-05",
+    "window_end": "2026-02-01",
+}
 RUN_ID = "manual__2026-02-02T08:00:00+00:00"
 TRACKING_URI = "https://mlflow.ml-platform.svc.cluster.local"
 # stored as the mlflow_default connection's password: it may never show up in the pod
@@ -33,14 +40,23 @@ CONNECTION_PASSWORD = "conn-password-that-must-not-leak"
 VARIABLES = {
     "training_namespace": "ml-training-prod",
     "training_image": "registry.example.com/ml/churn-training:2026.02.1",
-    "gpu_node_selector": json.dumps({"nvidia.com/gpu.present": "true",
-                                     "node.kubernetes.io/instance-type": "g5.2xlarge"}),
+    "gpu_node_selector": json.dumps(
+        {"nvidia.com/gpu.present": "true", "node.kubernetes.io/instance-type": "g5.2xlarge"}
+    ),
     "training_cpu": "6",
     "training_memory": "24Gi",
 }
-NODE_AFFINITY = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-    {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
-                           "values": ["NVIDIA-A10G", "NVIDIA-L4"]}]}]}}
+NODE_AFFINITY = {
+    "requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [
+            {
+                "matchExpressions": [
+                    {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A10G", "NVIDIA-L4"]}
+                ]
+            }
+        ]
+    }
+}
 CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|KEY|CREDENTIAL", re.IGNORECASE)
 KUBECONFIG = """\
 apiVersion: v1
@@ -74,11 +90,21 @@ def kubernetes_dag(tmp_path_factory):
     kubeconfig = tmp_path_factory.mktemp("kube") / "config"
     kubeconfig.write_text(KUBECONFIG)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}))
-        patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(
-            {"conn_type": "generic", "login": "airflow", "password": CONNECTION_PASSWORD,
-             "extra": {"tracking_uri": TRACKING_URI}}))
+        patch.setenv(
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+            json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}),
+        )
+        patch.setenv(
+            "AIRFLOW_CONN_MLFLOW_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "generic",
+                    "login": "airflow",
+                    "password": CONNECTION_PASSWORD,
+                    "extra": {"tracking_uri": TRACKING_URI},
+                }
+            ),
+        )
         for name, value in VARIABLES.items():
             patch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)
         patch.delenv("AIRFLOW_VAR_GPU_NODE_AFFINITY", raising=False)
@@ -113,10 +139,13 @@ def run_context(dag, task, **params):
         run_params[name] = value
     ti = FakeTaskInstance()
     return {
-        "dag": dag, "task": task, "ti": ti, "task_instance": ti, "run_id": RUN_ID,
+        "dag": dag,
+        "task": task,
+        "ti": ti,
+        "task_instance": ti,
+        "run_id": RUN_ID,
         "params": run_params.validate(),  # as on a trigger: the form's schema is enforced
-        "var": {"value": VariableAccessor(deserialize_json=False),
-                "json": VariableAccessor(deserialize_json=True)},
+        "var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
         "conn": ConnectionAccessor(),
     }
 
@@ -160,6 +189,7 @@ def cpu_pod(kubernetes_dag):
 
 # -- the manifest is valid Kubernetes -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("variant", ["gpus=2", "gpus=1 with node affinity", "gpus=0"])
 def test_pod_is_valid_for_the_kubernetes_api(version, variant, gpu_pod, affinity_pod, cpu_pod):
@@ -173,6 +203,7 @@ def test_pod_is_valid_for_the_kubernetes_api(version, variant, gpu_pod, affinity
 def test_checked_in_variables_give_a_valid_pod(kubernetes_dag, monkeypatch):
     """Every Variable the pod templates need is in airflow_settings.yaml, with a usable value."""
     import kubernetes_validate
+
     from scripts.airflow_settings import load_settings_file
 
     settings = load_settings_file(ROOT / "airflow_settings.yaml", {"MLOPS_HOME": "/srv/mlops"})
@@ -183,8 +214,10 @@ def test_checked_in_variables_give_a_valid_pod(kubernetes_dag, monkeypatch):
     pod = build_pod(kubernetes_dag, gpus=1)[1]
     kubernetes_validate.validate(pod, KUBERNETES_VERSIONS[-1], strict=True)
     assert containers(pod)["base"]["resources"]["limits"] == {
-        "cpu": settings.variables["training_cpu"], "memory": settings.variables["training_memory"],
-        "nvidia.com/gpu": "1"}
+        "cpu": settings.variables["training_cpu"],
+        "memory": settings.variables["training_memory"],
+        "nvidia.com/gpu": "1",
+    }
     assert pod["spec"]["nodeSelector"] == json.loads(settings.variables["gpu_node_selector"])
 
 
@@ -200,6 +233,7 @@ def test_validator_ships_the_versions_tested_and_catches_a_misspelt_field(gpu_po
 
 
 # -- what the pod asks for ----------------------------------------------------------------------
+
 
 def test_gpus_param_sets_the_gpu_limit_and_variables_set_cpu_and_memory(gpu_pod):
     resources = containers(gpu_pod[1])["base"]["resources"]
@@ -247,10 +281,23 @@ def test_pod_runs_the_training_command_line_with_the_run_s_arguments(gpu_pod):
     assert base["command"] == ["python", "-m", "include.training.train"]
     args = base["args"]
     assert json.loads(args[args.index("--data-ref") + 1]) == DATA_REF
-    assert args[args.index("--data-ref") + 2:] == [
-        "--model-type", "torch_mlp", "--epochs", "10", "--learning-rate", "auto", "--batch-size", "256",
-        "--tag", "airflow.dag_id=ml_training", "--tag", f"airflow.run_id={RUN_ID}", "--tag", "reason=manual",
-        "--xcom-path", "/airflow/xcom/return.json",
+    assert args[args.index("--data-ref") + 2 :] == [
+        "--model-type",
+        "torch_mlp",
+        "--epochs",
+        "10",
+        "--learning-rate",
+        "auto",
+        "--batch-size",
+        "256",
+        "--tag",
+        "airflow.dag_id=ml_training",
+        "--tag",
+        f"airflow.run_id={RUN_ID}",
+        "--tag",
+        "reason=manual",
+        "--xcom-path",
+        "/airflow/xcom/return.json",
     ]
 
 
@@ -294,6 +341,7 @@ def test_pod_is_labelled_for_kubernetes_and_for_airflow(gpu_pod):
 
 
 # -- security -----------------------------------------------------------------------------------
+
 
 def test_pod_meets_the_restricted_pod_security_standard(gpu_pod):
     dockerfile = (ROOT / "docker" / "training.Dockerfile").read_text()
@@ -342,28 +390,36 @@ def test_credentials_reach_the_pod_only_from_kubernetes_secrets(gpu_pod, affinit
 
 
 def test_a_tracking_uri_with_a_password_is_refused(kubernetes_dag, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(
-        {"conn_type": "generic", "extra": {"tracking_uri": "https://airflow:hunter2@mlflow.example.com"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT",
+        json.dumps({"conn_type": "generic", "extra": {"tracking_uri": "https://airflow:hunter2@mlflow.example.com"}}),
+    )
     with pytest.raises(ValueError, match="MLFLOW_TRACKING_URI .* embeds a password"):
         build_pod(kubernetes_dag, gpus=1)
 
 
-@pytest.mark.parametrize("variable, value, message", [
-    ("AIRFLOW_VAR_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true", "gpu_node_selector is not valid JSON"),
-    ("AIRFLOW_VAR_GPU_NODE_SELECTOR", '{"nvidia.com/gpu.present": true}', "label values must be strings"),
-    ("AIRFLOW_VAR_GPU_NODE_AFFINITY", '["not", "an", "object"]', "gpu_node_affinity must hold a JSON object"),
-    ("AIRFLOW_VAR_GPU_NODE_AFFINITY", '{"requiredDuringScheduling": {"nodeSelectorTerms": []}}',
-     "gpu_node_affinity is not a Kubernetes nodeAffinity"),
-    ("AIRFLOW_VAR_TRAINING_MEMORY", "16 GB", "training_memory='16 GB' is not a Kubernetes quantity"),
-])
-def test_a_malformed_variable_is_named_before_any_pod_is_created(kubernetes_dag, monkeypatch, variable, value,
-                                                                 message):
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("AIRFLOW_VAR_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true", "gpu_node_selector is not valid JSON"),
+        ("AIRFLOW_VAR_GPU_NODE_SELECTOR", '{"nvidia.com/gpu.present": true}', "label values must be strings"),
+        ("AIRFLOW_VAR_GPU_NODE_AFFINITY", '["not", "an", "object"]', "gpu_node_affinity must hold a JSON object"),
+        (
+            "AIRFLOW_VAR_GPU_NODE_AFFINITY",
+            '{"requiredDuringScheduling": {"nodeSelectorTerms": []}}',
+            "gpu_node_affinity is not a Kubernetes nodeAffinity",
+        ),
+        ("AIRFLOW_VAR_TRAINING_MEMORY", "16 GB", "training_memory='16 GB' is not a Kubernetes quantity"),
+    ],
+)
+def test_a_malformed_variable_is_named_before_any_pod_is_created(kubernetes_dag, monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=re.escape(message)):
         build_pod(kubernetes_dag, gpus=1)
 
 
 # -- how Airflow runs it ------------------------------------------------------------------------
+
 
 def test_operator_waits_for_gpu_nodes_cleans_up_and_caps_concurrency(gpu_pod):
     from scripts.airflow_settings import load_settings_file
@@ -392,14 +448,19 @@ def test_kubernetes_profile_dag_serializes_for_the_scheduler(kubernetes_dag):
 
 # -- the local profile runs the same command line -----------------------------------------------
 
+
 def test_local_profile_runs_the_same_command_line_as_a_subprocess(local_dag, kubernetes_dag):
     from mlops_airflow.training import LocalTrainingOperator
 
     local = local_dag.get_task("train")
     pod_task = kubernetes_dag.get_task("train")
     assert type(local) is LocalTrainingOperator
-    assert (local.task_id, local.pool, local.pool_slots, local.execution_timeout) == \
-        (pod_task.task_id, pod_task.pool, pod_task.pool_slots, pod_task.execution_timeout)
+    assert (local.task_id, local.pool, local.pool_slots, local.execution_timeout) == (
+        pod_task.task_id,
+        pod_task.pool,
+        pod_task.pool_slots,
+        pod_task.execution_timeout,
+    )
     assert pod_task.arguments == [*local.arguments, "--xcom-path", "/airflow/xcom/return.json"]
     # rendered for the same run, too
     rendered_local, _ = render(local_dag, gpus=2)
@@ -416,7 +477,12 @@ def test_local_profile_parse_imports_no_kubernetes_code():
         " if m in sys.modules)))\n"
     )
     env = {key: value for key, value in __import__("os").environ.items() if key != "MLOPS_PROFILE"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

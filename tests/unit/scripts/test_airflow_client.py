@@ -5,6 +5,7 @@ what the request had begun; the client sends the same request again. Other error
 A backfill is created while its DAG is paused, and the DAG is unpaused afterwards, whatever
 the answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ import pytest
 from scripts import airflow_client
 from scripts.airflow_client import AirflowClient
 
-LOCKED = {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access. "
-                    "Please use PostgreSQL or MySQL."}
+LOCKED = {
+    "detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access. "
+    "Please use PostgreSQL or MySQL."
+}
 
 
 class ScriptedAirflow:
@@ -83,8 +86,12 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(airflow_client, "LOCKED_RETRY_DELAYS", (0.01, 0.01, 0.01))
 
 
-BACKFILL = {"dag_id": "drift_monitor", "from_date": "2026-11-17T00:00:00+00:00",
-            "to_date": "2026-11-20T00:00:00+00:00", "max_active_runs": 1}
+BACKFILL = {
+    "dag_id": "drift_monitor",
+    "from_date": "2026-11-17T00:00:00+00:00",
+    "to_date": "2026-11-20T00:00:00+00:00",
+    "max_active_runs": 1,
+}
 
 
 def test_a_locked_database_is_asked_again_with_the_same_request():
@@ -101,11 +108,14 @@ def test_a_database_locked_past_every_retry_names_the_lock():
     assert len(airflow.bodies) == 4, "one request and one per retry delay"
 
 
-@pytest.mark.parametrize("status, body", [
-    (503, {"detail": "scheduler unavailable"}),
-    (409, {"detail": "There is already a running backfill for dag drift_monitor"}),
-    (400, {"detail": "max_active_runs must be positive"}),
-])
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (503, {"detail": "scheduler unavailable"}),
+        (409, {"detail": "There is already a running backfill for dag drift_monitor"}),
+        (400, {"detail": "max_active_runs must be positive"}),
+    ],
+)
 def test_other_errors_are_not_retried(status, body):
     with ScriptedAirflow([(status, body), (201, {"id": 8})]) as airflow:
         with pytest.raises(RuntimeError, match=f"POST /backfills -> {status}: .*{body['detail'][:20]}"):
@@ -118,8 +128,9 @@ def test_a_backfill_is_created_while_its_dag_is_paused_and_the_dag_is_unpaused_a
     with ScriptedAirflow([answer]) as airflow:
         client = AirflowClient(airflow.url, "admin", "pw")
         if answer[0] < 400:
-            assert client.create_backfill("drift_monitor", BACKFILL["from_date"], BACKFILL["to_date"],
-                                          max_active_runs=1) == {"id": 9}
+            assert client.create_backfill(
+                "drift_monitor", BACKFILL["from_date"], BACKFILL["to_date"], max_active_runs=1
+            ) == {"id": 9}
         else:
             with pytest.raises(RuntimeError, match="409"):
                 client.create_backfill("drift_monitor", BACKFILL["from_date"], BACKFILL["to_date"], max_active_runs=1)

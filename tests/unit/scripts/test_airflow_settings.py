@@ -1,4 +1,5 @@
 """airflow_settings.yaml: the checked-in file loads, a malformed one names its offending key."""
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,20 @@ def _with(mutate):
     return raw
 
 
-@pytest.mark.parametrize("mutate, named", [
-    (lambda a: a["pools"][0].pop("pool_name"), "pool_name"),
-    (lambda a: a["pools"][0].update(pool_slot="two"), "pool_slot"),
-    (lambda a: a["connections"][0].update(conn_prot=1), "conn_prot"),
-    (lambda a: a["connections"][1].pop("conn_type"), "conn_type"),
-    (lambda a: a["connections"][0].update(conn_port="http"), "conn_port"),
-    (lambda a: a["connections"][0].update(conn_extra="{not json"), "conn_extra"),
-    (lambda a: a["variables"][0].pop("variable_value"), "variable_value"),
-    (lambda a: a.update(pool=[]), "airflow.pool"),
-    (lambda a: a.update(connections={"mlflow_default": {}}), "airflow.connections"),
-])
+@pytest.mark.parametrize(
+    "mutate, named",
+    [
+        (lambda a: a["pools"][0].pop("pool_name"), "pool_name"),
+        (lambda a: a["pools"][0].update(pool_slot="two"), "pool_slot"),
+        (lambda a: a["connections"][0].update(conn_prot=1), "conn_prot"),
+        (lambda a: a["connections"][1].pop("conn_type"), "conn_type"),
+        (lambda a: a["connections"][0].update(conn_port="http"), "conn_port"),
+        (lambda a: a["connections"][0].update(conn_extra="{not json"), "conn_extra"),
+        (lambda a: a["variables"][0].pop("variable_value"), "variable_value"),
+        (lambda a: a.update(pool=[]), "airflow.pool"),
+        (lambda a: a.update(connections={"mlflow_default": {}}), "airflow.connections"),
+    ],
+)
 def test_malformed_settings_name_the_offending_key(mutate, named):
     with pytest.raises(SettingsError, match=named):
         parse_settings(_with(mutate), ENV)

@@ -1,4 +1,5 @@
 """``make demo DATASET=spec``: how the landed days are split and the drift windows planned (no Airflow)."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -28,8 +29,11 @@ def test_a_snapshot_is_all_history_and_no_days_is_an_error():
 def test_the_first_champion_learns_from_the_whole_calendar_span_of_the_history():
     history = [date(2026, 4, 1), date(2026, 5, 1)]  # two monthly snapshots
     assert training_conf("breast_cancer", history) == {
-        "reason": "make demo: breast_cancer", "model_type": "sklearn_hgb",
-        "training_window_end": "2026-05-01", "training_window_days": 31}
+        "reason": "make demo: breast_cancer",
+        "model_type": "sklearn_hgb",
+        "training_window_end": "2026-05-01",
+        "training_window_days": 31,
+    }
     assert training_conf("x", [date(2026, 6, 1)])["training_window_days"] == 1
     # the param's maximum
     assert training_conf("x", [date(2000, 1, 1), date(2026, 1, 1)])["training_window_days"] == 3660
@@ -46,7 +50,7 @@ def test_windows_split_the_replayed_days_into_at_most_five_consecutive_runs():
     assert [w.days for w in windows] == [88, 88, 88, 87, 87]
     assert windows[0].first == date(2014, 10, 20) and windows[-1].last == date(2015, 12, 31)
     # consecutive, nothing skipped, nothing twice
-    for before, after in zip(windows, windows[1:]):
+    for before, after in zip(windows, windows[1:], strict=False):
         assert after.first == before.last + timedelta(days=1)
     assert sum(w.days for w in windows) == 438
     first = windows[0]
@@ -58,8 +62,10 @@ def test_windows_split_the_replayed_days_into_at_most_five_consecutive_runs():
 def test_fewer_days_than_windows_gives_one_window_per_day():
     replayed = [(date(2026, 7, 1), 94), (date(2026, 8, 1), 120)]
     windows = plan_windows(replayed)
-    assert windows == [Window(date(2026, 7, 1), date(2026, 7, 1), 1, 94, 1),
-                       Window(date(2026, 8, 1), date(2026, 8, 1), 1, 120, 1)]
+    assert windows == [
+        Window(date(2026, 7, 1), date(2026, 7, 1), 1, 94, 1),
+        Window(date(2026, 8, 1), date(2026, 8, 1), 1, 120, 1),
+    ]
     assert windows[0].label == "2026-07-01" and windows[0].conf == {"window_days": 1, "min_rows": 47}
     assert windows[1].logical_date == date(2026, 8, 2)
 
@@ -67,11 +73,11 @@ def test_fewer_days_than_windows_gives_one_window_per_day():
 def test_sparse_days_span_their_calendar_and_a_window_reads_at_most_90_days():
     # monthly snapshots: each window reads from its first day to its last
     monthly = [(day, 100) for day in (date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1))]
-    window, = plan_windows(monthly, max_windows=1)
+    (window,) = plan_windows(monthly, max_windows=1)
     assert window.window_days == 31 + 28 + 1 and window.rows == 300 and window.label == "2026-01-01..2026-03-01"
     # longer than drift_monitor's window_days maximum: the check reads the last 90 days only
     sparse = [(day, 10) for day in days(date(2020, 1, 1), 10, step=30)]
-    window, = plan_windows(sparse, max_windows=1)
+    (window,) = plan_windows(sparse, max_windows=1)
     assert window.window_days == MAX_WINDOW_DAYS and window.truncated
     assert window.rows == 30  # the days within the last 90: day 0, 30 and 60 before the last
     assert window.conf == {"window_days": 90, "min_rows": 15}

@@ -1,4 +1,5 @@
 """The environment the local stack gives every Airflow process: which metadata DB, and how long it waits for it."""
+
 from __future__ import annotations
 
 from scripts.local_stack import LocalStack

@@ -4,6 +4,7 @@ The models are real pyfuncs registered in a real SQLite registry; only the HTTP
 transport is in-process (FastAPI's TestClient), the real server process is covered
 by tests/integration/test_local_deploy.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,8 +120,9 @@ def test_both_input_formats_return_the_models_probabilities(client, registry, to
 def test_integers_extra_columns_and_any_column_order_are_accepted(client, registry):
     # JSON has no float/int distinction: 12 must be accepted for a double feature
     row = {"support_calls": 2, "customer_id": "c-17", "monthly_charges": 80, "tenure_months": 12}
-    expected = registry.good_model.probabilities(sample_frame(1).assign(
-        tenure_months=12.0, monthly_charges=80.0, support_calls=2.0))
+    expected = registry.good_model.probabilities(
+        sample_frame(1).assign(tenure_months=12.0, monthly_charges=80.0, support_calls=2.0)
+    )
 
     response = client.post("/invocations", json={"dataframe_records": [row]})
 
@@ -149,26 +151,47 @@ def _row(**overrides) -> dict:
 MALFORMED = {
     "not json": (b'{"dataframe_records": [', 400, "not valid JSON"),
     "empty body": (b"", 400, "empty"),
-    "NaN literal": (b'{"dataframe_records": [{"tenure_months": NaN, "monthly_charges": 1, "support_calls": 1}]}',
-                    400, "NaN"),
+    "NaN literal": (
+        b'{"dataframe_records": [{"tenure_months": NaN, "monthly_charges": 1, "support_calls": 1}]}',
+        400,
+        "NaN",
+    ),
     "json list": (b"[1, 2, 3]", 400, "JSON object"),
     "unsupported format": ({"instances": [_row()]}, 400, "dataframe_records"),
-    "both formats": ({"dataframe_records": [_row()], "dataframe_split": {"columns": [], "data": []}}, 400,
-                     "exactly one"),
+    "both formats": (
+        {"dataframe_records": [_row()], "dataframe_split": {"columns": [], "data": []}},
+        400,
+        "exactly one",
+    ),
     "records not a list": ({"dataframe_records": _row()}, 400, "list of objects"),
     "records of lists": ({"dataframe_records": [[1, 2, 3]]}, 400, "rows 0"),
     "no rows": ({"dataframe_records": []}, 400, "no rows"),
     "split without data": ({"dataframe_split": {"columns": list(FEATURES)}}, 400, "'data'"),
-    "split row too short": ({"dataframe_split": {"columns": list(FEATURES), "data": [[1.0, 2.0, 3.0], [1.0, 2.0]]}},
-                            400, "rows 1"),
-    "split duplicate column": ({"dataframe_split": {"columns": ["tenure_months"] * 3, "data": [[1, 2, 3]]}},
-                               400, "twice"),
-    "missing column (records)": ({"dataframe_records": [{"tenure_months": 1.0, "monthly_charges": 2.0}]},
-                                 422, "support_calls"),
-    "missing column (split)": ({"dataframe_split": {"columns": ["tenure_months", "support_calls"],
-                                                    "data": [[1.0, 2.0]]}}, 422, "monthly_charges"),
-    "missing key in one row": ({"dataframe_records": [_row(), {"tenure_months": 1.0, "monthly_charges": 2.0}]},
-                               422, "rows 1"),
+    "split row too short": (
+        {"dataframe_split": {"columns": list(FEATURES), "data": [[1.0, 2.0, 3.0], [1.0, 2.0]]}},
+        400,
+        "rows 1",
+    ),
+    "split duplicate column": (
+        {"dataframe_split": {"columns": ["tenure_months"] * 3, "data": [[1, 2, 3]]}},
+        400,
+        "twice",
+    ),
+    "missing column (records)": (
+        {"dataframe_records": [{"tenure_months": 1.0, "monthly_charges": 2.0}]},
+        422,
+        "support_calls",
+    ),
+    "missing column (split)": (
+        {"dataframe_split": {"columns": ["tenure_months", "support_calls"], "data": [[1.0, 2.0]]}},
+        422,
+        "monthly_charges",
+    ),
+    "missing key in one row": (
+        {"dataframe_records": [_row(), {"tenure_months": 1.0, "monthly_charges": 2.0}]},
+        422,
+        "rows 1",
+    ),
     "null value": ({"dataframe_records": [_row(), _row(monthly_charges=None)]}, 422, "monthly_charges"),
     "string value": ({"dataframe_records": [_row(tenure_months="twelve")]}, 422, "twelve"),
     "boolean value": ({"dataframe_records": [_row(support_calls=True)]}, 422, "support_calls"),
@@ -212,8 +235,11 @@ def test_a_body_over_the_size_limit_is_413_with_or_without_a_content_length(clie
 
     declared = client.post("/invocations", content=oversized, headers={"Content-Type": "application/json"})
     # a generator body is sent chunked, without Content-Length
-    chunked = client.post("/invocations", content=(oversized[i:i + 65536] for i in range(0, len(oversized), 65536)),
-                          headers={"Content-Type": "application/json"})
+    chunked = client.post(
+        "/invocations",
+        content=(oversized[i : i + 65536] for i in range(0, len(oversized), 65536)),
+        headers={"Content-Type": "application/json"},
+    )
 
     assert declared.status_code == 413 and chunked.status_code == 413
     assert "larger than" in chunked.json()["message"]
@@ -283,13 +309,24 @@ def test_a_failed_reload_keeps_serving_the_old_version(reloadable, registry, ver
     assert reloadable.get("/health").json()["model_version"] == registry.good
     answer = reloadable.post("/invocations", json=split(sample))
     assert answer.headers["X-Model-Version"] == registry.good
-    np.testing.assert_allclose([item["probability"] for item in answer.json()["predictions"]],
-                               registry.good_model.probabilities(sample), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        [item["probability"] for item in answer.json()["predictions"]],
+        registry.good_model.probabilities(sample),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
-@pytest.mark.parametrize("payload, status", [
-    ({"version": "latest"}, 422), ({"version": "../3"}, 422), ({"version": True}, 422), ({}, 400), ([], 400),
-])
+@pytest.mark.parametrize(
+    "payload, status",
+    [
+        ({"version": "latest"}, 422),
+        ({"version": "../3"}, 422),
+        ({"version": True}, 422),
+        ({}, 400),
+        ([], 400),
+    ],
+)
 def test_reload_refuses_a_bad_request(reloadable, registry, payload, status):
     response = reloadable.post("/admin/reload", json=payload)
 
@@ -304,9 +341,11 @@ def test_a_request_in_flight_during_a_reload_finishes_on_the_old_version(registr
     in_flight: dict = {}
 
     with TestClient(create_app(MODEL_NAME, registry.slow, registry.tracking_uri)) as slow_client:
+
         def predict_slowly():
-            in_flight["response"] = slow_client.post("/invocations", content=payload,
-                                                     headers={"Content-Type": "application/json"})
+            in_flight["response"] = slow_client.post(
+                "/invocations", content=payload, headers={"Content-Type": "application/json"}
+            )
 
         request = threading.Thread(target=predict_slowly)
         request.start()

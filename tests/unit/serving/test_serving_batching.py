@@ -4,6 +4,7 @@ The served model is the project's own (a ``torch_mlp`` trained and logged by
 ``train_and_log`` into a real SQLite registry); the app runs in process, its
 requests sent concurrently on one event loop through httpx's ASGI transport.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,6 +34,7 @@ def project_model(tmp_path_factory):
     """(tracking URI, version) of a registered torch_mlp, and rows to score."""
     from include.data.spec import load_spec
     from include.registry import register_challenger
+
     with private_registry(tmp_path_factory.mktemp("batching-home")) as settings:
         spec = load_spec(settings.dataset_spec)
         config = TrainingConfig(model_type="torch_mlp", epochs=2, learning_rate=0.01, batch_size=128, seed=3)
@@ -79,16 +81,17 @@ def test_requests_sharing_a_model_call_get_exactly_their_own_answers(project_mod
     calls: list[tuple[int, int]] = []
     batcher = MicroBatcher(max_rows=256, observe=lambda requests, batch_rows: calls.append((requests, batch_rows)))
     # requests of 1, 2 and 3 rows, in an order that mixes them
-    slices = [rows.iloc[start:start + size] for start, size in zip(range(0, 60, 3), [1, 2, 3] * 7)]
+    slices = [rows.iloc[start : start + size] for start, size in zip(range(0, 60, 3), [1, 2, 3] * 7, strict=False)]
 
     async def all_at_once():
-        return await asyncio.gather(*(batcher.predict(served, {n: part[n].to_numpy() for n in part.columns})
-                                      for part in slices))
+        return await asyncio.gather(
+            *(batcher.predict(served, {n: part[n].to_numpy() for n in part.columns}) for part in slices)
+        )
 
     answers = asyncio.run(all_at_once())
 
     assert calls == [(len(slices), sum(len(part) for part in slices))], "one model call for all of them"
-    for part, outputs in zip(slices, answers):
+    for part, outputs in zip(slices, answers, strict=False):
         alone = served.direct({name: part[name].to_numpy() for name in part.columns})
         assert list(outputs) == list(alone)
         np.testing.assert_array_equal(outputs["probability"], alone["probability"])
@@ -109,12 +112,13 @@ def test_a_batch_is_cut_at_max_rows_and_a_failing_request_fails_alone():
     inputs = [np.array([1.0, 2.0]), np.array([3.0]), np.array([-1.0]), np.array([4.0, 6.0]), np.array([7.0])]
 
     async def all_at_once():
-        return await asyncio.gather(*(batcher.predict(served, {"x": values}) for values in inputs),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.predict(served, {"x": values}) for values in inputs), return_exceptions=True
+        )
 
     answers = asyncio.run(all_at_once())
 
-    for values, answer in zip(inputs, answers):
+    for values, answer in zip(inputs, answers, strict=False):
         if (values < 0).any():
             assert isinstance(answer, ValueError)
         else:
@@ -128,19 +132,25 @@ def test_a_batch_is_cut_at_max_rows_and_a_failing_request_fails_alone():
 def test_concurrent_http_requests_answer_log_and_count_each_request(project_model, tmp_path):
     tracking_uri, version, _, rows = project_model
     log_root = tmp_path / "inference-log"
-    app = create_app(MODEL_NAME, version, tracking_uri, inference_log=log_root, log_flush_seconds=3600,
-                     batch_max_wait_ms=5)
+    app = create_app(
+        MODEL_NAME, version, tracking_uri, inference_log=log_root, log_flush_seconds=3600, batch_max_wait_ms=5
+    )
     request_ids = [f"req-{uuid.uuid4().hex[:8]}-{index}" for index in range(len(rows))]
 
     async def serve_all():
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://serving") as client:
-                responses = await asyncio.gather(*(
-                    client.post("/invocations", json=one_row(rows, index),
-                                headers={"X-Request-ID": request_ids[index],
-                                         "X-Request-Time": "2026-05-04T10:00:00Z"})
-                    for index in range(len(rows))))
+                responses = await asyncio.gather(
+                    *(
+                        client.post(
+                            "/invocations",
+                            json=one_row(rows, index),
+                            headers={"X-Request-ID": request_ids[index], "X-Request-Time": "2026-05-04T10:00:00Z"},
+                        )
+                        for index in range(len(rows))
+                    )
+                )
                 metrics = (await client.get("/metrics")).text
         return responses, metrics
 
@@ -153,8 +163,11 @@ def test_concurrent_http_requests_answer_log_and_count_each_request(project_mode
         assert body["request_ids"] == [request_ids[index]]
         assert body["predictions"][0]["probability"] == expected[index], "exactly the registered model's answer"
         assert body["predictions"][0]["prediction"] == int(expected[index] >= 0.5)
-    batched = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
-               if line.startswith("model_batch_requests_")}
+    batched = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("model_batch_requests_")
+    }
     assert batched["model_batch_requests_sum"] == len(rows), "every request is counted in exactly one model call"
     assert batched["model_batch_requests_count"] <= len(rows)
 

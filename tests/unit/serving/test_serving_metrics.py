@@ -3,11 +3,12 @@
 The models are real pyfuncs in a real SQLite registry and the inference log is real
 Parquet in a temporary folder; only the HTTP transport is in-process (TestClient).
 """
+
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -35,8 +36,12 @@ def registry(tmp_path_factory):
     """One registry for the module: creating an MLflow SQLite store costs seconds."""
     with private_registry(tmp_path_factory.mktemp("metrics-home")) as settings:
         good_model = ChurnModel()
-        yield Registry(settings.tracking_uri, register(MODEL_NAME, good_model),
-                       register(MODEL_NAME, ChurnModel(regularization=0.001, seed=7)), good_model)
+        yield Registry(
+            settings.tracking_uri,
+            register(MODEL_NAME, good_model),
+            register(MODEL_NAME, ChurnModel(regularization=0.001, seed=7)),
+            good_model,
+        )
 
 
 @pytest.fixture
@@ -47,8 +52,7 @@ def log_root(tmp_path):
 def serve(registry: Registry, log_root=None, **kwargs) -> TestClient:
     # flushed only on shutdown unless a test asks otherwise: what is in the log then is what close() wrote
     kwargs.setdefault("log_flush_seconds", 3600)
-    return TestClient(create_app(MODEL_NAME, registry.good, registry.tracking_uri, inference_log=log_root,
-                                 **kwargs))
+    return TestClient(create_app(MODEL_NAME, registry.good, registry.tracking_uri, inference_log=log_root, **kwargs))
 
 
 def split(frame) -> dict:
@@ -60,12 +64,15 @@ def metrics(client: TestClient) -> dict[tuple[str, tuple], float]:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def day_window(root, day: date, **kwargs):
-    start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     return read_window(root, start, start + timedelta(days=1), **kwargs)
 
 
@@ -101,8 +108,9 @@ def test_the_clients_request_id_is_used(registry):
 @pytest.mark.parametrize("request_id", ["has space", "x" * 129, "tab\there", "caf\u00e9"])
 def test_a_malformed_request_id_is_refused(registry, request_id):
     with serve(registry) as client:
-        response = client.post("/invocations", json=split(sample_frame(1)),
-                               headers={"X-Request-ID": request_id.encode("latin-1")})
+        response = client.post(
+            "/invocations", json=split(sample_frame(1)), headers={"X-Request-ID": request_id.encode("latin-1")}
+        )
 
     assert response.status_code == 400
     assert response.json()["error_code"] == "BAD_REQUEST_ID"
@@ -114,18 +122,23 @@ def test_a_malformed_request_id_is_refused(registry, request_id):
 def test_answered_rows_are_logged_with_the_clients_event_time(registry, log_root):
     sample = sample_frame(3)
     with serve(registry, log_root) as client:
-        response = client.post("/invocations", json=split(sample),
-                               headers={"X-Request-Time": "2026-11-10T08:30:00+02:00", "X-Request-ID": "batch-1"})
-        single = client.post("/invocations", json=split(sample_frame(1, seed=4)),
-                             headers={"X-Request-Time": "2026-11-10T23:59:59.5Z"})
+        response = client.post(
+            "/invocations",
+            json=split(sample),
+            headers={"X-Request-Time": "2026-11-10T08:30:00+02:00", "X-Request-ID": "batch-1"},
+        )
+        single = client.post(
+            "/invocations", json=split(sample_frame(1, seed=4)), headers={"X-Request-Time": "2026-11-10T23:59:59.5Z"}
+        )
         assert response.status_code == 200 and single.status_code == 200
         assert metrics(client)[("inference_log_rows_written_total", ())] == 0  # buffered, not yet written
     # leaving the client shuts the app down, which flushes the log
 
     logged = day_window(log_root, date(2026, 11, 10), with_labels=False)
     assert logged["request_id"].tolist() == ["batch-1-0", "batch-1-1", "batch-1-2", single.headers["X-Request-ID"]]
-    assert logged["timestamp"].astype(str).tolist() == ["2026-11-10 06:30:00+00:00"] * 3 + \
-        ["2026-11-10 23:59:59.500000+00:00"]
+    assert logged["timestamp"].astype(str).tolist() == ["2026-11-10 06:30:00+00:00"] * 3 + [
+        "2026-11-10 23:59:59.500000+00:00"
+    ]
     assert (logged["model_name"] == MODEL_NAME).all() and (logged["model_version"] == registry.good).all()
     np.testing.assert_array_equal(logged.loc[:2, list(sample.columns)].to_numpy(), sample.to_numpy())
     assert logged.loc[:2, "probability"].tolist() == [item["probability"] for item in response.json()["predictions"]]
@@ -133,10 +146,10 @@ def test_answered_rows_are_logged_with_the_clients_event_time(registry, log_root
 
 
 def test_rows_without_a_request_time_are_logged_at_their_arrival(registry, log_root):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     with serve(registry, log_root) as client:
         client.post("/invocations", json=split(sample_frame(2)))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
 
     logged = read_window(log_root, before - timedelta(seconds=1), after + timedelta(seconds=1))
     assert len(logged) == 2
@@ -168,8 +181,11 @@ def test_a_malformed_request_time_is_refused_and_nothing_is_logged(registry, log
 
 def test_rejected_requests_are_not_logged(registry, log_root):
     with serve(registry, log_root) as client:
-        client.post("/invocations", json={"dataframe_records": [{"tenure_months": 1.0}]},
-                    headers={"X-Request-Time": "2026-11-10T01:00:00Z"})
+        client.post(
+            "/invocations",
+            json={"dataframe_records": [{"tenure_months": 1.0}]},
+            headers={"X-Request-Time": "2026-11-10T01:00:00Z"},
+        )
         client.post("/invocations", json=split(sample_frame(1)), headers={"X-Request-Time": "2026-11-10T02:00:00Z"})
 
     assert len(day_window(log_root, date(2026, 11, 10))) == 1
@@ -181,8 +197,10 @@ def test_rejected_requests_are_not_logged(registry, log_root):
 def test_metrics_count_requests_errors_latency_and_predictions(registry, log_root):
     sample = sample_frame(40)  # more than 16 rows: the histogram's vectorised path
     with serve(registry, log_root) as client:
-        answers = [client.post("/invocations", json=split(sample)),
-                   client.post("/invocations", json=split(sample_frame(1)))]
+        answers = [
+            client.post("/invocations", json=split(sample)),
+            client.post("/invocations", json=split(sample_frame(1))),
+        ]
         client.post("/invocations", json={"dataframe_records": [{"tenure_months": 1.0}]})  # 422
         client.post("/invocations", content=b"not json", headers={"Content-Type": "application/json"})  # 400
         after = metrics(client)
@@ -233,8 +251,16 @@ def test_the_log_counters_report_what_was_written(registry, log_root):
     assert final[("inference_log_rows_pending", ())] == 0
     assert final[("inference_log_write_errors_total", ())] == 0
     assert final[("inference_log_rows_dropped_total", ())] == 0
-    assert len(read_window(log_root, datetime.now(timezone.utc) - timedelta(minutes=5),
-                           datetime.now(timezone.utc) + timedelta(minutes=5))) == 2
+    assert (
+        len(
+            read_window(
+                log_root,
+                datetime.now(UTC) - timedelta(minutes=5),
+                datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+        == 2
+    )
 
 
 def test_without_an_inference_log_nothing_is_written_and_metrics_say_so(registry, tmp_path):

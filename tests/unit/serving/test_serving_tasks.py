@@ -8,13 +8,14 @@ is always MLflow's own ``load_model(uri).predict`` on the frame typed by
 :func:`include.data.cast.model_input`: the server must answer exactly that, whatever
 JSON form the request gives a value in.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import textwrap
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import mlflow
 import numpy as np
@@ -41,7 +42,7 @@ from tests.unit.serving_models import (
     sample_frame,
 )
 
-UTC = timezone.utc
+UTC = UTC
 DAY = date(2026, 5, 4)
 REQUEST_TIME = "2026-05-04T10:00:00Z"
 PENGUIN_CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
@@ -114,8 +115,9 @@ def _with_ids_and_times(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     split is time-ordered: the penguins file is sorted by species)."""
     shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     shuffled.insert(0, "row_id", [f"row-{index:04d}" for index in range(len(shuffled))])
-    shuffled.insert(1, "event_time", pd.Timestamp("2024-03-01T00:00:00Z") + pd.to_timedelta(
-        np.arange(len(shuffled)) * 60, unit="s"))
+    shuffled.insert(
+        1, "event_time", pd.Timestamp("2024-03-01T00:00:00Z") + pd.to_timedelta(np.arange(len(shuffled)) * 60, unit="s")
+    )
     return shuffled
 
 
@@ -145,14 +147,22 @@ def registry(tmp_path_factory):
         diabetes = _with_ids_and_times(load_diabetes(as_frame=True, scaled=False).frame, seed=2)
         diabetes["sex"] = diabetes["sex"].astype(np.int64)  # integer codes, as a real table holds them
         tasks = {
-            "multiclass": _train(settings, _spec(tmp_path_factory.mktemp("penguins"), PENGUINS_SPEC), penguins,
-                                 "penguins"),
-            "regression": _train(settings, _spec(tmp_path_factory.mktemp("diabetes"), DIABETES_SPEC), diabetes,
-                                 "diabetes"),
+            "multiclass": _train(
+                settings, _spec(tmp_path_factory.mktemp("penguins"), PENGUINS_SPEC), penguins, "penguins"
+            ),
+            "regression": _train(
+                settings, _spec(tmp_path_factory.mktemp("diabetes"), DIABETES_SPEC), diabetes, "diabetes"
+            ),
         }
-        generic = {kind: register("generic", model) for kind, model in {
-            "multiclass": ThreeClassModel(), "regression": ValueModel(), "garbage": GarbageModel(),
-            "label out of range": LabelOutOfRangeModel()}.items()}
+        generic = {
+            kind: register("generic", model)
+            for kind, model in {
+                "multiclass": ThreeClassModel(),
+                "regression": ValueModel(),
+                "garbage": GarbageModel(),
+                "label out of range": LabelOutOfRangeModel(),
+            }.items()
+        }
         yield Registry(settings.tracking_uri, tasks, generic)
 
 
@@ -169,8 +179,13 @@ def client(task, registry):
 
 def json_rows(rows: pd.DataFrame, columns: list[str]) -> list[dict]:
     """``rows`` as a JSON client sends them: numbers stay numbers (integer codes stay ints), NaN is null."""
-    return [{name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
-             for name, value in zip(columns, row)} for row in rows[columns].itertuples(index=False)]
+    return [
+        {
+            name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
+            for name, value in zip(columns, row, strict=False)
+        }
+        for row in rows[columns].itertuples(index=False)
+    ]
 
 
 def records(rows: pd.DataFrame, spec: DatasetSpec) -> dict:
@@ -183,8 +198,9 @@ def split(rows: pd.DataFrame, spec: DatasetSpec) -> dict:
 
 
 def post(client: TestClient, payload: dict, **headers) -> list[dict]:
-    response = client.post("/invocations", content=json.dumps(payload), headers={
-        "Content-Type": "application/json", **headers})
+    response = client.post(
+        "/invocations", content=json.dumps(payload), headers={"Content-Type": "application/json", **headers}
+    )
     assert response.status_code == 200, response.text
     return response.json()["predictions"]
 
@@ -197,8 +213,11 @@ def assert_equals_registered(answers: list[dict], expected: pd.DataFrame) -> Non
 
 
 def metrics(client: TestClient) -> dict[tuple[str, tuple], float]:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(client.get("/metrics").text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+    }
 
 
 def category_column(task: Served) -> tuple[str, object]:
@@ -240,19 +259,21 @@ def test_an_integer_coded_category_answers_the_same_as_a_json_number_or_a_string
     assert all(type(row[column]) is int for row in as_numbers["dataframe_records"]), "the JSON holds ints"
 
     def with_codes(convert) -> dict:
-        return {"dataframe_records": [{**row, column: convert(row[column])}
-                                      for row in as_numbers["dataframe_records"]]}
+        return {"dataframe_records": [{**row, column: convert(row[column])} for row in as_numbers["dataframe_records"]]}
 
-    answers = {form: post(client, payload) for form, payload in {
-        "int": as_numbers, "float": with_codes(float), "string": with_codes(str)}.items()}
+    answers = {
+        form: post(client, payload)
+        for form, payload in {"int": as_numbers, "float": with_codes(float), "string": with_codes(str)}.items()
+    }
 
     expected = task.expected(rows)
-    for form, answer in answers.items():
+    for answer in answers.values():
         assert_equals_registered(answer, expected)
     # the code matters to the model: a code outside the categories gets another answer
     other = post(client, with_codes(lambda _: unknown))
-    assert [item["prediction"] if task.spec.task == "regression" else item["probability"] for item in other] != \
-        [item["prediction"] if task.spec.task == "regression" else item["probability"] for item in answers["int"]]
+    assert [item["prediction"] if task.spec.task == "regression" else item["probability"] for item in other] != [
+        item["prediction"] if task.spec.task == "regression" else item["probability"] for item in answers["int"]
+    ]
 
 
 def test_null_in_a_nullable_feature_is_answered_as_the_registered_model_answers_it(registry):
@@ -318,18 +339,19 @@ def test_concurrent_requests_sharing_a_model_call_get_exactly_their_own_answers(
     penguins = registry.tasks["multiclass"]
     served = load_served_model(penguins.name, penguins.version, registry.tracking_uri)
     cast = model_input(penguins.frame, penguins.spec)
-    slices = [cast.iloc[start:start + size] for start, size in zip(range(0, 60, 3), [1, 2, 3] * 7)]
+    slices = [cast.iloc[start : start + size] for start, size in zip(range(0, 60, 3), [1, 2, 3] * 7, strict=False)]
     calls: list[tuple[int, int]] = []
     batcher = MicroBatcher(max_rows=256, observe=lambda requests, rows: calls.append((requests, rows)))
 
     async def all_at_once():
-        return await asyncio.gather(*(batcher.predict(served, {name: part[name].to_numpy() for name in part.columns})
-                                      for part in slices))
+        return await asyncio.gather(
+            *(batcher.predict(served, {name: part[name].to_numpy() for name in part.columns}) for part in slices)
+        )
 
     answers = asyncio.run(all_at_once())
 
     assert served.direct is not None and len(calls) == 1
-    for part, outputs in zip(slices, answers):
+    for part, outputs in zip(slices, answers, strict=False):
         expected = penguins.pyfunc.predict(part)
         assert list(outputs) == list(expected.columns)
         for name in expected.columns:
@@ -342,8 +364,7 @@ def test_concurrent_requests_sharing_a_model_call_get_exactly_their_own_answers(
 def test_the_inference_log_holds_the_tasks_columns_and_its_labels_read_back_as_given(task, registry, tmp_path):
     rows = task.frame.head(8).reset_index(drop=True)
     log_root = tmp_path / "inference-log"
-    app = create_app(task.name, task.version, registry.tracking_uri, inference_log=log_root,
-                     log_flush_seconds=3600)
+    app = create_app(task.name, task.version, registry.tracking_uri, inference_log=log_root, log_flush_seconds=3600)
     with TestClient(app) as client:
         answers = post(client, records(rows, task.spec), **{"X-Request-ID": "batch", "X-Request-Time": REQUEST_TIME})
     # leaving the client shut the app down, which flushed the log
@@ -351,8 +372,14 @@ def test_the_inference_log_holds_the_tasks_columns_and_its_labels_read_back_as_g
 
     logged = read_window(log_root, start, start + timedelta(days=1), with_labels=False)
 
-    assert logged.columns.tolist() == ["request_id", "timestamp", "model_name", "model_version",
-                                       *task.spec.feature_names, *task.outputs]
+    assert logged.columns.tolist() == [
+        "request_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+        *task.spec.feature_names,
+        *task.outputs,
+    ]
     assert logged["request_id"].tolist() == [f"batch-{index}" for index in range(len(rows))]
     # the features as the model received them: the cast's numbers and category text
     expected_features = model_input(rows, task.spec)
@@ -371,8 +398,17 @@ def test_the_inference_log_holds_the_tasks_columns_and_its_labels_read_back_as_g
 
     # the user's raw labels: species names for the penguins, the measured value (a float) for diabetes
     given = rows[task.spec.target]
-    write_labels(log_root, pd.DataFrame({"request_id": logged["request_id"].iloc[:6], "label": given.iloc[:6],
-                                         "label_timestamp": start + timedelta(days=3)}), day=DAY)
+    write_labels(
+        log_root,
+        pd.DataFrame(
+            {
+                "request_id": logged["request_id"].iloc[:6],
+                "label": given.iloc[:6],
+                "label_timestamp": start + timedelta(days=3),
+            }
+        ),
+        day=DAY,
+    )
     labelled = read_window(log_root, start, start + timedelta(days=1))
 
     assert labelled["label"].dtype == (object if task.spec.task == "multiclass" else np.float64)
@@ -381,8 +417,9 @@ def test_the_inference_log_holds_the_tasks_columns_and_its_labels_read_back_as_g
     if task.spec.task == "multiclass":
         assert labelled["label"].iloc[0] in PENGUIN_CLASSES
     # what the drift check does with them: the task's target type
-    np.testing.assert_array_equal(target_array(labelled["label"].iloc[:6], task.spec),
-                                  target_array(given.iloc[:6], task.spec))
+    np.testing.assert_array_equal(
+        target_array(labelled["label"].iloc[:6], task.spec), target_array(given.iloc[:6], task.spec)
+    )
 
 
 def test_metrics_count_classes_and_observe_probabilities_by_task(client, task):
@@ -394,12 +431,16 @@ def test_metrics_count_classes_and_observe_probabilities_by_task(client, task):
         return after.get((name, labels), 0) - before.get((name, labels), 0)
 
     assert added("model_requests_total", (("status", "200"),)) == 1
-    counted = {labels: value - before.get((name, labels), 0) for (name, labels), value in after.items()
-               if name == "model_predictions_total"}
+    counted = {
+        labels: value - before.get((name, labels), 0)
+        for (name, labels), value in after.items()
+        if name == "model_predictions_total"
+    }
     if task.spec.task == "multiclass":
         predicted = [item["prediction"] for item in answers]
-        assert {dict(labels)["prediction"]: value for labels, value in counted.items() if value} == \
-            {name: predicted.count(name) for name in set(predicted)}
+        assert {dict(labels)["prediction"]: value for labels, value in counted.items() if value} == {
+            name: predicted.count(name) for name in set(predicted)
+        }
         assert added("model_prediction_probability_count") == 30
         assert added("model_prediction_probability_sum") == pytest.approx(sum(item["probability"] for item in answers))
         assert added("model_prediction_probability_bucket", (("le", "0.3"),)) == 0, "a class of 3 has P >= 1/3"
@@ -413,8 +454,10 @@ def test_metrics_count_classes_and_observe_probabilities_by_task(client, task):
 
 @pytest.fixture(scope="module")
 def generic_clients(registry):
-    with TestClient(create_app("generic", registry.generic["multiclass"], registry.tracking_uri)) as multiclass, \
-            TestClient(create_app("generic", registry.generic["regression"], registry.tracking_uri)) as regression:
+    with (
+        TestClient(create_app("generic", registry.generic["multiclass"], registry.tracking_uri)) as multiclass,
+        TestClient(create_app("generic", registry.generic["regression"], registry.tracking_uri)) as regression,
+    ):
         yield {"multiclass": multiclass, "regression": regression}
 
 
@@ -436,12 +479,15 @@ def test_a_plain_regression_pyfunc_is_answered_with_its_values(generic_clients):
 
     assert response.status_code == 200, response.text
     assert_equals_registered(response.json()["predictions"], expected)
-    assert not any(name == "model_predictions_total" and value
-                   for (name, _), value in metrics(generic_clients["regression"]).items())
+    assert not any(
+        name == "model_predictions_total" and value
+        for (name, _), value in metrics(generic_clients["regression"]).items()
+    )
 
 
-@pytest.mark.parametrize("kind, message", [("garbage", "not finite in [0, 1]"),
-                                           ("label out of range", "not in {0, 1}")])
+@pytest.mark.parametrize(
+    "kind, message", [("garbage", "not finite in [0, 1]"), ("label out of range", "not in {0, 1}")]
+)
 def test_a_binary_shaped_output_out_of_range_is_a_500_not_a_wrong_answer(registry, kind, message):
     with TestClient(create_app("generic", registry.generic[kind], registry.tracking_uri)) as client:
         response = client.post("/invocations", json={"dataframe_records": sample_frame(rows=3).to_dict("records")})

@@ -1,4 +1,5 @@
 """The demo data generator: schema, determinism, landing, realism and drift."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,10 @@ DAY = date(2026, 10, 1)
 
 
 def _days(spec, first: date, count: int, rows: int = 400, seed: int = 7, drift=None) -> pd.DataFrame:
-    return pd.concat([generate_day(spec, first + timedelta(days=offset), rows, seed, drift)
-                      for offset in range(count)], ignore_index=True)
+    return pd.concat(
+        [generate_day(spec, first + timedelta(days=offset), rows, seed, drift) for offset in range(count)],
+        ignore_index=True,
+    )
 
 
 def test_columns_dtypes_and_values_follow_the_spec(spec):
@@ -51,7 +54,8 @@ def test_a_day_depends_only_on_its_arguments(spec):
     pd.testing.assert_frame_equal(first, generate_day(spec, DAY, 300, seed=7))
     assert not first.equals(generate_day(spec, DAY, 300, seed=8))
     assert not first[spec.feature_names].equals(
-        generate_day(spec, DAY + timedelta(days=1), 300, seed=7)[spec.feature_names])
+        generate_day(spec, DAY + timedelta(days=1), 300, seed=7)[spec.feature_names]
+    )
 
 
 def test_ids_are_unique_across_days(spec):
@@ -63,12 +67,14 @@ def test_landing_writes_one_partition_per_day_and_relanding_is_byte_identical(sp
     paths = land_days(spec, DAY, days=3, rows_per_day=150, seed=7)
 
     assert [p.relative_to(spec.location).as_posix() for p in paths] == [
-        "date=2026-10-01/part-0.parquet", "date=2026-10-02/part-0.parquet", "date=2026-10-03/part-0.parquet"]
+        "date=2026-10-01/part-0.parquet",
+        "date=2026-10-02/part-0.parquet",
+        "date=2026-10-03/part-0.parquet",
+    ]
     first_bytes = [p.read_bytes() for p in paths]
     mtimes = [p.stat().st_mtime_ns for p in paths]
     # the middle day read back equals that day generated alone: days are independent of each other
-    pd.testing.assert_frame_equal(pd.read_parquet(paths[1]),
-                                  generate_day(spec, DAY + timedelta(days=1), 150, seed=7))
+    pd.testing.assert_frame_equal(pd.read_parquet(paths[1]), generate_day(spec, DAY + timedelta(days=1), 150, seed=7))
 
     again = land_days(spec, DAY, days=3, rows_per_day=150, seed=7)
 
@@ -182,14 +188,30 @@ def test_bad_drift_and_arguments_are_rejected_by_name(spec):
 
 
 def test_cli_lands_days_and_says_what_it_wrote(spec, capsys):
-    assert main(["--start", "2026-10-01", "--days", "2", "--rows-per-day", "50",
-                 "--drift", "covariate", "--drift-from", "2026-10-02"]) == 0
+    assert (
+        main(
+            [
+                "--start",
+                "2026-10-01",
+                "--days",
+                "2",
+                "--rows-per-day",
+                "50",
+                "--drift",
+                "covariate",
+                "--drift-from",
+                "2026-10-02",
+            ]
+        )
+        == 0
+    )
 
     out = capsys.readouterr().out
     assert "2 days" in out and "100 rows" in out and spec.location in out
     drifted = pd.read_parquet(f"{spec.location}/date=2026-10-02/part-0.parquet")
     pd.testing.assert_frame_equal(
-        drifted, generate_day(spec, date(2026, 10, 2), 50, 7, DriftConfig("covariate", date(2026, 10, 2))))
+        drifted, generate_day(spec, date(2026, 10, 2), 50, 7, DriftConfig("covariate", date(2026, 10, 2)))
+    )
 
     with pytest.raises(SystemExit):
         main(["--start", "2026-10-01", "--days", "2", "--rows-per-day", "50", "--drift", "concept"])

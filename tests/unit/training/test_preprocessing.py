@@ -1,4 +1,5 @@
 """TabularPreprocessor: statistics from the training frame only, fixed one-hot layout, JSON state."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def test_numeric_features_are_standardised_with_training_statistics(spec, train_
 
     assert matrix.dtype == np.float32
     assert matrix.shape == (len(train_frame), preprocessor.output_dim)
-    numeric = matrix[:, :len(spec.numeric_features)]
+    numeric = matrix[:, : len(spec.numeric_features)]
     np.testing.assert_allclose(numeric.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(numeric.std(axis=0), 1.0, atol=1e-4)
 

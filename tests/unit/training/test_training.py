@@ -1,4 +1,5 @@
 """Training: real torch / scikit-learn fits logged to a real MLflow store under tmp_path."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,23 @@ from include.training.train import TrainingConfig, TrainingError, train_and_log,
 from tests.unit.churn_frame import make_frame
 
 LEARNING_RATES = {"torch_mlp": 0.01, "sklearn_hgb": 0.1}
-VALID_REF = json.dumps({"repo": "/tmp/repo", "path": "data/churn.parquet", "md5": "0" * 32, "rev": "abc",
-                        "rows": 10, "window_start": "2024-03-01", "window_end": "2024-03-02"})
+VALID_REF = json.dumps(
+    {
+        "repo": "/tmp/repo",
+        "path": "data/churn.parquet",
+        "md5": "0" * 32,
+        "rev": "abc",
+        "rows": 10,
+        "window_start": "2024-03-01",
+        "window_end": "2024-03-02",
+    }
+)
 
 
 def _config(model_type: str, epochs: int = 3) -> TrainingConfig:
-    return TrainingConfig(model_type=model_type, epochs=epochs, learning_rate=LEARNING_RATES[model_type],
-                          batch_size=128, seed=7)
+    return TrainingConfig(
+        model_type=model_type, epochs=epochs, learning_rate=LEARNING_RATES[model_type], batch_size=128, seed=7
+    )
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
@@ -79,8 +90,9 @@ def test_train_and_log_records_the_run_and_a_model_that_loads_back(model_type, m
     assert served["probability"].dtype == np.float64 and served["prediction"].dtype == np.int64
     assert served["probability"].between(0, 1).all()
     assert (served["prediction"] == (served["probability"] >= 0.5)).all()
-    np.testing.assert_allclose(served["probability"], result.model.predict(None, features)["probability"],
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        served["probability"], result.model.predict(None, features)["probability"], rtol=1e-6, atol=1e-7
+    )
 
     # preprocessing statistics come from the train part only: the held-out rows must not leak in
     train, _ = holdout_split(frame, spec)
@@ -110,8 +122,9 @@ def test_logged_model_loads_in_a_fresh_process_from_its_own_files(mlops_env, spe
     """)
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 
-    completed = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=environment,
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120
+    )
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     answer = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -139,14 +152,17 @@ def test_frame_without_a_spec_column_is_rejected_before_any_run(mlops_env, spec)
         train_and_log(frame, spec, _config("sklearn_hgb"), mlops_env, {})
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"model_type": "xgboost"}, "model_type must be one of"),
-    ({"epochs": 0}, "epochs must be an integer >= 1"),
-    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
-    ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"seed": -1}, "seed must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"model_type": "xgboost"}, "model_type must be one of"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+    ],
+)
 def test_training_config_rejects_bad_values(values, message):
     arguments = {"model_type": "torch_mlp", "epochs": 2, "learning_rate": 0.01, "batch_size": 32, **values}
 
@@ -154,28 +170,41 @@ def test_training_config_rejects_bad_values(values, message):
         TrainingConfig(**arguments)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--model-type", "xgboost"], "argument --model-type: invalid choice: 'xgboost'"),
-    (["--epochs", "0"], "argument --epochs: must be >= 1"),
-    (["--epochs", "two"], "argument --epochs: expected an integer"),
-    (["--learning-rate", "0"], "argument --learning-rate: must be a finite number > 0"),
-    (["--learning-rate", "-0.5"], "argument --learning-rate: must be a finite number > 0"),
-    (["--batch-size", "-1"], "argument --batch-size: must be >= 1"),
-    (["--data-ref", "{not json"], "argument --data-ref: not valid JSON"),
-    (["--data-ref", "[1, 2]"], "argument --data-ref: expected a JSON object"),
-    (["--tag", "no-equals-sign"], "argument --tag: expected key=value"),
-    (["--tag", "bad#key=1"], "argument --tag: tag key 'bad#key' may only hold"),
-    (["--seed", "-3"], "argument --seed: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--model-type", "xgboost"], "argument --model-type: invalid choice: 'xgboost'"),
+        (["--epochs", "0"], "argument --epochs: must be >= 1"),
+        (["--epochs", "two"], "argument --epochs: expected an integer"),
+        (["--learning-rate", "0"], "argument --learning-rate: must be a finite number > 0"),
+        (["--learning-rate", "-0.5"], "argument --learning-rate: must be a finite number > 0"),
+        (["--batch-size", "-1"], "argument --batch-size: must be >= 1"),
+        (["--data-ref", "{not json"], "argument --data-ref: not valid JSON"),
+        (["--data-ref", "[1, 2]"], "argument --data-ref: expected a JSON object"),
+        (["--tag", "no-equals-sign"], "argument --tag: expected key=value"),
+        (["--tag", "bad#key=1"], "argument --tag: tag key 'bad#key' may only hold"),
+        (["--seed", "-3"], "argument --seed: must be >= 0"),
+    ],
+)
 def test_command_line_rejects_bad_arguments_with_exit_code_2(arguments, message, tmp_path):
     xcom = tmp_path / "xcom" / "return.json"
-    base = {"--data-ref": VALID_REF, "--model-type": "torch_mlp", "--epochs": "2", "--learning-rate": "0.01",
-            "--xcom-path": str(xcom)}
+    base = {
+        "--data-ref": VALID_REF,
+        "--model-type": "torch_mlp",
+        "--epochs": "2",
+        "--learning-rate": "0.01",
+        "--xcom-path": str(xcom),
+    }
     base.update(dict(zip(arguments[::2], arguments[1::2], strict=True)))
     argv = [item for pair in base.items() for item in pair]
 
-    completed = subprocess.run([sys.executable, "-m", "include.training.train", *argv], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "include.training.train", *argv],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert completed.returncode == 2
     assert message in completed.stderr
@@ -183,8 +212,13 @@ def test_command_line_rejects_bad_arguments_with_exit_code_2(arguments, message,
 
 
 def test_command_line_requires_a_data_ref():
-    completed = subprocess.run([sys.executable, "-m", "include.training.train", "--model-type", "torch_mlp"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "include.training.train", "--model-type", "torch_mlp"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert completed.returncode == 2
     assert "the following arguments are required: --data-ref" in completed.stderr
@@ -218,16 +252,22 @@ def test_a_rows_prediction_does_not_depend_on_the_batch_it_is_predicted_in(model
     from include.training.preprocessing import TabularPreprocessor
 
     train = make_frame(spec, 800, seed=2)
-    model = TabularClassifier(model_type).fit(train[spec.feature_names], train[spec.target],
-                                              TabularPreprocessor.from_spec(spec), epochs=2,
-                                              learning_rate=LEARNING_RATES[model_type], batch_size=128)
+    model = TabularClassifier(model_type).fit(
+        train[spec.feature_names],
+        train[spec.target],
+        TabularPreprocessor.from_spec(spec),
+        epochs=2,
+        learning_rate=LEARNING_RATES[model_type],
+        batch_size=128,
+    )
     rows = as_model_input(make_frame(spec, 300, seed=4), spec)
 
     alone = np.concatenate([model.predict_proba(rows.iloc[[index]]) for index in range(len(rows))])
 
     for size in (2, 7, 32, 300):
-        together = np.concatenate([model.predict_proba(rows.iloc[start:start + size])
-                                   for start in range(0, len(rows), size)])
+        together = np.concatenate(
+            [model.predict_proba(rows.iloc[start : start + size]) for start in range(0, len(rows), size)]
+        )
         np.testing.assert_array_equal(together, alone, err_msg=f"batches of {size}")
     columns = {name: rows[name].to_numpy() for name in rows.columns}
     probabilities, labels = model.predict_with_labels(columns)

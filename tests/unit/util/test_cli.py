@@ -1,4 +1,5 @@
 """The command-line helpers: dates as argparse reads them, and the drift options two commands share."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +26,19 @@ def _drift(argv: list[str]):
 
 def test_drift_options_give_a_checked_drift_config_or_none():
     assert _drift([]) is None
-    assert _drift(["--drift", "concept", "--drift-from", "2026-10-02", "--drift-strength", "0.5"]) == \
-        DriftConfig("concept", date(2026, 10, 2), 0.5)
+    assert _drift(["--drift", "concept", "--drift-from", "2026-10-02", "--drift-strength", "0.5"]) == DriftConfig(
+        "concept", date(2026, 10, 2), 0.5
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--drift", "concept"], "--drift needs --drift-from"),
-    (["--drift-from", "2026-10-02"], "--drift-from needs --drift"),
-    (["--drift", "both", "--drift-from", "2026-10-02", "--drift-strength", "-1"], "drift strength must be"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--drift", "concept"], "--drift needs --drift-from"),
+        (["--drift-from", "2026-10-02"], "--drift-from needs --drift"),
+        (["--drift", "both", "--drift-from", "2026-10-02", "--drift-strength", "-1"], "drift strength must be"),
+    ],
+)
 def test_incomplete_or_invalid_drift_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
         _drift(argv)

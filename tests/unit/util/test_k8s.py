@@ -1,4 +1,5 @@
 """Kubernetes resource quantities, as the training pod and the serving manifests check them."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,9 +12,24 @@ def test_quantities_kubernetes_takes_are_accepted(text):
     assert is_quantity(text) is True
 
 
-@pytest.mark.parametrize("text", [
-    "", "lots", "16 GB", "16 G", " 4", "1_000", "-1", "NaN", "Infinity", "1ki", "\u0664", None, 4,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "lots",
+        "16 GB",
+        "16 G",
+        " 4",
+        "1_000",
+        "-1",
+        "NaN",
+        "Infinity",
+        "1ki",
+        "\u0664",
+        None,
+        4,
+    ],
+)
 def test_text_kubernetes_refuses_is_not_a_quantity(text):
     # spaces, '_', a sign '-', NaN and non-ASCII digits would pass Decimal, inside parse_quantity
     assert is_quantity(text) is False

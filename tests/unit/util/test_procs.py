@@ -1,4 +1,5 @@
 """ManagedProcess against real child processes: start, health, log tail, and a group stop that leaves nothing."""
+
 from __future__ import annotations
 
 import os
@@ -44,9 +45,13 @@ def started(tmp_path):
 
     def start(ignore_term: bool = False) -> ManagedProcess:
         env = {**os.environ, **({"IGNORE_TERM": "1"} if ignore_term else {})}
-        process = ManagedProcess.start([sys.executable, "-c", SERVER, str(tmp_path / "ready")],
-                                       log_path=tmp_path / "logs" / "server.log", env=env, cwd=tmp_path,
-                                       header="--- starting the stand-in\n")
+        process = ManagedProcess.start(
+            [sys.executable, "-c", SERVER, str(tmp_path / "ready")],
+            log_path=tmp_path / "logs" / "server.log",
+            env=env,
+            cwd=tmp_path,
+            header="--- starting the stand-in\n",
+        )
         processes.append(process)
         return process
 
@@ -109,8 +114,9 @@ def test_a_group_that_ignores_sigterm_is_killed(started, tmp_path):
 
 
 def test_a_process_that_exits_while_awaited_fails_with_its_code_and_log(tmp_path):
-    process = ManagedProcess.start([sys.executable, "-c", "import sys; print('model not found'); sys.exit(3)"],
-                                   log_path=tmp_path / "server.log")
+    process = ManagedProcess.start(
+        [sys.executable, "-c", "import sys; print('model not found'); sys.exit(3)"], log_path=tmp_path / "server.log"
+    )
 
     with pytest.raises(ProcessExited, match="stand-in exited with code 3") as exited:
         process.wait_healthy(lambda: False, timeout=30, interval=0.05, what="stand-in")

@@ -1,4 +1,5 @@
 """The shared plumbing: atomic writes, text helpers, loopback check."""
+
 from __future__ import annotations
 
 import os
@@ -40,9 +41,18 @@ def test_text_helpers():
         parse_bool("maybe", "flag")
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("127.0.0.1", True), ("localhost", True), ("::1", True), ("http://127.0.0.2:5080", True),
-    ("http://[::1]:80/x", True), ("0.0.0.0", False), ("example.com", False), ("http://10.0.0.1", False),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("http://127.0.0.2:5080", True),
+        ("http://[::1]:80/x", True),
+        ("0.0.0.0", False),
+        ("example.com", False),
+        ("http://10.0.0.1", False),
+    ],
+)
 def test_is_loopback(value, expected):
     assert is_loopback(value) is expected

@@ -1,4 +1,5 @@
 """wait_until: the one poll loop behind every "wait until ready, or give up after N seconds"."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """The Great Expectations suite and its runner, on real GX with generated data."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,9 @@ import pandas as pd
 import pytest
 
 from include.simulation.generate import generate_day
-from include.validation.suite import build_suite_from_spec, main as suite_main
 from include.validation.run import validate
+from include.validation.suite import build_suite_from_spec
+from include.validation.suite import main as suite_main
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,8 +26,10 @@ def great_expectations_imported():
 @pytest.fixture
 def clean(spec):
     """About 2000 rows of generated data, as validation sees it in the pipeline."""
-    return pd.concat([generate_day(spec, date(2026, 10, 1) + timedelta(days=offset), 400, 7)
-                      for offset in range(5)], ignore_index=True)
+    return pd.concat(
+        [generate_day(spec, date(2026, 10, 1) + timedelta(days=offset), 400, 7) for offset in range(5)],
+        ignore_index=True,
+    )
 
 
 @pytest.fixture
@@ -150,8 +154,9 @@ def test_suite_covers_every_column_of_the_spec(spec):
 
 def test_a_suite_gx_cannot_load_is_an_error_not_a_weaker_check(spec, clean, tmp_path):
     suite = build_suite_from_spec(spec)
-    suite["expectations"].append({"type": "expect_column_values_to_be_purple", "kwargs": {"column": "plan"},
-                                  "meta": {}})
+    suite["expectations"].append(
+        {"type": "expect_column_values_to_be_purple", "kwargs": {"column": "plan"}, "meta": {}}
+    )
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(suite))
 
@@ -163,14 +168,19 @@ def test_a_suite_gx_cannot_load_is_an_error_not_a_weaker_check(spec, clean, tmp_
 
 # ---- task-aware and profiled suites on datasets other than the demo ---------------------------------------
 
+
 def _dataset(tmp_path, name, **spec):
     """A spec (YAML in tmp_path) whose suite lives at tmp_path/<name>.json; id/timestamp are derived."""
     import yaml
 
     from include.data.spec import load_spec
 
-    body = {"name": name, "location": str(tmp_path / "landing" / name),
-            "expectation_suite": str(tmp_path / f"{name}.json"), **spec}
+    body = {
+        "name": name,
+        "location": str(tmp_path / "landing" / name),
+        "expectation_suite": str(tmp_path / f"{name}.json"),
+        **spec,
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return load_spec(path)
@@ -179,9 +189,13 @@ def _dataset(tmp_path, name, **spec):
 def _frame(spec, columns: dict, days: int = 3) -> pd.DataFrame:
     rows = len(next(iter(columns.values())))
     start = pd.Timestamp("2026-03-01", tz="UTC")
-    return pd.DataFrame({spec.id_column: np.arange(rows),
-                         spec.timestamp_column: start + pd.to_timedelta(np.arange(rows) % days, unit="D"),
-                         **columns})
+    return pd.DataFrame(
+        {
+            spec.id_column: np.arange(rows),
+            spec.timestamp_column: start + pd.to_timedelta(np.arange(rows) % days, unit="D"),
+            **columns,
+        }
+    )
 
 
 def _check(suite, spec, frame, tmp_path):
@@ -200,33 +214,57 @@ def _penguins(rows: int = 600, seed: int = 11) -> dict:
     bill[rng.choice(rows, size=2, replace=False)] = np.nan
     clutch = rng.choice([1.0, 2.0, 3.0], size=rows)  # integer codes, float64 because of the nulls
     clutch[rng.choice(rows, size=20, replace=False)] = np.nan
-    return {"bill_length_mm": bill, "island": rng.choice(["Biscoe", "Dream", "Torgersen"], size=rows),
-            "sex": sex, "year": rng.choice([2007, 2008, 2009], size=rows).astype(np.int64),
-            "clutch": clutch, "species": species}
+    return {
+        "bill_length_mm": bill,
+        "island": rng.choice(["Biscoe", "Dream", "Torgersen"], size=rows),
+        "sex": sex,
+        "year": rng.choice([2007, 2008, 2009], size=rows).astype(np.int64),
+        "clutch": clutch,
+        "species": species,
+    }
 
 
 PENGUIN_SPEC = dict(
-    task="multiclass", target="species", classes=["Adelie", "Chinstrap", "Gentoo"],
-    features=[{"name": "bill_length_mm", "type": "numeric", "min": 25, "max": 65, "nullable": True},
-              {"name": "island", "type": "categorical", "categories": ["Biscoe", "Dream", "Torgersen"]},
-              {"name": "sex", "type": "categorical", "categories": ["female", "male"], "nullable": True},
-              {"name": "year", "type": "categorical", "categories": [2007, 2008, 2009]},
-              {"name": "clutch", "type": "categorical", "categories": [1, 2, 3], "nullable": True}],
-    slice_feature="island")
+    task="multiclass",
+    target="species",
+    classes=["Adelie", "Chinstrap", "Gentoo"],
+    features=[
+        {"name": "bill_length_mm", "type": "numeric", "min": 25, "max": 65, "nullable": True},
+        {"name": "island", "type": "categorical", "categories": ["Biscoe", "Dream", "Torgersen"]},
+        {"name": "sex", "type": "categorical", "categories": ["female", "male"], "nullable": True},
+        {"name": "year", "type": "categorical", "categories": [2007, 2008, 2009]},
+        {"name": "clutch", "type": "categorical", "categories": [1, 2, 3], "nullable": True},
+    ],
+    slice_feature="island",
+)
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["classes-declared", "positive-class-only"])
 def test_a_string_binary_target_with_91_percent_positives_passes(tmp_path, declared):
     from include.validation.suite import build_suite_from_data
 
-    spec = _dataset(tmp_path, "marketing", task="binary", target="subscribed", positive_class="yes",
-                    **({"classes": ["no", "yes"]} if declared else {}),
-                    features=[{"name": "age", "type": "numeric", "min": 18, "max": 100},
-                              {"name": "job", "type": "categorical", "categories": ["admin", "technician"]}])
+    spec = _dataset(
+        tmp_path,
+        "marketing",
+        task="binary",
+        target="subscribed",
+        positive_class="yes",
+        **({"classes": ["no", "yes"]} if declared else {}),
+        features=[
+            {"name": "age", "type": "numeric", "min": 18, "max": 100},
+            {"name": "job", "type": "categorical", "categories": ["admin", "technician"]},
+        ],
+    )
     rng = np.random.default_rng(5)
     labels = np.where(np.arange(1000) < 910, "yes", "no").astype(object)
-    data = _frame(spec, {"age": rng.integers(18, 90, size=1000), "job": rng.choice(["admin", "technician"], 1000),
-                         "subscribed": labels})
+    data = _frame(
+        spec,
+        {
+            "age": rng.integers(18, 90, size=1000),
+            "job": rng.choice(["admin", "technician"], 1000),
+            "subscribed": labels,
+        },
+    )
 
     spec_only = build_suite_from_spec(spec)
     assert _check(spec_only, spec, data, tmp_path).success
@@ -236,8 +274,9 @@ def test_a_string_binary_target_with_91_percent_positives_passes(tmp_path, decla
     # a batch without the positive class fails both; a positive share far below the profile's fails that one
     no_positives = data.assign(subscribed="no")
     outcome = _check(spec_only, spec, no_positives, tmp_path)
-    assert _failure(outcome, "expect_column_distinct_values_to_contain_set", "subscribed").observed == \
-        {"absent": ["yes"]}
+    assert _failure(outcome, "expect_column_distinct_values_to_contain_set", "subscribed").observed == {
+        "absent": ["yes"]
+    }
     rare = data.assign(subscribed=np.where(np.arange(1000) < 200, "yes", "no"))  # 20 % < 91 % / 3
     assert _check(spec_only, spec, rare, tmp_path).success
     outcome = _check(profiled, spec, rare, tmp_path)
@@ -268,25 +307,43 @@ def test_a_multiclass_target_with_nulls_and_integer_codes_passes(tmp_path):
         outcome = _check(checked, spec, emperor, tmp_path)
         failure = _failure(outcome, "expect_column_values_to_be_in_set", "species")
         assert failure.observed["unexpected_count"] == 1
-        assert ("expect_column_values_to_be_in_set on column 'species': observed 1 of 600 values unexpected "
-                "(0.17%), e.g. ['Emperor']; expected") in outcome.summary()
+        assert (
+            "expect_column_values_to_be_in_set on column 'species': observed 1 of 600 values unexpected "
+            "(0.17%), e.g. ['Emperor']; expected"
+        ) in outcome.summary()
 
 
 def test_a_regression_target_passes_and_text_in_it_fails(tmp_path):
     from include.validation.suite import build_suite_from_data
 
-    spec = _dataset(tmp_path, "houses", task="regression", target="price",
-                    features=[{"name": "rooms", "type": "numeric", "min": 1},
-                              {"name": "area", "type": "categorical", "categories": ["a", "b"]}])
+    spec = _dataset(
+        tmp_path,
+        "houses",
+        task="regression",
+        target="price",
+        features=[
+            {"name": "rooms", "type": "numeric", "min": 1},
+            {"name": "area", "type": "categorical", "categories": ["a", "b"]},
+        ],
+    )
     rng = np.random.default_rng(3)
-    data = _frame(spec, {"rooms": rng.integers(1, 8, size=500), "area": rng.choice(["a", "b"], size=500),
-                         "price": rng.lognormal(12, 0.4, size=500)})
+    data = _frame(
+        spec,
+        {
+            "rooms": rng.integers(1, 8, size=500),
+            "area": rng.choice(["a", "b"], size=500),
+            "price": rng.lognormal(12, 0.4, size=500),
+        },
+    )
     suite, profiled = build_suite_from_spec(spec), build_suite_from_data(spec, data)
     assert _check(suite, spec, data, tmp_path).success
     assert _check(profiled, spec, data, tmp_path).success
     # integer-valued columns keep integer bounds, and the spec's own bound wins on its side
-    rooms = next(e["kwargs"] for e in profiled["expectations"]
-                 if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] == "rooms")
+    rooms = next(
+        e["kwargs"]
+        for e in profiled["expectations"]
+        if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] == "rooms"
+    )
     assert rooms["min_value"] == 1 and isinstance(rooms["max_value"], int) and rooms["max_value"] >= 7
 
     text = data.astype({"price": object})
@@ -305,23 +362,44 @@ def test_a_regression_target_passes_and_text_in_it_fails(tmp_path):
 def test_a_profiled_null_share_tolerates_what_was_seen_not_more(tmp_path, capsys):
     from include.validation.suite import build_suite_from_data
 
-    spec = _dataset(tmp_path, "loans", task="binary", target="default", positive_class=1,
-                    features=[{"name": "income", "type": "numeric", "nullable": True},
-                              {"name": "debt", "type": "numeric"},
-                              {"name": "purpose", "type": "categorical", "categories": ["car", "home"]}])
+    spec = _dataset(
+        tmp_path,
+        "loans",
+        task="binary",
+        target="default",
+        positive_class=1,
+        features=[
+            {"name": "income", "type": "numeric", "nullable": True},
+            {"name": "debt", "type": "numeric"},
+            {"name": "purpose", "type": "categorical", "categories": ["car", "home"]},
+        ],
+    )
     rng = np.random.default_rng(8)
     income = rng.normal(50_000, 9_000, size=2000)
     income[rng.choice(2000, size=170, replace=False)] = np.nan  # 8.5 %
     purpose = rng.choice(["car", "home", "boat"], size=2000, p=[0.6, 0.395, 0.005])
-    data = _frame(spec, {"income": income, "debt": rng.normal(9_000, 2_000, size=2000), "purpose": purpose,
-                         "default": (rng.random(2000) < 0.1).astype(np.int64)})
+    data = _frame(
+        spec,
+        {
+            "income": income,
+            "debt": rng.normal(9_000, 2_000, size=2000),
+            "purpose": purpose,
+            "default": (rng.random(2000) < 0.1).astype(np.int64),
+        },
+    )
     profiled = build_suite_from_data(spec, data)
     assert "'boat'" in capsys.readouterr().err  # seen in the data, not declared: reported, not added
-    nulls = {e["kwargs"]["column"]: e["kwargs"] for e in profiled["expectations"]
-             if e["type"] == "expect_column_values_to_not_be_null"}
+    nulls = {
+        e["kwargs"]["column"]: e["kwargs"]
+        for e in profiled["expectations"]
+        if e["type"] == "expect_column_values_to_not_be_null"
+    }
     assert 0.85 <= nulls["income"]["mostly"] < 0.915 and "mostly" not in nulls["debt"]
-    assert next(e for e in profiled["expectations"] if e["type"] == "expect_column_values_to_be_in_set"
-                and e["kwargs"]["column"] == "purpose")["kwargs"]["value_set"] == ["car", "home"]
+    assert next(
+        e
+        for e in profiled["expectations"]
+        if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "purpose"
+    )["kwargs"]["value_set"] == ["car", "home"]
     assert profiled["meta"]["profiled"] == {"rows": 2000, "days": ["2026-03-01", "2026-03-02", "2026-03-03"]}
     assert _check(profiled, spec, data, tmp_path).success
 
@@ -338,20 +416,38 @@ def test_no_failure_line_is_longer_than_the_bound(tmp_path):
     from include.validation.run import MAX_LINE_CHARS, FailedExpectation
 
     categories = [f"code_{index:04d}" for index in range(3000)]
-    spec = _dataset(tmp_path, "wide", task="binary", target="label",
-                    features=[{"name": "code", "type": "categorical", "categories": categories},
-                              {"name": "note", "type": "categorical", "categories": ["x"], "nullable": True}])
+    spec = _dataset(
+        tmp_path,
+        "wide",
+        task="binary",
+        target="label",
+        features=[
+            {"name": "code", "type": "categorical", "categories": categories},
+            {"name": "note", "type": "categorical", "categories": ["x"], "nullable": True},
+        ],
+    )
     rows = 4000
-    data = _frame(spec, {"code": [f"unknown-{index}-" + "z" * 40 for index in range(rows)],
-                         "note": [f"a free-text note number {index} " * 3 for index in range(rows)],
-                         "label": np.arange(rows) % 2})
+    data = _frame(
+        spec,
+        {
+            "code": [f"unknown-{index}-" + "z" * 40 for index in range(rows)],
+            "note": [f"a free-text note number {index} " * 3 for index in range(rows)],
+            "label": np.arange(rows) % 2,
+        },
+    )
     suite = build_suite_from_spec(spec)
     # two more checks whose observed value is the whole column: GX lists every tied value / joins every text
     suite["expectations"] += [
-        {"type": "expect_column_most_common_value_to_be_in_set", "kwargs": {"column": "code", "value_set": ["x"]},
-         "meta": {}},
-        {"type": "expect_column_distinct_values_to_equal_set", "kwargs": {"column": "note", "value_set": categories},
-         "meta": {}},
+        {
+            "type": "expect_column_most_common_value_to_be_in_set",
+            "kwargs": {"column": "code", "value_set": ["x"]},
+            "meta": {},
+        },
+        {
+            "type": "expect_column_distinct_values_to_equal_set",
+            "kwargs": {"column": "note", "value_set": categories},
+            "meta": {},
+        },
     ]
     outcome = _check(suite, spec, data, tmp_path)
 
@@ -359,12 +455,21 @@ def test_no_failure_line_is_longer_than_the_bound(tmp_path):
     lines = outcome.summary().splitlines()
     assert max(len(line) for line in lines[1:]) <= MAX_LINE_CHARS, outcome.summary()
     in_set = _failure(outcome, "expect_column_values_to_be_in_set", "code").describe()
-    assert "value_set=['code_0000'," in in_set and "more)]" in in_set and in_set.startswith(
-        "expect_column_values_to_be_in_set on column 'code': observed 4000 of 4000 values unexpected")
+    assert (
+        "value_set=['code_0000'," in in_set
+        and "more)]" in in_set
+        and in_set.startswith(
+            "expect_column_values_to_be_in_set on column 'code': observed 4000 of 4000 values unexpected"
+        )
+    )
     assert "more)]" in _failure(outcome, "expect_column_most_common_value_to_be_in_set", "code").describe()
 
-    huge = FailedExpectation("expect_column_sum_to_be_between", "note", "note " * 2000,
-                             {"expected": {"value_set": list(range(5000)), "mostly": 0.5}})
+    huge = FailedExpectation(
+        "expect_column_sum_to_be_between",
+        "note",
+        "note " * 2000,
+        {"expected": {"value_set": list(range(5000)), "mostly": 0.5}},
+    )
     line = huge.describe()
     assert len(line) <= MAX_LINE_CHARS
     assert "... (+" in line and "chars)" in line and "more)]" in line and "mostly=0.5" in line
