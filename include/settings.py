@@ -1,78 +1,271 @@
-"""Where things live, read from the environment.
+"""Where things live, read from the environment: one ``pydantic-settings`` model.
 
 One object describes both profiles: the local profile keeps everything under
 ``MLOPS_HOME`` (``.local/`` in the checkout), the kubernetes profile points the
-same names at a tracking server, an object store and a git remote.
+same names at a tracking server, an object store and a git remote. Its nested
+``serving`` section (:class:`ServingSettings`) holds the ``MLOPS_SERVING_*`` variables.
+
+Values come from the environment (or an explicit mapping in tests) and, above it,
+from explicit ``overrides`` (e.g. Airflow Variables and connections read by a task):
+nothing is ever written back into ``os.environ``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict
+
+from include.util.text import parse_bool
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("local", "kubernetes")
 
 
-@dataclass(frozen=True)
-class Settings:
-    profile: str
-    home: Path
-    tracking_uri: str
-    artifact_root: str | None
-    model_name: str
-    dataset_spec: Path
-    data_registry: str
-    data_registry_remote: str | None
-    dvc_remote: str
-    serving_host: str
-    serving_port: int
-    inference_log: str
-    reports: str
-    # what serialises promotions (see include.registry.promotion_lock): a PostgreSQL URL or a file
-    promotion_lock: str
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source of pydantic-settings, reading ``environ`` instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name if self.case_sensitive else name.lower(): value for name, value in self._environ.items()}
+
+
+def _build(cls: type[BaseSettings], environ: Mapping[str, str] | None, overrides: Mapping[str, Any]) -> Any:
+    """``cls`` from ``overrides`` over ``environ`` (``os.environ`` when None) over its defaults.
+
+    Raises ``ValueError`` with the messages of every invalid value (each names its variable).
+    """
+    env = os.environ if environ is None else environ
+    init = dict(overrides)
+    sources = (InitSettingsSource(cls, init_kwargs=init), _MappingEnvSource(cls, env))
+    try:
+        return cls(_build_sources=(sources, init))
+    except ValidationError as exc:
+        raise ValueError("; ".join(_message(error) for error in exc.errors())) from None
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, ValueError):
+        return str(cause)  # ours: it names the variable already
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error.get('msg')}"
+
+
+def _text(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ServingSettings(BaseSettings):
+    """The ``MLOPS_SERVING_*`` variables (the field name is the variable's suffix, lower case).
+
+    Text is stripped; for ``namespace``, ``image``, ``image_pull_policy``, ``cpu_request``,
+    ``memory_request``, ``tmp_size``, ``cluster_domain`` and the numbers an empty value means
+    the default, for the other texts it means none. ``tracking_uri`` and ``inference_log`` are
+    None when unset (the main settings' values apply) and ``""`` when set empty (none). What
+    the values mean together is checked by ``include.deployment.serving_config.ServingConfig``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_SERVING_", frozen=True, extra="ignore")
+
+    # the local model server
+    host: str = "127.0.0.1"
+    port: int = 5080
+    # the kubernetes serving objects (see include.deployment.serving_config)
+    namespace: str = "ml-serving"
+    image: str = "ghcr.io/example/churn-serving:latest"
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secret: str | None = None
+    name: str | None = None
+    replicas: int = 2
+    hpa: bool = False
+    min_replicas: int | None = None  # None: replicas
+    max_replicas: int | None = None  # None: 3 x the minimum
+    cpu_target: int = 70
+    cpu_request: str = "500m"
+    cpu_limit: str | None = "2"
+    memory_request: str = "1Gi"
+    memory_limit: str | None = "2Gi"
+    tmp_size: str = "2Gi"
+    tracking_uri: str | None = None
+    configmap: str | None = None
+    secret: str | None = "mlops-serving-credentials"
+    service_account: str | None = None
+    inference_log: str | None = None
+    progress_deadline: int = 300
+    url: str | None = None
+    cluster_domain: str = "cluster.local"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        profile = env.get("MLOPS_PROFILE", "local")
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> "ServingSettings":
+        """The serving section from ``overrides`` over ``environ`` (``os.environ`` when None).
+
+        Returns the section. Raises ``ValueError`` naming the variable and its value when a
+        number or a flag cannot be read.
+        """
+        return _build(cls, environ, overrides or {})
+
+    @field_validator("namespace", "image", "image_pull_policy", "cpu_request", "memory_request", "tmp_size",
+                     "cluster_domain", "host", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info) -> Any:
+        value = _text(value)
+        return cls.model_fields[info.field_name].default if value in ("", None) else value
+
+    @field_validator("image_pull_secret", "name", "cpu_limit", "memory_limit", "configmap", "secret",
+                     "service_account", "url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        value = _text(value)
+        return value or None
+
+    @field_validator("tracking_uri", "inference_log", mode="before")
+    @classmethod
+    def _stripped(cls, value: Any) -> Any:
+        return _text(value)
+
+    @field_validator("replicas", "min_replicas", "max_replicas", "cpu_target", "progress_deadline", "port",
+                     mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any, info) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return cls.model_fields[info.field_name].default
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError(f"{_variable(info.field_name)}={value.strip()!r} is not a whole number") from None
+
+    @field_validator("hpa", mode="before")
+    @classmethod
+    def _flag(cls, value: Any, info) -> Any:
+        name = _variable(info.field_name)
+        try:
+            return parse_bool("" if value is None else value, name)
+        except ValueError:
+            raise ValueError(f"{name}={str(value).strip().lower()!r} is not true or false") from None
+
+
+def _variable(field_name: str) -> str:
+    return f"MLOPS_SERVING_{field_name.upper()}"
+
+
+class Settings(BaseSettings):
+    """Where things live, for one profile.
+
+    Each field is read from ``MLOPS_<FIELD>`` (``tracking_uri`` from ``MLFLOW_TRACKING_URI``);
+    fields left unset default to places under ``home``. Build it with :meth:`from_env`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", frozen=True, extra="ignore",
+                                      validate_by_name=True, validate_by_alias=True)
+
+    profile: str = "local"
+    home: Path = PROJECT_ROOT / ".local"
+    tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")  # None: sqlite under home
+    artifact_root: str | None = None  # None in the local profile: a folder under home
+    model_name: str = "customer_churn"
+    dataset_spec: Path = PROJECT_ROOT / "include/datasets/customer_churn.yaml"
+    data_registry: str | None = None
+    # kubernetes profile: a git URL the training pods can read the registry from
+    data_registry_remote: str | None = None
+    dvc_remote: str | None = None
+    # a local folder or any fsspec URL (s3://bucket/prefix, gs://...)
+    inference_log: str | None = None
+    reports: str | None = None
+    # what serialises promotions (see include.registry.promotion_lock): a PostgreSQL URL or a file
+    promotion_lock: str | None = None
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> "Settings":
+        """The settings from ``overrides`` over ``environ`` (``os.environ`` when None) over the defaults.
+
+        ``overrides`` maps field names to values (an Airflow connection's tracking URI, say);
+        its ``serving`` entry, a mapping, overrides fields of the serving section the same way.
+
+        Returns the settings. Raises ``ValueError`` naming the variable when ``MLOPS_PROFILE``
+        is not a known profile or a value (``MLOPS_SERVING_PORT``, ``MLOPS_SERVING_REPLICAS``...)
+        cannot be read.
+        """
+        overrides = dict(overrides or {})
+        serving = overrides.pop("serving", None)
+        if not isinstance(serving, ServingSettings):
+            serving = ServingSettings.from_env(environ, serving)
+        return _build(cls, environ, {**overrides, "serving": serving})
+
+    @field_validator("profile", mode="after")
+    @classmethod
+    def _known_profile(cls, profile: str) -> str:
         if profile not in PROFILES:
             raise ValueError(f"MLOPS_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
-        home = Path(env.get("MLOPS_HOME", PROJECT_ROOT / ".local")).resolve()
-        artifact_root = env.get("MLOPS_ARTIFACT_ROOT")
-        if artifact_root is None and profile == "local":
+        return profile
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> "Settings":
+        # fills what defaults to places under home; the model is frozen, so straight into its fields
+        home = self.home.resolve()
+        tracking_uri = self.tracking_uri if self.tracking_uri is not None else f"sqlite:///{home}/mlflow/mlflow.db"
+        spec = self.dataset_spec if self.dataset_spec.is_absolute() else PROJECT_ROOT / self.dataset_spec
+        artifact_root = self.artifact_root
+        if artifact_root is None and self.profile == "local":
             artifact_root = (home / "mlflow" / "artifacts").as_uri()
-        tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow/mlflow.db")
-        spec = Path(env.get("MLOPS_DATASET_SPEC", PROJECT_ROOT / "include/datasets/customer_churn.yaml"))
-        if not spec.is_absolute():
-            spec = PROJECT_ROOT / spec
-        return cls(
-            profile=profile,
+        self.__dict__.update(
             home=home,
             tracking_uri=tracking_uri,
             artifact_root=artifact_root,
-            model_name=env.get("MLOPS_MODEL_NAME", "customer_churn"),
             dataset_spec=spec,
-            data_registry=env.get("MLOPS_DATA_REGISTRY", str(home / "data-registry")),
-            # kubernetes profile: a git URL the training pods can read the registry from
-            data_registry_remote=env.get("MLOPS_DATA_REGISTRY_REMOTE") or None,
-            dvc_remote=env.get("MLOPS_DVC_REMOTE", str(home / "dvc-remote")),
-            serving_host=env.get("MLOPS_SERVING_HOST", "127.0.0.1"),
-            serving_port=int(env.get("MLOPS_SERVING_PORT", "5080")),
-            # a local folder or any fsspec URL (s3://bucket/prefix, gs://...)
-            inference_log=env.get("MLOPS_INFERENCE_LOG", str(home / "inference-log")),
-            reports=env.get("MLOPS_REPORTS", str(home / "reports")),
-            promotion_lock=env.get("MLOPS_PROMOTION_LOCK") or _default_promotion_lock(tracking_uri, home),
+            data_registry=_or(self.data_registry, home / "data-registry"),
+            data_registry_remote=self.data_registry_remote or None,
+            dvc_remote=_or(self.dvc_remote, home / "dvc-remote"),
+            inference_log=_or(self.inference_log, home / "inference-log"),
+            reports=_or(self.reports, home / "reports"),
+            promotion_lock=self.promotion_lock or _default_promotion_lock(tracking_uri, home),
         )
+        return self
+
+    @property
+    def serving_host(self) -> str:
+        """The local model server's address (``MLOPS_SERVING_HOST``)."""
+        return self.serving.host
+
+    @property
+    def serving_port(self) -> int:
+        """The local model server's port (``MLOPS_SERVING_PORT``)."""
+        return self.serving.port
 
     @property
     def serving_url(self) -> str:
+        """``http://<serving_host>:<serving_port>``, the local model server's URL."""
         return f"http://{self.serving_host}:{self.serving_port}"
 
     def path(self, *parts: str) -> Path:
         """A path under the local state folder (validation results, serving logs...)."""
         return self.home.joinpath(*parts)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` (field names to values), checked again. Raises ``ValueError`` as :meth:`from_env`."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return _build(type(self), {}, {**values, **changes})
+
+
+# ``dataclasses.replace(settings, ...)`` keeps working as it did when Settings was a dataclass:
+# the field names of a plain dataclass, and the constructor takes every field by name
+Settings.__dataclass_fields__ = dataclasses.make_dataclass(  # type: ignore[attr-defined]
+    "_SettingsFields", list(Settings.model_fields)).__dataclass_fields__
+
+
+def _or(value: str | None, default: Path) -> str:
+    return value if value is not None else str(default)
 
 
 def url_scheme(url: str) -> str:

@@ -4,7 +4,8 @@ Everything about the serving objects that is not the model version: names, image
 replicas and autoscaling, resources, how the pods reach MLflow and the inference log,
 rollout timing. :mod:`include.deployment.k8s_manifests` renders the manifests from it.
 
-Configuration (:meth:`ServingConfig.from_settings`, from the environment):
+Configuration (:meth:`ServingConfig.from_settings`, from the ``serving`` section of
+:class:`include.settings.Settings`, which reads these variables):
 
 ==================================  ======================================================================
 ``MLOPS_SERVING_NAMESPACE``         namespace of the serving objects (default ``ml-serving``)
@@ -46,14 +47,12 @@ reference to a Secret.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlsplit
 
 from include.util.k8s import is_quantity
-from include.util.text import parse_bool
 
 if TYPE_CHECKING:
     from include.settings import Settings
@@ -153,67 +152,51 @@ class ServingConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> ServingConfig:
-        """The configuration from ``MLOPS_SERVING_*`` (see the module docstring), falling back on ``settings``.
+        """The configuration from the settings' ``serving`` section (see the module docstring).
+
+        The ``MLOPS_SERVING_*`` variables are read from ``environ`` (``os.environ`` when None)
+        when this is called, as they always were; what the section holds explicitly (read
+        when the settings were built, or passed as overrides such as the serving Airflow
+        Variables) takes precedence. Unset ``MLOPS_SERVING_TRACKING_URI`` and
+        ``MLOPS_SERVING_INFERENCE_LOG`` fall back on ``settings``.
 
         Returns the checked ``ServingConfig``. Raises ``ValueError`` naming the variable when a
         number or a flag cannot be read, or listing every invalid setting (see the class).
         """
-        env = os.environ if environ is None else environ
+        from include.settings import ServingSettings
 
-        def text(name: str, default: str | None) -> str | None:
-            value = env.get(name)
-            if value is None:
-                return default
-            value = value.strip()
-            return value or None
-
-        def number(name: str, default: int) -> int:
-            value = env.get(name, "").strip()
-            if not value:
-                return default
-            try:
-                return int(value)
-            except ValueError:
-                raise ValueError(f"{name}={value!r} is not a whole number") from None
-
-        def flag(name: str) -> bool:
-            value = env.get(name, "")
-            try:
-                return parse_bool(value, name)
-            except ValueError:
-                # parse_bool lists every spelling; this names the variable and its value, as before
-                raise ValueError(f"{name}={value.strip().lower()!r} is not true or false") from None
-
-        replicas = number("MLOPS_SERVING_REPLICAS", 2)
-        min_replicas = number("MLOPS_SERVING_MIN_REPLICAS", replicas)
-        inference_log = text("MLOPS_SERVING_INFERENCE_LOG", settings.inference_log)
+        section = settings.serving
+        serving = ServingSettings.from_env(environ, {name: getattr(section, name) for name in section.model_fields_set})
+        min_replicas = serving.min_replicas if serving.min_replicas is not None else serving.replicas
+        # set empty, the serving variables mean none; unset, the settings' values apply as they are
+        inference_log = settings.inference_log if serving.inference_log is None else serving.inference_log or None
         if inference_log is not None and inference_log.lower() == "off":
             inference_log = None
-        configmap = text("MLOPS_SERVING_CONFIGMAP", None)
+        tracking_uri = settings.tracking_uri if serving.tracking_uri is None else serving.tracking_uri or None
         return cls(
-            namespace=text("MLOPS_SERVING_NAMESPACE", None) or "ml-serving",
-            image=text("MLOPS_SERVING_IMAGE", None) or cls.image,
-            image_pull_policy=text("MLOPS_SERVING_IMAGE_PULL_POLICY", None) or cls.image_pull_policy,
-            image_pull_secret=text("MLOPS_SERVING_IMAGE_PULL_SECRET", None),
-            name=text("MLOPS_SERVING_NAME", None),
-            replicas=replicas,
-            hpa_enabled=flag("MLOPS_SERVING_HPA"),
+            namespace=serving.namespace,
+            image=serving.image,
+            image_pull_policy=serving.image_pull_policy,
+            image_pull_secret=serving.image_pull_secret,
+            name=serving.name,
+            replicas=serving.replicas,
+            hpa_enabled=serving.hpa,
             min_replicas=min_replicas,
-            max_replicas=number("MLOPS_SERVING_MAX_REPLICAS", 3 * min_replicas),
-            cpu_target_percent=number("MLOPS_SERVING_CPU_TARGET", 70),
-            cpu_request=text("MLOPS_SERVING_CPU_REQUEST", None) or cls.cpu_request,
-            cpu_limit=text("MLOPS_SERVING_CPU_LIMIT", cls.cpu_limit),
-            memory_request=text("MLOPS_SERVING_MEMORY_REQUEST", None) or cls.memory_request,
-            memory_limit=text("MLOPS_SERVING_MEMORY_LIMIT", cls.memory_limit),
-            tmp_size=text("MLOPS_SERVING_TMP_SIZE", None) or cls.tmp_size,
-            tracking_uri=None if configmap else text("MLOPS_SERVING_TRACKING_URI", settings.tracking_uri),
-            tracking_configmap=configmap,
-            credentials_secret=text("MLOPS_SERVING_SECRET", cls.credentials_secret),
-            service_account=text("MLOPS_SERVING_SERVICE_ACCOUNT", None),
+            max_replicas=serving.max_replicas if serving.max_replicas is not None else 3 * min_replicas,
+            cpu_target_percent=serving.cpu_target,
+            cpu_request=serving.cpu_request,
+            cpu_limit=serving.cpu_limit,
+            memory_request=serving.memory_request,
+            memory_limit=serving.memory_limit,
+            tmp_size=serving.tmp_size,
+            tracking_uri=None if serving.configmap else tracking_uri,
+            tracking_configmap=serving.configmap,
+            credentials_secret=serving.secret,
+            service_account=serving.service_account,
             inference_log=inference_log,
-            progress_deadline_seconds=number("MLOPS_SERVING_PROGRESS_DEADLINE", 300),
-            url=text("MLOPS_SERVING_URL", None),
-            cluster_domain=text("MLOPS_SERVING_CLUSTER_DOMAIN", None) or cls.cluster_domain,
+            progress_deadline_seconds=serving.progress_deadline,
+            url=serving.url,
+            cluster_domain=serving.cluster_domain,
         )
 
     def resource_name(self, model_name: str) -> str:

@@ -1,57 +1,77 @@
-"""What a task needs at run time: the profile's settings, with MLflow taken from its connection."""
+"""What a task needs at run time: the profile's settings, with MLflow taken from its connection
+and the serving Deployment from its Airflow Variables, passed in as explicit overrides."""
 from __future__ import annotations
 
 import json
-import os
 
 MLFLOW_CONN_ID = "mlflow_default"
+KUBERNETES_CONN_ID = "kubernetes_default"
+# Airflow Variables (airflow_settings.yaml) that configure the serving Deployment, and the
+# fields of the settings' serving section (MLOPS_SERVING_NAMESPACE, ...) they override
+SERVING_VARIABLES = {
+    "serving_namespace": "namespace",
+    "serving_image": "image",
+    "serving_replicas": "replicas",
+}
 
 
 def task_settings():
-    """Settings for this task; the ``mlflow_default`` connection, when defined, names the tracking server.
+    """Settings for this task, from the environment with Airflow's configuration over it.
 
-    The URI is also exported to the environment so that subprocesses (the
-    training command line) and MLflow's own defaults agree with it.
+    The ``mlflow_default`` connection, when defined, names the tracking server; in the
+    kubernetes profile the serving Variables (``serving_namespace``, ``serving_image``,
+    ``serving_replicas``) set the settings' serving section. Nothing is written to
+    ``os.environ``: a subprocess gets the tracking URI from the settings explicitly.
+
+    Returns an ``include.settings.Settings``. Raises ``ValueError`` naming the variable when
+    a setting (or a serving Variable) cannot be read.
     """
+    from include.settings import Settings
+
+    overrides = {}
+    uri = _connection_tracking_uri()
+    if uri:
+        overrides["tracking_uri"] = uri
+    settings = Settings.from_env(overrides=overrides)
+    if settings.profile != "kubernetes":
+        return settings
+    serving = _serving_variables()
+    return Settings.from_env(overrides={**overrides, "serving": serving}) if serving else settings
+
+
+def _connection_tracking_uri() -> str | None:
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowRuntimeError
-
-    from include.settings import Settings
 
     try:
         connection = Connection.get(MLFLOW_CONN_ID)
     except AirflowRuntimeError:
-        connection = None
-    if connection is not None:
-        extra = json.loads(connection.extra) if connection.extra else {}
-        uri = extra.get("tracking_uri") or (connection.get_uri() if connection.host else None)
-        if uri:
-            os.environ["MLFLOW_TRACKING_URI"] = uri
-    return Settings.from_env()
+        return None
+    if connection is None:
+        return None
+    extra = json.loads(connection.extra) if connection.extra else {}
+    return extra.get("tracking_uri") or (connection.get_uri() if connection.host else None)
 
 
-KUBERNETES_CONN_ID = "kubernetes_default"
-# Airflow Variables (airflow_settings.yaml) that configure the serving Deployment
-SERVING_VARIABLES = {
-    "serving_namespace": "MLOPS_SERVING_NAMESPACE",
-    "serving_image": "MLOPS_SERVING_IMAGE",
-    "serving_replicas": "MLOPS_SERVING_REPLICAS",
-}
+def _serving_variables() -> dict[str, str]:
+    """The serving Variables that are set, as overrides of the settings' serving section."""
+    from airflow.sdk import Variable
+
+    serving = {}
+    for variable, field in SERVING_VARIABLES.items():
+        value = Variable.get(variable, default=None)
+        if value not in (None, ""):
+            serving[field] = str(value)
+    return serving
 
 
 def kubernetes_client(settings):
     """The cluster's API client in the kubernetes profile (None in the local profile).
 
-    Also exports the serving Variables as the ``MLOPS_SERVING_*`` settings that
-    ``include.deployment.serving_config.ServingConfig`` reads.
+    Returns a ``kubernetes.client.ApiClient`` from the ``kubernetes_default`` connection.
     """
     if settings.profile != "kubernetes":
         return None
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from airflow.sdk import Variable
 
-    for variable, env_name in SERVING_VARIABLES.items():
-        value = Variable.get(variable, default=None)
-        if value not in (None, ""):
-            os.environ[env_name] = str(value)
     return KubernetesHook(conn_id=KUBERNETES_CONN_ID).get_conn()

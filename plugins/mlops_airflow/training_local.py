@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import BaseOperator
 
+if TYPE_CHECKING:
+    from include.util.procs import ManagedProcess
+
 # the command line both profiles run: here under the worker's interpreter, on a pod in the training image
 TRAINING_MODULE = "include.training.train"
+# how often the child's output is copied into the task log while it runs
+_POLL_S = 0.5
 
 
 def _airflow_run_tags(context) -> dict[str, str]:
@@ -43,6 +46,7 @@ class LocalTrainingOperator(BaseOperator):
         way MLflow runs this attempt left RUNNING are marked KILLED first.
         """
         # imported at run time: it reads the task's settings, which parsing a DAG never needs
+        from include.util.procs import ManagedProcess
         from mlops_airflow.runtime import task_settings
 
         settings = task_settings()
@@ -52,19 +56,17 @@ class LocalTrainingOperator(BaseOperator):
             run_tags = [arg for key, value in _airflow_run_tags(context).items() for arg in ("--tag", f"{key}={value}")]
             command = [sys.executable, "-m", TRAINING_MODULE, *self.arguments, *run_tags, "--xcom-path", xcom_path]
             self.log.info("running %s", " ".join(command))
+            # the child's environment says where MLflow and the state folder are, from the settings
             env = {**os.environ, "MLOPS_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri}
             # The child gets its own session so that killing it (timeout, task kill)
             # also ends anything it spawned, and never leaves a half-trained job behind.
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       env=env, start_new_session=True)
+            process = ManagedProcess.start(command, log_path=os.path.join(tmp, "train.log"), env=env)
             self._process = process
             try:
-                for line in process.stdout:
-                    self.log.info("%s", line.rstrip())
-                returncode = process.wait()
+                returncode = self._follow(process)
             except BaseException:
                 # the timeout or a kill of the task: the job goes with it, and so does its run
-                _kill_session(process)
+                _stop(process)
                 self._end_orphaned_runs(settings, context, "the training task was stopped")
                 raise
             if returncode != 0:
@@ -75,6 +77,23 @@ class LocalTrainingOperator(BaseOperator):
                     return json.load(handle)
             except FileNotFoundError:
                 raise RuntimeError("training command succeeded but wrote no result") from None
+
+    def _follow(self, process: ManagedProcess) -> int:
+        """Copy the child's output into the task log, line by line, until it exits; returns its exit status."""
+        pending = ""
+        with open(process.log_path, "rb") as log:
+            log.seek(process.log_offset)
+            while True:
+                returncode = process.wait(timeout=_POLL_S)
+                # read after the exit is seen: everything the child wrote is in the file by then
+                lines = (pending + log.read().decode(errors="replace")).splitlines(keepends=True)
+                pending = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+                for line in lines:
+                    self.log.info("%s", line.rstrip())
+                if returncode is not None:
+                    if pending:
+                        self.log.info("%s", pending.rstrip())
+                    return returncode
 
     def _end_orphaned_runs(self, settings, context, reason: str) -> None:
         """A killed trainer cannot end its MLflow run; end it here, so that a retry starts clean
@@ -92,13 +111,10 @@ class LocalTrainingOperator(BaseOperator):
     def on_kill(self) -> None:
         # the task was stopped from outside (UI, timeout): the training job goes with it
         process = getattr(self, "_process", None)
-        if process is not None and process.poll() is None:
-            _kill_session(process)
+        if process is not None and process.alive():
+            _stop(process)
 
 
-def _kill_session(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+def _stop(process: ManagedProcess) -> None:
+    """End the child's whole session at once (no grace: a half-trained job has nothing to save)."""
+    process.stop_group(timeout=0.0)
