@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test bench stop setup install browser system-deps lock status clean
+.PHONY: demo test lint format bench stop setup install browser system-deps lock status clean
 
 # make demo DATASET=path/to/spec.yaml: the same story on your own days, landed first with
 # `python -m include.data.ingest --spec SPEC EXPORT...` (empty: the generated churn data)
@@ -17,8 +17,16 @@ DATASET ?=
 demo: install ## train, gate and deploy the model through the local Airflow (DATASET=spec: on your landed data)
 	$(BIN)/python -m scripts.demo$(if $(strip $(DATASET)), --dataset "$(strip $(DATASET))")
 
-test: install browser system-deps ## the whole test suite
+test: install browser system-deps lint ## lint, then the whole test suite
 	$(BIN)/python -m pytest
+
+lint: install ## ruff: the lint rules and the formatting of pyproject.toml, checked
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff: format the code and apply the safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: install ## every benchmark, then benchmarks/RESULTS.md (BENCH_QUICK=1: fewer runs, for a quick look)
 	$(BIN)/python -m benchmarks

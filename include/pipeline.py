@@ -5,6 +5,7 @@ JSON-friendly references (dataset version, MLflow run id, model version),
 never data frames, and they are idempotent, so a retried or cleared task gives
 the same result and no duplicate side effect.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,7 @@ def snapshot(settings: Settings, spec: DatasetSpec, start: date, end: date) -> d
 
 
 def load_snapshot(settings: Settings, data_ref: dict[str, Any]):
-    """The DataFrame a :meth:`DatasetRef.to_dict` dict names; :func:`include.data.versioning.load` errors pass through.
-    """
+    """The DataFrame a :meth:`DatasetRef.to_dict` dict names; :func:`include.data.versioning.load` errors pass through."""
     from include.data.versioning import DataRegistry, DatasetRef
 
     ref = DatasetRef.from_dict(data_ref)
@@ -89,8 +89,9 @@ def validate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any]) ->
 
 
 # ---------------------------------------------------------------------- model
-def gate_thresholds(spec: DatasetSpec, metric: str | None = None, minimum: float | None = None,
-                    max_regression: float | None = None) -> tuple[str, float | None, float]:
+def gate_thresholds(
+    spec: DatasetSpec, metric: str | None = None, minimum: float | None = None, max_regression: float | None = None
+) -> tuple[str, float | None, float]:
     """(metric, bar, max_regression) for a run: each override (the trigger form's) or the spec's ``gate``.
 
     The spec's bar applies to the spec's metric only: a run that gates on another
@@ -102,8 +103,14 @@ def gate_thresholds(spec: DatasetSpec, metric: str | None = None, minimum: float
     return metric, minimum, spec.gate.max_regression if max_regression is None else max_regression
 
 
-def evaluate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], training: dict[str, Any],
-             latency_budget_ms: float, metric: str | None = None) -> dict[str, Any]:
+def evaluate(
+    settings: Settings,
+    spec: DatasetSpec,
+    data_ref: dict[str, Any],
+    training: dict[str, Any],
+    latency_budget_ms: float,
+    metric: str | None = None,
+) -> dict[str, Any]:
     """Score the challenger (loaded back from its logged artifact) and the champion on the same rows,
     with the task's metrics; ``metric`` is the gate's (default: the spec's).
 
@@ -114,22 +121,37 @@ def evaluate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], tr
 
     from include import registry, tracking
     from include.data.split import holdout_split
-    from include.evaluation.evaluate import evaluate as score, log_evaluation
+    from include.evaluation.evaluate import evaluate as score
+    from include.evaluation.evaluate import log_evaluation
     from include.evaluation.records import Evaluation
 
     tracking.configure(settings)
     _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
     champion_version = registry.alias_version(settings.model_name, registry.CHAMPION)
     champion_uri = registry.model_uri(settings.model_name, champion_version) if champion_version else None
-    evaluation = Evaluation.from_dict(score(training["model_uri"], champion_uri, holdout, spec,
-                                            latency_budget_ms=latency_budget_ms, metric=metric or spec.gate.metric))
+    evaluation = Evaluation.from_dict(
+        score(
+            training["model_uri"],
+            champion_uri,
+            holdout,
+            spec,
+            latency_budget_ms=latency_budget_ms,
+            metric=metric or spec.gate.metric,
+        )
+    )
     result = replace(evaluation, champion_version=champion_version).to_dict()
     log_evaluation(training["run_id"], result)
     return result
 
 
-def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any],
-         minimum: float | None, max_regression: float, metric: str | None = None) -> dict[str, Any]:
+def gate(
+    settings: Settings,
+    evaluation: dict[str, Any],
+    training: dict[str, Any],
+    minimum: float | None,
+    max_regression: float,
+    metric: str | None = None,
+) -> dict[str, Any]:
     """Decide promotion (see :func:`gate_thresholds` for where the numbers come from); the decision
     and its numbers are tagged on the challenger's run.
 
@@ -156,8 +178,14 @@ def gate(settings: Settings, evaluation: dict[str, Any], training: dict[str, Any
     return {**decision.to_dict(), "tags": tags}
 
 
-def register(settings: Settings, training: dict[str, Any], data_ref: dict[str, Any], validation: dict[str, Any],
-             decision: dict[str, Any], run_context: dict[str, Any]) -> str:
+def register(
+    settings: Settings,
+    training: dict[str, Any],
+    data_ref: dict[str, Any],
+    validation: dict[str, Any],
+    decision: dict[str, Any],
+    run_context: dict[str, Any],
+) -> str:
     """Register the challenger with its lineage and point the ``challenger`` alias at it.
 
     Returns the registered version (a str); MLflow's errors pass through.
@@ -206,8 +234,9 @@ def _smoke_sample(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any
     return sample, model.predict(sample).reset_index(drop=True)
 
 
-def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str,
-           kubernetes_client=None) -> dict[str, Any]:
+def deploy(
+    settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str, kubernetes_client=None
+) -> dict[str, Any]:
     """Serve ``version``, smoke-test it with real requests, then make it the champion.
 
     The sample and the expected answers come from the held-out rows and the
@@ -227,8 +256,10 @@ def deploy(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], vers
         _confirm_gate(settings, spec, data_ref, version)
         result = deployer_for(settings, kubernetes_client).deploy(settings.model_name, version, sample, expected)
     outcome = {
-        "model_name": settings.model_name, "version": str(version),
-        "previous_champion": result.previous_champion, "url": result.url,
+        "model_name": settings.model_name,
+        "version": str(version),
+        "previous_champion": result.previous_champion,
+        "url": result.url,
     }
     log.info("deployed: %s", json.dumps(outcome))
     return outcome
@@ -262,24 +293,50 @@ def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any
         metric = tags.get("gate.metric", "roc_auc")
     except (KeyError, ValueError):
         thresholds, minimum, metric = {}, None, None
-    if (tags.get("gate.passed") != "true" or len(thresholds) < 2 or not all(map(math.isfinite, thresholds.values()))
-            or (minimum is not None and not math.isfinite(minimum))):
-        raise PromotionRefused(f"{name} version {version} carries no passed gate decision with its thresholds "
-                               f"(gate.* tags); it cannot replace champion version {champion}")
+    if (
+        tags.get("gate.passed") != "true"
+        or len(thresholds) < 2
+        or not all(map(math.isfinite, thresholds.values()))
+        or (minimum is not None and not math.isfinite(minimum))
+    ):
+        raise PromotionRefused(
+            f"{name} version {version} carries no passed gate decision with its thresholds "
+            f"(gate.* tags); it cannot replace champion version {champion}"
+        )
     _, holdout = holdout_split(load_snapshot(settings, data_ref), spec)
-    evaluation = score(registry.model_uri(name, version), registry.model_uri(name, champion), holdout, spec,
-                       latency_budget_ms=thresholds["latency_budget_ms"], metric=metric)
+    evaluation = score(
+        registry.model_uri(name, version),
+        registry.model_uri(name, champion),
+        holdout,
+        spec,
+        latency_budget_ms=thresholds["latency_budget_ms"],
+        metric=metric,
+    )
     decision = decide(evaluation, minimum, thresholds["max_regression"], metric=metric)
     before = "no champion" if gated_against in (None, "none") else f"champion version {gated_against}"
-    log.info("the gate compared version %s with %s; the champion is now version %s: re-gated %s\n%s", version,
-             before, champion, "PASSED" if decision.passed else "REJECTED", decision.table())
-    registry.set_version_tags(name, version, {
-        "promotion.regated_against": champion, "promotion.regate_passed": decision.passed,
-        "promotion.regate_reason": decision.as_tags()["gate.reason"]})
+    log.info(
+        "the gate compared version %s with %s; the champion is now version %s: re-gated %s\n%s",
+        version,
+        before,
+        champion,
+        "PASSED" if decision.passed else "REJECTED",
+        decision.table(),
+    )
+    registry.set_version_tags(
+        name,
+        version,
+        {
+            "promotion.regated_against": champion,
+            "promotion.regate_passed": decision.passed,
+            "promotion.regate_reason": decision.as_tags()["gate.reason"],
+        },
+    )
     if not decision.passed:
-        raise PromotionRefused(f"{name} version {version} passed its gate against {before}, but version {champion} "
-                               f"became champion since; against it: {decision.reason}. Nothing was deployed; "
-                               f"version {champion} stays champion and served.")
+        raise PromotionRefused(
+            f"{name} version {version} passed its gate against {before}, but version {champion} "
+            f"became champion since; against it: {decision.reason}. Nothing was deployed; "
+            f"version {champion} stays champion and served."
+        )
 
 
 def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
@@ -295,26 +352,41 @@ def data_ref_of(settings: Settings, version: str) -> dict[str, Any]:
         raise ValueError(f"{settings.model_name} version {version} {exc}") from None
 
 
-def rollback(settings: Settings, spec: DatasetSpec, target: str, actor: str, reason: str, airflow_run_id: str,
-             kubernetes_client=None) -> dict[str, Any]:
+def rollback(
+    settings: Settings,
+    spec: DatasetSpec,
+    target: str,
+    actor: str,
+    reason: str,
+    airflow_run_id: str,
+    kubernetes_client=None,
+) -> dict[str, Any]:
     """Redeploy a registered version (a number, or "previous") and move the aliases, with an audit trail.
 
     Returns :func:`include.deployment.rollback.rollback`'s outcome dict. Raises :class:`RollbackRefused`
     for a target that cannot be rolled back to, ``ValueError`` for missing lineage, ``TimeoutError`` when the
     promotion lock stays taken, and the deployer's errors.
     """
-    from include import tracking
+    from include import registry, tracking
     from include.deployment import deployer_for
-    from include.deployment.rollback import resolve_target, rollback as roll_back
-
-    from include import registry
+    from include.deployment.rollback import resolve_target
+    from include.deployment.rollback import rollback as roll_back
 
     tracking.configure(settings)
     # a rollback is a promotion too: it takes its turn with the deploys
     with registry.promotion_lock(settings, settings.model_name):
         version = resolve_target(settings.model_name, target)
         sample, expected = _smoke_sample(settings, spec, data_ref_of(settings, version), version)
-        outcome = roll_back(settings, deployer_for(settings, kubernetes_client), settings.model_name, version,
-                            sample, expected, actor=actor, reason=reason, airflow_run_id=airflow_run_id)
+        outcome = roll_back(
+            settings,
+            deployer_for(settings, kubernetes_client),
+            settings.model_name,
+            version,
+            sample,
+            expected,
+            actor=actor,
+            reason=reason,
+            airflow_run_id=airflow_run_id,
+        )
     log.info("rolled back: %s", json.dumps(outcome))
     return outcome

@@ -9,12 +9,14 @@ Values come from the environment (or an explicit mapping in tests) and, above it
 from explicit ``overrides`` (e.g. Airflow Variables and connections read by a task):
 nothing is ever written back into ``os.environ``.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict
@@ -103,8 +105,9 @@ class ServingSettings(BaseSettings):
     cluster_domain: str = "cluster.local"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> "ServingSettings":
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> ServingSettings:
         """The serving section from ``overrides`` over ``environ`` (``os.environ`` when None).
 
         Returns the section. Raises ``ValueError`` naming the variable and its value when a
@@ -112,15 +115,33 @@ class ServingSettings(BaseSettings):
         """
         return _build(cls, environ, overrides or {})
 
-    @field_validator("namespace", "image", "image_pull_policy", "cpu_request", "memory_request", "tmp_size",
-                     "cluster_domain", "host", mode="before")
+    @field_validator(
+        "namespace",
+        "image",
+        "image_pull_policy",
+        "cpu_request",
+        "memory_request",
+        "tmp_size",
+        "cluster_domain",
+        "host",
+        mode="before",
+    )
     @classmethod
     def _empty_is_default(cls, value: Any, info) -> Any:
         value = _text(value)
         return cls.model_fields[info.field_name].default if value in ("", None) else value
 
-    @field_validator("image_pull_secret", "name", "cpu_limit", "memory_limit", "configmap", "secret",
-                     "service_account", "url", mode="before")
+    @field_validator(
+        "image_pull_secret",
+        "name",
+        "cpu_limit",
+        "memory_limit",
+        "configmap",
+        "secret",
+        "service_account",
+        "url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         value = _text(value)
@@ -131,8 +152,9 @@ class ServingSettings(BaseSettings):
     def _stripped(cls, value: Any) -> Any:
         return _text(value)
 
-    @field_validator("replicas", "min_replicas", "max_replicas", "cpu_target", "progress_deadline", "port",
-                     mode="before")
+    @field_validator(
+        "replicas", "min_replicas", "max_replicas", "cpu_target", "progress_deadline", "port", mode="before"
+    )
     @classmethod
     def _whole_number(cls, value: Any, info) -> Any:
         if not isinstance(value, str):
@@ -165,8 +187,9 @@ class Settings(BaseSettings):
     fields left unset default to places under ``home``. Build it with :meth:`from_env`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MLOPS_", frozen=True, extra="ignore",
-                                      validate_by_name=True, validate_by_alias=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     profile: str = "local"
     home: Path = PROJECT_ROOT / ".local"
@@ -186,8 +209,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
         """The settings from ``overrides`` over ``environ`` (``os.environ`` when None) over the defaults.
 
         ``overrides`` maps field names to values (an Airflow connection's tracking URI, say);
@@ -211,7 +233,7 @@ class Settings(BaseSettings):
         return profile
 
     @model_validator(mode="after")
-    def _derived_defaults(self) -> "Settings":
+    def _derived_defaults(self) -> Settings:
         # fills what defaults to places under home; the model is frozen, so straight into its fields
         home = self.home.resolve()
         tracking_uri = self.tracking_uri if self.tracking_uri is not None else f"sqlite:///{home}/mlflow/mlflow.db"
@@ -252,7 +274,7 @@ class Settings(BaseSettings):
         """A path under the local state folder (validation results, serving logs...)."""
         return self.home.joinpath(*parts)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (field names to values), checked again. Raises ``ValueError`` as :meth:`from_env`."""
         values = {name: getattr(self, name) for name in type(self).model_fields}
         return _build(type(self), {}, {**values, **changes})
@@ -261,7 +283,8 @@ class Settings(BaseSettings):
 # ``dataclasses.replace(settings, ...)`` keeps working as it did when Settings was a dataclass:
 # the field names of a plain dataclass, and the constructor takes every field by name
 Settings.__dataclass_fields__ = dataclasses.make_dataclass(  # type: ignore[attr-defined]
-    "_SettingsFields", list(Settings.model_fields)).__dataclass_fields__
+    "_SettingsFields", list(Settings.model_fields)
+).__dataclass_fields__
 
 
 def _or(value: str | None, default: Path) -> str:

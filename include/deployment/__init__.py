@@ -5,6 +5,7 @@ the :class:`DeployResult` on (``dataclasses.asdict`` makes it XCom-ready).
 ``champion`` moves only inside ``deploy``, after the endpoint answered its smoke test;
 any failure restores the previous champion and raises :class:`DeployFailed`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,13 +51,16 @@ class DeployFailed(RuntimeError):
         self.stage = stage
         self.reason = reason
         self.served_now = served_now
-        super().__init__(f"deploy of {model_name} version {version} failed while {stage}: {reason.rstrip('.')}. "
-                         f"The champion alias was not moved; {served_now}")
+        super().__init__(
+            f"deploy of {model_name} version {version} failed while {stage}: {reason.rstrip('.')}. "
+            f"The champion alias was not moved; {served_now}"
+        )
 
 
 class Deployer(Protocol):
-    def deploy(self, model_name: str, version: str, sample: pd.DataFrame,
-               expected: np.ndarray | None = None) -> DeployResult:
+    def deploy(
+        self, model_name: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None
+    ) -> DeployResult:
         """Serve ``version``, smoke-test it, then move ``champion``; on failure restore the champion.
 
         Returns a :class:`DeployResult`; raises :class:`DeployFailed` naming the failed stage.
@@ -77,8 +81,10 @@ def deployer_for(settings: Settings, kubernetes_client: Any = None) -> Deployer:
         return LocalServingDeployer(settings)
     if settings.profile == "kubernetes":
         if kubernetes_client is None:
-            raise ValueError("the kubernetes profile deploys through the Kubernetes API and needs a client: "
-                             "deployer_for(settings, kubernetes_client=KubernetesHook(conn_id).get_conn())")
+            raise ValueError(
+                "the kubernetes profile deploys through the Kubernetes API and needs a client: "
+                "deployer_for(settings, kubernetes_client=KubernetesHook(conn_id).get_conn())"
+            )
         from include.deployment.kubernetes import KubernetesDeployer
 
         return KubernetesDeployer(settings, kubernetes_client)

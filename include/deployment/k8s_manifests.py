@@ -17,10 +17,12 @@ The configuration is :class:`~include.deployment.serving_config.ServingConfig`.
 No secret value is ever written into a manifest: credentials reach the pods only
 by reference to a Secret, and a tracking URI with a password in it is refused.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from include.deployment.serving_config import ServingConfig
 
@@ -66,10 +68,14 @@ def common_labels(model_name: str, config: ServingConfig) -> dict[str, str]:
     }
 
 
-def _metadata(model_name: str, config: ServingConfig, labels: dict[str, str],
-              annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": config.resource_name(model_name), "namespace": config.namespace,
-                                "labels": labels}
+def _metadata(
+    model_name: str, config: ServingConfig, labels: dict[str, str], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": config.resource_name(model_name),
+        "namespace": config.namespace,
+        "labels": labels,
+    }
     if annotations:
         metadata["annotations"] = annotations
     return metadata
@@ -77,8 +83,17 @@ def _metadata(model_name: str, config: ServingConfig, labels: dict[str, str],
 
 def container_args(model_name: str, version: str, config: ServingConfig) -> list[str]:
     """The model server's command-line arguments for ``model_name`` ``version``, a list of str."""
-    args = ["--host", "0.0.0.0", "--allow-remote", "--port", str(CONTAINER_PORT),
-            "--model-name", model_name, "--version", version]
+    args = [
+        "--host",
+        "0.0.0.0",
+        "--allow-remote",
+        "--port",
+        str(CONTAINER_PORT),
+        "--model-name",
+        model_name,
+        "--version",
+        version,
+    ]
     if config.inference_log is None:
         args.append("--no-inference-log")
     else:
@@ -88,8 +103,10 @@ def container_args(model_name: str, version: str, config: ServingConfig) -> list
 
 def _environment(model_name: str, config: ServingConfig) -> list[dict[str, Any]]:
     if config.tracking_configmap is not None:
-        tracking: dict[str, Any] = {"name": TRACKING_URI_KEY, "valueFrom": {"configMapKeyRef": {
-            "name": config.tracking_configmap, "key": TRACKING_URI_KEY}}}
+        tracking: dict[str, Any] = {
+            "name": TRACKING_URI_KEY,
+            "valueFrom": {"configMapKeyRef": {"name": config.tracking_configmap, "key": TRACKING_URI_KEY}},
+        }
     else:
         tracking = {"name": TRACKING_URI_KEY, "value": config.tracking_uri}
     return [
@@ -105,12 +122,18 @@ def _environment(model_name: str, config: ServingConfig) -> list[dict[str, Any]]
 
 
 def _probe(period: int, failures: int, timeout: int = 2) -> dict[str, Any]:
-    return {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME}, "periodSeconds": period,
-            "timeoutSeconds": timeout, "failureThreshold": failures, "successThreshold": 1}
+    return {
+        "httpGet": {"path": HEALTH_PATH, "port": PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
 
 
-def render_deployment(model_name: str, version: str, config: ServingConfig,
-                      replicas: int | None = None) -> dict[str, Any]:
+def render_deployment(
+    model_name: str, version: str, config: ServingConfig, replicas: int | None = None
+) -> dict[str, Any]:
     """The Deployment serving ``model_name`` ``version``, as a manifest dict.
 
     ``replicas`` overrides the configured count; the deployer passes the live count
@@ -168,10 +191,14 @@ def render_deployment(model_name: str, version: str, config: ServingConfig,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "terminationGracePeriodSeconds": config.termination_grace_seconds,
-        "topologySpreadConstraints": [{
-            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": pod_selector(config.resource_name(model_name))},
-        }],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": pod_selector(config.resource_name(model_name))},
+            }
+        ],
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": config.tmp_size}}],
     }
@@ -230,12 +257,18 @@ def render_hpa(model_name: str, config: ServingConfig) -> dict[str, Any] | None:
         "kind": "HorizontalPodAutoscaler",
         "metadata": _metadata(model_name, config, common_labels(model_name, config)),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                               "name": config.resource_name(model_name)},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": config.resource_name(model_name)},
             "minReplicas": config.min_replicas,
             "maxReplicas": config.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {
-                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": config.cpu_target_percent}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": config.cpu_target_percent},
+                    },
+                }
+            ],
             # scale in slowly: a brief lull must not drop the capacity the next burst needs
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
         },
@@ -255,7 +288,7 @@ def deployment_version(deployment: Mapping[str, Any] | None) -> str | None:
         return str(version)
     for container in (template.get("spec") or {}).get("containers") or []:
         arguments = list(container.get("command") or []) + list(container.get("args") or [])
-        for flag, value in zip(arguments, arguments[1:]):
+        for flag, value in zip(arguments, arguments[1:], strict=False):
             if flag == "--version":
                 return str(value)
     return None

@@ -46,14 +46,16 @@ or ``MLOPS_SERVING_URL`` pointing at an ingress). Each wait is bounded by
 ``rollout_timeout``, so a deploy task needs an ``execution_timeout`` above twice that
 plus the smoke test.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from include.deployment import DeployFailed, DeployResult, promote
 from include.deployment.k8s_manifests import (
@@ -124,15 +126,25 @@ class KubernetesDeployer:
     version before the smoke test runs (which then reports what it answers instead).
     """
 
-    def __init__(self, settings: Settings, api_client: Any, *, config: ServingConfig | None = None,
-                 rollout_timeout: float = 600.0, poll_interval: float = 5.0, settle_timeout: float = 30.0,
-                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        settings: Settings,
+        api_client: Any,
+        *,
+        config: ServingConfig | None = None,
+        rollout_timeout: float = 600.0,
+        poll_interval: float = 5.0,
+        settle_timeout: float = 30.0,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         from kubernetes import client
 
         if api_client is None:
-            raise ValueError("KubernetesDeployer needs a kubernetes.client.ApiClient, e.g. "
-                             "KubernetesHook(conn_id).get_conn() in an Airflow task")
+            raise ValueError(
+                "KubernetesDeployer needs a kubernetes.client.ApiClient, e.g. "
+                "KubernetesHook(conn_id).get_conn() in an Airflow task"
+            )
         self.settings = settings
         self.config = config or ServingConfig.from_settings(settings)
         self.api_client = api_client
@@ -158,8 +170,14 @@ class KubernetesDeployer:
 
     # ------------------------------------------------------------------ deploy
 
-    def deploy(self, model_name: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
-               tolerance: float = 1e-6) -> DeployResult:
+    def deploy(
+        self,
+        model_name: str,
+        version: str,
+        sample: pd.DataFrame,
+        expected: np.ndarray | None = None,
+        tolerance: float = 1e-6,
+    ) -> DeployResult:
         """Roll ``version`` out, smoke-test it through the Service, then move ``champion`` to it.
 
         On any failure the previous Deployment spec is re-applied (or, on a first deploy,
@@ -182,10 +200,19 @@ class KubernetesDeployer:
             snapshot = self._snapshot(name)
             self._check_owner(snapshot, model_name, name)
         except Exception as exc:
-            raise DeployFailed(model_name, version, stage, f"{type(exc).__name__}: {exc}",
-                               "nothing was changed in the cluster") from exc
-        log.info("deploying %s version %s to %s/%s (before: revision %s serving version %s; champion %s)",
-                 model_name, version, self.namespace, name, snapshot.revision, snapshot.version, champion)
+            raise DeployFailed(
+                model_name, version, stage, f"{type(exc).__name__}: {exc}", "nothing was changed in the cluster"
+            ) from exc
+        log.info(
+            "deploying %s version %s to %s/%s (before: revision %s serving version %s; champion %s)",
+            model_name,
+            version,
+            self.namespace,
+            name,
+            snapshot.revision,
+            snapshot.version,
+            champion,
+        )
         stage = "applying the manifests"
         try:
             self._apply_manifests(model_name, version, snapshot)
@@ -194,8 +221,9 @@ class KubernetesDeployer:
             log.info("rollout of version %s complete: %s", version, rolled)
             stage = "running the smoke test"
             self._settle(url, version)
-            smoke = smoke_test(url, version, sample, expected, tolerance, session=self._http(),
-                               request_timeout=self.request_timeout)
+            smoke = smoke_test(
+                url, version, sample, expected, tolerance, session=self._http(), request_timeout=self.request_timeout
+            )
             stage = "moving the champion alias"
             previous_champion = promote(model_name, version, champion)
         except Exception as exc:
@@ -215,22 +243,29 @@ class KubernetesDeployer:
                 except Exception as exc:
                     problems.append(f"restoring the {kind} failed: {type(exc).__name__}: {exc}")
             if problems:
-                return (f"there was no Deployment before and cleaning up after the failed rollout failed "
-                        f"({'; '.join(problems)}); inspect with kubectl -n {self.namespace} get all "
-                        f"-l app.kubernetes.io/instance={name}")
-            return ("nothing is served: there was no Deployment before, so the objects this deploy created "
-                    "were deleted")
+                return (
+                    f"there was no Deployment before and cleaning up after the failed rollout failed "
+                    f"({'; '.join(problems)}); inspect with kubectl -n {self.namespace} get all "
+                    f"-l app.kubernetes.io/instance={name}"
+                )
+            return "nothing is served: there was no Deployment before, so the objects this deploy created were deleted"
 
         target = snapshot.deployment
-        what = (f"the Deployment spec of revision {snapshot.revision}" if snapshot.revision
-                else "the Deployment spec read before the deploy")
+        what = (
+            f"the Deployment spec of revision {snapshot.revision}"
+            if snapshot.revision
+            else "the Deployment spec read before the deploy"
+        )
         was_complete = is_complete(snapshot.deployment)
         if not was_complete and champion is not None and snapshot.version != champion:
             # the spec read before was an unfinished rollout: the champion is the known-good target
-            target = render_deployment(model_name, champion, self.config,
-                                       replicas=snapshot.deployment.get("spec", {}).get("replicas"))
-            what = (f"the champion's Deployment (revision {snapshot.revision}, version {snapshot.version}, "
-                    "had not finished rolling out)")
+            target = render_deployment(
+                model_name, champion, self.config, replicas=snapshot.deployment.get("spec", {}).get("replicas")
+            )
+            what = (
+                f"the champion's Deployment (revision {snapshot.revision}, version {snapshot.version}, "
+                "had not finished rolling out)"
+            )
         target_version = deployment_version(target)
         log.warning("rolling back %s/%s to %s (version %s)", self.namespace, name, what, target_version)
         try:
@@ -239,9 +274,11 @@ class KubernetesDeployer:
                 self._restore(kind, name, snapshot.get(kind))
             self._wait_for_rollout(name, target_version)
         except Exception as exc:
-            return (f"the rollback to {what} ({model_name} version {target_version}) failed too: "
-                    f"{type(exc).__name__}: {exc}; the endpoint may be down, inspect with "
-                    f"kubectl -n {self.namespace} rollout status deployment/{name}")
+            return (
+                f"the rollback to {what} ({model_name} version {target_version}) failed too: "
+                f"{type(exc).__name__}: {exc}; the endpoint may be down, inspect with "
+                f"kubectl -n {self.namespace} rollout status deployment/{name}"
+            )
         try:
             current = self._read(DEPLOYMENT, name) or restored or {}
         except Exception as exc:  # only the revision number is lost: the rollout itself completed
@@ -250,8 +287,11 @@ class KubernetesDeployer:
         revision = (current.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION)
         served = self._settle(url, target_version)
         recorded = f" (Kubernetes recorded it as revision {revision})" if revision else ""
-        answer = (f"{url}/health reports version {served}" if served == target_version else
-                  f"but {url}/health reports version {served}, not {target_version}")
+        answer = (
+            f"{url}/health reports version {served}"
+            if served == target_version
+            else f"but {url}/health reports version {served}, not {target_version}"
+        )
         return f"{what} was re-applied{recorded}: {model_name} version {target_version} is served, {answer}"
 
     def _restore(self, kind: str, name: str, previous: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -268,8 +308,11 @@ class KubernetesDeployer:
                 "namespace": self.namespace,
                 "labels": dict(metadata.get("labels") or {}),
                 # the controller owns the revision annotation and sets a new one for this rollout
-                "annotations": {key: value for key, value in (metadata.get("annotations") or {}).items()
-                                if not key.startswith("deployment.kubernetes.io/")},
+                "annotations": {
+                    key: value
+                    for key, value in (metadata.get("annotations") or {}).items()
+                    if not key.startswith("deployment.kubernetes.io/")
+                },
             },
             "spec": copy.deepcopy(previous.get("spec", {})),
         }
@@ -286,8 +329,10 @@ class KubernetesDeployer:
             labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
             found = labels.get(MODEL_NAME_LABEL)
             if found is not None and found != label_value(model_name):
-                raise RuntimeError(f"{kind} {self.namespace}/{name} serves model {found!r}, not {model_name!r}; "
-                                   "set MLOPS_SERVING_NAME to give each model its own objects")
+                raise RuntimeError(
+                    f"{kind} {self.namespace}/{name} serves model {found!r}, not {model_name!r}; "
+                    "set MLOPS_SERVING_NAME to give each model its own objects"
+                )
 
     def _apply_manifests(self, model_name: str, version: str, snapshot: _Snapshot) -> None:
         name = self.config.resource_name(model_name)
@@ -322,8 +367,9 @@ class KubernetesDeployer:
                 # 409: created or changed by someone else since our read
                 if exc.status != 409 or attempt == _CONFLICT_RETRIES:
                     raise
-                log.info("%s %s/%s changed since it was read (%s); reading it again", kind, self.namespace, name,
-                         exc.reason)
+                log.info(
+                    "%s %s/%s changed since it was read (%s); reading it again", kind, self.namespace, name, exc.reason
+                )
                 current = self._read(kind, name)
         raise AssertionError("unreachable")
 
@@ -354,17 +400,27 @@ class KubernetesDeployer:
 
     def _wait_for_rollout(self, name: str, version: str | None) -> str:
         def read_status() -> dict[str, Any]:
-            return _json(self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace,
-                                                                     _preload_content=False))
+            return _json(
+                self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace, _preload_content=False)
+            )
 
-        return wait_for_rollout(read_status, version, timeout=self.rollout_timeout, poll_interval=self.poll_interval,
-                                sleep=self._sleep, diagnose=lambda: self._pod_problems(name, version))
+        return wait_for_rollout(
+            read_status,
+            version,
+            timeout=self.rollout_timeout,
+            poll_interval=self.poll_interval,
+            sleep=self._sleep,
+            diagnose=lambda: self._pod_problems(name, version),
+        )
 
     def _pod_problems(self, name: str, version: str | None) -> str:
         """Why the new pods are not ready, as their containers report it (best effort, for the error message)."""
         try:
-            pods = _json(self.core.list_namespaced_pod(namespace=self.namespace, _preload_content=False,
-                                                       label_selector=pods_label_selector(name, version)))
+            pods = _json(
+                self.core.list_namespaced_pod(
+                    namespace=self.namespace, _preload_content=False, label_selector=pods_label_selector(name, version)
+                )
+            )
         except Exception as exc:  # the message is a courtesy: never let it hide the real failure
             log.info("could not list the pods of %s: %s", name, exc)
             return ""

@@ -5,6 +5,7 @@ find it again (pid, port, version) is kept in ``<MLOPS_HOME>/serving/state.json`
 A pid alone is not trusted: the process start time recorded next to it must match,
 so a recycled pid is never signalled.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -13,11 +14,11 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from include.deployment import DeployFailed, DeployResult, SmokeResult, promote
 from include.deployment.smoke import MALFORMED_BODY  # noqa: F401 (kept importable from here)
@@ -67,8 +68,15 @@ class _State:
 
 
 class LocalServingDeployer:
-    def __init__(self, settings: Settings, *, start_timeout: float = 60.0, reload_timeout: float = 120.0,
-                 stop_timeout: float = 10.0, request_timeout: float = 10.0):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        start_timeout: float = 60.0,
+        reload_timeout: float = 120.0,
+        stop_timeout: float = 10.0,
+        request_timeout: float = 10.0,
+    ):
         self.settings = settings
         self.start_timeout = start_timeout
         self.reload_timeout = reload_timeout
@@ -113,8 +121,10 @@ class LocalServingDeployer:
             if current is not None:
                 if current.running and (current.model_name, current.version) == (model_name, version):
                     return current
-                raise ServingError(f"a server is already running (pid {current.pid}, {current.model_name} "
-                                   f"version {current.version}); stop or reload it instead of starting another")
+                raise ServingError(
+                    f"a server is already running (pid {current.pid}, {current.model_name} "
+                    f"version {current.version}); stop or reload it instead of starting another"
+                )
             return self._start(model_name, version)
 
     def stop(self) -> bool:
@@ -151,12 +161,14 @@ class LocalServingDeployer:
                 raise ServingError("no server is running to reload; start one first")
             if current.version == version:
                 return current
-            response = self._request("POST", f"{current.url}/admin/reload", json_body={"version": version},
-                                     timeout=self.reload_timeout)
+            response = self._request(
+                "POST", f"{current.url}/admin/reload", json_body={"version": version}, timeout=self.reload_timeout
+            )
             if response.status_code != 200:
                 # the server's message already says which version it kept serving
-                raise ServingError(f"reload to version {version} failed (HTTP {response.status_code}): "
-                                   f"{_message(response)}")
+                raise ServingError(
+                    f"reload to version {version} failed (HTTP {response.status_code}): {_message(response)}"
+                )
             state = self._read_state()
             self._write_state(replace(state, version=version))
             reloaded = self.status()
@@ -166,18 +178,26 @@ class LocalServingDeployer:
 
     # ------------------------------------------------------------------- smoke
 
-    def smoke_test(self, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
-                   tolerance: float = 1e-6) -> SmokeResult:
+    def smoke_test(
+        self, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None, tolerance: float = 1e-6
+    ) -> SmokeResult:
         """Real requests against the served endpoint; returns a :class:`SmokeResult`, raises SmokeTestFailed listing
         every failed check."""
         # the checks are shared with the kubernetes deployer (include.deployment.smoke)
-        return run_smoke_test(self.url, version, sample, expected, tolerance, session=self._http(),
-                              request_timeout=self.request_timeout)
+        return run_smoke_test(
+            self.url, version, sample, expected, tolerance, session=self._http(), request_timeout=self.request_timeout
+        )
 
     # ------------------------------------------------------------------ deploy
 
-    def deploy(self, model_name: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None,
-               tolerance: float = 1e-6) -> DeployResult:
+    def deploy(
+        self,
+        model_name: str,
+        version: str,
+        sample: pd.DataFrame,
+        expected: np.ndarray | None = None,
+        tolerance: float = 1e-6,
+    ) -> DeployResult:
         """Serve ``version`` (reload or start), smoke-test it, then move ``champion`` to it.
 
         On any failure the previous champion is served again, the aliases are left as
@@ -237,8 +257,10 @@ class LocalServingDeployer:
                 self.stop()
                 self.start(target_version, target_name)
         except Exception as exc:
-            return (f"restoring {target_name} version {target_version} ({what}) failed too: {exc}; "
-                    f"the endpoint may be down, see {self.log_path}")
+            return (
+                f"restoring {target_name} version {target_version} ({what}) failed too: {exc}; "
+                f"the endpoint may be down, see {self.log_path}"
+            )
         return f"{target_name} version {target_version} ({what}) is served at {self.url}"
 
     # ---------------------------------------------------------------- helpers
@@ -247,26 +269,47 @@ class LocalServingDeployer:
         host, port = self.settings.serving_host, self.settings.serving_port
         if _port_in_use(host, port):
             # otherwise a foreign server on the port could answer our /health checks
-            raise ServingError(f"port {port} on {host} is already in use by a process this deployer did not "
-                               "start; stop it or set MLOPS_SERVING_PORT to a free port")
+            raise ServingError(
+                f"port {port} on {host} is already in use by a process this deployer did not "
+                "start; stop it or set MLOPS_SERVING_PORT to a free port"
+            )
         env = dict(os.environ)
-        env.update({
-            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
-            # the parent's registry URI (set by tracking.configure) may point at another store
-            "MLFLOW_REGISTRY_URI": self.settings.tracking_uri,
-            "MLOPS_HOME": str(self.settings.home),
-            "MLOPS_PROFILE": self.settings.profile,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-            "PYTHONUNBUFFERED": "1",
-        })
-        command = [sys.executable, "-m", "include.serving", "--model-name", model_name, "--version", version,
-                   "--host", host, "--port", str(port), "--inference-log", self.settings.inference_log]
-        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        env.update(
+            {
+                "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+                # the parent's registry URI (set by tracking.configure) may point at another store
+                "MLFLOW_REGISTRY_URI": self.settings.tracking_uri,
+                "MLOPS_HOME": str(self.settings.home),
+                "MLOPS_PROFILE": self.settings.profile,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "include.serving",
+            "--model-name",
+            model_name,
+            "--version",
+            version,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--inference-log",
+            self.settings.inference_log,
+        ]
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         # a new session: the server outlives the task that started it and gets no
         # signal meant for that task's process group
         process = ManagedProcess.start(
-            command, log_path=self.log_path, env=env, cwd=PROJECT_ROOT,
-            header=f"--- {started_at} starting {model_name} version {version} on {host}:{port}\n")
+            command,
+            log_path=self.log_path,
+            env=env,
+            cwd=PROJECT_ROOT,
+            header=f"--- {started_at} starting {model_name} version {version} on {host}:{port}\n",
+        )
         self._children[process.pid] = process
         state = _State(process.pid, process.create_time, host, port, model_name, version, started_at)
         self._write_state(state)
@@ -278,24 +321,30 @@ class LocalServingDeployer:
             if health.get("model_name") == model_name and str(health.get("model_version")) == version:
                 return ServingStatus(state.pid, state.url, model_name, version, True, started_at)
             self.stop()
-            raise ServingError(f"{state.url}/health answers for {health.get('model_name')} version "
-                               f"{health.get('model_version')}, not {model_name} version {version}: is another "
-                               f"server using port {port}?")
+            raise ServingError(
+                f"{state.url}/health answers for {health.get('model_name')} version "
+                f"{health.get('model_version')}, not {model_name} version {version}: is another "
+                f"server using port {port}?"
+            )
 
         def timed_out() -> ServingError:
             self.stop()
-            return ServingError(f"the server for {model_name} version {version} did not answer {state.url}/health "
-                                f"within {self.start_timeout:.0f}s; last lines of {self.log_path}:\n"
-                                f"{process.log_tail(LOG_TAIL_LINES)}")
+            return ServingError(
+                f"the server for {model_name} version {version} did not answer {state.url}/health "
+                f"within {self.start_timeout:.0f}s; last lines of {self.log_path}:\n"
+                f"{process.log_tail(LOG_TAIL_LINES)}"
+            )
 
         try:
             return process.wait_healthy(answers, self.start_timeout, interval=0.2, on_timeout=timed_out)
         except ProcessExited as exited:
             self._children.pop(process.pid, None)
             self.state_path.unlink(missing_ok=True)
-            raise ServingError(f"the server for {model_name} version {version} exited with code {exited.returncode} "
-                               f"before answering{_log_errors(process)}; last lines of {self.log_path}:\n"
-                               f"{process.log_tail(LOG_TAIL_LINES)}") from None
+            raise ServingError(
+                f"the server for {model_name} version {version} exited with code {exited.returncode} "
+                f"before answering{_log_errors(process)}; last lines of {self.log_path}:\n"
+                f"{process.log_tail(LOG_TAIL_LINES)}"
+            ) from None
 
     def _process(self, state: _State) -> ManagedProcess:
         """The recorded server: the handle this deployer started it with (which reaps it), else re-attached."""
@@ -315,13 +364,21 @@ class LocalServingDeployer:
     def _read_state(self) -> _State | None:
         try:
             raw = json.loads(self.state_path.read_text())
-            return _State(int(raw["pid"]), float(raw["process_created"]), str(raw["host"]), int(raw["port"]),
-                          str(raw["model_name"]), str(raw["version"]), str(raw["started_at"]))
+            return _State(
+                int(raw["pid"]),
+                float(raw["process_created"]),
+                str(raw["host"]),
+                int(raw["port"]),
+                str(raw["model_name"]),
+                str(raw["version"]),
+                str(raw["started_at"]),
+            )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ServingError(f"{self.state_path} is unreadable ({exc}); stop the server by hand and delete it") \
-                from exc
+            raise ServingError(
+                f"{self.state_path} is unreadable ({exc}); stop the server by hand and delete it"
+            ) from exc
 
     def _write_state(self, state: _State) -> None:
         # readers see the old or the new state, never half of one
@@ -357,14 +414,20 @@ class LocalServingDeployer:
             self._session.trust_env = False
         return self._session
 
-    def _request(self, method: str, url: str, *, json_body: Any = None, body: bytes | None = None,
-                 timeout: float | None = None) -> requests.Response:
+    def _request(
+        self, method: str, url: str, *, json_body: Any = None, body: bytes | None = None, timeout: float | None = None
+    ) -> requests.Response:
         import requests
 
         data = json.dumps(json_body).encode() if json_body is not None else body
         try:
-            return self._http().request(method, url, data=data, timeout=timeout or self.request_timeout,
-                                        headers={"Content-Type": "application/json"} if data is not None else None)
+            return self._http().request(
+                method,
+                url,
+                data=data,
+                timeout=timeout or self.request_timeout,
+                headers={"Content-Type": "application/json"} if data is not None else None,
+            )
         except requests.RequestException as exc:
             raise ServingError(f"{method} {url} failed: {exc}") from exc
 

@@ -22,9 +22,10 @@ Retrying the same Airflow run is safe: when the champion already carries the tag
 of a rollback by that run id, :func:`rollback` returns its record instead of rolling
 "previous" back again (which would now mean rolling forward).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.registry import validate_version
@@ -59,8 +60,9 @@ def resolve_target(model_name: str, target: str) -> str:
     champion = alias_version(model_name, CHAMPION)
     champion = None if champion is None else str(champion)
     if champion is None:
-        raise RollbackRefused(f"model {model_name!r} has no champion, so there is nothing to roll back from; "
-                              "deploy a version instead")
+        raise RollbackRefused(
+            f"model {model_name!r} has no champion, so there is nothing to roll back from; deploy a version instead"
+        )
     text = str(target).strip()
     if text.lower() == PREVIOUS:
         version = alias_version(model_name, PREVIOUS_CHAMPION)
@@ -68,27 +70,41 @@ def resolve_target(model_name: str, target: str) -> str:
             recorded = version_tags(model_name, champion).get("previous_champion_version")
             version = None if recorded in (None, "", "none") else recorded
         if version is None:
-            raise RollbackRefused(f"model {model_name!r} has no previous champion to roll back to: neither the "
-                                  f"{PREVIOUS_CHAMPION!r} alias nor the previous_champion_version tag of "
-                                  f"champion version {champion} names one; name a version number instead")
+            raise RollbackRefused(
+                f"model {model_name!r} has no previous champion to roll back to: neither the "
+                f"{PREVIOUS_CHAMPION!r} alias nor the previous_champion_version tag of "
+                f"champion version {champion} names one; name a version number instead"
+            )
         version = str(version)
     else:
         try:
             version = validate_version(text)
         except ValueError:
-            raise RollbackRefused(f"rollback target {target!r} is neither {PREVIOUS!r} nor a version number "
-                                  "such as '3'") from None
+            raise RollbackRefused(
+                f"rollback target {target!r} is neither {PREVIOUS!r} nor a version number such as '3'"
+            ) from None
         if not _version_exists(model_name, version):
             raise RollbackRefused(f"model {model_name!r} has no registered version {version} to roll back to")
     if version == champion:
-        raise RollbackRefused(f"version {version} of {model_name!r} is already the champion; "
-                              "rolling back to it would change nothing")
+        raise RollbackRefused(
+            f"version {version} of {model_name!r} is already the champion; rolling back to it would change nothing"
+        )
     return version
 
 
-def rollback(settings: Settings, deployer: Deployer, model_name: str, target: str, sample: pd.DataFrame,
-             expected: np.ndarray | None, actor: str, reason: str, *, airflow_run_id: str | None = None,
-             at: datetime | None = None) -> dict[str, Any]:
+def rollback(
+    settings: Settings,
+    deployer: Deployer,
+    model_name: str,
+    target: str,
+    sample: pd.DataFrame,
+    expected: np.ndarray | None,
+    actor: str,
+    reason: str,
+    *,
+    airflow_run_id: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
     """Redeploy the version ``target`` names (see :func:`resolve_target`) through ``deployer``, then tag both.
 
     ``expected`` are the target version's own answers to ``sample`` (or None to check
@@ -113,7 +129,7 @@ def rollback(settings: Settings, deployer: Deployer, model_name: str, target: st
 
     result = deployer.deploy(model_name, version, sample, expected)
 
-    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (at or datetime.now(UTC)).astimezone(UTC)
     tags = {
         f"{TAG_PREFIX}from": champion,
         f"{TAG_PREFIX}to": version,

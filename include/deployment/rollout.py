@@ -10,10 +10,12 @@ crash loops, pods that cannot be scheduled), so the deploy's error says what to 
 Nothing here talks to the API itself: the deployer passes the reads in, so this
 module is plain logic over the API's JSON.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from include.deployment.k8s_manifests import MODEL_VERSION_LABEL, pod_selector
 from include.util.wait import wait_until
@@ -62,9 +64,15 @@ def is_complete(deployment: dict[str, Any]) -> bool:
         return False
 
 
-def wait_for_rollout(read_status: Callable[[], dict[str, Any]], version: str | None, *, timeout: float,
-                     poll_interval: float, sleep: Callable[[float], None] = time.sleep,
-                     diagnose: Callable[[], str] = lambda: "") -> str:
+def wait_for_rollout(
+    read_status: Callable[[], dict[str, Any]],
+    version: str | None,
+    *,
+    timeout: float,
+    poll_interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+    diagnose: Callable[[], str] = lambda: "",
+) -> str:
     """Poll ``read_status`` (the Deployment's status as the API's JSON) until its rollout completes.
 
     Returns the last progress sentence of :func:`rollout_state`. Raises :class:`RolloutFailed`
@@ -83,8 +91,9 @@ def wait_for_rollout(read_status: Callable[[], dict[str, Any]], version: str | N
         return done
 
     def timed_out() -> RolloutFailed:
-        return RolloutFailed(f"the rollout of version {version} did not complete within "
-                             f"{timeout:g}s: {progress}{diagnose()}")
+        return RolloutFailed(
+            f"the rollout of version {version} did not complete within {timeout:g}s: {progress}{diagnose()}"
+        )
 
     wait_until(complete, timeout, poll_interval, on_timeout=timed_out, sleep=sleep)
     return progress
@@ -111,8 +120,10 @@ def pod_problems(pods: dict[str, Any]) -> str:
             state = container.get("state") or {}
             waiting = state.get("waiting") or {}
             if waiting.get("reason"):
-                problems.append(f"{pod_name}: {waiting['reason']}"
-                                + (f" ({waiting['message'][:200]})" if waiting.get("message") else ""))
+                problems.append(
+                    f"{pod_name}: {waiting['reason']}"
+                    + (f" ({waiting['message'][:200]})" if waiting.get("message") else "")
+                )
         for condition in status.get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
                 problems.append(f"{pod_name}: not scheduled ({condition.get('message', '')[:200]})")

@@ -45,11 +45,13 @@ Configuration (:meth:`ServingConfig.from_settings`, from the ``serving`` section
 A tracking URI with a password in it is refused: credentials reach the pods only by
 reference to a Secret.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from include.util.k8s import is_quantity
@@ -66,7 +68,7 @@ def serving_name(model_name: str) -> str:
     """``customer_churn`` -> ``customer-churn-serving``: a DNS label, as Service names must be."""
     base = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")
     base = re.sub(r"^[^a-z]+", "", base) or "model"
-    return f"{base[:63 - len('-serving')].rstrip('-')}-serving"
+    return f"{base[: 63 - len('-serving')].rstrip('-')}-serving"
 
 
 @dataclass(frozen=True)
@@ -118,32 +120,46 @@ class ServingConfig:
         if self.replicas < 1:
             problems.append(f"replicas must be at least 1, got {self.replicas}")
         if self.hpa_enabled and not 1 <= self.min_replicas <= self.max_replicas:
-            problems.append(f"autoscaling needs 1 <= min replicas <= max replicas, got {self.min_replicas} and "
-                            f"{self.max_replicas}")
+            problems.append(
+                f"autoscaling needs 1 <= min replicas <= max replicas, got {self.min_replicas} and {self.max_replicas}"
+            )
         if not 1 <= self.cpu_target_percent <= 100:
             problems.append(f"the CPU target must be a percentage in 1..100, got {self.cpu_target_percent}")
-        for what, quantity in (("CPU request", self.cpu_request), ("CPU limit", self.cpu_limit),
-                               ("memory request", self.memory_request), ("memory limit", self.memory_limit),
-                               ("/tmp size", self.tmp_size)):
+        for what, quantity in (
+            ("CPU request", self.cpu_request),
+            ("CPU limit", self.cpu_limit),
+            ("memory request", self.memory_request),
+            ("memory limit", self.memory_limit),
+            ("/tmp size", self.tmp_size),
+        ):
             if quantity is not None and not is_quantity(quantity):
                 problems.append(f"{what} {quantity!r} is not a Kubernetes quantity such as 500m or 2Gi")
         if self.tracking_uri is None and self.tracking_configmap is None:
-            problems.append("the pods need an MLflow tracking URI: set MLOPS_SERVING_TRACKING_URI (or "
-                            "MLFLOW_TRACKING_URI) or MLOPS_SERVING_CONFIGMAP")
+            problems.append(
+                "the pods need an MLflow tracking URI: set MLOPS_SERVING_TRACKING_URI (or "
+                "MLFLOW_TRACKING_URI) or MLOPS_SERVING_CONFIGMAP"
+            )
         if self.tracking_uri is not None and self.tracking_configmap is None:
             problems.extend(_tracking_uri_problems(self.tracking_uri))
         if self.inference_log is not None and "://" not in self.inference_log:
-            problems.append(f"the inference log {self.inference_log!r} is a local path, which a pod does not "
-                            "keep: set MLOPS_SERVING_INFERENCE_LOG (or MLOPS_INFERENCE_LOG) to an object-store "
-                            "URL such as s3://bucket/inference-log, or to 'off'")
-        for what, name in (("ConfigMap", self.tracking_configmap), ("Secret", self.credentials_secret),
-                           ("image pull Secret", self.image_pull_secret),
-                           ("service account", self.service_account)):
+            problems.append(
+                f"the inference log {self.inference_log!r} is a local path, which a pod does not "
+                "keep: set MLOPS_SERVING_INFERENCE_LOG (or MLOPS_INFERENCE_LOG) to an object-store "
+                "URL such as s3://bucket/inference-log, or to 'off'"
+            )
+        for what, name in (
+            ("ConfigMap", self.tracking_configmap),
+            ("Secret", self.credentials_secret),
+            ("image pull Secret", self.image_pull_secret),
+            ("service account", self.service_account),
+        ):
             if name is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", name):
                 problems.append(f"{what} name {name!r} is not a valid object name")
         if self.progress_deadline_seconds <= self.min_ready_seconds or self.revision_history_limit < 1:
-            problems.append("the progress deadline must exceed the minimum ready seconds "
-                            f"({self.min_ready_seconds}) and the revision history limit must be positive")
+            problems.append(
+                "the progress deadline must exceed the minimum ready seconds "
+                f"({self.min_ready_seconds}) and the revision history limit must be positive"
+            )
         for key, value in self.extra_labels.items():
             if not _LABEL_VALUE.match(value):
                 problems.append(f"label {key}={value!r}: not a valid label value")
@@ -217,10 +233,14 @@ class ServingConfig:
 def _tracking_uri_problems(uri: str) -> list[str]:
     parts = urlsplit(uri)
     if parts.password:
-        return ["the MLflow tracking URI carries a password, which would land in the Deployment in clear: "
-                "use a URI without credentials and put MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
-                "(or MLFLOW_TRACKING_TOKEN) in the credentials Secret (MLOPS_SERVING_SECRET)"]
+        return [
+            "the MLflow tracking URI carries a password, which would land in the Deployment in clear: "
+            "use a URI without credentials and put MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
+            "(or MLFLOW_TRACKING_TOKEN) in the credentials Secret (MLOPS_SERVING_SECRET)"
+        ]
     if parts.scheme in ("", "file", "sqlite"):
-        return [f"the MLflow tracking URI {uri!r} is a local store the pods cannot reach: set "
-                "MLOPS_SERVING_TRACKING_URI to the tracking server's URL as seen from the cluster"]
+        return [
+            f"the MLflow tracking URI {uri!r} is a local store the pods cannot reach: set "
+            "MLOPS_SERVING_TRACKING_URI to the tracking server's URL as seen from the cluster"
+        ]
     return []

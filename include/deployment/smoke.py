@@ -14,6 +14,7 @@ Shared by the local deployer (a process on 127.0.0.1) and the kubernetes deploye
 
 Every failed check is listed in one :class:`~include.deployment.SmokeTestFailed`.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,15 @@ def new_session() -> requests.Session:
     return session
 
 
-def request(session: requests.Session, method: str, url: str, *, json_body: Any = None, body: bytes | None = None,
-            timeout: float = DEFAULT_REQUEST_TIMEOUT) -> requests.Response:
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    json_body: Any = None,
+    body: bytes | None = None,
+    timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> requests.Response:
     """Send ``json_body`` (or raw ``body``) to ``url``; returns the ``requests.Response``, whatever its status.
 
     Raises :class:`EndpointError` when the request fails (connection refused, timeout, ...).
@@ -58,8 +66,13 @@ def request(session: requests.Session, method: str, url: str, *, json_body: Any 
 
     data = json.dumps(json_body).encode() if json_body is not None else body
     try:
-        return session.request(method, url, data=data, timeout=timeout,
-                               headers={"Content-Type": "application/json"} if data is not None else None)
+        return session.request(
+            method,
+            url,
+            data=data,
+            timeout=timeout,
+            headers={"Content-Type": "application/json"} if data is not None else None,
+        )
     except requests.RequestException as exc:
         raise EndpointError(f"{method} {url} failed: {exc}") from exc
 
@@ -87,9 +100,16 @@ def expected_frame(expected: Any) -> pd.DataFrame | None:
     return pd.DataFrame({"probability": np.asarray(expected, dtype=float).reshape(-1)})
 
 
-def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFrame | np.ndarray | None = None,
-               tolerance: float = 1e-6, *, session: requests.Session | None = None,
-               request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> SmokeResult:
+def smoke_test(
+    url: str,
+    version: str,
+    sample: pd.DataFrame,
+    expected: pd.DataFrame | np.ndarray | None = None,
+    tolerance: float = 1e-6,
+    *,
+    session: requests.Session | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> SmokeResult:
     """Real requests against ``url``; returns a :class:`SmokeResult`, raises SmokeTestFailed listing every failed check.
 
     ``sample`` is sent as it is (callers type it with :mod:`include.data.cast`);
@@ -116,36 +136,45 @@ def smoke_test(url: str, version: str, sample: pd.DataFrame, expected: pd.DataFr
 
     started = time.perf_counter()
     try:
-        response = request(session, "POST", f"{url}/invocations", body=split_payload(sample),
-                           timeout=request_timeout)
+        response = request(session, "POST", f"{url}/invocations", body=split_payload(sample), timeout=request_timeout)
     except EndpointError as exc:
         response = None
         failures.append(f"POST /invocations: {exc}")
     latency_ms = (time.perf_counter() - started) * 1000
     if response is not None:
-        compared = (f", within {tolerance} of the expected answers (the registered model's)"
-                    if expected is not None else "")
-        record(f"{len(sample)} predictions well-formed{compared}",
-               prediction_problems(response, version, len(sample), expected_values, tolerance))
+        compared = (
+            f", within {tolerance} of the expected answers (the registered model's)" if expected is not None else ""
+        )
+        record(
+            f"{len(sample)} predictions well-formed{compared}",
+            prediction_problems(response, version, len(sample), expected_values, tolerance),
+        )
 
     try:
         malformed = request(session, "POST", f"{url}/invocations", body=MALFORMED_BODY, timeout=request_timeout)
-        record(f"malformed request refused with {malformed.status_code}",
-               [] if 400 <= malformed.status_code < 500 else
-               [f"a malformed request got HTTP {malformed.status_code}, expected a 4xx"])
+        record(
+            f"malformed request refused with {malformed.status_code}",
+            []
+            if 400 <= malformed.status_code < 500
+            else [f"a malformed request got HTTP {malformed.status_code}, expected a 4xx"],
+        )
     except EndpointError as exc:
         failures.append(f"a malformed request got no answer: {exc}")
-    record("still healthy after the malformed request",
-           health_problems(session, url, version, request_timeout, after="after the malformed request"))
+    record(
+        "still healthy after the malformed request",
+        health_problems(session, url, version, request_timeout, after="after the malformed request"),
+    )
 
     if failures:
         raise SmokeTestFailed(version, failures)
-    return SmokeResult(version=version, url=url, rows=len(sample), checks=tuple(checks),
-                       latency_ms=round(latency_ms, 3))
+    return SmokeResult(
+        version=version, url=url, rows=len(sample), checks=tuple(checks), latency_ms=round(latency_ms, 3)
+    )
 
 
-def health_problems(session: requests.Session, url: str, version: str,
-                    timeout: float = DEFAULT_REQUEST_TIMEOUT, after: str = "") -> list[str]:
+def health_problems(
+    session: requests.Session, url: str, version: str, timeout: float = DEFAULT_REQUEST_TIMEOUT, after: str = ""
+) -> list[str]:
     """What is wrong with ``/health`` at ``url`` for ``version``: a list of messages, empty when all is well.
 
     Never raises.
@@ -164,8 +193,9 @@ def health_problems(session: requests.Session, url: str, version: str,
     return []
 
 
-def prediction_problems(response: requests.Response, version: str, rows: int,
-                        expected: pd.DataFrame | None, tolerance: float) -> list[str]:
+def prediction_problems(
+    response: requests.Response, version: str, rows: int, expected: pd.DataFrame | None, tolerance: float
+) -> list[str]:
     """What is wrong with a ``/invocations`` response for ``rows`` rows of ``version``.
 
     Returns a list of messages (status, shape, values off ``expected`` by more than ``tolerance``), empty when none.
@@ -178,8 +208,10 @@ def prediction_problems(response: requests.Response, version: str, rows: int,
         return [f"POST /invocations returned no 'predictions' list: {response.text[:200]!r}"]
     problems = []
     if response.headers.get("X-Model-Version") != version or str(payload.get("model_version")) != version:
-        problems.append(f"POST /invocations was answered by version {response.headers.get('X-Model-Version')} "
-                        f"(body: {payload.get('model_version')}), expected {version}")
+        problems.append(
+            f"POST /invocations was answered by version {response.headers.get('X-Model-Version')} "
+            f"(body: {payload.get('model_version')}), expected {version}"
+        )
     if len(predictions) != rows:
         return problems + [f"{len(predictions)} predictions for {rows} sample rows"]
     columns = list(expected.columns) if expected is not None else ["prediction"]
@@ -206,15 +238,19 @@ def prediction_problems(response: requests.Response, version: str, rows: int,
                     largest = max(largest, difference if math.isfinite(difference) else math.inf)
                     if not difference <= tolerance:
                         off.append(index)
-    for rows_found, what in ((incomplete, f"predictions without {', '.join(columns)}"),
-                             (bad_probability, "probabilities not finite in [0, 1]"),
-                             (bad_label, "predictions not in {0, 1}")):
+    for rows_found, what in (
+        (incomplete, f"predictions without {', '.join(columns)}"),
+        (bad_probability, "probabilities not finite in [0, 1]"),
+        (bad_label, "predictions not in {0, 1}"),
+    ):
         if rows_found:
             rows_found = sorted(set(rows_found))
             problems.append(f"{what} in rows {_rows(rows_found)} (e.g. {predictions[rows_found[0]]!r})")
     if off:
-        problems.append(f"predictions differ from the expected ones, the registered model's (largest numeric difference "
-                        f"{largest:.3g}, tolerance {tolerance}) in rows {_rows(sorted(set(off)))}")
+        problems.append(
+            f"predictions differ from the expected ones, the registered model's (largest numeric difference "
+            f"{largest:.3g}, tolerance {tolerance}) in rows {_rows(sorted(set(off)))}"
+        )
     return problems
 
 
@@ -241,8 +277,9 @@ def split_payload(sample: pd.DataFrame) -> bytes:
     an infinite number.
     """
     values = sample.astype(object).where(sample.notna(), None)
-    payload = {"dataframe_split": {"columns": [str(name) for name in sample.columns],
-                                   "data": values.to_numpy().tolist()}}
+    payload = {
+        "dataframe_split": {"columns": [str(name) for name in sample.columns], "data": values.to_numpy().tolist()}
+    }
     return json.dumps(payload, default=_json_value, allow_nan=False).encode()
 
 

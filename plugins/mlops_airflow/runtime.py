@@ -1,5 +1,6 @@
 """What a task needs at run time: the profile's settings, with MLflow taken from its connection
 and the serving Deployment from its Airflow Variables, passed in as explicit overrides."""
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ local: the same command line runs as a subprocess of the worker
 Either way the task id is ``train``, it takes one slot of the ``gpu`` pool, and
 its XCom is ``{"run_id", "model_uri", "device"}``.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta

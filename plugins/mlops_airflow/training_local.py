@@ -3,13 +3,15 @@
 The command writes its result JSON to a temporary file, which becomes the task's
 XCom, the same ``{"run_id", "model_uri", "device"}`` the training pod returns.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 

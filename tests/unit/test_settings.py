@@ -1,4 +1,5 @@
 """The settings model: defaults, variable names, explicit overrides, errors, the serving section."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,14 +35,23 @@ def test_the_home_defaults_to_local_in_the_checkout():
 
 
 def test_every_field_comes_from_its_variable(tmp_path):
-    settings = Settings.from_env({
-        "MLOPS_PROFILE": "kubernetes", "MLOPS_HOME": str(tmp_path),
-        "MLFLOW_TRACKING_URI": "postgresql://mlflow@db/mlflow", "MLOPS_ARTIFACT_ROOT": "s3://bucket/artifacts",
-        "MLOPS_MODEL_NAME": "fraud", "MLOPS_DATASET_SPEC": "include/datasets/other.yaml",
-        "MLOPS_DATA_REGISTRY": "/srv/registry", "MLOPS_DATA_REGISTRY_REMOTE": "",
-        "MLOPS_DVC_REMOTE": "s3://bucket/dvc", "MLOPS_INFERENCE_LOG": "s3://bucket/log",
-        "MLOPS_REPORTS": "s3://bucket/reports", "MLOPS_SERVING_HOST": "0.0.0.0", "MLOPS_SERVING_PORT": "9000",
-    })
+    settings = Settings.from_env(
+        {
+            "MLOPS_PROFILE": "kubernetes",
+            "MLOPS_HOME": str(tmp_path),
+            "MLFLOW_TRACKING_URI": "postgresql://mlflow@db/mlflow",
+            "MLOPS_ARTIFACT_ROOT": "s3://bucket/artifacts",
+            "MLOPS_MODEL_NAME": "fraud",
+            "MLOPS_DATASET_SPEC": "include/datasets/other.yaml",
+            "MLOPS_DATA_REGISTRY": "/srv/registry",
+            "MLOPS_DATA_REGISTRY_REMOTE": "",
+            "MLOPS_DVC_REMOTE": "s3://bucket/dvc",
+            "MLOPS_INFERENCE_LOG": "s3://bucket/log",
+            "MLOPS_REPORTS": "s3://bucket/reports",
+            "MLOPS_SERVING_HOST": "0.0.0.0",
+            "MLOPS_SERVING_PORT": "9000",
+        }
+    )
 
     assert settings.profile == "kubernetes"
     assert settings.tracking_uri == "postgresql://mlflow@db/mlflow"
@@ -50,7 +60,10 @@ def test_every_field_comes_from_its_variable(tmp_path):
     assert settings.dataset_spec == PROJECT_ROOT / "include/datasets/other.yaml"
     assert (settings.data_registry, settings.data_registry_remote) == ("/srv/registry", None)
     assert (settings.dvc_remote, settings.inference_log, settings.reports) == (
-        "s3://bucket/dvc", "s3://bucket/log", "s3://bucket/reports")
+        "s3://bucket/dvc",
+        "s3://bucket/log",
+        "s3://bucket/reports",
+    )
     # a PostgreSQL tracking store serialises promotions itself
     assert settings.promotion_lock == "postgresql://mlflow@db/mlflow"
     assert settings.serving_url == "http://0.0.0.0:9000"
@@ -77,9 +90,10 @@ def test_an_explicit_mapping_ignores_the_process_environment(monkeypatch):
 
 
 def test_overrides_win_over_the_environment():
-    settings = Settings.from_env({"MLFLOW_TRACKING_URI": "http://env:5000", "MLOPS_SERVING_IMAGE": "env/image:1"},
-                                 overrides={"tracking_uri": "http://connection:5000",
-                                            "serving": {"image": "variable/image:2", "replicas": "5"}})
+    settings = Settings.from_env(
+        {"MLFLOW_TRACKING_URI": "http://env:5000", "MLOPS_SERVING_IMAGE": "env/image:1"},
+        overrides={"tracking_uri": "http://connection:5000", "serving": {"image": "variable/image:2", "replicas": "5"}},
+    )
 
     assert settings.tracking_uri == "http://connection:5000"
     assert settings.serving.image == "variable/image:2"
@@ -88,7 +102,7 @@ def test_overrides_win_over_the_environment():
 
 def test_settings_are_frozen_and_replace_gives_a_checked_copy():
     settings = Settings.from_env({})
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # pydantic refuses assignment to a frozen model
         settings.profile = "kubernetes"  # type: ignore[misc]
 
     assert settings.replace(profile="kubernetes").profile == "kubernetes"
@@ -97,12 +111,15 @@ def test_settings_are_frozen_and_replace_gives_a_checked_copy():
         settings.replace(profile="cloud")
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({"MLOPS_PROFILE": "cloud"}, "MLOPS_PROFILE='cloud' is not one of local, kubernetes"),
-    ({"MLOPS_SERVING_PORT": "http"}, "MLOPS_SERVING_PORT='http' is not a whole number"),
-    ({"MLOPS_SERVING_REPLICAS": "two"}, "MLOPS_SERVING_REPLICAS='two' is not a whole number"),
-    ({"MLOPS_SERVING_HPA": "maybe"}, "MLOPS_SERVING_HPA='maybe' is not true or false"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"MLOPS_PROFILE": "cloud"}, "MLOPS_PROFILE='cloud' is not one of local, kubernetes"),
+        ({"MLOPS_SERVING_PORT": "http"}, "MLOPS_SERVING_PORT='http' is not a whole number"),
+        ({"MLOPS_SERVING_REPLICAS": "two"}, "MLOPS_SERVING_REPLICAS='two' is not a whole number"),
+        ({"MLOPS_SERVING_HPA": "maybe"}, "MLOPS_SERVING_HPA='maybe' is not true or false"),
+    ],
+)
 def test_a_bad_value_is_an_error_naming_its_variable(environ, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(environ)
@@ -114,10 +131,16 @@ def test_a_bad_serving_override_names_its_variable():
 
 
 def test_the_serving_section_reads_mlops_serving_variables():
-    serving = ServingSettings.from_env({
-        "MLOPS_SERVING_NAMESPACE": " churn-prod ", "MLOPS_SERVING_HPA": "yes", "MLOPS_SERVING_MIN_REPLICAS": "3",
-        "MLOPS_SERVING_CPU_LIMIT": "", "MLOPS_SERVING_IMAGE": "", "MLOPS_SERVING_TRACKING_URI": "",
-    })
+    serving = ServingSettings.from_env(
+        {
+            "MLOPS_SERVING_NAMESPACE": " churn-prod ",
+            "MLOPS_SERVING_HPA": "yes",
+            "MLOPS_SERVING_MIN_REPLICAS": "3",
+            "MLOPS_SERVING_CPU_LIMIT": "",
+            "MLOPS_SERVING_IMAGE": "",
+            "MLOPS_SERVING_TRACKING_URI": "",
+        }
+    )
 
     assert serving.namespace == "churn-prod"
     assert serving.hpa is True and serving.min_replicas == 3 and serving.max_replicas is None
@@ -128,9 +151,14 @@ def test_the_serving_section_reads_mlops_serving_variables():
 
 
 def test_the_serving_config_is_a_view_of_the_section():
-    settings = Settings.from_env({"MLOPS_PROFILE": "kubernetes", "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-                                  "MLOPS_INFERENCE_LOG": "s3://bucket/log"},
-                                 overrides={"serving": {"namespace": "churn-prod", "replicas": "3"}})
+    settings = Settings.from_env(
+        {
+            "MLOPS_PROFILE": "kubernetes",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+            "MLOPS_INFERENCE_LOG": "s3://bucket/log",
+        },
+        overrides={"serving": {"namespace": "churn-prod", "replicas": "3"}},
+    )
 
     config = ServingConfig.from_settings(settings, {})
 
