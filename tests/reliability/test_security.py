@@ -160,8 +160,8 @@ def _rendered_kubernetes_specs(tmp_path) -> list[str]:
     """The training pod and the serving manifests of the kubernetes profile, rendered for a run."""
     from include.deployment.serving_config import ServingConfig
     from include.settings import Settings
-    from tests.unit import test_training_pod as pods
     from tests.unit.manifests import render_all
+    from tests.unit.plugins import test_training_pod as pods
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(pods.KUBECONFIG)
