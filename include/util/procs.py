@@ -247,9 +247,15 @@ class ManagedProcess:
                 return sig != signal.SIGTERM
             try:
                 wait_until(lambda: self._gone(group), grace, 0.1, f"process group {self.pid} still running")
-                return True
             except TimeoutError:
                 continue
+            # the leader may turn zombie after _gone last reaped it: reap it until its pid is gone,
+            # so that no trace of a child started here outlives the stop
+            try:
+                wait_until(self._reaped, kill_timeout, 0.05, f"pid {self.pid} to be reaped")
+            except TimeoutError:
+                pass  # still running after the group was seen gone: the next stop finds it
+            return True
         raise ProcessSurvived(f"pid {self.pid} survived SIGKILL")
 
     def _group(self) -> int | None:
@@ -283,6 +289,18 @@ class ManagedProcess:
 
     def _exited(self) -> bool:
         return self._popen.poll() is not None if self._popen is not None else not self.alive()
+
+    def _reaped(self) -> bool:
+        """Reap the process if it is our child; True once its pid no longer names it."""
+        import psutil
+
+        self._reap()
+        try:
+            process = psutil.Process(self.pid)
+            # another parent's zombie is its parent's to reap: nothing to wait for here
+            return not self._same_start(process) or process.ppid() != os.getpid()
+        except psutil.NoSuchProcess:
+            return True
 
     def _reap(self) -> None:
         if self._popen is not None:
