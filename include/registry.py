@@ -121,6 +121,11 @@ def version_tags(model_name: str, version: str) -> dict[str, str]:
     return dict(_client().get_model_version(model_name, version).tags)
 
 
+def version_run_id(model_name: str, version: str) -> str:
+    """The id (a str) of the MLflow run that produced a registered version; MLflow's errors pass through."""
+    return str(_client().get_model_version(model_name, version).run_id)
+
+
 def promote_champion(model_name: str, version: str, expected_champion=_UNSET) -> str | None:
     """Move ``champion`` to ``version``; the version it leaves keeps ``previous_champion``.
 

@@ -14,6 +14,12 @@ dataset is a matter of writing another spec (see the README)::
       - {name: income, type: numeric, nullable: true}
       - {name: region_code, type: categorical, categories: [1, 2, 3]}
     gate: {metric: roc_auc, min: 0.55, max_regression: 0.01}
+    monitoring: {verdict: calibrated, false_alarm_rate: 0.01}
+
+A feature's ``drift`` entry tunes its monitoring: ``drift: false`` leaves it out of
+the drift check (a calendar feature that a one-day window cannot represent), and
+``drift: {method: psi, threshold: 0.2}`` measures it with its own statistic and
+fixed threshold, as Evidently allows per column (see :mod:`include.monitoring.columns`).
 
 ``id_column`` and ``timestamp_column`` may be left out: ``python -m
 include.data.ingest`` then derives a stable row id (:data:`DERIVED_ID_COLUMN`)
@@ -56,12 +62,37 @@ DEFAULT_MAX_REGRESSION = 0.01
 # what ingest writes when the spec names no id / timestamp column
 DERIVED_ID_COLUMN = "row_id"
 DERIVED_TIMESTAMP_COLUMN = "event_time"
+# the statistics a feature may name for its drift, by feature type
+DRIFT_METHODS = {"numeric": ("wasserstein", "psi"), "categorical": ("jensenshannon", "psi")}
+VERDICTS = ("calibrated", "fixed")
+DEFAULT_FALSE_ALARM_RATE = 0.01
 # YAML 1.1 reads these unquoted words as booleans: a category list holding one was meant as text
 _YAML_BOOLEAN_WORDS = "yes/no, on/off, true/false, y/n"
 
 
 class SpecError(ValueError):
     """The dataset spec is malformed; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """A feature's monitoring: whether the drift check measures it at all (``monitored``), with which
+    ``method`` (None: the type's default) and against which fixed ``threshold`` (None: calibrated)."""
+
+    monitored: bool = True
+    method: str | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    """How drift verdicts are reached: ``verdict`` ``calibrated`` (each score against its null at the
+    window's size, any column alarming on an undrifted window with at most ``false_alarm_rate``) or
+    ``fixed`` (Evidently's 0.1 per column); ``min_score`` is a floor under calibrated thresholds."""
+
+    verdict: str = "calibrated"
+    false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
+    min_score: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,7 @@ class Feature:
     # canonical text of each category (see :func:`include.data.cast.category_text`)
     categories: tuple[str, ...] = ()
     nullable: bool = False
+    drift: FeatureDrift = FeatureDrift()
 
     @property
     def is_numeric(self) -> bool:
@@ -117,6 +149,7 @@ class DatasetSpec:
     classes: tuple[str, ...] = ()
     positive_class: str | None = None
     gate: GateSpec | None = None
+    monitoring: MonitoringSpec = MonitoringSpec()
     derived_id: bool = False
     derived_timestamp: bool = False
 
@@ -237,6 +270,48 @@ def _gate(path: Path, raw: Any, task: str) -> GateSpec:
     )
 
 
+def _feature_drift(where: str, feature_type: str, raw: Any) -> FeatureDrift:
+    if raw is None or raw is True:
+        return FeatureDrift()
+    if raw is False:
+        return FeatureDrift(monitored=False)
+    if not isinstance(raw, dict) or set(raw) - {"method", "threshold"}:
+        raise SpecError(f"{where}.drift must be true, false or a mapping with method and/or threshold, got {raw!r}")
+    method = raw.get("method")
+    if method is not None and method not in DRIFT_METHODS[feature_type]:
+        raise SpecError(
+            f"{where}.drift.method {method!r} does not fit a {feature_type} feature; "
+            f"expected one of {', '.join(DRIFT_METHODS[feature_type])}"
+        )
+    threshold = raw.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < math.inf
+    ):
+        raise SpecError(f"{where}.drift.threshold must be a number above 0, got {threshold!r}")
+    return FeatureDrift(True, method, None if threshold is None else float(threshold))
+
+
+def _monitoring(path: Path, raw: Any) -> MonitoringSpec:
+    if raw is None:
+        return MonitoringSpec()
+    expected = {"verdict", "false_alarm_rate", "min_score"}
+    if not isinstance(raw, dict) or set(raw) - expected:
+        raise SpecError(f"dataset spec {path}: monitoring must be a mapping with keys among {sorted(expected)}")
+    verdict = raw.get("verdict", "calibrated")
+    if verdict not in VERDICTS:
+        raise SpecError(
+            f"dataset spec {path}: monitoring.verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}"
+        )
+    rate = _number(path, "monitoring.false_alarm_rate", raw.get("false_alarm_rate"))
+    rate = DEFAULT_FALSE_ALARM_RATE if rate is None else rate
+    if not 0 < rate <= 0.1:
+        raise SpecError(f"dataset spec {path}: monitoring.false_alarm_rate must be within (0, 0.1], got {rate}")
+    min_score = _number(path, "monitoring.min_score", raw.get("min_score")) or 0.0
+    if min_score < 0:
+        raise SpecError(f"dataset spec {path}: monitoring.min_score must be >= 0, got {min_score}")
+    return MonitoringSpec(verdict, rate, min_score)
+
+
 def _target_classes(path: Path, raw: dict, task: str) -> tuple[tuple[str, ...], str | None]:
     classes: tuple[str, ...] = ()
     if raw.get("classes") is not None:
@@ -297,7 +372,7 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
             raise SpecError(f"{where} needs 'name' and 'type'")
         if item["type"] not in FEATURE_TYPES:
             raise SpecError(f"{where}.type must be one of {FEATURE_TYPES}, got {item['type']!r}")
-        unknown = sorted(set(item) - {"name", "type", "min", "max", "categories", "nullable"})
+        unknown = sorted(set(item) - {"name", "type", "min", "max", "categories", "nullable", "drift"})
         if unknown:
             raise SpecError(f"{where} ({item['name']}) has unknown key(s) {unknown}")
         categories: tuple[str, ...] = ()
@@ -316,6 +391,7 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
                 max=_number(path, f"features[{index}].max", item.get("max")),
                 categories=categories,
                 nullable=nullable,
+                drift=_feature_drift(where, item["type"], item.get("drift")),
             )
         )
     if not features:
@@ -358,6 +434,7 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
         classes=classes,
         positive_class=positive_class,
         gate=_gate(path, raw.get("gate"), task),
+        monitoring=_monitoring(path, raw.get("monitoring")),
         derived_id=not raw.get("id_column"),
         derived_timestamp=not raw.get("timestamp_column"),
     )

@@ -14,20 +14,16 @@ predicted probabilities on it. An Evidently 0.7 report measures
   the task's metric (the spec's ``gate.metric``: ROC AUC, macro-F1, RMSE, ...)
   and how much worse it is than on the snapshot's held-out rows.
 
-Per-column methods
-==================
-Evidently picks a method per column from the *reference size*: above 1000
-reference rows the normed Wasserstein distance (numeric) and the Jensen-Shannon
-distance (categorical), at or below it the Kolmogorov-Smirnov / chi-square
-p-values. The p-value tests answer "are these two samples from exactly the same
-distribution?", and their power grows with the window: measured here with an
-800-row reference and an undrifted 100k-row window, the defaults flagged all four
-categorical columns (chi-square p = 0.0, drift share 0.4): a false alarm. The
-distances measure *how far* the distributions are, which does not grow with the
-sample size. So the methods are pinned to the distances whatever the reference
-size (:data:`NUMERIC_DRIFT_METHOD`, :data:`CATEGORICAL_DRIFT_METHOD`, with
-Evidently's default threshold 0.1 written out), which also keeps each column's
-logged ``drift_score`` one quantity (higher = more drift) from night to night.
+Per-column methods and verdicts
+===============================
+Evidently picks a method per column from the *reference size* (p-value tests at or
+below 1000 reference rows), and p-value tests flag any window once it is large
+enough. The methods here are the distances whatever the reference size:
+normed Wasserstein (numeric) and Jensen-Shannon (categorical), or a feature's own
+``psi`` (:mod:`include.monitoring.columns`). A distance, in turn, is mostly
+sampling noise on a small window, so each score is judged against its null
+distribution at the window's size (:mod:`include.monitoring.calibration`), with
+Evidently's fixed 0.1 available as the spec's ``monitoring.verdict: fixed``.
 Missing values are dropped before measuring; a column with no value at all is
 refused (:class:`DriftInputError`).
 
@@ -61,6 +57,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +65,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from include.monitoring.calibration import bonferroni_level
+from include.monitoring.columns import (
+    critical_score,
+    measure_column,
+    plan_columns,
+)
 from include.monitoring.drift_report import (
     REPORT_SAMPLE_ROWS,
     REPORT_SAMPLE_SEED,
@@ -78,7 +81,10 @@ from include.monitoring.drift_report import (
     _report_html,
     report_sample,
 )
-from include.monitoring.drift_stats import EmptyColumnError, column_drifts
+from include.monitoring.drift_stats import (
+    EmptyColumnError,
+    column_drifts,
+)
 from include.monitoring.drift_store import (
     DRIFT_EXPERIMENT,
     METRICS_JSON,
@@ -89,7 +95,8 @@ from include.monitoring.drift_store import (
     persist_results,
     record_decision,
 )
-from include.monitoring.records import REFERENCE_DATA_KEYS, ColumnDrift, DriftMetrics, ReportSample
+from include.monitoring.profile import calibrate
+from include.monitoring.records import REFERENCE_DATA_KEYS, DriftMetrics, ReportSample
 from include.monitoring.reference import (
     LABEL_COLUMN,
     LINEAGE_TAGS,
@@ -117,15 +124,11 @@ if TYPE_CHECKING:
     from include.settings import Settings
 
 __all__ = [
-    "CATEGORICAL_DRIFT_METHOD",
-    "CATEGORICAL_DRIFT_THRESHOLD",
     "DRIFT_EXPERIMENT",
     "LABEL_COLUMN",
     "LINEAGE_TAGS",
     "METRICS_JSON",
     "MIN_LABELLED_ROWS",
-    "NUMERIC_DRIFT_METHOD",
-    "NUMERIC_DRIFT_THRESHOLD",
     "PREDICTION_COLUMN",
     "PROBABILITY_COLUMN",
     "REPORT_HTML",
@@ -140,7 +143,6 @@ __all__ = [
     "WindowCheck",
     "check_drift",
     "check_window",
-    "drift_methods",
     "persist_results",
     "prediction_column",
     "record_decision",
@@ -153,34 +155,6 @@ log = logging.getLogger(__name__)
 
 # below this many labelled rows (or with one class only) the window's score is noise, not a measurement
 MIN_LABELLED_ROWS = 50
-
-NUMERIC_DRIFT_METHOD = "wasserstein"
-NUMERIC_DRIFT_THRESHOLD = 0.1
-CATEGORICAL_DRIFT_METHOD = "jensenshannon"
-CATEGORICAL_DRIFT_THRESHOLD = 0.1
-
-
-def drift_methods(spec: DatasetSpec) -> dict[str, tuple[str, float]]:
-    """The pinned method and threshold of every measured column: the features, then the prediction.
-
-    Returns ``{column: (method, threshold)}`` in spec order with the prediction column
-    last; ``method`` is :data:`NUMERIC_DRIFT_METHOD` or :data:`CATEGORICAL_DRIFT_METHOD`
-    and ``threshold`` the distance at or above which the column counts as drifted.
-    Raises nothing.
-    """
-    methods = {name: (NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD) for name in spec.numeric_features}
-    methods.update(
-        {name: (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD) for name in spec.categorical_features}
-    )
-    # the prediction drifts by the statistic of its kind: a probability or a value is numeric,
-    # a predicted class categorical
-    predicted = prediction_column(spec)
-    methods[predicted] = (
-        (NUMERIC_DRIFT_METHOD, NUMERIC_DRIFT_THRESHOLD)
-        if _prediction_is_numeric(spec)
-        else (CATEGORICAL_DRIFT_METHOD, CATEGORICAL_DRIFT_THRESHOLD)
-    )
-    return {name: methods[name] for name in [*spec.feature_names, predicted]}
 
 
 def _finite(value: Any, what: str) -> float:
@@ -289,26 +263,33 @@ def run_drift_check(
 
     current_sample = report_sample(current, measured, report_sample_rows)
     reference_sample = report_sample(reference.frame, measured, report_sample_rows)
-    methods = drift_methods(spec)
+    plans = plan_columns(spec, predicted, _prediction_is_numeric(spec))
     try:
+        calibrate(reference, spec)
         # the exact measurements run in worker threads while this one draws the (sampled) report
         results, drift_snapshot = column_drifts(
-            reference.frame,
-            current,
-            methods,
-            while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, methods, numeric),
+            list(plans),
+            lambda name: measure_column(plans[name], reference.columns[name], reference.frame[name], current[name]),
+            while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, plans, numeric),
         )
     except EmptyColumnError as empty:
         if empty.side == "current":
             raise DriftInputError(f"window: {empty}") from None
         raise ValueError(f"reference frame: {empty}") from None
-    per_column = {
-        name: ColumnDrift(
-            name, result.method, result.threshold, _finite(result.drift_score, f"drift score for column {name!r}")
+    monitoring = spec.monitoring
+    features = [name for name in plans if name != predicted]
+    # Bonferroni over the monitored features: an undrifted window moves the drift share with at most
+    # the false alarm rate; the prediction column is a test of its own
+    feature_level = bonferroni_level(monitoring.false_alarm_rate, len(features))
+    per_column = {}
+    for name, result in results.items():
+        level = monitoring.false_alarm_rate if name == predicted else feature_level
+        threshold, judged_by = critical_score(
+            plans[name], reference.columns[name], result.rows, level, monitoring.min_score
         )
-        for name, result in results.items()
-    }
-    columns = {name: per_column[name] for name in spec.feature_names}
+        score_value = _finite(result.drift_score, f"drift score for column {name!r}")
+        per_column[name] = replace(result, threshold=threshold, drift_score=score_value, judged_by=judged_by)
+    columns = {name: per_column[name] for name in features}
     drifted_columns = [name for name, result in columns.items() if result.drifted]
 
     labels = current[LABEL_COLUMN] if LABEL_COLUMN in current.columns else pd.Series(pd.NA, index=current.index)
@@ -344,7 +325,7 @@ def run_drift_check(
     metrics = DriftMetrics(
         rows=int(len(current)),
         labelled_rows=int(len(labelled)),
-        drift_share=len(drifted_columns) / len(spec.feature_names),
+        drift_share=len(drifted_columns) / len(features),
         drifted_columns=drifted_columns,
         columns=columns,
         prediction_column=predicted,

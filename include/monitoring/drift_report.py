@@ -87,10 +87,18 @@ def _drift_snapshot(
     current_sample: pd.DataFrame,
     reference_sample: pd.DataFrame,
     spec: DatasetSpec,
-    methods: dict[str, tuple[str, float]],
+    plans: dict[str, Any],
     numeric: set[str],
 ):
-    """Evidently's drift report of the samples, one ValueDrift per measured column (``methods``)."""
+    """Evidently's drift report of the samples, one ValueDrift per measured column (``plans``: column to
+    :class:`~include.monitoring.columns.ColumnPlan`). Evidently judges each at the column's fixed
+    threshold, or at its default 0.1 for a calibrated column (the page's table has the verdicts of record)."""
+    from include.monitoring.columns import FIXED_THRESHOLD
+
+    methods = {
+        name: (plan.method, FIXED_THRESHOLD if plan.threshold is None else plan.threshold)
+        for name, plan in plans.items()
+    }
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
@@ -118,10 +126,13 @@ def _sample_note(sample: dict[str, Any]) -> str:
     if sample["sampled"]:
         return (
             f"The Evidently report below is drawn from a seeded sample (seed {sample['seed']}): {shown}. "
-            f"Its per-column scores and verdicts are those of the sample; the figures of record, above "
-            f"and in metrics.json, are computed on all rows."
+            f"Its per-column scores and verdicts are those of the sample, judged at Evidently's fixed "
+            f"thresholds; the figures of record, above and in metrics.json, are computed on all rows."
         )
-    return f"The Evidently report below is drawn from all rows: {shown}."
+    return (
+        f"The Evidently report below is drawn from all rows: {shown}. Its verdicts use Evidently's fixed "
+        f"thresholds; the verdicts of record are in the table above."
+    )
 
 
 def _report_html(metrics: dict[str, Any], drift_snapshot, performance_snapshot, performance_note: str) -> str:
@@ -141,7 +152,7 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, performance_snapshot, 
     prediction = metrics["prediction_drift"]
     kind = "Regression" if metrics["metric"] in ("rmse", "mae", "r2") else "Classification"
     summary = (
-        f"{metrics['rows']} served predictions ({metrics['labelled_rows']} labelled) compared with the "
+        f"{metrics['rows']} served predictions judged ({metrics['labelled_rows']} labelled) against the "
         f"{metrics['reference_rows']} training rows of champion version {metrics['champion_version']} "
         f"(`{reference['path']}`, md5 `{reference['md5']}`, rev `{reference['rev'][:12]}`).\n\n"
         f"**Drift share {metrics['drift_share']:.2f}** (threshold {metrics['drift_share_threshold']:.2f}); "
@@ -155,13 +166,15 @@ def _report_html(metrics: dict[str, Any], drift_snapshot, performance_snapshot, 
     )
     exact = table_data(
         title="Drift per column, on all rows",
-        column_names=["column", "method", "drift score", "threshold", "drifted"],
+        column_names=["column", "method", "rows judged", "drift score", "threshold", "judged by", "drifted"],
         data=[
             [
                 name,
                 result["method"],
+                str(result.get("rows")),
                 f"{result['drift_score']:.6f}",
-                f"{result['threshold']:g}",
+                f"{result['threshold']:.4g}",
+                result.get("judged_by", "fixed"),
                 "yes" if result["drifted"] else "no",
             ]
             for name, result in [*metrics["columns"].items(), (metrics["prediction_column"], prediction)]

@@ -34,7 +34,8 @@ from include.monitoring.records import ColumnDrift
 
 WASSERSTEIN = "wasserstein"
 JENSEN_SHANNON = "jensenshannon"
-METHODS = (WASSERSTEIN, JENSEN_SHANNON)
+PSI = "psi"
+METHODS = (WASSERSTEIN, JENSEN_SHANNON, PSI)
 # Evidently's floor for the reference's standard deviation (a constant column would divide by zero)
 MIN_NORM = 0.001
 
@@ -195,35 +196,25 @@ def _workers() -> int:
 
 
 def column_drifts(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    methods: dict[str, tuple[str, float]],
+    columns: list[str],
+    measure: Callable[[str], ColumnDrift],
     *,
     while_computing: Callable[[], object] | None = None,
 ) -> tuple[dict[str, ColumnDrift], object]:
-    """Each column's drift, ``methods`` mapping a column to ``(method, threshold)``.
+    """Each column's drift, ``measure`` scoring one column.
 
     Columns are measured in worker threads (sorting and counting release the GIL);
     ``while_computing``, if given, runs meanwhile on the calling thread and its
     result is returned alongside, so that work which holds the GIL (rendering a
     report) overlaps with the measurements rather than following them.
-    Returns ``(drifts, side_result)``: a dict of column to :class:`ColumnDrift`, and ``while_computing``'s
-    result (None without it). Raises ``ValueError`` for an unknown method; a column's error
-    (e.g. :class:`EmptyColumnError`) passes through.
+    Returns ``(drifts, side_result)``: a dict of column to :class:`ColumnDrift` in ``columns``' order, and
+    ``while_computing``'s result (None without it). A column's error (e.g. :class:`EmptyColumnError`)
+    passes through.
     """
-    for column, (method, _threshold) in methods.items():
-        if method not in METHODS:
-            raise ValueError(f"column {column!r}: unknown drift method {method!r}; expected one of {METHODS}")
-
-    def measure(column: str) -> ColumnDrift:
-        method, threshold = methods[column]
-        measure_column = numeric_drift if method == WASSERSTEIN else categorical_drift
-        return measure_column(column, reference[column], current[column], threshold)
-
     with ThreadPoolExecutor(
-        max_workers=min(_workers(), max(len(methods), 1)), thread_name_prefix="drift-column"
+        max_workers=min(_workers(), max(len(columns), 1)), thread_name_prefix="drift-column"
     ) as pool:
-        futures = {column: pool.submit(measure, column) for column in methods}
+        futures = {column: pool.submit(measure, column) for column in columns}
         side_result = while_computing() if while_computing is not None else None
         results = {column: future.result() for column, future in futures.items()}
     return results, side_result

@@ -19,14 +19,18 @@ REFERENCE_DATA_KEYS = ("path", "md5", "rev")
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """One column's drift: its ``drift_score`` by ``method`` (higher = more drift), drifted at
-    or above ``threshold``. The JSON (:meth:`to_dict`) is keyed by the column's name, so it
-    leaves ``column`` out: ``{"drift_score": float, "method": str, "threshold": float, "drifted": bool}``."""
+    """One column's drift: its ``drift_score`` by ``method`` (higher = more drift), drifted at or above
+    ``threshold``. ``rows`` is how many window values were judged (None when not recorded) and
+    ``judged_by`` where the threshold came from: ``calibrated`` (the column's null distribution at the
+    window's size), ``fixed`` or ``constant`` (see :mod:`include.monitoring.columns`). The JSON
+    (:meth:`to_dict`) is keyed by the column's name, so it leaves ``column`` out."""
 
     column: str
     method: str
     threshold: float
     drift_score: float
+    rows: int | None = None
+    judged_by: str = "fixed"
 
     @property
     def drifted(self) -> bool:
@@ -34,17 +38,20 @@ class ColumnDrift:
         return self.drift_score >= self.threshold
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict with keys ``drift_score``, ``method``, ``threshold`` and ``drifted``."""
+        """A JSON-ready dict: ``drift_score``, ``method``, ``threshold``, ``drifted``, ``rows``, ``judged_by``."""
         return {
             "drift_score": self.drift_score,
             "method": self.method,
             "threshold": self.threshold,
             "drifted": self.drifted,
+            "rows": self.rows,
+            "judged_by": self.judged_by,
         }
 
     @classmethod
     def from_dict(cls, column: str, data: Any, where: str | None = None) -> ColumnDrift:
-        """Column ``column``'s result from :meth:`to_dict`'s JSON, as a :class:`ColumnDrift`.
+        """Column ``column``'s result from :meth:`to_dict`'s JSON, as a :class:`ColumnDrift` (``rows`` and
+        ``judged_by`` may be absent, as in results written before they were recorded).
 
         Raises ``ValueError`` naming the missing or bad key (``where`` prefixes it, default
         ``columns.<column>``), including a ``drifted`` that disagrees with ``drift_score >= threshold``.
@@ -56,6 +63,8 @@ class ColumnDrift:
             read.text(data, "method", where),
             read.number(data, "threshold", where),
             read.number(data, "drift_score", where),
+            read.integer(data, "rows", where, optional=True) if "rows" in data else None,
+            read.text(data, "judged_by", where) if "judged_by" in data else "fixed",
         )
         if read.flag(data, "drifted", where) != result.drifted:
             raise ValueError(

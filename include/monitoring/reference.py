@@ -42,7 +42,10 @@ class Reference:
     :class:`~include.data.versioning.DatasetRef` of its snapshot as a dict (``repo``,
     ``path``, ``md5``, ``rev``, ``rows``, ``window_start``, ``window_end``);
     ``holdout_score`` the champion's ``metric`` on the snapshot's held-out rows (None
-    when the metric is undefined there).
+    when the metric is undefined there). ``columns`` maps a column to its
+    :class:`~include.monitoring.columns.ColumnReference` and ``calibrator`` is the
+    champion's CBPE calibration; both come from the champion's stored monitoring
+    profile (:mod:`include.monitoring.profile`).
     """
 
     frame: pd.DataFrame = field(repr=False)
@@ -50,6 +53,14 @@ class Reference:
     data_ref: dict[str, Any]
     holdout_score: float | None
     metric: str = "roc_auc"
+    # what the reference fixes per column (null distributions...): computed on first use when absent
+    columns: dict[str, Any] = field(default_factory=dict, repr=False)
+    # the champion's CBPE calibration (binary models): None when there is none
+    calibrator: dict[str, Any] | None = field(default=None, repr=False)
+    # the champion's ROC AUC on the held-out rows, CBPE's baseline (binary models)
+    holdout_roc_auc: float | None = None
+    holdout_probabilities: Any = field(default=None, repr=False)
+    holdout_labels: Any = field(default=None, repr=False)
 
 
 def prediction_column(spec: DatasetSpec) -> str:
@@ -62,21 +73,38 @@ def _prediction_is_numeric(spec: DatasetSpec) -> bool:
     return spec.task != "multiclass"
 
 
-def reference_for_champion(settings: Settings, spec: DatasetSpec) -> Reference:
-    """The champion's training rows with its predictions on them, read back through its lineage tags.
+def champion_version(settings: Settings) -> str:
+    """The registry version behind the ``champion`` alias of ``settings.model_name``, as str.
 
-    ``holdout_score`` (the spec's ``gate.metric``) is *computed* here (the champion
+    Raises :class:`DriftReferenceError` when there is no champion; MLflow's errors pass through.
+    """
+    from include import registry, tracking
+
+    tracking.configure(settings)
+    version = registry.alias_version(settings.model_name, registry.CHAMPION)
+    if version is None:
+        raise DriftReferenceError(
+            f"model {settings.model_name!r} has no {registry.CHAMPION!r} alias in the registry at "
+            f"{settings.tracking_uri}: there is no deployed model to compare traffic with"
+        )
+    return str(version)
+
+
+def build_reference(settings: Settings, spec: DatasetSpec, version: str) -> Reference:
+    """Version ``version``'s training rows with its predictions on them, read back through its lineage tags.
+
+    ``holdout_score`` (the spec's ``gate.metric``) is *computed* here (the model
     scoring the snapshot's held-out rows) rather than read from the version's
     ``gate.challenger_score`` tag: a version registered outside the pipeline has no
     gate tag, and computing it guarantees the same model, the same rows and the
-    same metric as the window's score it is compared with; it costs one prediction
-    on the held-out rows.
+    same metric as the window's score it is compared with.
 
     Returns a :class:`Reference` whose ``frame`` has the feature columns (as the model
     takes them), the prediction column (:func:`prediction_column`) and ``label`` (the
-    target typed for the task), one row per training row of the snapshot. Raises
-    :class:`DriftReferenceError` when there is no champion, its lineage tags are
-    missing or malformed, or its snapshot lacks the target column;
+    target typed for the task), one row per training row of the snapshot; a binary
+    model's held-out probabilities and labels ride along for its CBPE calibration.
+    Raises :class:`DriftReferenceError` when the lineage tags are missing or
+    malformed, or the snapshot lacks the target column;
     :class:`~include.data.versioning.DataVersionError` when the snapshot cannot be
     read; MLflow's errors when the model cannot be loaded.
     """
@@ -91,32 +119,27 @@ def reference_for_champion(settings: Settings, spec: DatasetSpec) -> Reference:
 
     tracking.configure(settings)
     model_name = settings.model_name
-    version = registry.alias_version(model_name, registry.CHAMPION)
-    if version is None:
-        raise DriftReferenceError(
-            f"model {model_name!r} has no {registry.CHAMPION!r} alias in the registry at "
-            f"{settings.tracking_uri}: there is no deployed model to compare traffic with"
-        )
     try:
         ref = DatasetRef.from_tags(registry.version_tags(model_name, version))
     except LineageError as exc:
-        raise DriftReferenceError(f"champion {model_name} version {version} {exc}") from None
+        raise DriftReferenceError(f"model {model_name} version {version} {exc}") from None
     snapshot = DataRegistry(ref.repo, settings.dvc_remote).load(ref)
     if spec.target not in snapshot.columns:
-        raise DriftReferenceError(f"the champion's snapshot {ref.describe()} has no target column {spec.target!r}")
+        raise DriftReferenceError(f"the snapshot {ref.describe()} of version {version} has no target {spec.target!r}")
     train, holdout = holdout_split(snapshot, spec)
 
     model = mlflow.pyfunc.load_model(registry.model_uri(model_name, version))
     features = as_model_input(train, spec)
     predicted = model.predict(features)[prediction_column(spec)].to_numpy()
     holdout_output = model.predict(as_model_input(holdout, spec))
-    metric = spec.gate.metric
-    holdout_score = score(
+    holdout_labels = target_array(holdout[spec.target], spec)
+    holdout_scores = score(
         spec.task,
-        target_array(holdout[spec.target], spec),
+        holdout_labels,
         {name: holdout_output[name].to_numpy() for name in holdout_output.columns},
         spec.classes,
-    ).get(metric)
+    )
+    metric = spec.gate.metric
 
     frame = features.reset_index(drop=True)
     frame[prediction_column(spec)] = predicted
@@ -128,8 +151,28 @@ def reference_for_champion(settings: Settings, spec: DatasetSpec) -> Reference:
         len(frame),
         ref.describe(),
         metric,
-        holdout_score,
+        holdout_scores.get(metric),
     )
+    binary = spec.task == "binary"
     return Reference(
-        frame=frame, model_version=str(version), data_ref=ref.to_dict(), holdout_score=holdout_score, metric=metric
+        frame=frame,
+        model_version=str(version),
+        data_ref=ref.to_dict(),
+        holdout_score=holdout_scores.get(metric),
+        metric=metric,
+        holdout_roc_auc=holdout_scores.get("roc_auc") if binary else None,
+        holdout_probabilities=holdout_output[PROBABILITY_COLUMN].to_numpy() if binary else None,
+        holdout_labels=holdout_labels if binary else None,
     )
+
+
+def reference_for_champion(settings: Settings, spec: DatasetSpec) -> Reference:
+    """The champion's reference with its monitoring profile: read from the profile stored with the
+    version (:func:`include.monitoring.profile.load_profile`), built and stored first when it has none.
+
+    Returns a :class:`Reference`. Raises :class:`DriftReferenceError` when there is no champion or
+    its lineage does not lead to its data, and what :func:`build_reference` raises.
+    """
+    from include.monitoring.profile import load_or_build
+
+    return load_or_build(settings, spec, champion_version(settings))

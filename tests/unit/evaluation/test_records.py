@@ -51,7 +51,14 @@ def evaluation(champion=True):
 
 
 def drift_metrics():
-    column = {"drift_score": 0.02, "method": "wasserstein", "threshold": 0.1, "drifted": False}
+    column = {
+        "drift_score": 0.02,
+        "method": "wasserstein",
+        "threshold": 0.1,
+        "drifted": False,
+        "rows": 1000,
+        "judged_by": "calibrated",
+    }
     return {
         "rows": 1000,
         "labelled_rows": 400,
@@ -59,7 +66,14 @@ def drift_metrics():
         "drifted_columns": ["plan"],
         "columns": {
             "tenure": column,
-            "plan": {"drift_score": 0.3, "method": "jensenshannon", "threshold": 0.1, "drifted": True},
+            "plan": {
+                "drift_score": 0.3,
+                "method": "jensenshannon",
+                "threshold": 0.1,
+                "drifted": True,
+                "rows": 1000,
+                "judged_by": "fixed",
+            },
         },
         "prediction_column": "probability",
         "prediction_drift": dict(column),
@@ -172,7 +186,10 @@ def test_drift_metrics_round_trip_through_json_with_extra_keys_ignored():
 
     assert record.to_dict() == data
     assert json.dumps(record.to_dict()) == json.dumps(data)
-    assert record.columns["plan"] == ColumnDrift("plan", "jensenshannon", 0.1, 0.3) and record.columns["plan"].drifted
+    assert (
+        record.columns["plan"] == ColumnDrift("plan", "jensenshannon", 0.1, 0.3, 1000)
+        and record.columns["plan"].drifted
+    )
     assert record.prediction_drift.column == "probability"
     assert record.report_sample == ReportSample(False, 7, 1000, 1000, 5000, 5000)
 

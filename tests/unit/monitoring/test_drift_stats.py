@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from include.data.spec import MonitoringSpec
 from include.monitoring import drift_stats
 from include.monitoring.drift import DriftInputError, Reference, report_sample, run_drift_check
 
@@ -167,8 +169,10 @@ def test_scores_and_verdicts_equal_evidentlys_full_report_though_the_page_is_dra
     window.loc[window.index[::13], "usage_hours_30d"] = np.nan
     window.loc[window.index[::29], "payment_method"] = None
 
+    # Evidently's verdicts are its fixed thresholds: the spec's fixed verdict must reproduce them
+    fixed = dataclasses.replace(demo_spec, monitoring=MonitoringSpec(verdict="fixed"))
     metrics = run_drift_check(
-        window, reference, demo_spec, html_path=tmp_path / "report.html", report_sample_rows=400, **THRESHOLDS
+        window, reference, fixed, html_path=tmp_path / "report.html", report_sample_rows=400, **THRESHOLDS
     )
     evidently = _evidently_full_report(window, reference, demo_spec)
 
