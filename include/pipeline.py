@@ -260,9 +260,27 @@ def deploy(
         "version": str(version),
         "previous_champion": result.previous_champion,
         "url": result.url,
+        "monitoring_profile": _store_monitoring_profile(settings, spec, str(version)),
     }
     log.info("deployed: %s", json.dumps(outcome))
     return outcome
+
+
+def _store_monitoring_profile(settings: Settings, spec: DatasetSpec, version: str) -> str:
+    """Compute and store the new champion's monitoring profile (its drift reference, null distributions
+    and CBPE calibration); returns ``"stored"`` or ``"failed: <error>"``.
+
+    The model is already serving and is the champion: a profile that cannot be stored now must not
+    undo that, and the first drift check builds a missing profile itself.
+    """
+    from include.monitoring.profile import store_profile
+
+    try:
+        store_profile(settings, spec, version)
+    except Exception as exc:  # noqa: BLE001 - see the docstring: logged, reported, and built later
+        log.warning("monitoring profile of version %s not stored (the drift check will build it): %s", version, exc)
+        return f"failed: {type(exc).__name__}: {exc}"
+    return "stored"
 
 
 def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str) -> None:

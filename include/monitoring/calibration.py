@@ -50,11 +50,13 @@ from include.util import fields as read
 
 # window sizes at which the null is drawn; checks between them interpolate
 WINDOW_SIZES = (10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 1_000_000)
-NULL_DRAWS = 1000
+NULL_DRAWS = 600
 # the share of null draws above the tail's start
 TAIL_SHARE = 0.1
 # a continuous column is represented by this many equal-mass quantiles in the null draws
-MAX_SUPPORT = 2048
+MAX_SUPPORT = 1024
+# above this many rows a window's shares are drawn from their normal limit (the multinomial's CLT)
+EXACT_DRAW_ROWS = 2_000
 NULL_SEED = 20_261_130
 # the family-wise chance that a window without drift shows any drifted column
 DEFAULT_FALSE_ALARM_RATE = 0.01
@@ -169,6 +171,24 @@ def numeric_support(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.quantile(values, ranks), np.full(MAX_SUPPORT, 1.0 / MAX_SUPPORT)
 
 
+def draw_shares(generator: np.random.Generator, rows: int, weights: np.ndarray, draws: int) -> np.ndarray:
+    """``draws`` windows of ``rows`` rows drawn from a distribution over ``len(weights)`` points: each
+    window's share per point, a ``(draws, len(weights))`` float array whose rows sum to 1.
+
+    Up to :data:`EXACT_DRAW_ROWS` rows the rows are drawn one by one; above it, from the normal limit of
+    the multinomial (mean ``weights``, covariance ``(diag(w) - w w') / rows``), which is what the
+    distances, sums over many points, see of a large window, at a cost that does not grow with it.
+    """
+    points = len(weights)
+    if rows <= EXACT_DRAW_ROWS:
+        picks = generator.choice(points, size=(draws, rows), p=weights)
+        picks += np.arange(draws)[:, np.newaxis] * points
+        return np.bincount(picks.ravel(), minlength=draws * points).reshape(draws, points) / rows
+    noise = generator.standard_normal((draws, points)) * np.sqrt(weights)
+    noise -= weights * noise.sum(axis=1, keepdims=True)
+    return weights + noise / math.sqrt(rows)
+
+
 def wasserstein_null(
     values: np.ndarray,
     norm: float,
@@ -190,8 +210,7 @@ def wasserstein_null(
     reference_cdf = np.cumsum(weights)[:-1]
     by_size = []
     for rows in sizes:
-        counts = generator.multinomial(rows, weights, size=draws)
-        window_cdf = np.cumsum(counts, axis=1)[:, :-1] / rows
+        window_cdf = np.cumsum(draw_shares(generator, rows, weights, draws), axis=1)[:, :-1]
         by_size.append(np.abs(window_cdf - reference_cdf) @ widths / norm)
     return _summarise(by_size, sizes, len(values))
 
@@ -241,5 +260,9 @@ def shares_null(
     shares = np.asarray(counts, dtype=np.float64) / total
     generator = np.random.default_rng(seed)
     distance = SHARE_DISTANCES[method]
-    by_size = [distance(shares, generator.multinomial(rows, shares, size=draws) / rows) for rows in sizes]
+    # the shares' normal limit can dip below 0 for a rare category: the distances need shares >= 0
+    by_size = []
+    for rows in sizes:
+        window = np.clip(draw_shares(generator, rows, shares, draws), 0, None)
+        by_size.append(distance(shares, window / window.sum(axis=1, keepdims=True)))
     return _summarise(by_size, sizes, total)

@@ -99,7 +99,8 @@ def plan_columns(spec: DatasetSpec, prediction: str, prediction_is_numeric: bool
 
 @dataclass(frozen=True)
 class ColumnReference:
-    """What the reference fixes about a column: its ``null`` distribution (None for a constant column),
+    """What the reference fixes about a column: its ``null`` distribution (None for a constant column
+    or one judged at a fixed threshold),
     its ``constant`` value's text (None unless it holds one value) and, for PSI on a numeric column,
     the bin ``edges`` (ascending floats)."""
 
@@ -168,11 +169,14 @@ def reference_column(plan: ColumnPlan, values: pd.Series) -> ColumnReference:
     constant = _constant(values, plan.numeric)
     if constant is not None:
         return ColumnReference(plan.method, None, constant)
+    edges = psi_edges(numeric_values) if plan.numeric and plan.method == PSI else ()
+    if plan.threshold is not None:
+        # a fixed threshold needs no null distribution
+        return ColumnReference(plan.method, None, edges=edges)
     if plan.method == WASSERSTEIN:
         norm = max(float(np.std(numeric_values)), MIN_NORM)
         return ColumnReference(plan.method, calibration.wasserstein_null(numeric_values, norm))
     if plan.numeric:
-        edges = psi_edges(numeric_values)
         return ColumnReference(
             plan.method, calibration.shares_null(_binned_counts(numeric_values, edges), PSI), edges=edges
         )
@@ -245,8 +249,10 @@ def critical_score(
     that left a constant value) or :data:`CALIBRATED` (the null's critical score at ``level``,
     at least ``min_score``). Raises ``ValueError`` for ``level`` outside (0, 1).
     """
-    if reference.null is None:
+    if reference.constant is not None:
         return (CONSTANT_SHARE_THRESHOLD if plan.threshold is None else plan.threshold), CONSTANT
     if plan.threshold is not None:
         return plan.threshold, FIXED
+    if reference.null is None:
+        raise ValueError(f"column {plan.column!r} has no null distribution to calibrate its verdict with")
     return max(reference.null.critical_score(rows, level), min_score), CALIBRATED

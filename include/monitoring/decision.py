@@ -3,8 +3,9 @@
 Rules, in order (the first that applies decides):
 
 1. The window had too little data: ``skipped``. No verdict is drawn from it.
-2. ``drift_share >= drift_share_threshold`` or ``performance_drop >= performance_drop_threshold``
-   means the model wants retraining; otherwise ``no_drift``. A missing or NaN
+2. ``drift_share >= drift_share_threshold``, ``performance_drop >= performance_drop_threshold``
+   or, with an ``estimated_drop_threshold``, ``estimated_drop`` (the ROC AUC lost by CBPE's
+   estimate, before any label) at or above it means the model wants retraining; otherwise ``no_drift``. A missing or NaN
    ``drift_share`` is never "no drift": :func:`decide` raises (fail closed). A
    missing ``performance_drop`` (too few labels) only means performance was not measured.
 3. A retraining wanted by a backfill run is ``skipped`` unless ``allow_backfill``.
@@ -98,6 +99,18 @@ def _performance_sentence(metrics: DriftMetrics, drop: float | None, threshold: 
     return f"{metric} drop {drop:.3f} {relation} threshold {threshold:.3f}{scores}"
 
 
+def _estimated_sentence(metrics: DriftMetrics, drop: float | None, threshold: float | None) -> str | None:
+    if threshold is None:
+        return None
+    if drop is None:
+        return "estimated ROC AUC not available"
+    relation = ">=" if drop >= threshold else "<"
+    return (
+        f"estimated ROC AUC drop {drop:.3f} {relation} threshold {threshold:.3f} "
+        f"({_number(metrics.reference_roc_auc):.3f} -> {_number(metrics.estimated_roc_auc):.3f}, CBPE)"
+    )
+
+
 def decide(
     metrics: Mapping[str, Any],
     *,
@@ -110,6 +123,7 @@ def decide(
     cooldown_days: int,
     is_backfill: bool,
     allow_backfill: bool,
+    estimated_drop_threshold: float | None = None,
 ) -> RetrainDecision:
     """Apply the rules of this module, in order; every reason states the numbers it compared.
 
@@ -124,6 +138,11 @@ def decide(
     if drift_threshold > 1:
         raise ValueError(f"drift_share_threshold is a share of columns and must be <= 1, got {drift_share_threshold!r}")
     drop_threshold = _check_threshold("performance_drop_threshold", performance_drop_threshold)
+    estimated_threshold = (
+        None
+        if estimated_drop_threshold is None
+        else _check_threshold("estimated_drop_threshold", estimated_drop_threshold)
+    )
     if isinstance(active_training_runs, bool) or not isinstance(active_training_runs, int) or active_training_runs < 0:
         raise ValueError(f"active_training_runs must be an integer >= 0, got {active_training_runs!r}")
     if isinstance(cooldown_days, bool) or not isinstance(cooldown_days, int) or cooldown_days < 0:
@@ -151,12 +170,21 @@ def decide(
     drop = _number(measured.performance_drop)
     drift_part = _drift_sentence(measured, drift_share, drift_threshold)
     performance_part = _performance_sentence(measured, drop, drop_threshold)
+    estimated_drop = _number(measured.estimated_drop)
+    estimated_part = _estimated_sentence(measured, estimated_drop, estimated_threshold)
     drifted = drift_share >= drift_threshold
     degraded = drop is not None and drop >= drop_threshold
-    if not (drifted or degraded):
-        return RetrainDecision(False, "no_drift", f"{drift_part}; {performance_part}")
+    estimated_degraded = estimated_threshold is not None and estimated_drop is not None
+    estimated_degraded = estimated_degraded and estimated_drop >= estimated_threshold
+    if not (drifted or degraded or estimated_degraded):
+        parts = [drift_part, performance_part, *([estimated_part] if estimated_part else [])]
+        return RetrainDecision(False, "no_drift", "; ".join(parts))
 
-    trigger = "; ".join(part for part, hit in ((drift_part, drifted), (performance_part, degraded)) if hit)
+    trigger = "; ".join(
+        part
+        for part, hit in ((drift_part, drifted), (performance_part, degraded), (estimated_part, estimated_degraded))
+        if hit
+    )
     if is_backfill and not allow_backfill:
         return RetrainDecision(
             False,

@@ -58,7 +58,7 @@ import logging
 import math
 import tempfile
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +95,7 @@ from include.monitoring.drift_store import (
     persist_results,
     record_decision,
 )
-from include.monitoring.profile import calibrate
+from include.monitoring.profile import calibrate, estimate_roc_auc
 from include.monitoring.records import REFERENCE_DATA_KEYS, DriftMetrics, ReportSample
 from include.monitoring.reference import (
     LABEL_COLUMN,
@@ -107,6 +107,7 @@ from include.monitoring.reference import (
     _prediction_is_numeric,
     prediction_column,
     reference_for_champion,
+    window_days_of,
 )
 from include.monitoring.window import (
     DriftInputError,
@@ -181,6 +182,7 @@ def run_drift_check(
     html_path: str | Path,
     min_labelled_rows: int = MIN_LABELLED_ROWS,
     report_sample_rows: int = REPORT_SAMPLE_ROWS,
+    estimated_drop_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Measure ``current`` against ``reference`` on all rows; save the Evidently report's HTML; return the numbers.
 
@@ -231,6 +233,10 @@ def run_drift_check(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if estimated_drop_threshold is not None and not (
+        isinstance(estimated_drop_threshold, (int, float)) and 0 < estimated_drop_threshold < math.inf
+    ):
+        raise ValueError(f"estimated_drop_threshold must be a number > 0 or None, got {estimated_drop_threshold!r}")
     if isinstance(report_sample_rows, bool) or not isinstance(report_sample_rows, int) or report_sample_rows < 1:
         raise ValueError(f"report_sample_rows must be a positive integer, got {report_sample_rows!r}")
     if not isinstance(reference, Reference):
@@ -322,6 +328,7 @@ def run_drift_check(
         else None
     )
 
+    estimate = estimate_roc_auc(reference, current)
     metrics = DriftMetrics(
         rows=int(len(current)),
         labelled_rows=int(len(labelled)),
@@ -339,7 +346,7 @@ def run_drift_check(
         reference_data={key: str(reference.data_ref.get(key, "")) for key in REFERENCE_DATA_KEYS},
         reference_rows=int(len(reference.frame)),
         # how many days the champion learned from: a retraining it triggers learns from as many
-        reference_window_days=_window_days(reference.data_ref),
+        reference_window_days=window_days_of(reference.data_ref),
         drift_share_threshold=float(drift_share_threshold),
         performance_drop_threshold=float(performance_drop_threshold),
         # what the HTML report's Evidently part is drawn from; every figure above uses all rows
@@ -351,18 +358,18 @@ def run_drift_check(
             reference_rows=int(len(reference_sample)),
             reference_rows_total=int(len(reference.frame)),
         ),
+        estimated_roc_auc=None if estimate is None else estimate.roc_auc,
+        estimated_roc_auc_band=None if estimate is None else [estimate.lower, estimate.upper],
+        reference_roc_auc=reference.holdout_roc_auc,
+        estimated_drop=(
+            None
+            if estimate is None or reference.holdout_roc_auc is None
+            else float(reference.holdout_roc_auc - estimate.roc_auc)
+        ),
+        estimated_drop_threshold=None if estimated_drop_threshold is None else float(estimated_drop_threshold),
     ).to_dict()
     write_atomically(html_path, _report_html(metrics, drift_snapshot, performance_snapshot, performance_note))
     return metrics
-
-
-def _window_days(data_ref: dict[str, Any]) -> int | None:
-    try:
-        return (
-            date.fromisoformat(str(data_ref["window_end"])) - date.fromisoformat(str(data_ref["window_start"]))
-        ).days
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def check_drift(
@@ -375,6 +382,7 @@ def check_drift(
     drift_share_threshold: float,
     performance_drop_threshold: float,
     window_days: int = 1,
+    estimated_drop_threshold: float | None = None,
 ) -> dict[str, Any]:
     """The nightly step for ``[window_start, window_end)``: read, check, compare, persist.
 
@@ -421,6 +429,7 @@ def check_drift(
             drift_share_threshold=drift_share_threshold,
             performance_drop_threshold=performance_drop_threshold,
             html_path=html_path,
+            estimated_drop_threshold=estimated_drop_threshold,
         )
         paths = persist_results(settings, start, end, metrics, html_path)
     log.info(

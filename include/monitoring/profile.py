@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from include.monitoring import columns as drift_columns
 from include.monitoring.reference import (
+    PROBABILITY_COLUMN,
     Reference,
     _prediction_is_numeric,
     build_reference,
@@ -64,7 +67,9 @@ def calibrate(reference: Reference, spec: DatasetSpec) -> Reference:
     plans = drift_columns.plan_columns(spec, prediction_column(spec), _prediction_is_numeric(spec))
     for name, plan in plans.items():
         known = reference.columns.get(name)
-        if known is None or known.method != plan.method:
+        # a column now calibrated that was judged at a fixed threshold before has no null yet
+        unusable = known is None or known.method != plan.method
+        if unusable or (plan.threshold is None and known.null is None and known.constant is None):
             reference.columns[name] = drift_columns.reference_column(plan, reference.frame[name])
     if reference.calibrator is None and reference.holdout_probabilities is not None:
         from include.monitoring.cbpe import CBPEstimator
@@ -169,3 +174,20 @@ def load_or_build(settings: Settings, spec: DatasetSpec, version: str) -> Refere
         log.info("%s version %s has no monitoring profile yet: building it", settings.model_name, version)
         return store_profile(settings, spec, version)
     return calibrate(reference, spec)
+
+
+def estimate_roc_auc(reference: Reference, current: pd.DataFrame):
+    """CBPE's estimate of the champion's ROC AUC on the window ``current`` (its ``probability`` column):
+    a :class:`~include.monitoring.cbpe.CBPEstimate`, or None for a champion without a calibration (not
+    binary), a window without a finite probability, or one whose calibrated probabilities are all 0 or
+    all 1. Raises ``ValueError`` for a malformed stored calibration."""
+    if reference.calibrator is None or PROBABILITY_COLUMN not in current.columns:
+        return None
+    from include.monitoring.cbpe import CBPEstimator
+
+    probabilities = pd.to_numeric(current[PROBABILITY_COLUMN], errors="coerce").to_numpy(np.float64)
+    probabilities = probabilities[np.isfinite(probabilities)]
+    if len(probabilities) == 0:
+        return None
+    estimate = CBPEstimator.from_dict(reference.calibrator).estimate_with_band(probabilities)
+    return estimate if math.isfinite(estimate.roc_auc) else None

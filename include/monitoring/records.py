@@ -110,6 +110,14 @@ class ReportSample:
         )
 
 
+def _band(value: Any, where: str) -> list[float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(x, (int, float)) for x in value):
+        raise ValueError(f"{where}.estimated_roc_auc_band must be [lower, upper], got {value!r}")
+    return [float(x) for x in value]
+
+
 @dataclass(frozen=True)
 class DriftMetrics:
     """One window measured against the champion's training data. The JSON (:meth:`to_dict`), key by key:
@@ -129,7 +137,13 @@ class DriftMetrics:
     - ``reference_rows`` (int); ``reference_window_days`` (int | None): how many days the
       champion's snapshot spans, None when its lineage does not say;
     - ``drift_share_threshold``, ``performance_drop_threshold`` (float): as passed to the check;
-    - ``report_sample`` (:class:`ReportSample`).
+    - ``report_sample`` (:class:`ReportSample`);
+    - ``estimated_roc_auc`` (float | None): a binary champion's ROC AUC on the window estimated from
+      its calibrated probabilities alone (CBPE, :mod:`include.monitoring.cbpe`), None for other
+      tasks or a champion without a calibration; ``estimated_roc_auc_band`` (``[lower, upper]`` | None):
+      its +-3 sampling-error band; ``reference_roc_auc`` (float | None): the champion's held-out ROC AUC;
+      ``estimated_drop`` (float | None): ``reference_roc_auc - estimated_roc_auc``;
+      ``estimated_drop_threshold`` (float | None): as passed to the check (None: estimation does not retrain).
     """
 
     rows: int
@@ -151,6 +165,11 @@ class DriftMetrics:
     drift_share_threshold: float
     performance_drop_threshold: float
     report_sample: ReportSample
+    estimated_roc_auc: float | None = None
+    estimated_roc_auc_band: list[float] | None = None
+    reference_roc_auc: float | None = None
+    estimated_drop: float | None = None
+    estimated_drop_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The drift check's JSON-ready dict, one key per field (nested records as their ``to_dict()``)."""
@@ -174,6 +193,13 @@ class DriftMetrics:
             "drift_share_threshold": self.drift_share_threshold,
             "performance_drop_threshold": self.performance_drop_threshold,
             "report_sample": self.report_sample.to_dict(),
+            "estimated_roc_auc": self.estimated_roc_auc,
+            "estimated_roc_auc_band": None
+            if self.estimated_roc_auc_band is None
+            else list(self.estimated_roc_auc_band),
+            "reference_roc_auc": self.reference_roc_auc,
+            "estimated_drop": self.estimated_drop,
+            "estimated_drop_threshold": self.estimated_drop_threshold,
         }
 
     @classmethod
@@ -223,6 +249,12 @@ class DriftMetrics:
             drift_share_threshold=read.number(data, "drift_share_threshold", where),
             performance_drop_threshold=read.number(data, "performance_drop_threshold", where),
             report_sample=ReportSample.from_dict(read.key(data, "report_sample", where)),
+            # absent from results written before performance was estimated
+            **{
+                name: read.number(data, name, where, optional=True) if name in data else None
+                for name in ("estimated_roc_auc", "reference_roc_auc", "estimated_drop", "estimated_drop_threshold")
+            },
+            estimated_roc_auc_band=_band(data.get("estimated_roc_auc_band"), where),
         )
 
     @classmethod

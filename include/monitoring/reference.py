@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -71,6 +72,17 @@ def prediction_column(spec: DatasetSpec) -> str:
 
 def _prediction_is_numeric(spec: DatasetSpec) -> bool:
     return spec.task != "multiclass"
+
+
+def window_days_of(data_ref: dict[str, Any]) -> int | None:
+    """How many days a snapshot's data reference (``window_start``, ``window_end``: ISO dates) spans,
+    or None when it does not say."""
+    try:
+        return (
+            date.fromisoformat(str(data_ref["window_end"])) - date.fromisoformat(str(data_ref["window_start"]))
+        ).days
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def champion_version(settings: Settings) -> str:

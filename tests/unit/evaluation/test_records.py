@@ -96,6 +96,11 @@ def drift_metrics():
             "reference_rows": 5000,
             "reference_rows_total": 5000,
         },
+        "estimated_roc_auc": 0.81,
+        "estimated_roc_auc_band": [0.78, 0.84],
+        "reference_roc_auc": 0.86,
+        "estimated_drop": 0.05,
+        "estimated_drop_threshold": None,
     }
 
 
