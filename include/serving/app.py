@@ -150,7 +150,7 @@ def create_app(
     ``max_rows``/``max_body_bytes``/flush setting, a blank ``inference_log``, or batch
     settings out of range (``batch_max_wait_ms`` above 10).
     """
-    from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
+    from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS, check_flush_settings
 
     version = validate_version(version)
     if max_rows < 1 or max_body_bytes < 1:
@@ -159,14 +159,8 @@ def create_app(
         raise ValueError("inference_log must be a folder or a URL such as s3://bucket/prefix, or None")
     flush_rows = DEFAULT_FLUSH_ROWS if log_flush_rows is None else log_flush_rows
     flush_seconds = DEFAULT_FLUSH_SECONDS if log_flush_seconds is None else log_flush_seconds
-    if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
-        raise ValueError(f"log_flush_rows must be a positive integer, got {flush_rows!r}")
-    if (
-        isinstance(flush_seconds, bool)
-        or not isinstance(flush_seconds, (int, float))
-        or not 0 < flush_seconds < float("inf")
-    ):
-        raise ValueError(f"log_flush_seconds must be a positive number of seconds, got {flush_seconds!r}")
+    # checked here, not only by the writer: a bad setting fails now rather than at start-up
+    check_flush_settings(flush_rows, flush_seconds, prefix="log_")
     if isinstance(batch_max_wait_ms, bool) or not isinstance(batch_max_wait_ms, (int, float)):
         raise ValueError(f"batch_max_wait_ms must be a number of milliseconds, got {batch_max_wait_ms!r}")
     state = ServingState(
