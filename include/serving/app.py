@@ -14,61 +14,48 @@ The server's jobs live in one module each:
   every output passes (the columns a model answers with, per task);
 - :mod:`include.serving.batching`: small concurrent requests sharing one model call;
 - :mod:`include.serving.metrics`: ``GET /metrics`` (every metric is listed there);
-- this module: :func:`create_app`, the routes, and turning each outcome into a response.
+- :mod:`include.serving.answer`: one request parsed, predicted and encoded, every
+  outcome a response;
+- this module: :func:`create_app` and the routes.
 
 Every bad request gets a 4xx with ``{"error_code", "message"}``; a model that
 fails while predicting gets a 500 with the same shape; neither stops the server.
 
 Every ``/invocations`` request has an id (the client's ``X-Request-ID``, else a uuid4):
-each predicted row gets one (:func:`row_ids`), listed in the response's ``request_ids``,
-and the id is echoed in ``X-Request-ID``. With an inference log root, each answered row
-(features as the model received them, every output column, ids and event time) goes to
-an :class:`~include.monitoring.inference_log.InferenceLogWriter`: buffered in memory,
-written by a background thread, flushed on shutdown. A failing log is logged and
-counted in the metrics; it never fails a request.
+each predicted row gets one (:func:`~include.serving.answer.row_ids`), listed in the
+response's ``request_ids``, and the id is echoed in ``X-Request-ID``. With an inference
+log root, each answered row (features as the model received them, every output column,
+ids and event time) goes to an :class:`~include.monitoring.inference_log.InferenceLogWriter`:
+buffered in memory, written by a background thread, flushed on shutdown. A failing log
+is logged and counted in the metrics; it never fails a request.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import numpy as np
-import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from include.registry import model_uri
 from include.serving import validate_version
+from include.serving.answer import Answered, answer, answer_batched, error_response, json_response
 from include.serving.batching import MicroBatcher
 from include.serving.metrics import ServingMetrics
-from include.serving.model import (
-    PREDICTION,
-    PROBABILITY,
-    InvalidModelOutput,
-    ServedModel,
-    checked_output,
-    load_served_model,
-)
+from include.serving.model import ServedModel, load_served_model
 from include.serving.request import (
-    REQUEST_ID_HEADER,
     RequestRejected,
     content_type_is_json,
     event_time_of,
-    parse_columns,
     parse_json,
     read_body,
     request_id_of,
-    row_count,
 )
 
 logger = logging.getLogger(__name__)
@@ -150,7 +137,7 @@ def create_app(
     ``max_rows``/``max_body_bytes``/flush setting, a blank ``inference_log``, or batch
     settings out of range (``batch_max_wait_ms`` above 10).
     """
-    from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS
+    from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS, check_flush_settings
 
     version = validate_version(version)
     if max_rows < 1 or max_body_bytes < 1:
@@ -159,14 +146,8 @@ def create_app(
         raise ValueError("inference_log must be a folder or a URL such as s3://bucket/prefix, or None")
     flush_rows = DEFAULT_FLUSH_ROWS if log_flush_rows is None else log_flush_rows
     flush_seconds = DEFAULT_FLUSH_SECONDS if log_flush_seconds is None else log_flush_seconds
-    if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
-        raise ValueError(f"log_flush_rows must be a positive integer, got {flush_rows!r}")
-    if (
-        isinstance(flush_seconds, bool)
-        or not isinstance(flush_seconds, (int, float))
-        or not 0 < flush_seconds < float("inf")
-    ):
-        raise ValueError(f"log_flush_seconds must be a positive number of seconds, got {flush_seconds!r}")
+    # checked here, not only by the writer: a bad setting fails now rather than at start-up
+    check_flush_settings(flush_rows, flush_seconds, prefix="log_")
     if isinstance(batch_max_wait_ms, bool) or not isinstance(batch_max_wait_ms, (int, float)):
         raise ValueError(f"batch_max_wait_ms must be a number of milliseconds, got {batch_max_wait_ms!r}")
     state = ServingState(
@@ -243,7 +224,7 @@ async def health(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     served = state.served
     if served is None:
-        return _json_response(
+        return json_response(
             {
                 "status": "unavailable",
                 "model_name": state.model_name,
@@ -252,7 +233,7 @@ async def health(request: Request) -> Response:
             },
             503,
         )
-    return _json_response(
+    return json_response(
         {"status": "ok", "model_name": served.name, "model_version": served.version}, 200, served.version
     )
 
@@ -274,9 +255,9 @@ async def _invoke(request: Request) -> Response:
     try:
         request_id = request_id_of(request)
     except RequestRejected as rejected:
-        return _error(rejected.status_code, rejected.error_code, rejected.message, version)
+        return error_response(rejected.status_code, rejected.error_code, rejected.message, version)
     if served is None:
-        return _error(503, "UNAVAILABLE", "no model is loaded", request_id=request_id)
+        return error_response(503, "UNAVAILABLE", "no model is loaded", request_id=request_id)
     try:
         event_time = event_time_of(request)
         if not content_type_is_json(request):
@@ -287,7 +268,7 @@ async def _invoke(request: Request) -> Response:
             )
         body = await read_body(request, state.max_body_bytes)
     except RequestRejected as rejected:
-        return _error(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
+        return error_response(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
     if len(body) <= INLINE_BODY_BYTES:
         if served.direct is not None:
             response, answered = await answer_batched(
@@ -337,15 +318,15 @@ async def reload(request: Request) -> Response:
             raise RequestRejected(400, "BAD_REQUEST", 'expected a JSON object such as {"version": "4"}')
         new_version = validate_version(payload["version"])
     except RequestRejected as rejected:
-        return _error(rejected.status_code, rejected.error_code, rejected.message)
+        return error_response(rejected.status_code, rejected.error_code, rejected.message)
     except ValueError as exc:
-        return _error(422, "INVALID_VERSION", str(exc))
+        return error_response(422, "INVALID_VERSION", str(exc))
     if not state.reload_lock.acquire(blocking=False):
-        return _error(409, "RELOAD_IN_PROGRESS", "another reload is in progress; retry when it is done")
+        return error_response(409, "RELOAD_IN_PROGRESS", "another reload is in progress; retry when it is done")
     try:
         previous = state.served
         if previous is not None and previous.version == new_version:
-            return _json_response(
+            return json_response(
                 {
                     "status": "ok",
                     "model_name": model_name,
@@ -361,7 +342,7 @@ async def reload(request: Request) -> Response:
         except Exception as exc:
             logger.exception("reload to %s failed", model_uri(model_name, new_version))
             kept = previous.version if previous else None
-            return _json_response(
+            return json_response(
                 {
                     "error_code": "RELOAD_FAILED",
                     "message": f"could not load {model_uri(model_name, new_version)}: "
@@ -378,7 +359,7 @@ async def reload(request: Request) -> Response:
             model_uri(model_name, new_version),
             previous.version if previous else None,
         )
-        return _json_response(
+        return json_response(
             {
                 "status": "ok",
                 "model_name": model_name,
@@ -390,160 +371,3 @@ async def reload(request: Request) -> Response:
         )
     finally:
         state.reload_lock.release()
-
-
-# ---------------------------------------------------------------------------- answers
-
-
-@dataclass(frozen=True)
-class Answered:
-    """A request that got its predictions: what the inference log and the metrics need of it."""
-
-    features: Any  # the model's input columns (a mapping of arrays, or the frame itself)
-    outputs: Mapping[str, np.ndarray]  # every output column, in answer order, one value per row
-    row_ids: list[str]
-
-
-def row_ids(request_id: str, rows: int) -> list[str]:
-    """One id per predicted row (``rows`` ids): the request's own for a single row, else
-    ``<id>-<row>`` with the row counted from 0."""
-    if rows == 1:
-        return [request_id]
-    return [f"{request_id}-{index}" for index in range(rows)]
-
-
-def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> tuple[Response, Answered | None]:
-    """Parse, predict and encode one request; every outcome is a response, never an exception.
-
-    Returns the response (200 with ``predictions``, ``model_version`` and
-    ``request_ids``; 4xx for a request the server refuses; 500 ``MODEL_ERROR`` or
-    ``MODEL_OUTPUT_INVALID`` when the model fails) and, only for a 200, the
-    :class:`Answered` the log and metrics take; None otherwise.
-    """
-    try:
-        columns = parse_columns(body, served.columns, max_rows)
-    except RequestRejected as rejected:
-        return _rejected(rejected, served, request_id), None
-    if served.direct is not None:
-        try:
-            outputs = checked_output(served.direct(columns), row_count(columns))
-        except Exception as exc:
-            return _failed(exc, served, request_id), None
-        return _answered(columns, outputs, served, request_id)
-    frame = _as_frame(columns)
-    try:
-        output = served.pyfunc.predict(frame)
-    except Exception as exc:
-        return _model_failed(exc, served, request_id), None
-    try:
-        outputs = checked_output(output, len(frame))
-    except ValueError as exc:
-        return _output_invalid(exc, served, request_id), None
-    # the log keeps the typed columns, or the frame itself for a model without a signature
-    return _answered(frame if served.columns is None else columns, outputs, served, request_id)
-
-
-async def answer_batched(
-    body: bytes, served: ServedModel, max_rows: int, request_id: str, batcher: MicroBatcher
-) -> tuple[Response, Answered | None]:
-    """:func:`answer` for a model with a direct predictor, its prediction shared with concurrent requests.
-
-    Returns what :func:`answer` returns; raises nothing.
-    """
-    try:
-        columns = parse_columns(body, served.columns, max_rows)
-    except RequestRejected as rejected:
-        return _rejected(rejected, served, request_id), None
-    try:
-        outputs = await batcher.predict(served, columns)
-    except Exception as exc:
-        return _failed(exc, served, request_id), None
-    return _answered(columns, outputs, served, request_id)
-
-
-def _as_frame(columns: dict[str, Any]) -> pd.DataFrame:
-    # the frame shares the typed arrays; MLflow's schema enforcement hands the model a copy,
-    # so they still hold what the client sent when the log writes them
-    return pd.DataFrame(columns, copy=False)
-
-
-def _rejected(rejected: RequestRejected, served: ServedModel, request_id: str) -> Response:
-    logger.info("rejected request %s (%s): %s", request_id, rejected.status_code, rejected.message)
-    return _error(rejected.status_code, rejected.error_code, rejected.message, served.version, request_id)
-
-
-def _failed(exc: Exception, served: ServedModel, request_id: str) -> Response:
-    """A direct prediction that failed: its output was unusable, or the model raised."""
-    if isinstance(exc, InvalidModelOutput):
-        return _output_invalid(exc, served, request_id)
-    return _model_failed(exc, served, request_id)
-
-
-def _model_failed(exc: Exception, served: ServedModel, request_id: str) -> Response:
-    from mlflow.exceptions import MlflowException
-
-    version = served.version
-    if isinstance(exc, MlflowException):
-        # raised by MLflow's schema enforcement before the model runs: the input is at fault
-        if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
-            logger.info("input of request %s does not match the model signature: %s", request_id, exc.message)
-            return _error(
-                422,
-                "SCHEMA_MISMATCH",
-                f"the input does not match the model's signature: {exc.message}",
-                version,
-                request_id,
-            )
-        logger.error("model version %s failed to predict request %s", version, request_id, exc_info=exc)
-        return _error(500, "MODEL_ERROR", f"the model failed to predict: {exc.message}", version, request_id)
-    logger.error("model version %s failed to predict request %s", version, request_id, exc_info=exc)
-    return _error(500, "MODEL_ERROR", f"the model failed to predict: {type(exc).__name__}: {exc}", version, request_id)
-
-
-def _output_invalid(exc: ValueError, served: ServedModel, request_id: str) -> Response:
-    logger.error("model version %s returned an unusable output for request %s: %s", served.version, request_id, exc)
-    return _error(500, "MODEL_OUTPUT_INVALID", str(exc), served.version, request_id)
-
-
-def _answered(
-    features: Any, outputs: Mapping[str, np.ndarray], served: ServedModel, request_id: str
-) -> tuple[Response, Answered]:
-    names = list(outputs)
-    ids = row_ids(request_id, len(outputs[PREDICTION]))
-    if names == [PROBABILITY, PREDICTION]:  # binary, the common case: no per-row zip of names
-        predictions = [
-            {PROBABILITY: probability, PREDICTION: label}
-            for probability, label in zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].tolist(), strict=False)
-        ]
-    else:
-        predictions = [
-            dict(zip(names, row, strict=False))
-            for row in zip(*(outputs[name].tolist() for name in names), strict=False)
-        ]
-    response = _json_response(
-        {"predictions": predictions, "model_version": served.version, "request_ids": ids},
-        200,
-        served.version,
-        request_id,
-    )
-    return response, Answered(features, outputs, ids)
-
-
-def _json_response(
-    content: dict, status_code: int = 200, version: str | None = None, request_id: str | None = None
-) -> Response:
-    headers = {"X-Model-Version": version} if version else {}
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
-    return Response(
-        json.dumps(content, separators=(",", ":")),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers or None,
-    )
-
-
-def _error(
-    status_code: int, error_code: str, message: str, version: str | None = None, request_id: str | None = None
-) -> Response:
-    return _json_response({"error_code": error_code, "message": message}, status_code, version, request_id)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from include.simulation.generate import DriftConfig, add_drift_arguments, drift_from_args
+from include.simulation.drift import DriftConfig, add_drift_arguments, drift_from_args
 from include.util.cli import parse_date_arg
 from include.util.net import is_loopback
 

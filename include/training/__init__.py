@@ -14,3 +14,7 @@ DEFAULT_LEARNING_RATES = {"torch_mlp": 0.001, "sklearn_hgb": 0.1}
 TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"
 # a multiclass model's output column per class: probability_<class>
 PROBABILITY_PREFIX = "probability_"
+
+
+class ModelError(ValueError):
+    """The model cannot be trained or loaded with what it was given."""

@@ -13,7 +13,7 @@ Keeping both in one object is what stops training/serving skew: the serving
 process never re-implements feature handling, it loads the very preprocessor
 state the estimator was trained with.
 
-Two estimators share the same preprocessed matrix:
+Two estimators share the same preprocessed matrix (fitted by :mod:`include.training.fitting`):
 
 - ``torch_mlp``: a small multilayer perceptron (64 -> 32, ReLU + dropout), trained
   with Adam on BCE-with-logits (binary), cross-entropy (multiclass) or squared
@@ -25,15 +25,13 @@ Two estimators share the same preprocessed matrix:
 
 Pickling a :class:`TabularModel` keeps only its model type, task and classes: the fitted
 state travels as artifacts (preprocessor JSON, torch state dict + architecture
-JSON, or a joblib file) and :meth:`TabularModel.load_context` rebuilds it.
+JSON, or a joblib file: :mod:`include.training.artifacts`) and
+:meth:`TabularModel.load_context` rebuilds it.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,16 +41,19 @@ import numpy as np
 import pandas as pd
 
 from include.data.spec import TASKS
-from include.training import BOOSTING_ROUNDS_PER_EPOCH, MODEL_TYPES, PROBABILITY_PREFIX
-from include.training.mlp import (
-    DROPOUT,
-    HIDDEN_SIZES,
-    ThreadsError,
-    build_mlp,
-    limit_torch_threads,
-    mlp_logits,
-    torch_device_name,
+from include.training import BOOSTING_ROUNDS_PER_EPOCH as BOOSTING_ROUNDS_PER_EPOCH
+from include.training import MODEL_TYPES, PROBABILITY_PREFIX, ModelError
+from include.training.artifacts import (
+    load_estimator,
+    load_mlp,
+    load_preprocessor,
+    required_artifacts,
+    save_estimator,
+    save_mlp,
 )
+from include.training.fitting import EpochReport, fit_hgb, fit_mlp, training_target
+from include.training.mlp import build_mlp as build_mlp
+from include.training.mlp import mlp_logits, torch_device_name
 from include.training.preprocessing import TabularPreprocessor
 
 if TYPE_CHECKING:
@@ -72,22 +73,6 @@ __all__ = [
 ]
 
 DECISION_THRESHOLD = 0.5
-
-PREPROCESSOR_ARTIFACT = "preprocessor"
-ARCHITECTURE_ARTIFACT = "architecture"
-WEIGHTS_ARTIFACT = "weights"
-ESTIMATOR_ARTIFACT = "estimator"
-
-
-class ModelError(ValueError):
-    """The model cannot be trained or loaded with what it was given."""
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    epoch: int
-    train_loss: float
-    seconds: float
 
 
 def pip_requirements(model_type: str) -> list[str]:
@@ -134,13 +119,12 @@ def as_model_input(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 def output_columns(task: str, classes: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Returns the served output column names of a ``task`` model ; raises ModelError for another task."""
+    _check_task(task)
     if task == "binary":
         return ["probability", "prediction"]
     if task == "multiclass":
         return ["prediction", "probability", *(f"{PROBABILITY_PREFIX}{name}" for name in classes)]
-    if task == "regression":
-        return ["prediction"]
-    raise ModelError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return ["prediction"]
 
 
 def _check_model_type(model_type: str) -> None:
@@ -148,52 +132,23 @@ def _check_model_type(model_type: str) -> None:
         raise ModelError(f"unknown model type {model_type!r}; expected one of {', '.join(MODEL_TYPES)}")
 
 
-def _check_labels(labels: Any, rows: int, task: str, classes: tuple[str, ...]) -> np.ndarray:
-    """Training labels as the estimator needs them: float32 0/1 (binary), int64 class index
-    (multiclass) or float32 values (regression)."""
-    values = pd.Series(labels)
-    if len(values) != rows:
-        raise ModelError(f"got {len(values)} labels for {rows} rows")
-    if values.isna().any():
-        raise ModelError(f"{int(values.isna().sum())} label(s) are missing")
-    if task == "multiclass":
-        index = {name: position for position, name in enumerate(classes)}
-        codes = values.map(index)
-        if codes.isna().any():
-            raise ModelError(
-                f"labels must be among the classes {list(classes)}, got {values[codes.isna()].unique()[:5].tolist()}"
-            )
-        if codes.nunique() < 2:
-            raise ModelError(f"training labels are all {values.iloc[0]!r}: a classifier needs two classes or more")
-        return codes.to_numpy(dtype=np.int64)
-    try:
-        array = values.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        kind = "0/1" if task == "binary" else "numbers"
-        raise ModelError(f"labels must be {kind}, got values like {values.unique()[:5].tolist()}") from None
-    if task == "regression":
-        if not np.isfinite(array).all():
-            raise ModelError("regression labels must be finite numbers")
-        return array.astype(np.float32)
-    unexpected = sorted(set(np.unique(array)) - {0.0, 1.0})
-    if unexpected:
-        raise ModelError(f"labels must be 0/1, got {unexpected[:5]}")
-    if len(np.unique(array)) < 2:
-        raise ModelError(f"training labels are all {int(array[0])}: a classifier needs both classes")
-    return array.astype(np.float32)
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ModelError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
 
 
 class TabularModel(mlflow.pyfunc.PythonModel):
     """Frame of spec features in, the task's output columns out (see the module docstring).
 
     ``classes`` are the multiclass class names in output order (the spec's
-    ``classes``); binary and regression models take none.
+    ``classes``); binary and regression models take none. Raises :class:`ModelError`
+    for an unknown model type or task, fewer than 3 classes for a multiclass model, or
+    classes given to another task.
     """
 
     def __init__(self, model_type: str, task: str = "binary", classes: tuple[str, ...] | list[str] = ()):
         _check_model_type(model_type)
-        if task not in TASKS:
-            raise ModelError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        _check_task(task)
         classes = tuple(str(name) for name in classes)
         if task == "multiclass" and len(classes) < 3:
             raise ModelError(f"a multiclass model needs at least 3 classes, got {list(classes)}")
@@ -222,10 +177,14 @@ class TabularModel(mlflow.pyfunc.PythonModel):
 
     @property
     def is_fitted(self) -> bool:
+        """True once :meth:`fit` or :meth:`load_artifacts` has given the model its preprocessor and
+        estimator, so that it can predict and be saved; False before. Raises nothing."""
         return self.preprocessor is not None and (self.network is not None or self.estimator is not None)
 
     @property
     def output_columns(self) -> list[str]:
+        """The names of the columns the model answers with, in order (:func:`output_columns` of its task
+        and classes): a list of str, known before the model is fitted. Raises nothing."""
         return output_columns(self.task, self.classes)
 
     @property
@@ -255,90 +214,30 @@ class TabularModel(mlflow.pyfunc.PythonModel):
             raise ModelError(f"learning_rate must be > 0, got {learning_rate}")
         if batch_size < 1:
             raise ModelError(f"batch_size must be >= 1, got {batch_size}")
-        target = _check_labels(labels, len(features), self.task, self.classes)
+        target = training_target(labels, len(features), self.task, self.classes)
         matrix = preprocessor.fit_transform(features)
         self.preprocessor = preprocessor
         self.history = []
-        report = on_epoch or (lambda _report: None)
+
+        def report(epoch_report: EpochReport) -> None:
+            self.history.append(epoch_report)
+            if on_epoch:
+                on_epoch(epoch_report)
+
         if self.model_type == "torch_mlp":
-            self._fit_mlp(matrix, target, epochs, learning_rate, batch_size, seed, report)
-        else:
-            self._fit_hgb(matrix, target, epochs, learning_rate, seed, report)
-        return self
-
-    def _fit_mlp(self, matrix, target, epochs, learning_rate, batch_size, seed, report) -> None:
-        import torch
-
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        torch.manual_seed(seed)
-        network = build_mlp(matrix.shape[1], output_dim=self._outputs).to(device)
-        optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-        if self.task == "binary":
-            loss_function = torch.nn.BCEWithLogitsLoss(reduction="sum")
-        elif self.task == "multiclass":
-            loss_function = torch.nn.CrossEntropyLoss(reduction="sum")
-        else:
-            # a target in its own units (hundreds, thousands) would need a per-dataset learning rate
-            self.target_mean = float(target.mean())
-            self.target_std = float(target.std()) or 1.0
-            target = ((target - self.target_mean) / self.target_std).astype(np.float32)
-            loss_function = torch.nn.MSELoss(reduction="sum")
-        # the whole training matrix is small next to GPU memory: one copy, then index per batch
-        inputs = torch.from_numpy(matrix).to(device)
-        labels = torch.from_numpy(target).to(device)
-        shuffler = torch.Generator().manual_seed(seed)
-        rows = len(matrix)
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            network.train()
-            order = torch.randperm(rows, generator=shuffler).to(device)
-            total_loss = torch.zeros((), device=device)
-            for start in range(0, rows, batch_size):
-                batch = order[start : start + batch_size]
-                output = network(inputs[batch])
-                loss = loss_function(output if self.task == "multiclass" else output.squeeze(1), labels[batch])
-                optimizer.zero_grad(set_to_none=True)
-                (loss / len(batch)).backward()
-                optimizer.step()
-                total_loss += loss.detach()
-            # .item() synchronises with the GPU, so the epoch time is the real one
-            train_loss = total_loss.item() / rows
-            epoch_report = EpochReport(epoch, train_loss, time.perf_counter() - started)
-            self.history.append(epoch_report)
-            report(epoch_report)
-        network.eval()
-        self.network = network
-        self._torch_device = device
-        self.device = torch_device_name(device)
-
-    def _fit_hgb(self, matrix, target, epochs, learning_rate, seed, report) -> None:
-        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-        from sklearn.metrics import log_loss, mean_squared_error
-
-        kind = HistGradientBoostingRegressor if self.task == "regression" else HistGradientBoostingClassifier
-        estimator = kind(
-            learning_rate=learning_rate,
-            max_iter=BOOSTING_ROUNDS_PER_EPOCH,
-            early_stopping=False,
-            warm_start=True,
-            random_state=seed,
-        )
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            estimator.set_params(max_iter=epoch * BOOSTING_ROUNDS_PER_EPOCH)
-            estimator.fit(matrix, target)
-            seconds = time.perf_counter() - started
             if self.task == "regression":
-                train_loss = float(mean_squared_error(target, estimator.predict(matrix)))
-            else:
-                train_loss = float(
-                    log_loss(target, estimator.predict_proba(matrix), labels=list(range(max(self._outputs, 2))))
-                )
-            epoch_report = EpochReport(epoch, train_loss, seconds)
-            self.history.append(epoch_report)
-            report(epoch_report)
-        self.estimator = estimator
-        self.device = "cpu"
+                # a target in its own units (hundreds, thousands) would need a per-dataset learning rate
+                self.target_mean = float(target.mean())
+                self.target_std = float(target.std()) or 1.0
+                target = ((target - self.target_mean) / self.target_std).astype(np.float32)
+            self.network, self._torch_device = fit_mlp(
+                matrix, target, self.task, self._outputs, epochs, learning_rate, batch_size, seed, report
+            )
+            self.device = torch_device_name(self._torch_device)
+        else:
+            self.estimator = fit_hgb(matrix, target, self.task, self._outputs, epochs, learning_rate, seed, report)
+            self.device = "cpu"
+        return self
 
     def _raw(self, frame: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """(rows, outputs) float64: P(1) (binary), P(class) (multiclass) or the value (regression)."""
@@ -388,7 +287,12 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return raw[:, 0] if self.task == "binary" else raw
 
     def predict_columns(self, frame: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Returns the served output columns (:attr:`output_columns`, in order) as a dict of (rows,) arrays."""
+        """Returns the served output columns (:attr:`output_columns`, in order) as a dict of (rows,) arrays.
+
+        Raises :class:`ModelError` for an unfitted model, and the preprocessor's
+        :class:`~include.training.preprocessing.PreprocessingError` for a ``frame`` that
+        lacks a feature column or whose columns differ in length.
+        """
         raw = self._raw(frame)
         if self.task == "binary":
             probability = raw[:, 0]
@@ -409,6 +313,12 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         return columns["probability"], columns["prediction"]
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """MLflow's pyfunc entry point: :meth:`predict_columns` as a DataFrame.
+
+        Returns a frame of the :attr:`output_columns`, one row per input row, with
+        ``model_input``'s index (``model_input`` may also be anything ``pd.DataFrame``
+        accepts; ``context`` and ``params`` are not used). Raises what :meth:`predict_columns` raises.
+        """
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         return pd.DataFrame(self.predict_columns(model_input), index=model_input.index)
@@ -417,84 +327,38 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         """Write the fitted state in ``directory``; returns log_model's ``artifacts``; raises ModelError if unfitted."""
         if not self.is_fitted:
             raise ModelError("cannot save an unfitted model")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        artifacts = {PREPROCESSOR_ARTIFACT: directory / "preprocessor.json"}
-        artifacts[PREPROCESSOR_ARTIFACT].write_text(json.dumps(self.preprocessor.to_dict(), indent=2))
         if self.network is not None:
-            import torch
-
-            architecture = {
-                "input_dim": self.preprocessor.output_dim,
-                "hidden_sizes": list(HIDDEN_SIZES),
-                "dropout": DROPOUT,
-                "output_dim": self._outputs,
-                "target_mean": self.target_mean,
-                "target_std": self.target_std,
-            }
-            artifacts[ARCHITECTURE_ARTIFACT] = directory / "architecture.json"
-            artifacts[ARCHITECTURE_ARTIFACT].write_text(json.dumps(architecture, indent=2))
-            artifacts[WEIGHTS_ARTIFACT] = directory / "weights.pt"
-            state = {name: tensor.detach().cpu() for name, tensor in self.network.state_dict().items()}
-            torch.save(state, artifacts[WEIGHTS_ARTIFACT])
-        else:
-            import joblib
-
-            artifacts[ESTIMATOR_ARTIFACT] = directory / "estimator.joblib"
-            joblib.dump(self.estimator, artifacts[ESTIMATOR_ARTIFACT])
-        return {name: str(path) for name, path in artifacts.items()}
+            return save_mlp(
+                directory, self.preprocessor, self.network, self._outputs, self.target_mean, self.target_std
+            )
+        return save_estimator(directory, self.preprocessor, self.estimator)
 
     def load_context(self, context) -> None:
+        """MLflow's hook when the pyfunc loads: :meth:`load_artifacts` from ``context.artifacts``.
+
+        Returns None. Raises what :meth:`load_artifacts` raises.
+        """
         self.load_artifacts(context.artifacts)
 
     def load_artifacts(self, artifacts: dict[str, str]) -> None:
-        """Rebuild the fitted state from :meth:`save_artifacts`'s paths; raises ModelError if one is missing."""
-        required = [PREPROCESSOR_ARTIFACT]
-        if self.model_type == "torch_mlp":
-            required += [ARCHITECTURE_ARTIFACT, WEIGHTS_ARTIFACT]
-        else:
-            required.append(ESTIMATOR_ARTIFACT)
-        missing = [name for name in required if name not in artifacts]
+        """Rebuild the fitted state from :meth:`save_artifacts`'s paths (artifact name -> file path); returns None.
+
+        Raises :class:`ModelError` when an artifact the model type needs is missing, the
+        weights do not fit the preprocessor, or ``MLOPS_TORCH_THREADS`` is invalid; the
+        preprocessor's ``PreprocessingError`` for a malformed state; ``OSError`` for a file
+        that cannot be read.
+        """
+        missing = [name for name in required_artifacts(self.model_type) if name not in artifacts]
         if missing:
             raise ModelError(f"{self.model_type} model is missing artifact(s): {', '.join(missing)}")
-        state = json.loads(Path(artifacts[PREPROCESSOR_ARTIFACT]).read_text())
-        self.preprocessor = TabularPreprocessor.from_dict(state)
+        self.preprocessor = load_preprocessor(artifacts)
         if self.model_type == "torch_mlp":
-            self._load_mlp(artifacts)
+            loaded = load_mlp(artifacts, self.preprocessor.output_dim)
+            self.network, self._torch_device, self.target_mean, self.target_std = loaded
+            self.device = torch_device_name(self._torch_device)
         else:
-            import joblib
-
-            self.estimator = joblib.load(artifacts[ESTIMATOR_ARTIFACT])
+            self.estimator = load_estimator(artifacts)
             self.device = "cpu"
-
-    def _load_mlp(self, artifacts: dict[str, str]) -> None:
-        import torch
-
-        architecture = json.loads(Path(artifacts[ARCHITECTURE_ARTIFACT]).read_text())
-        if architecture["input_dim"] != self.preprocessor.output_dim:
-            raise ModelError(
-                f"weights expect {architecture['input_dim']} inputs but the preprocessor "
-                f"produces {self.preprocessor.output_dim}"
-            )
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        network = build_mlp(
-            architecture["input_dim"],
-            architecture["hidden_sizes"],
-            architecture["dropout"],
-            architecture.get("output_dim", 1),
-        )
-        network.load_state_dict(torch.load(artifacts[WEIGHTS_ARTIFACT], map_location=device, weights_only=True))
-        network.to(device).eval()
-        if device.type == "cpu":
-            try:
-                limit_torch_threads()
-            except ThreadsError as exc:
-                raise ModelError(str(exc)) from None
-        self.target_mean = float(architecture.get("target_mean", 0.0))
-        self.target_std = float(architecture.get("target_std", 1.0))
-        self.network = network
-        self._torch_device = device
-        self.device = torch_device_name(device)
 
 
 # versions registered before regression and multiclass existed unpickle this name

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.settings import PROJECT_ROOT, Settings
 from include.training import BOOSTING_ROUNDS_PER_EPOCH, DEFAULT_LEARNING_RATES, MODEL_TYPES
+from include.util.fields import integer_at_least, one_of
 from include.util.fs import write_atomically
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ class TrainingError(ValueError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """What to train and how: ``model_type`` (one of ``MODEL_TYPES``), ``epochs`` (>= 1),
+    ``learning_rate`` (a finite number > 0), ``batch_size`` (rows per optimiser step, >= 1)
+    and ``seed`` (>= 0).
+
+    Checked on construction: raises :class:`TrainingError` naming the first field out of range.
+    """
+
     model_type: str
     epochs: int
     learning_rate: float
@@ -62,20 +70,16 @@ class TrainingConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.model_type not in MODEL_TYPES:
-            raise TrainingError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {self.model_type!r}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise TrainingError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        one_of(self.model_type, "model_type", MODEL_TYPES, TrainingError)
+        integer_at_least(self.epochs, "epochs", 1, TrainingError)
         if not (
             isinstance(self.learning_rate, (int, float))
             and math.isfinite(self.learning_rate)
             and self.learning_rate > 0
         ):
             raise TrainingError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise TrainingError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise TrainingError(f"seed must be an integer >= 0, got {self.seed!r}")
+        integer_at_least(self.batch_size, "batch_size", 1, TrainingError)
+        integer_at_least(self.seed, "seed", 0, TrainingError)
 
     def to_params(self) -> dict[str, Any]:
         """The config as a dict of MLflow params, one key per field."""

@@ -1,14 +1,17 @@
-"""Typed reads of one key of a JSON mapping, for the records' ``from_dict`` (evaluation, drift).
+"""Typed reads of one key of a JSON mapping, for the records' ``from_dict`` (evaluation, drift),
+and checks of one field or argument.
 
 Each reader returns the value when it has the declared type and raises ``ValueError``
 naming ``where.key`` and the value otherwise, so a malformed XCom payload says which key
-is wrong. ``optional=True`` lets the value be null (None).
+is wrong. ``optional=True`` lets the value be null (None). Each check (:func:`one_of`,
+:func:`integer_at_least`) returns the value it was given when it passes and raises the
+caller's error class, a ``ValueError``, with ``"<name> must be ..., got <value>"`` otherwise.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -66,4 +69,18 @@ def flag(data: Mapping[str, Any], name: str, where: str) -> bool:
     value = key(data, name, where)
     if not isinstance(value, bool):
         raise ValueError(f"{where}.{name} must be true or false, got {value!r}")
+    return value
+
+
+def one_of(value: Any, name: str, choices: Sequence[str], error: type[ValueError] = ValueError) -> Any:
+    """``value`` when it is one of ``choices``; raises ``error`` naming ``name`` and the choices otherwise."""
+    if value not in choices:
+        raise error(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def integer_at_least(value: Any, name: str, minimum: int, error: type[ValueError] = ValueError) -> int:
+    """``value`` when it is an int (not a bool) >= ``minimum``; raises ``error`` naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise error(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value

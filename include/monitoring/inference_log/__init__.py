@@ -38,53 +38,33 @@ under a hidden temporary name and renamed; on an object store a single PUT is at
 
 Modules: :mod:`~include.monitoring.inference_log.store` (the layout and the storage
 under ``root``), :mod:`~include.monitoring.inference_log.writer` (the server's
-buffered writer), :mod:`~include.monitoring.inference_log.labels` (label files) and
+buffered writer), :mod:`~include.monitoring.inference_log.encode` (its rows as
+Parquet files), :mod:`~include.monitoring.inference_log.labels` (label files) and
 :mod:`~include.monitoring.inference_log.reader` (a window with its labels). Import
 the public names from this package.
 """
 
+from include.monitoring.inference_log import store
 from include.monitoring.inference_log.labels import write_labels
 from include.monitoring.inference_log.reader import read_window
-from include.monitoring.inference_log.store import (
-    LABEL_COLUMN,
-    LABEL_FILE_COLUMNS,
-    LABELS,
-    METADATA_COLUMNS,
-    OUTPUT_COLUMNS,
-    OUTPUTS_METADATA_KEY,
-    PREDICTION,
-    PREDICTION_DAY_COLUMN,
-    PREDICTIONS,
-    PROBABILITY,
-    PROBABILITY_PREFIX,
-    RESERVED_COLUMNS,
-    InferenceLogError,
-)
+
+# the file contract's names (columns, partitions, the error), as the store lists them
+from include.monitoring.inference_log.store import *  # noqa: F403
 from include.monitoring.inference_log.writer import (
     DEFAULT_FLUSH_ROWS,
     DEFAULT_FLUSH_SECONDS,
     DEFAULT_MAX_RETAINED_ROWS,
     InferenceLogWriter,
+    check_flush_settings,
 )
 
 __all__ = [
     "DEFAULT_FLUSH_ROWS",
     "DEFAULT_FLUSH_SECONDS",
     "DEFAULT_MAX_RETAINED_ROWS",
-    "LABELS",
-    "LABEL_COLUMN",
-    "LABEL_FILE_COLUMNS",
-    "METADATA_COLUMNS",
-    "OUTPUTS_METADATA_KEY",
-    "OUTPUT_COLUMNS",
-    "PREDICTION",
-    "PREDICTIONS",
-    "PREDICTION_DAY_COLUMN",
-    "PROBABILITY",
-    "PROBABILITY_PREFIX",
-    "RESERVED_COLUMNS",
-    "InferenceLogError",
     "InferenceLogWriter",
+    "check_flush_settings",
     "read_window",
     "write_labels",
 ]
+__all__ += store.__all__

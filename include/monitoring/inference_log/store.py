@@ -16,8 +16,25 @@ from typing import Any
 
 import pandas as pd
 
-from include.training import PROBABILITY_PREFIX as PROBABILITY_PREFIX  # re-exported by the package
+from include.training import PROBABILITY_PREFIX
 from include.util.fs import write_atomically
+
+# the file contract's names, re-exported by the package
+__all__ = [
+    "LABELS",
+    "LABEL_COLUMN",
+    "LABEL_FILE_COLUMNS",
+    "METADATA_COLUMNS",
+    "OUTPUTS_METADATA_KEY",
+    "OUTPUT_COLUMNS",
+    "PREDICTION",
+    "PREDICTIONS",
+    "PREDICTION_DAY_COLUMN",
+    "PROBABILITY",
+    "PROBABILITY_PREFIX",
+    "RESERVED_COLUMNS",
+    "InferenceLogError",
+]
 
 PREDICTIONS = "predictions"
 LABELS = "labels"

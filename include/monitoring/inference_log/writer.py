@@ -1,39 +1,33 @@
 """The inference log's writer: predicted rows buffered in memory, written as Parquet from a thread.
 
 :meth:`InferenceLogWriter.append` sits on the serving hot path, so it only checks
-the rows and keeps them by reference; a background thread encodes and writes them.
+the rows and keeps them by reference; a background thread encodes them
+(:mod:`~include.monitoring.inference_log.encode`) and writes them.
 A store that fails is retried on every flush rather than failing a request, with a
 bound on the rows kept for that (see :class:`InferenceLogWriter`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from include.monitoring.inference_log.encode import Batch, EncodedFile, encode
 from include.monitoring.inference_log.store import (
-    _EPOCH,
-    _NS_PER_DAY,
     OUTPUT_COLUMNS,
-    OUTPUTS_METADATA_KEY,
     PREDICTION,
-    PREDICTIONS,
     PROBABILITY,
     PROBABILITY_PREFIX,
     RESERVED_COLUMNS,
     InferenceLogError,
     _aware_ns,
-    _file_name,
-    _parquet_bytes,
     _Store,
 )
 
@@ -44,6 +38,22 @@ DEFAULT_FLUSH_SECONDS = 2.0
 # rows kept for another try while the store keeps failing; beyond this the oldest are
 # dropped (and counted) rather than growing the server's memory without bound
 DEFAULT_MAX_RETAINED_ROWS = 200_000
+
+
+def check_flush_settings(flush_rows: Any, flush_seconds: Any, prefix: str = "") -> None:
+    """Check when a writer flushes: every ``flush_rows`` rows, at the latest every ``flush_seconds`` seconds.
+
+    Returns None. Raises ``ValueError`` naming ``<prefix>flush_rows`` unless it is a
+    positive integer, or ``<prefix>flush_seconds`` unless it is a finite number > 0.
+    """
+    if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
+        raise ValueError(f"{prefix}flush_rows must be a positive integer, got {flush_rows!r}")
+    if (
+        isinstance(flush_seconds, bool)
+        or not isinstance(flush_seconds, (int, float))
+        or not 0 < flush_seconds < float("inf")
+    ):
+        raise ValueError(f"{prefix}flush_seconds must be a positive number of seconds, got {flush_seconds!r}")
 
 
 def _timestamps_ns(timestamps: Any, rows: int) -> int | np.ndarray:
@@ -68,68 +78,10 @@ def _timestamps_ns(timestamps: Any, rows: int) -> int | np.ndarray:
     return index.tz_convert("UTC").as_unit("ns").asi8.copy()
 
 
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """The rows of one append() call, kept by reference until the next flush."""
-
-    features: Any  # a DataFrame or a mapping of column name to a 1-D array
-    outputs: Mapping[str, Any]  # output column name -> one value per row
-    model_version: str
-    request_ids: Sequence[str]
-    timestamps: int | np.ndarray  # epoch ns: one for all rows, or one per row
-    rows: int
-
-
-@dataclass(frozen=True, slots=True)
-class _EncodedFile:
-    """A file ready to be written; its name is fixed so that a retry never writes it twice."""
-
-    path: str
-    payload: bytes
-    rows: int
-
-
-def _columns_of(features: Any) -> dict[str, np.ndarray]:
-    if isinstance(features, pd.DataFrame):
-        return {str(name): column.to_numpy() for name, column in features.items()}
-    return {
-        str(name): values if type(values) is np.ndarray else np.asarray(values) for name, values in features.items()
-    }
-
-
 def _is_output_name(name: Any) -> bool:
     return name in OUTPUT_COLUMNS or (
         isinstance(name, str) and name.startswith(PROBABILITY_PREFIX) and len(name) > len(PROBABILITY_PREFIX)
     )
-
-
-def _outputs_of(outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The output columns typed as the log stores them; raises for values that cannot be."""
-    typed = {}
-    for name, values in outputs.items():
-        array = values if type(values) is np.ndarray else np.asarray(values)
-        if name != PREDICTION:
-            typed[name] = array.astype(np.float64, copy=False)
-        elif array.dtype.kind in "iub":
-            typed[name] = array.astype(np.int64, copy=False)
-        elif array.dtype.kind == "f":
-            typed[name] = array.astype(np.float64, copy=False)
-        elif array.dtype.kind in "OU":
-            typed[name] = array.astype(object, copy=False)
-        else:
-            raise TypeError(
-                f"the output column {PREDICTION!r} holds {array.dtype} values: the log stores "
-                "integer labels, numbers or class names"
-            )
-    return typed
-
-
-def _arrow_type(name: str, values: np.ndarray):
-    import pyarrow as pa
-
-    if name != PREDICTION or values.dtype.kind == "f":
-        return pa.float64()
-    return pa.int64() if values.dtype.kind == "i" else pa.string()
 
 
 class InferenceLogWriter:
@@ -164,14 +116,7 @@ class InferenceLogWriter:
     ) -> None:
         if not isinstance(model_name, str) or not model_name:
             raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
-        if isinstance(flush_rows, bool) or not isinstance(flush_rows, int) or flush_rows < 1:
-            raise ValueError(f"flush_rows must be a positive integer, got {flush_rows!r}")
-        if (
-            isinstance(flush_seconds, bool)
-            or not isinstance(flush_seconds, (int, float))
-            or not 0 < flush_seconds < float("inf")
-        ):
-            raise ValueError(f"flush_seconds must be a positive number, got {flush_seconds!r}")
+        check_flush_settings(flush_rows, flush_seconds)
         if isinstance(max_retained_rows, bool) or not isinstance(max_retained_rows, int) or max_retained_rows < 0:
             raise ValueError(f"max_retained_rows must be a non-negative integer, got {max_retained_rows!r}")
         self._store = _Store(root)
@@ -188,10 +133,10 @@ class InferenceLogWriter:
 
         self._lock = threading.Lock()  # guards the buffer and _closed
         self._flush_lock = threading.Lock()  # one flush at a time, so _retry stays in order
-        self._batches: list[_Batch] = []
+        self._batches: list[Batch] = []
         self._buffered_rows = 0  # rows in _batches
         self._unwritten_rows = 0  # appended, neither written nor dropped yet
-        self._retry: list[_EncodedFile] = []
+        self._retry: list[EncodedFile] = []
         self._closed = False
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
@@ -269,7 +214,7 @@ class InferenceLogWriter:
             raise ValueError(f"feature column(s) {', '.join(clashing)} clash with the inference log's own columns")
         if rows == 0:
             return
-        batch = _Batch(features, outputs, str(model_version), request_ids, _timestamps_ns(timestamps, rows), rows)
+        batch = Batch(features, outputs, str(model_version), request_ids, _timestamps_ns(timestamps, rows), rows)
         with self._lock:
             if self._closed:
                 raise InferenceLogError(f"the inference log writer for {self.root} is closed")
@@ -345,10 +290,10 @@ class InferenceLogWriter:
             except Exception:  # a bug here must not stop the logging for the server's lifetime
                 logger.exception("the inference log flush failed unexpectedly")
 
-    def _write(self, batches: list[_Batch]) -> int:
+    def _write(self, batches: list[Batch]) -> int:
         # earlier failures go first, so the files keep the order the rows arrived in
         pending, self._retry = self._retry, []
-        pending.extend(self._encode(batches))
+        pending.extend(encode(batches, self._store, self.model_name, self._drop_unencodable))
         written = 0
         for index, item in enumerate(pending):
             try:
@@ -391,47 +336,7 @@ class InferenceLogWriter:
                 self.max_retained_rows,
             )
 
-    def _encode(self, batches: list[_Batch]) -> list[_EncodedFile]:
-        """One file per day per column layout; a model reload may change the features mid-buffer."""
-        groups: dict[tuple, list[tuple[_Batch, dict[str, np.ndarray], dict[str, np.ndarray]]]] = {}
-        for batch in batches:
-            try:
-                columns = _columns_of(batch.features)
-                outputs = _outputs_of(batch.outputs)
-                layout = (
-                    tuple(columns),
-                    tuple([values.dtype for values in columns.values()]),
-                    tuple(outputs),
-                    tuple([values.dtype for values in outputs.values()]),
-                )
-            except Exception as exc:
-                self._drop_unencodable(batch, exc)
-                continue
-            groups.setdefault(layout, []).append((batch, columns, outputs))
-        encoded = []
-        for members in groups.values():
-            try:
-                encoded.extend(self._encode_group(members))
-            except Exception as exc:
-                if len(members) == 1:
-                    self._drop_unencodable(members[0][0], exc)
-                    continue
-                # find the batches at fault, then write the others together as usual
-                storable, one_by_one = [], []
-                for member in members:
-                    try:
-                        one_by_one.extend(self._encode_group([member]))
-                    except Exception as member_exc:
-                        self._drop_unencodable(member[0], member_exc)
-                    else:
-                        storable.append(member)
-                try:
-                    encoded.extend(self._encode_group(storable) if storable else [])
-                except Exception:
-                    encoded.extend(one_by_one)
-        return encoded
-
-    def _drop_unencodable(self, batch: _Batch, exc: Exception) -> None:
+    def _drop_unencodable(self, batch: Batch, exc: Exception) -> None:
         self.write_errors += 1
         self._count_dropped(batch.rows)
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -441,53 +346,3 @@ class InferenceLogWriter:
             batch.model_version,
             self.last_error,
         )
-
-    def _encode_group(
-        self, members: list[tuple[_Batch, dict[str, np.ndarray], dict[str, np.ndarray]]]
-    ) -> list[_EncodedFile]:
-        import pyarrow as pa
-
-        batches = [member[0] for member in members]
-        counts = np.fromiter((batch.rows for batch in batches), dtype=np.int64, count=len(batches))
-        if all(isinstance(batch.timestamps, int) for batch in batches):
-            stamps = np.repeat(np.array([batch.timestamps for batch in batches], dtype=np.int64), counts)
-        else:
-            stamps = np.concatenate(
-                [
-                    np.full(batch.rows, batch.timestamps, dtype=np.int64)
-                    if isinstance(batch.timestamps, int)
-                    else batch.timestamps
-                    for batch in batches
-                ]
-            )
-        request_ids: list[str] = []
-        for batch in batches:
-            request_ids.extend(batch.request_ids)
-        versions = np.repeat(np.array([batch.model_version for batch in batches], dtype=object), counts)
-        arrays = {
-            "request_id": pa.array(request_ids, type=pa.string()),
-            "timestamp": pa.array(stamps, type=pa.timestamp("ns", tz="UTC")),
-            "model_name": pa.array(np.full(len(stamps), self.model_name, dtype=object), type=pa.string()),
-            "model_version": pa.array(versions, type=pa.string()),
-        }
-        for name in members[0][1]:
-            values = np.concatenate([member[1][name] for member in members])
-            array = pa.array(values, from_pandas=values.dtype == object)
-            if array.type == pa.null():  # a categorical feature null in every row is still text
-                array = array.cast(pa.string())
-            arrays[name] = array
-        outputs = list(members[0][2])
-        for name in outputs:
-            values = np.concatenate([member[2][name] for member in members])
-            arrays[name] = pa.array(values, type=_arrow_type(name, values))
-        table = pa.table(arrays).replace_schema_metadata({OUTPUTS_METADATA_KEY: json.dumps(outputs).encode()})
-
-        days = stamps // _NS_PER_DAY
-        day_numbers = np.unique(days)
-        files = []
-        for day_number in day_numbers:
-            day = (_EPOCH + timedelta(days=int(day_number))).date()
-            part = table if len(day_numbers) == 1 else table.filter(pa.array(days == day_number))
-            path = f"{self._store.partition(PREDICTIONS, day)}/{_file_name()}"
-            files.append(_EncodedFile(path, _parquet_bytes(part), part.num_rows))
-        return files
