@@ -31,44 +31,40 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow.dag_defaults import dag_defaults
 from mlops_airflow.params import drift_params
 from mlops_airflow.retraining import RetrainOnDriftOperator
-from mlops_airflow.retries import retry_args
-
-DEFAULT_ARGS = {
-    "owner": "ml-platform",
-    **retry_args(retries=2, default_delay_seconds=30),
-    "execution_timeout": timedelta(minutes=30),
-}
 
 
 @dag(
     dag_id="drift_monitor",
     # one run per UTC day, started just after the day closes
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    # early, so that a backfill can check replayed history (a user's own table may start years
-    # back); catchup stays off, so nothing before the latest closed day runs unless asked
-    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=4,
     tags=["ml", "monitoring", "drift", "customer_churn"],
     params=drift_params(),
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **dag_defaults(
+        retries=2,
+        retry_delay_seconds=30,
+        execution_timeout=timedelta(minutes=30),
+        # early, so that a backfill can check replayed history (a user's own table may start years
+        # back); catchup stays off, so nothing before the latest closed day runs unless asked
+        start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
+        max_active_runs=4,
+    ),
 )
 def drift_monitor():
     @task
     def check_drift(params=None, data_interval_start=None, data_interval_end=None) -> dict:
-        from include.data.spec import load_spec
         from include.monitoring.drift import DriftInputError
         from include.monitoring.drift import check_drift as run_check
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import task_settings_and_spec
 
-        settings = task_settings()
+        settings, spec = task_settings_and_spec()
         try:
             result = run_check(
                 settings,
-                load_spec(settings.dataset_spec),
+                spec,
                 data_interval_start,
                 data_interval_end,
                 window_days=params["window_days"],

@@ -16,58 +16,31 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from mlops_airflow.retries import retry_args
-
-DEFAULT_ARGS = {
-    "owner": "ml-platform",
-    **retry_args(retries=1, default_delay_seconds=30),
-    "execution_timeout": timedelta(minutes=30),
-}
+from mlops_airflow.dag_defaults import dag_defaults
+from mlops_airflow.params import rollback_params
 
 
 @dag(
     dag_id="ml_rollback",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["ml", "deployment", "rollback", "customer_churn"],
-    params={
-        "target": Param(
-            "previous",
-            type="string",
-            pattern=r"^(previous|[1-9][0-9]*)$",
-            section="Rollback",
-            title="Version to serve",
-            description='A registered version number, or "previous" for the previous champion.',
-        ),
-        "reason": Param(
-            "rollback",
-            type="string",
-            minLength=1,
-            maxLength=500,
-            section="Rollback",
-            description="Why; recorded on both model versions.",
-        ),
-    },
-    default_args=DEFAULT_ARGS,
+    params=rollback_params(),
     doc_md=__doc__,
+    **dag_defaults(retries=1, retry_delay_seconds=30, execution_timeout=timedelta(minutes=30)),
 )
 def ml_rollback():
     @task
     def rollback(params=None, dag_run=None) -> dict:
         from include import pipeline
-        from include.data.spec import load_spec
-        from mlops_airflow.runtime import kubernetes_client, task_settings
+        from mlops_airflow.runtime import kubernetes_client, task_settings_and_spec
 
-        settings = task_settings()
+        settings, spec = task_settings_and_spec()
         actor = getattr(dag_run, "triggering_user_name", None) or "airflow"
         return pipeline.rollback(
             settings,
-            load_spec(settings.dataset_spec),
+            spec,
             params["target"],
             actor=actor,
             reason=params["reason"],

@@ -28,49 +28,38 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_airflow.approval import APPROVAL_VARIABLE, DeployApprovalOperator
+from mlops_airflow.dag_defaults import dag_defaults
 from mlops_airflow.params import training_params
-from mlops_airflow.retries import retry_args
 from mlops_airflow.training import training_task
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ARGS = {
-    "owner": "ml-platform",
-    **retry_args(retries=2, default_delay_seconds=20),
-    "execution_timeout": timedelta(minutes=20),
-}
 
 
 @dag(
     dag_id="ml_training",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["ml", "training", "customer_churn"],
     params=training_params(),
-    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    **dag_defaults(retries=2, retry_delay_seconds=20, execution_timeout=timedelta(minutes=20)),
 )
 def ml_training():
     @task
     def snapshot(params=None, dag_run=None) -> dict:
         from include import pipeline
         from include.data.partitions import UnreadablePartition
-        from include.data.spec import load_spec
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import task_settings_and_spec
 
-        settings = task_settings()
+        settings, spec = task_settings_and_spec()
         start, end = pipeline.training_window(
             params["training_window_end"], params["training_window_days"], dag_run.run_after.date()
         )
         try:
-            return pipeline.snapshot(settings, load_spec(settings.dataset_spec), start, end)
+            return pipeline.snapshot(settings, spec, start, end)
         except UnreadablePartition as broken:
             # a truncated or corrupt file stays broken on a retry: fail now, before any training
             raise AirflowFailException(f"snapshot refused: {broken}") from None
@@ -78,12 +67,10 @@ def ml_training():
     @task(retries=0)
     def validate(data_ref: dict) -> dict:
         from include import pipeline
-        from include.data.spec import load_spec
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import task_settings_and_spec
 
-        settings = task_settings()
         try:
-            return pipeline.validate(settings, load_spec(settings.dataset_spec), data_ref)
+            return pipeline.validate(*task_settings_and_spec(), data_ref)
         except pipeline.ValidationFailed as failed:
             # bad data stays bad on a retry: fail now, before any training
             raise AirflowFailException(f"data validation failed:\n{failed}") from None
@@ -113,13 +100,10 @@ def ml_training():
     @task
     def evaluate(data_ref: dict, training: dict, params=None) -> dict:
         from include import pipeline
-        from include.data.spec import load_spec
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import task_settings_and_spec
 
-        settings = task_settings()
         return pipeline.evaluate(
-            settings,
-            load_spec(settings.dataset_spec),
+            *task_settings_and_spec(),
             data_ref,
             training,
             latency_budget_ms=params["latency_budget_ms"],
@@ -129,12 +113,11 @@ def ml_training():
     @task.short_circuit
     def gate(evaluation: dict, training: dict, params=None, ti=None) -> bool:
         from include import pipeline
-        from include.data.spec import load_spec
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import task_settings_and_spec
 
-        settings = task_settings()
+        settings, spec = task_settings_and_spec()
         metric, minimum, max_regression = pipeline.gate_thresholds(
-            load_spec(settings.dataset_spec), params["gate_metric"], params["gate_min"], params["max_regression"]
+            spec, params["gate_metric"], params["gate_min"], params["max_regression"]
         )
         decision = pipeline.gate(settings, evaluation, training, minimum, max_regression, metric=metric)
         ti.xcom_push(key="decision", value=decision)
@@ -170,18 +153,11 @@ def ml_training():
     @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=30))
     def deploy(data_ref: dict, version: str) -> dict:
         from include import pipeline
-        from include.data.spec import load_spec
-        from mlops_airflow.runtime import kubernetes_client, task_settings
+        from mlops_airflow.runtime import kubernetes_client, task_settings_and_spec
 
-        settings = task_settings()
+        settings, spec = task_settings_and_spec()
         try:
-            return pipeline.deploy(
-                settings,
-                load_spec(settings.dataset_spec),
-                data_ref,
-                version,
-                kubernetes_client=kubernetes_client(settings),
-            )
+            return pipeline.deploy(settings, spec, data_ref, version, kubernetes_client=kubernetes_client(settings))
         except pipeline.PromotionRefused as refused:
             # another run promoted a better champion meanwhile: an outcome, like a gate rejection
             raise AirflowSkipException(f"not promoted: {refused}") from None

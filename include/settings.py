@@ -3,7 +3,9 @@
 One object describes both profiles: the local profile keeps everything under
 ``MLOPS_HOME`` (``.local/`` in the checkout), the kubernetes profile points the
 same names at a tracking server, an object store and a git remote. Its nested
-``serving`` section (:class:`ServingSettings`) holds the ``MLOPS_SERVING_*`` variables.
+``serving`` section (:class:`ServingSettings`) holds the ``MLOPS_SERVING_*`` variables;
+the fields it shares with the kubernetes serving configuration are declared once,
+in :class:`ServingFields`.
 
 Values come from the environment (or an explicit mapping in tests) and, above it,
 from explicit ``overrides`` (e.g. Airflow Variables and connections read by a task):
@@ -12,13 +14,12 @@ nothing is ever written back into ``os.environ``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict
 
 from include.util.text import parse_bool
@@ -49,7 +50,16 @@ def _build(cls: type[BaseSettings], environ: Mapping[str, str] | None, overrides
     try:
         return cls(_build_sources=(sources, init))
     except ValidationError as exc:
-        raise ValueError("; ".join(_message(error) for error in exc.errors())) from None
+        raise ValueError(validation_message(exc)) from None
+
+
+def validation_message(error: ValidationError) -> str:
+    """The messages of every error in ``error``, joined by "; " (a str).
+
+    A ``ValueError`` raised by a validator here already names its variable and is given as it
+    is; pydantic's own errors (a wrong type) are given as ``field: message``.
+    """
+    return "; ".join(_message(detail) for detail in error.errors())
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -64,8 +74,69 @@ def _text(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-class ServingSettings(BaseSettings):
-    """The ``MLOPS_SERVING_*`` variables (the field name is the variable's suffix, lower case).
+class ServingFields(BaseModel):
+    """The kubernetes serving objects' settings (see include.deployment.serving_config), declared once.
+
+    :class:`ServingSettings` reads each from its ``MLOPS_SERVING_*`` variable: the field name
+    is the variable's suffix, lower case, unless the field names its variable as its alias.
+    ``include.deployment.serving_config.ServingConfig`` adds what the variables do not set and
+    checks what the values mean together.
+    """
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    namespace: str = "ml-serving"
+    image: str = "ghcr.io/example/churn-serving:latest"
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secret: str | None = None
+    name: str | None = None  # None: a DNS-safe name from the model name
+    replicas: int = 2
+    hpa_enabled: bool = Field(False, validation_alias="MLOPS_SERVING_HPA")
+    min_replicas: int | None = None  # None: replicas
+    max_replicas: int | None = None  # None: 3 x the minimum
+    cpu_target_percent: int = Field(70, validation_alias="MLOPS_SERVING_CPU_TARGET")
+    cpu_request: str = "500m"
+    cpu_limit: str | None = "2"
+    memory_request: str = "1Gi"
+    memory_limit: str | None = "2Gi"
+    tmp_size: str = "2Gi"
+    tracking_uri: str | None = None
+    tracking_configmap: str | None = Field(None, validation_alias="MLOPS_SERVING_CONFIGMAP")
+    credentials_secret: str | None = Field("mlops-serving-credentials", validation_alias="MLOPS_SERVING_SECRET")
+    service_account: str | None = None
+    inference_log: str | None = None  # an object-store URL
+    progress_deadline_seconds: int = Field(300, validation_alias="MLOPS_SERVING_PROGRESS_DEADLINE")
+    url: str | None = None  # None: the Service's cluster DNS name
+    cluster_domain: str = "cluster.local"
+
+
+# How a set but empty (or blank) serving variable reads: as the field's default, or as none
+_EMPTY_IS_DEFAULT = (
+    "namespace",
+    "image",
+    "image_pull_policy",
+    "cpu_request",
+    "memory_request",
+    "tmp_size",
+    "cluster_domain",
+    "host",
+)
+_EMPTY_IS_NONE = (
+    "image_pull_secret",
+    "name",
+    "cpu_limit",
+    "memory_limit",
+    "tracking_configmap",
+    "credentials_secret",
+    "service_account",
+    "url",
+)
+# read from text as whole numbers (an empty one is the default, too)
+_WHOLE_NUMBERS = ("replicas", "min_replicas", "max_replicas", "cpu_target_percent", "progress_deadline_seconds", "port")
+
+
+class ServingSettings(ServingFields, BaseSettings):
+    """The ``MLOPS_SERVING_*`` variables: the local model server's address, and the serving objects' fields.
 
     Text is stripped; for ``namespace``, ``image``, ``image_pull_policy``, ``cpu_request``,
     ``memory_request``, ``tmp_size``, ``cluster_domain`` and the numbers an empty value means
@@ -74,74 +145,32 @@ class ServingSettings(BaseSettings):
     the values mean together is checked by ``include.deployment.serving_config.ServingConfig``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MLOPS_SERVING_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_SERVING_", frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     # the local model server
     host: str = "127.0.0.1"
     port: int = 5080
-    # the kubernetes serving objects (see include.deployment.serving_config)
-    namespace: str = "ml-serving"
-    image: str = "ghcr.io/example/churn-serving:latest"
-    image_pull_policy: str = "IfNotPresent"
-    image_pull_secret: str | None = None
-    name: str | None = None
-    replicas: int = 2
-    hpa: bool = False
-    min_replicas: int | None = None  # None: replicas
-    max_replicas: int | None = None  # None: 3 x the minimum
-    cpu_target: int = 70
-    cpu_request: str = "500m"
-    cpu_limit: str | None = "2"
-    memory_request: str = "1Gi"
-    memory_limit: str | None = "2Gi"
-    tmp_size: str = "2Gi"
-    tracking_uri: str | None = None
-    configmap: str | None = None
-    secret: str | None = "mlops-serving-credentials"
-    service_account: str | None = None
-    inference_log: str | None = None
-    progress_deadline: int = 300
-    url: str | None = None
-    cluster_domain: str = "cluster.local"
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
     ) -> ServingSettings:
-        """The serving section from ``overrides`` over ``environ`` (``os.environ`` when None).
+        """The serving section from ``overrides`` (field names to values) over ``environ`` (``os.environ`` when None).
 
         Returns the section. Raises ``ValueError`` naming the variable and its value when a
         number or a flag cannot be read.
         """
         return _build(cls, environ, overrides or {})
 
-    @field_validator(
-        "namespace",
-        "image",
-        "image_pull_policy",
-        "cpu_request",
-        "memory_request",
-        "tmp_size",
-        "cluster_domain",
-        "host",
-        mode="before",
-    )
+    @field_validator(*_EMPTY_IS_DEFAULT, mode="before")
     @classmethod
     def _empty_is_default(cls, value: Any, info) -> Any:
         value = _text(value)
         return cls.model_fields[info.field_name].default if value in ("", None) else value
 
-    @field_validator(
-        "image_pull_secret",
-        "name",
-        "cpu_limit",
-        "memory_limit",
-        "configmap",
-        "secret",
-        "service_account",
-        "url",
-        mode="before",
-    )
+    @field_validator(*_EMPTY_IS_NONE, mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         value = _text(value)
@@ -152,9 +181,7 @@ class ServingSettings(BaseSettings):
     def _stripped(cls, value: Any) -> Any:
         return _text(value)
 
-    @field_validator(
-        "replicas", "min_replicas", "max_replicas", "cpu_target", "progress_deadline", "port", mode="before"
-    )
+    @field_validator(*_WHOLE_NUMBERS, mode="before")
     @classmethod
     def _whole_number(cls, value: Any, info) -> Any:
         if not isinstance(value, str):
@@ -164,20 +191,21 @@ class ServingSettings(BaseSettings):
         try:
             return int(value.strip())
         except ValueError:
-            raise ValueError(f"{_variable(info.field_name)}={value.strip()!r} is not a whole number") from None
+            raise ValueError(f"{cls._variable(info.field_name)}={value.strip()!r} is not a whole number") from None
 
-    @field_validator("hpa", mode="before")
+    @field_validator("hpa_enabled", mode="before")
     @classmethod
     def _flag(cls, value: Any, info) -> Any:
-        name = _variable(info.field_name)
+        name = cls._variable(info.field_name)
         try:
             return parse_bool("" if value is None else value, name)
         except ValueError:
             raise ValueError(f"{name}={str(value).strip().lower()!r} is not true or false") from None
 
-
-def _variable(field_name: str) -> str:
-    return f"MLOPS_SERVING_{field_name.upper()}"
+    @classmethod
+    def _variable(cls, field_name: str) -> str:
+        alias = cls.model_fields[field_name].validation_alias
+        return alias if isinstance(alias, str) else f"MLOPS_SERVING_{field_name.upper()}"
 
 
 class Settings(BaseSettings):
@@ -278,13 +306,6 @@ class Settings(BaseSettings):
         """A copy with ``changes`` (field names to values), checked again. Raises ``ValueError`` as :meth:`from_env`."""
         values = {name: getattr(self, name) for name in type(self).model_fields}
         return _build(type(self), {}, {**values, **changes})
-
-
-# ``dataclasses.replace(settings, ...)`` keeps working as it did when Settings was a dataclass:
-# the field names of a plain dataclass, and the constructor takes every field by name
-Settings.__dataclass_fields__ = dataclasses.make_dataclass(  # type: ignore[attr-defined]
-    "_SettingsFields", list(Settings.model_fields)
-).__dataclass_fields__
 
 
 def _or(value: str | None, default: Path) -> str:

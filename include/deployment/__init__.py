@@ -2,20 +2,27 @@
 
 Each profile has its own :class:`Deployer`; the DAG only calls ``deploy`` and passes
 the :class:`DeployResult` on (``dataclasses.asdict`` makes it XCom-ready).
-``champion`` moves only inside ``deploy``, after the endpoint answered its smoke test;
-any failure restores the previous champion and raises :class:`DeployFailed`.
+``deploy`` is one sequence for both profiles: ``champion`` moves only after the endpoint
+answered its smoke test, and any failure restores the previous champion and raises
+:class:`DeployFailed`; each profile supplies how to serve a version and how to revert.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import requests
 
     from include.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,15 +64,102 @@ class DeployFailed(RuntimeError):
         )
 
 
-class Deployer(Protocol):
-    def deploy(
-        self, model_name: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None = None
-    ) -> DeployResult:
-        """Serve ``version``, smoke-test it, then move ``champion``; on failure restore the champion.
+@dataclass
+class Stage:
+    """What a deploy is doing now (``name``, e.g. ``"running the smoke test"``): the stage a failure names."""
 
-        Returns a :class:`DeployResult`; raises :class:`DeployFailed` naming the failed stage.
+    name: str
+
+
+class Deployer:
+    """A profile's deploy step. :meth:`deploy` is one sequence for every profile; a profile supplies the steps.
+
+    ``_current`` reads what is served before anything changes, ``_roll_out`` serves the
+    version, ``_revert`` puts back what was served; ``_exclusive`` may hold a lock for the
+    whole deploy and ``_smoke`` may wait for the endpoint before the shared smoke test.
+    A subclass sets ``settings`` and ``request_timeout``.
+    """
+
+    settings: Settings
+    request_timeout: float
+
+    def deploy(
+        self,
+        model_name: str,
+        version: str,
+        sample: pd.DataFrame,
+        expected: np.ndarray | None = None,
+        tolerance: float = 1e-6,
+    ) -> DeployResult:
+        """Serve ``version``, smoke-test it, then move ``champion`` to it.
+
+        On any failure what was served before is served again, the aliases are left as
+        they were, and :class:`DeployFailed` says which stage failed, why, and what is
+        served now. Returns a :class:`DeployResult`. Raises ``ValueError`` for a malformed
+        version and :class:`DeployFailed` for everything else.
         """
-        ...
+        from include.registry import CHAMPION, alias_version, validate_version
+        from include.tracking import configure
+
+        version = validate_version(version)
+        configure(self.settings)
+        with self._exclusive():
+            champion = alias_version(model_name, CHAMPION)
+            # the registry store returns versions as int: compare and report them as strings
+            champion = None if champion is None else str(champion)
+            before = self._current(model_name, version, champion)
+            stage = Stage("serving the version")
+            try:
+                url = self._roll_out(model_name, version, before, stage)
+                stage.name = "running the smoke test"
+                smoke = self._smoke(url, version, sample, expected, tolerance)
+                stage.name = "moving the champion alias"
+                previous_champion = promote(model_name, version, champion)
+            except Exception as exc:
+                log.error("deploy of %s version %s failed while %s: %s", model_name, version, stage.name, exc)
+                served_now = self._revert(model_name, champion, before)
+                raise DeployFailed(model_name, version, stage.name, f"{type(exc).__name__}: {exc}", served_now) from exc
+            return DeployResult(version=version, previous_champion=previous_champion, url=url, smoke=smoke)
+
+    def _exclusive(self) -> AbstractContextManager[None]:
+        """Held for the whole deploy; no lock unless the profile needs one."""
+        return nullcontext()
+
+    def _current(self, model_name: str, version: str, champion: str | None) -> Any:
+        """What is served before the deploy changes anything, as ``_revert`` needs it back.
+
+        Raises :class:`DeployFailed` when it cannot be read (nothing has changed yet).
+        """
+        raise NotImplementedError
+
+    def _roll_out(self, model_name: str, version: str, before: Any, stage: Stage) -> str:
+        """Serve ``version`` (naming each step in ``stage``); returns the URL the smoke test reaches it at."""
+        raise NotImplementedError
+
+    def _smoke(
+        self, url: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None, tolerance: float
+    ) -> SmokeResult:
+        """The shared smoke test against ``url`` (:func:`include.deployment.smoke.smoke_test`): a :class:`SmokeResult`.
+
+        Raises :class:`SmokeTestFailed` listing every failed check.
+        """
+        from include.deployment.smoke import smoke_test
+
+        return smoke_test(
+            url, version, sample, expected, tolerance, session=self._session, request_timeout=self.request_timeout
+        )
+
+    def _revert(self, model_name: str, champion: str | None, before: Any) -> str:
+        """Serve ``champion`` (or what ``before`` served) again; returns what is served now, for
+        :class:`DeployFailed`. Never raises: a failed revert is what it returns."""
+        raise NotImplementedError
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        """One HTTP session for the deployer's requests (keep-alive), proxies from the environment ignored."""
+        from include.deployment.smoke import new_session
+
+        return new_session()
 
 
 def deployer_for(settings: Settings, kubernetes_client: Any = None) -> Deployer:

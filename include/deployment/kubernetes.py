@@ -8,18 +8,20 @@ API server. ``deploy(model_name, version, sample, expected)``:
 1. reads the Deployment, Service and HPA as they are (absent is fine) and remembers
    the Deployment's revision (``deployment.kubernetes.io/revision``) and the version
    its pod template serves;
-2. applies the rendered manifests (:mod:`include.deployment.k8s_manifests`): create
-   when absent, else replace (PUT) with the resourceVersion just read, so a change made
-   in between is a conflict, retried on a fresh read, never silently overwritten. An
-   HPA that autoscaling no longer wants is deleted; while an HPA is on, the live
-   replica count is kept so a rollout does not undo the autoscaler;
+2. applies the rendered manifests (:mod:`include.deployment.k8s_manifests`) through
+   :mod:`include.deployment.k8s_objects`: create when absent, else replace (PUT) with the
+   resourceVersion just read, so a change made in between is a conflict, retried on a
+   fresh read, never silently overwritten. An HPA that autoscaling no longer wants is
+   deleted; while an HPA is on, the live replica count is kept so a rollout does not
+   undo the autoscaler;
 3. waits for the rollout (:mod:`include.deployment.rollout`: ``kubectl rollout status``
    semantics); a ``ProgressDeadlineExceeded`` condition fails at once, with what the new
    pods report (image pull errors, crash loops);
 4. waits until ``/health`` through the Service reports the new version (endpoints and
    kube-proxy lag the pods' readiness by a moment), then runs the shared smoke test
    (:func:`include.deployment.smoke.smoke_test`) through the Service;
-5. only then moves ``champion`` (:func:`include.registry.promote_champion`).
+5. only then moves ``champion`` (:func:`include.registry.promote_champion`); steps 4 and 5
+   and the revert on failure follow the one sequence of :meth:`include.deployment.Deployer.deploy`.
 
 Rollback. ``apps/v1`` has no rollback call (``kubectl rollout undo`` is client-side:
 it copies an old ReplicaSet's template into the Deployment). On any failure in 2-5
@@ -50,14 +52,12 @@ plus the smoke test.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from include.deployment import DeployFailed, DeployResult, promote
+from include.deployment import Deployer, DeployFailed, Stage
 from include.deployment.k8s_manifests import (
     MODEL_NAME_LABEL,
     REVISION_ANNOTATION,
@@ -67,63 +67,30 @@ from include.deployment.k8s_manifests import (
     render_hpa,
     render_service,
 )
+from include.deployment.k8s_objects import DEPLOYMENT, HPA, KINDS, SERVICE, ServingObjects, Snapshot
 from include.deployment.rollout import is_complete, pod_problems, pods_label_selector, wait_for_rollout
 from include.deployment.serving_config import ServingConfig
-from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, new_session, served_version, smoke_test
-from include.registry import validate_version
+from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, served_version
 from include.util.wait import wait_until
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-    import requests
 
+    from include.deployment import SmokeResult
     from include.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEPLOYMENT, SERVICE, HPA = "Deployment", "Service", "HorizontalPodAutoscaler"
-KINDS = (DEPLOYMENT, SERVICE, HPA)
-# (typed API attribute, method suffix) of each kind in the Kubernetes Python client
-_API = {
-    DEPLOYMENT: ("apps", "namespaced_deployment"),
-    SERVICE: ("core", "namespaced_service"),
-    HPA: ("autoscaling", "namespaced_horizontal_pod_autoscaler"),
-}
-_CONFLICT_RETRIES = 3
-# a Service's allocated addresses cannot change: a replace must carry them over
-_SERVICE_ALLOCATED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy")
 
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """The serving objects as read before the deploy (None: absent)."""
-
-    deployment: dict[str, Any] | None
-    service: dict[str, Any] | None
-    hpa: dict[str, Any] | None
-
-    def get(self, kind: str) -> dict[str, Any] | None:
-        return {DEPLOYMENT: self.deployment, SERVICE: self.service, HPA: self.hpa}[kind]
-
-    @property
-    def revision(self) -> str | None:
-        if self.deployment is None:
-            return None
-        return (self.deployment.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION)
-
-    @property
-    def version(self) -> str | None:
-        return deployment_version(self.deployment)
-
-
-class KubernetesDeployer:
+class KubernetesDeployer(Deployer):
     """Deploys by rolling out the serving Deployment; see the module docstring for the steps and the rollback.
 
     ``api_client`` is a ``kubernetes.client.ApiClient``. ``rollout_timeout`` bounds each wait
     for a rollout (the deploy's and the rollback's); ``poll_interval`` is the time between two
     status reads; ``settle_timeout`` bounds the wait for the Service to answer with the new
     version before the smoke test runs (which then reports what it answers instead).
+    Raises ``ValueError`` without an ``api_client``, or for an invalid serving configuration.
     """
 
     def __init__(
@@ -138,8 +105,6 @@ class KubernetesDeployer:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        from kubernetes import client
-
         if api_client is None:
             raise ValueError(
                 "KubernetesDeployer needs a kubernetes.client.ApiClient, e.g. "
@@ -148,15 +113,12 @@ class KubernetesDeployer:
         self.settings = settings
         self.config = config or ServingConfig.from_settings(settings)
         self.api_client = api_client
-        self.apps = client.AppsV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
-        self.autoscaling = client.AutoscalingV2Api(api_client)
+        self.objects = ServingObjects(api_client, self.config.namespace)
         self.rollout_timeout = rollout_timeout
         self.poll_interval = poll_interval
         self.settle_timeout = settle_timeout
         self.request_timeout = request_timeout
         self._sleep = sleep
-        self._session: requests.Session | None = None
 
     @property
     def namespace(self) -> str:
@@ -170,38 +132,18 @@ class KubernetesDeployer:
 
     # ------------------------------------------------------------------ deploy
 
-    def deploy(
-        self,
-        model_name: str,
-        version: str,
-        sample: pd.DataFrame,
-        expected: np.ndarray | None = None,
-        tolerance: float = 1e-6,
-    ) -> DeployResult:
-        """Roll ``version`` out, smoke-test it through the Service, then move ``champion`` to it.
-
-        On any failure the previous Deployment spec is re-applied (or, on a first deploy,
-        what was created is deleted), the aliases are left as they were, and DeployFailed
-        says what failed and what is served now. Returns a :class:`DeployResult`; raises
-        ``ValueError`` for a malformed version and :class:`DeployFailed` for everything else.
-        """
-        from include.registry import CHAMPION, alias_version
-        from include.tracking import configure
-
-        version = validate_version(version)
-        configure(self.settings)
+    def _current(self, model_name: str, version: str, champion: str | None) -> Snapshot:
         name = self.config.resource_name(model_name)
-        url = self.service_url(model_name)
-        champion = alias_version(model_name, CHAMPION)
-        champion = None if champion is None else str(champion)
-
-        stage = "reading the current Deployment"
         try:
-            snapshot = self._snapshot(name)
+            snapshot = self.objects.snapshot(name)
             self._check_owner(snapshot, model_name, name)
         except Exception as exc:
             raise DeployFailed(
-                model_name, version, stage, f"{type(exc).__name__}: {exc}", "nothing was changed in the cluster"
+                model_name,
+                version,
+                "reading the current Deployment",
+                f"{type(exc).__name__}: {exc}",
+                "nothing was changed in the cluster",
             ) from exc
         log.info(
             "deploying %s version %s to %s/%s (before: revision %s serving version %s; champion %s)",
@@ -213,33 +155,58 @@ class KubernetesDeployer:
             snapshot.version,
             champion,
         )
-        stage = "applying the manifests"
-        try:
-            self._apply_manifests(model_name, version, snapshot)
-            stage = "waiting for the rollout"
-            rolled = self._wait_for_rollout(name, version)
-            log.info("rollout of version %s complete: %s", version, rolled)
-            stage = "running the smoke test"
-            self._settle(url, version)
-            smoke = smoke_test(
-                url, version, sample, expected, tolerance, session=self._http(), request_timeout=self.request_timeout
-            )
-            stage = "moving the champion alias"
-            previous_champion = promote(model_name, version, champion)
-        except Exception as exc:
-            log.error("deploy of %s version %s failed while %s: %s", model_name, version, stage, exc)
-            served_now = self._roll_back(model_name, name, url, snapshot, champion)
-            raise DeployFailed(model_name, version, stage, f"{type(exc).__name__}: {exc}", served_now) from exc
-        return DeployResult(version=version, previous_champion=previous_champion, url=url, smoke=smoke)
+        return snapshot
+
+    def _roll_out(self, model_name: str, version: str, snapshot: Snapshot, stage: Stage) -> str:
+        stage.name = "applying the manifests"
+        self._apply_manifests(model_name, version, snapshot)
+        stage.name = "waiting for the rollout"
+        rolled = self._wait_for_rollout(self.config.resource_name(model_name), version)
+        log.info("rollout of version %s complete: %s", version, rolled)
+        return self.service_url(model_name)
+
+    def _smoke(
+        self, url: str, version: str, sample: pd.DataFrame, expected: np.ndarray | None, tolerance: float
+    ) -> SmokeResult:
+        self._settle(url, version)
+        return super()._smoke(url, version, sample, expected, tolerance)
+
+    def _check_owner(self, snapshot: Snapshot, model_name: str, name: str) -> None:
+        for kind in KINDS:
+            existing = snapshot.get(kind)
+            labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+            found = labels.get(MODEL_NAME_LABEL)
+            if found is not None and found != label_value(model_name):
+                raise RuntimeError(
+                    f"{kind} {self.namespace}/{name} serves model {found!r}, not {model_name!r}; "
+                    "set MLOPS_SERVING_NAME to give each model its own objects"
+                )
+
+    def _apply_manifests(self, model_name: str, version: str, snapshot: Snapshot) -> None:
+        name = self.config.resource_name(model_name)
+        live_replicas = None
+        if self.config.hpa_enabled and snapshot.deployment is not None:
+            live_replicas = snapshot.deployment.get("spec", {}).get("replicas")
+        desired = {
+            DEPLOYMENT: render_deployment(model_name, version, self.config, replicas=live_replicas),
+            SERVICE: render_service(model_name, self.config),
+            HPA: render_hpa(model_name, self.config),
+        }
+        for kind in KINDS:
+            if desired[kind] is not None:
+                self.objects.apply(kind, desired[kind], snapshot.get(kind))
+            elif snapshot.get(kind) is not None:
+                self.objects.delete(kind, name)
 
     # ---------------------------------------------------------------- rollback
 
-    def _roll_back(self, model_name: str, name: str, url: str, snapshot: _Snapshot, champion: str | None) -> str:
+    def _revert(self, model_name: str, champion: str | None, snapshot: Snapshot) -> str:
+        name, url = self.config.resource_name(model_name), self.service_url(model_name)
         if snapshot.deployment is None:
             problems = []
             for kind in reversed(KINDS):
                 try:
-                    self._restore(kind, name, snapshot.get(kind))
+                    self.objects.restore(kind, name, snapshot.get(kind))
                 except Exception as exc:
                     problems.append(f"restoring the {kind} failed: {type(exc).__name__}: {exc}")
             if problems:
@@ -269,9 +236,9 @@ class KubernetesDeployer:
         target_version = deployment_version(target)
         log.warning("rolling back %s/%s to %s (version %s)", self.namespace, name, what, target_version)
         try:
-            restored = self._restore(DEPLOYMENT, name, target)
+            restored = self.objects.restore(DEPLOYMENT, name, target)
             for kind in (SERVICE, HPA):
-                self._restore(kind, name, snapshot.get(kind))
+                self.objects.restore(kind, name, snapshot.get(kind))
             self._wait_for_rollout(name, target_version)
         except Exception as exc:
             return (
@@ -280,7 +247,7 @@ class KubernetesDeployer:
                 f"kubectl -n {self.namespace} rollout status deployment/{name}"
             )
         try:
-            current = self._read(DEPLOYMENT, name) or restored or {}
+            current = self.objects.read(DEPLOYMENT, name) or restored or {}
         except Exception as exc:  # only the revision number is lost: the rollout itself completed
             log.info("could not read the restored Deployment back: %s", exc)
             current = restored or {}
@@ -294,118 +261,11 @@ class KubernetesDeployer:
         )
         return f"{what} was re-applied{recorded}: {model_name} version {target_version} is served, {answer}"
 
-    def _restore(self, kind: str, name: str, previous: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Put ``kind`` back the way it was: ``previous`` re-applied, or deleted when it did not exist."""
-        if previous is None:
-            self._delete(kind, name)
-            return None
-        metadata = previous.get("metadata", {})
-        body = {
-            "apiVersion": previous.get("apiVersion"),
-            "kind": previous.get("kind", kind),
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": dict(metadata.get("labels") or {}),
-                # the controller owns the revision annotation and sets a new one for this rollout
-                "annotations": {
-                    key: value
-                    for key, value in (metadata.get("annotations") or {}).items()
-                    if not key.startswith("deployment.kubernetes.io/")
-                },
-            },
-            "spec": copy.deepcopy(previous.get("spec", {})),
-        }
-        return self._apply(kind, body, self._read(kind, name))
-
-    # ------------------------------------------------------------------- apply
-
-    def _snapshot(self, name: str) -> _Snapshot:
-        return _Snapshot(self._read(DEPLOYMENT, name), self._read(SERVICE, name), self._read(HPA, name))
-
-    def _check_owner(self, snapshot: _Snapshot, model_name: str, name: str) -> None:
-        for kind in KINDS:
-            existing = snapshot.get(kind)
-            labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
-            found = labels.get(MODEL_NAME_LABEL)
-            if found is not None and found != label_value(model_name):
-                raise RuntimeError(
-                    f"{kind} {self.namespace}/{name} serves model {found!r}, not {model_name!r}; "
-                    "set MLOPS_SERVING_NAME to give each model its own objects"
-                )
-
-    def _apply_manifests(self, model_name: str, version: str, snapshot: _Snapshot) -> None:
-        name = self.config.resource_name(model_name)
-        live_replicas = None
-        if self.config.hpa_enabled and snapshot.deployment is not None:
-            live_replicas = snapshot.deployment.get("spec", {}).get("replicas")
-        desired = {
-            DEPLOYMENT: render_deployment(model_name, version, self.config, replicas=live_replicas),
-            SERVICE: render_service(model_name, self.config),
-            HPA: render_hpa(model_name, self.config),
-        }
-        for kind in KINDS:
-            if desired[kind] is not None:
-                self._apply(kind, desired[kind], snapshot.get(kind))
-            elif snapshot.get(kind) is not None:
-                self._delete(kind, name)
-
-    def _apply(self, kind: str, desired: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
-        """Create ``desired``, or replace ``current`` with it; a conflict is retried on a fresh read."""
-        from kubernetes.client.exceptions import ApiException
-
-        name = desired["metadata"]["name"]
-        for attempt in range(1, _CONFLICT_RETRIES + 1):
-            try:
-                if current is None:
-                    body = copy.deepcopy(desired)
-                    body["metadata"].pop("resourceVersion", None)
-                    return self._call("create", kind, namespace=self.namespace, body=body)
-                body = _update_body(kind, desired, current)
-                return self._call("replace", kind, name=name, namespace=self.namespace, body=body)
-            except ApiException as exc:
-                # 409: created or changed by someone else since our read
-                if exc.status != 409 or attempt == _CONFLICT_RETRIES:
-                    raise
-                log.info(
-                    "%s %s/%s changed since it was read (%s); reading it again", kind, self.namespace, name, exc.reason
-                )
-                current = self._read(kind, name)
-        raise AssertionError("unreachable")
-
-    def _delete(self, kind: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self._call("delete", kind, name=name, namespace=self.namespace, propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-    def _read(self, kind: str, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self._call("read", kind, name=name, namespace=self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def _call(self, verb: str, kind: str, **kwargs: Any) -> dict[str, Any]:
-        api, suffix = _API[kind]
-        return _json(getattr(getattr(self, api), f"{verb}_{suffix}")(_preload_content=False, **kwargs))
-
     # ------------------------------------------------------------------- waits
 
     def _wait_for_rollout(self, name: str, version: str | None) -> str:
-        def read_status() -> dict[str, Any]:
-            return _json(
-                self.apps.read_namespaced_deployment_status(name=name, namespace=self.namespace, _preload_content=False)
-            )
-
         return wait_for_rollout(
-            read_status,
+            lambda: self.objects.read_status(name),
             version,
             timeout=self.rollout_timeout,
             poll_interval=self.poll_interval,
@@ -416,11 +276,7 @@ class KubernetesDeployer:
     def _pod_problems(self, name: str, version: str | None) -> str:
         """Why the new pods are not ready, as their containers report it (best effort, for the error message)."""
         try:
-            pods = _json(
-                self.core.list_namespaced_pod(
-                    namespace=self.namespace, _preload_content=False, label_selector=pods_label_selector(name, version)
-                )
-            )
+            pods = self.objects.list_pods(pods_label_selector(name, version))
         except Exception as exc:  # the message is a courtesy: never let it hide the real failure
             log.info("could not list the pods of %s: %s", name, exc)
             return ""
@@ -432,7 +288,7 @@ class KubernetesDeployer:
 
         def settled() -> bool:
             nonlocal streak, reported
-            reported = served_version(self._http(), url, timeout=min(2.0, self.request_timeout))
+            reported = served_version(self._session, url, timeout=min(2.0, self.request_timeout))
             streak = streak + 1 if reported == version else 0
             return streak >= in_a_row
 
@@ -440,38 +296,3 @@ class KubernetesDeployer:
         with contextlib.suppress(TimeoutError):
             wait_until(settled, self.settle_timeout, min(self.poll_interval, 1.0), sleep=self._sleep)
         return reported
-
-    def _http(self) -> requests.Session:
-        if self._session is None:
-            self._session = new_session()
-        return self._session
-
-
-def _json(response: Any) -> dict[str, Any]:
-    """The API's own JSON of a response read with ``_preload_content=False``.
-
-    The client's model classes are skipped on purpose: they drop any field newer than
-    the client (a rollback re-applying such a spec would lose it) and some refuse
-    answers the API server does give (e.g. a fresh HPA's status).
-    """
-    import json
-
-    payload = json.loads(response.data or b"{}")
-    return payload if isinstance(payload, dict) else {}
-
-
-def _update_body(kind: str, desired: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(desired)
-    current_metadata = current.get("metadata") or {}
-    body["metadata"]["resourceVersion"] = current_metadata.get("resourceVersion")
-    if kind == DEPLOYMENT:
-        annotations = body["metadata"].setdefault("annotations", {})
-        for key, value in (current_metadata.get("annotations") or {}).items():
-            if key.startswith("deployment.kubernetes.io/"):
-                annotations.setdefault(key, value)
-    if kind == SERVICE:
-        for key in _SERVICE_ALLOCATED:
-            value = (current.get("spec") or {}).get(key)
-            if value is not None:
-                body["spec"].setdefault(key, value)
-    return body

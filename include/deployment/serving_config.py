@@ -5,7 +5,7 @@ replicas and autoscaling, resources, how the pods reach MLflow and the inference
 rollout timing. :mod:`include.deployment.k8s_manifests` renders the manifests from it.
 
 Configuration (:meth:`ServingConfig.from_settings`, from the ``serving`` section of
-:class:`include.settings.Settings`, which reads these variables):
+:class:`include.settings.Settings`, which reads these variables when the settings are built):
 
 ==================================  ======================================================================
 ``MLOPS_SERVING_NAMESPACE``         namespace of the serving objects (default ``ml-serving``)
@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import Field, ValidationError
+
+from include.settings import ServingFields, validation_message
 from include.util.k8s import is_quantity
 
 if TYPE_CHECKING:
@@ -71,43 +73,33 @@ def serving_name(model_name: str) -> str:
     return f"{base[: 63 - len('-serving')].rstrip('-')}-serving"
 
 
-@dataclass(frozen=True)
-class ServingConfig:
+class ServingConfig(ServingFields):
     """Everything about the serving objects that is not the model version.
+
+    The fields the ``MLOPS_SERVING_*`` variables set are declared in
+    :class:`include.settings.ServingFields`; here ``min_replicas`` and ``max_replicas`` are
+    the counts themselves, ``tracking_uri`` and ``inference_log`` the values the pods get
+    (None: none), and the rollout timing and extra labels have no variable.
 
     Checked on construction: raises ``ValueError`` listing every invalid setting at once
     (names, image, replica bounds, resource quantities, tracking URI, inference log, labels).
     """
 
-    namespace: str = "ml-serving"
-    image: str = "ghcr.io/example/churn-serving:latest"
-    image_pull_policy: str = "IfNotPresent"
-    image_pull_secret: str | None = None
-    name: str | None = None  # None: serving_name(model_name)
-    replicas: int = 2
-    hpa_enabled: bool = False
     min_replicas: int = 2
     max_replicas: int = 6
-    cpu_target_percent: int = 70
-    cpu_request: str = "500m"
-    cpu_limit: str | None = "2"
-    memory_request: str = "1Gi"
-    memory_limit: str | None = "2Gi"
-    tmp_size: str = "2Gi"
-    tracking_uri: str | None = None
-    tracking_configmap: str | None = None
-    credentials_secret: str | None = "mlops-serving-credentials"
-    service_account: str | None = None
-    inference_log: str | None = None  # an object-store URL, or None for no inference log
-    progress_deadline_seconds: int = 300
     revision_history_limit: int = 5
     min_ready_seconds: int = 5
     termination_grace_seconds: int = 30
-    url: str | None = None  # None: the Service's cluster DNS name
-    cluster_domain: str = "cluster.local"
-    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    extra_labels: Mapping[str, str] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        # pydantic wraps what the checks raise in its own report; the checks' message says it all
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ValueError(validation_message(exc)) from None
+
+    def model_post_init(self, context: Any, /) -> None:
         problems = []
         if not _DNS_LABEL.match(self.namespace):
             problems.append(f"namespace {self.namespace!r} is not a DNS label")
@@ -167,22 +159,18 @@ class ServingConfig:
             raise ValueError("invalid serving configuration: " + "; ".join(problems))
 
     @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> ServingConfig:
+    def from_settings(cls, settings: Settings) -> ServingConfig:
         """The configuration from the settings' ``serving`` section (see the module docstring).
 
-        The ``MLOPS_SERVING_*`` variables are read from ``environ`` (``os.environ`` when None)
-        when this is called, as they always were; what the section holds explicitly (read
-        when the settings were built, or passed as overrides such as the serving Airflow
-        Variables) takes precedence. Unset ``MLOPS_SERVING_TRACKING_URI`` and
-        ``MLOPS_SERVING_INFERENCE_LOG`` fall back on ``settings``.
+        The section was read from the ``MLOPS_SERVING_*`` variables, under any overrides (such
+        as the serving Airflow Variables), when ``settings`` was built. Unset
+        ``MLOPS_SERVING_TRACKING_URI`` and ``MLOPS_SERVING_INFERENCE_LOG`` fall back on
+        ``settings``; set empty (or the inference log ``off``) they mean none.
 
-        Returns the checked ``ServingConfig``. Raises ``ValueError`` naming the variable when a
-        number or a flag cannot be read, or listing every invalid setting (see the class).
+        Returns the checked ``ServingConfig``. Raises ``ValueError`` listing every invalid
+        setting (see the class).
         """
-        from include.settings import ServingSettings
-
-        section = settings.serving
-        serving = ServingSettings.from_env(environ, {name: getattr(section, name) for name in section.model_fields_set})
+        serving = settings.serving
         min_replicas = serving.min_replicas if serving.min_replicas is not None else serving.replicas
         # set empty, the serving variables mean none; unset, the settings' values apply as they are
         inference_log = settings.inference_log if serving.inference_log is None else serving.inference_log or None
@@ -190,29 +178,13 @@ class ServingConfig:
             inference_log = None
         tracking_uri = settings.tracking_uri if serving.tracking_uri is None else serving.tracking_uri or None
         return cls(
-            namespace=serving.namespace,
-            image=serving.image,
-            image_pull_policy=serving.image_pull_policy,
-            image_pull_secret=serving.image_pull_secret,
-            name=serving.name,
-            replicas=serving.replicas,
-            hpa_enabled=serving.hpa,
-            min_replicas=min_replicas,
-            max_replicas=serving.max_replicas if serving.max_replicas is not None else 3 * min_replicas,
-            cpu_target_percent=serving.cpu_target,
-            cpu_request=serving.cpu_request,
-            cpu_limit=serving.cpu_limit,
-            memory_request=serving.memory_request,
-            memory_limit=serving.memory_limit,
-            tmp_size=serving.tmp_size,
-            tracking_uri=None if serving.configmap else tracking_uri,
-            tracking_configmap=serving.configmap,
-            credentials_secret=serving.secret,
-            service_account=serving.service_account,
-            inference_log=inference_log,
-            progress_deadline_seconds=serving.progress_deadline,
-            url=serving.url,
-            cluster_domain=serving.cluster_domain,
+            **serving.model_dump(include=set(ServingFields.model_fields))
+            | {
+                "min_replicas": min_replicas,
+                "max_replicas": serving.max_replicas if serving.max_replicas is not None else 3 * min_replicas,
+                "tracking_uri": None if serving.tracking_configmap else tracking_uri,
+                "inference_log": inference_log,
+            }
         )
 
     def resource_name(self, model_name: str) -> str:

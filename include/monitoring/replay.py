@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from include.simulation.traffic import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_FLUSH_TIMEOUT,
     ModelServerClient,
+    SentDay,
     TrafficError,
     check_url,
 )
@@ -39,14 +39,6 @@ from include.simulation.traffic import (
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
     from include.settings import Settings
-
-
-@dataclass(frozen=True)
-class ReplayedDay:
-    day: date
-    rows: int
-    requests: int
-    label_files: tuple[str, ...]
 
 
 def replay(
@@ -58,10 +50,10 @@ def replay(
     *,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
-) -> list[ReplayedDay]:
+) -> list[SentDay]:
     """Send the landed rows of the days ``start <= day < end`` (``end`` None: every later day) to ``url``.
 
-    Returns one :class:`ReplayedDay` per landed day, oldest first. Labels go to
+    Returns one :class:`~include.simulation.traffic.SentDay` per landed day, oldest first. Labels go to
     ``settings.inference_log``, which must be the log the server writes. Raises
     ``ValueError`` for bad arguments or no landed day in the range, :class:`TrafficError`
     when the server refuses a request or does not log every row within ``flush_timeout``.
@@ -109,7 +101,7 @@ def replay(
         labels.insert(0, "request_id", request_ids)
         labels["label_timestamp"] = rows[spec.timestamp_column].to_numpy()
         files = write_labels(settings.inference_log, labels, day=day) if len(labels) else []
-        replayed.append(ReplayedDay(day, len(rows), requests, tuple(files)))
+        replayed.append(SentDay(day, len(rows), requests, tuple(files)))
     return replayed
 
 

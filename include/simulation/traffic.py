@@ -60,15 +60,23 @@ class TrafficError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DaySummary:
-    """What :func:`simulate` sent for one day, and where its labels (and landed rows) went."""
+class SentDay:
+    """One day of rows sent to the model server: ``rows`` rows in ``requests`` requests, and the
+    label files stored next to their predictions (what a replay of landed rows reports)."""
 
     day: date
     rows: int
     requests: int
+    label_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaySummary(SentDay):
+    """What :func:`simulate` sent for one day: a :class:`SentDay`, whether the day drifted, the
+    mean predicted probability, and the training partition it landed."""
+
     drifted: bool
     mean_probability: float
-    label_files: tuple[str, ...] = ()
     landed: str | None = None  # the training partition written, when landing was asked for
 
 
@@ -319,10 +327,10 @@ def simulate(
                 day,
                 len(frame),
                 requests_sent,
-                is_drifted(drift, day),
-                float(np.mean(probabilities)),
                 tuple(label_files),
-                landed,
+                drifted=is_drifted(drift, day),
+                mean_probability=float(np.mean(probabilities)),
+                landed=landed,
             )
         )
     return summaries

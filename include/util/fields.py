@@ -11,7 +11,7 @@ caller's error class, a ``ValueError``, with ``"<name> must be ..., got <value>"
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -36,39 +36,37 @@ def is_number(value: Any) -> bool:
 
 def number(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> float | None:
     """A finite number (or None when ``optional``); raises ``ValueError`` otherwise."""
-    value = key(data, name, where)
-    if value is None and optional:
-        return None
-    if not is_number(value):
-        raise ValueError(f"{where}.{name} must be a finite number{' or null' if optional else ''}, got {value!r}")
-    return value
+    return _typed(data, name, where, optional, is_number, "a finite number")
 
 
 def integer(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> int | None:
     """An int that is not a bool (or None when ``optional``); raises ``ValueError`` otherwise."""
-    value = key(data, name, where)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}.{name} must be an integer{' or null' if optional else ''}, got {value!r}")
-    return value
+    return _typed(data, name, where, optional, _is_integer, "an integer")
 
 
 def text(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> str | None:
     """A str (or None when ``optional``); raises ``ValueError`` otherwise."""
-    value = key(data, name, where)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{where}.{name} must be a string{' or null' if optional else ''}, got {value!r}")
-    return value
+    return _typed(data, name, where, optional, lambda value: isinstance(value, str), "a string")
 
 
 def flag(data: Mapping[str, Any], name: str, where: str) -> bool:
     """A bool; raises ``ValueError`` otherwise."""
+    return _typed(data, name, where, False, lambda value: isinstance(value, bool), "true or false")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _typed(
+    data: Mapping[str, Any], name: str, where: str, optional: bool, accepts: Callable[[Any], bool], kind: str
+) -> Any:
+    """``data[name]`` when ``accepts`` it (or it is None and ``optional``); else ``ValueError`` saying it must be ``kind``."""
     value = key(data, name, where)
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}.{name} must be true or false, got {value!r}")
+    if value is None and optional:
+        return None
+    if not accepts(value):
+        raise ValueError(f"{where}.{name} must be {kind}{' or null' if optional else ''}, got {value!r}")
     return value
 
 

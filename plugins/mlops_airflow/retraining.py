@@ -27,6 +27,20 @@ RETRAIN_POOL = "retrain_trigger"
 LAST_TRIGGER_VARIABLE = "drift_monitor_last_retrain"
 ACTIVE_STATES = ["queued", "running"]
 
+# The rest of what the task runner reads from the exception, as TriggerDagRunOperator passes
+# it for a run nobody waits for (so the states and the polling go unused): no logical date,
+# and an existing run is never reset.
+_TRIGGER_POLICY: dict[str, Any] = {
+    "logical_date": None,
+    "reset_dag_run": False,
+    "skip_when_already_exists": True,
+    "wait_for_completion": False,
+    "allowed_states": ["success"],
+    "failed_states": ["failed"],
+    "poke_interval": 60,
+    "deferrable": False,
+}
+
 
 def training_run_id(window_start) -> str:
     return f"drift__{window_start:%Y-%m-%d}"
@@ -125,15 +139,8 @@ class RetrainOnDriftOperator(BaseOperator):
             trigger_dag_id=TRAINING_DAG_ID,
             dag_run_id=run_id,
             conf=conf,
-            logical_date=None,
-            reset_dag_run=False,
-            skip_when_already_exists=True,
             note=f"retraining: {decision.reason}",
-            wait_for_completion=False,
-            allowed_states=["success"],
-            failed_states=["failed"],
-            poke_interval=60,
-            deferrable=False,
+            **_TRIGGER_POLICY,
         )
 
     def _record(self, context, decision: dict) -> None:

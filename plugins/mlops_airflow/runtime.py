@@ -40,6 +40,19 @@ def task_settings():
     return Settings.from_env(overrides={**overrides, "serving": serving}) if serving else settings
 
 
+def task_settings_and_spec():
+    """:func:`task_settings` and the dataset spec they name, for a task that reads both.
+
+    Returns ``(settings, spec)``: an ``include.settings.Settings`` and an
+    ``include.data.spec.DatasetSpec``. Raises ``ValueError`` as :func:`task_settings`, and
+    ``include.data.spec.SpecError`` for a spec that cannot be read.
+    """
+    from include.data.spec import load_spec
+
+    settings = task_settings()
+    return settings, load_spec(settings.dataset_spec)
+
+
 def _connection_tracking_uri() -> str | None:
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowRuntimeError

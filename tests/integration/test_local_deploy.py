@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import psutil
 import pytest
@@ -13,6 +11,7 @@ from include.deployment import DeployFailed, deployer_for
 from include.deployment.local import LocalServingDeployer, ServingError
 from include.registry import CHAMPION, PREVIOUS_CHAMPION
 from include.registry import alias_version as registry_alias_version
+from include.settings import Settings
 from scripts.local_stack import free_port
 from tests.integration.servers import kill_serving_processes, serving_processes
 from tests.unit.serving_models import (
@@ -41,8 +40,11 @@ def settings(mlops_env, monkeypatch):
     from include.tracking import configure
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    configure(mlops_env)
-    yield dataclasses.replace(mlops_env, serving_port=free_port())
+    # a free port: the default one may be taken on this machine
+    monkeypatch.setenv("MLOPS_SERVING_PORT", str(free_port()))
+    settings = Settings.from_env()
+    configure(settings)
+    yield settings
     forget_mlflow_uris()
 
 
@@ -74,7 +76,7 @@ def test_deployer_for_picks_the_profile(settings):
     assert isinstance(deployer_for(settings), LocalServingDeployer)
     # the kubernetes profile needs the cluster's API client (from the provider's KubernetesHook)
     with pytest.raises(ValueError, match="kubernetes_client"):
-        deployer_for(dataclasses.replace(settings, profile="kubernetes"))
+        deployer_for(settings.replace(profile="kubernetes"))
 
 
 def test_first_deploy_starts_the_server_on_loopback_and_makes_it_champion(deployer, settings):

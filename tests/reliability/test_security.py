@@ -177,7 +177,7 @@ def _rendered_kubernetes_specs(tmp_path) -> list[str]:
         # a pod keeps no local folder: the kubernetes profile logs inferences to an object store
         environ = {**os.environ, "MLOPS_PROFILE": "kubernetes", "MLOPS_INFERENCE_LOG": "s3://churn/inference-log"}
         settings = Settings.from_env(environ)
-        manifests = render_all(settings.model_name, "1", ServingConfig.from_settings(settings, environ))
+        manifests = render_all(settings.model_name, "1", ServingConfig.from_settings(settings))
     return [json.dumps(pod), json.dumps(manifests, default=str)]
 
 

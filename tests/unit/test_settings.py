@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -106,7 +105,7 @@ def test_settings_are_frozen_and_replace_gives_a_checked_copy():
         settings.profile = "kubernetes"  # type: ignore[misc]
 
     assert settings.replace(profile="kubernetes").profile == "kubernetes"
-    assert dataclasses.replace(settings, model_name="other").model_name == "other"
+    assert settings.replace(model_name="other").model_name == "other"
     with pytest.raises(ValueError, match="MLOPS_PROFILE='cloud'"):
         settings.replace(profile="cloud")
 
@@ -143,11 +142,11 @@ def test_the_serving_section_reads_mlops_serving_variables():
     )
 
     assert serving.namespace == "churn-prod"
-    assert serving.hpa is True and serving.min_replicas == 3 and serving.max_replicas is None
+    assert serving.hpa_enabled is True and serving.min_replicas == 3 and serving.max_replicas is None
     assert serving.cpu_limit is None  # set empty: none
     assert serving.image == "ghcr.io/example/churn-serving:latest"  # set empty: the default
     assert serving.tracking_uri == "" and serving.inference_log is None  # empty vs unset
-    assert ServingSettings.from_env({}).secret == "mlops-serving-credentials"
+    assert ServingSettings.from_env({}).credentials_secret == "mlops-serving-credentials"
 
 
 def test_the_serving_config_is_a_view_of_the_section():
@@ -160,7 +159,7 @@ def test_the_serving_config_is_a_view_of_the_section():
         overrides={"serving": {"namespace": "churn-prod", "replicas": "3"}},
     )
 
-    config = ServingConfig.from_settings(settings, {})
+    config = ServingConfig.from_settings(settings)
 
     assert (config.namespace, config.replicas, config.min_replicas, config.max_replicas) == ("churn-prod", 3, 3, 9)
     assert config.tracking_uri == "http://mlflow:5000"

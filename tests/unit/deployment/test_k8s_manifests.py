@@ -42,8 +42,7 @@ BASE_ENV = {
 
 
 def config_from(environ: dict[str, str]) -> ServingConfig:
-    env = {**BASE_ENV, **environ}
-    return ServingConfig.from_settings(Settings.from_env(env), env)
+    return ServingConfig.from_settings(Settings.from_env({**BASE_ENV, **environ}))
 
 
 CONFIGS = {

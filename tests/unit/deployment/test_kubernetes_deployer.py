@@ -21,7 +21,6 @@ No cluster here, so three stand-ins, each as close to the real thing as fits in 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import shutil
 import threading
@@ -416,7 +415,7 @@ def settings(mlops_env, monkeypatch, empty_registry):
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(empty_registry, database)
     configure(mlops_env)
-    yield dataclasses.replace(mlops_env, profile="kubernetes")
+    yield mlops_env.replace(profile="kubernetes")
     forget_mlflow_uris()
 
 
@@ -705,8 +704,13 @@ def test_another_models_deployment_is_left_alone(settings, cluster, service, cha
 
 
 def test_deployer_for_the_kubernetes_profile_needs_a_client(settings, cluster, monkeypatch):
+    from include.settings import Settings
+
+    monkeypatch.setenv("MLOPS_PROFILE", "kubernetes")
     monkeypatch.setenv("MLOPS_SERVING_TRACKING_URI", "http://mlflow.mlops.svc.cluster.local:5000")
     monkeypatch.setenv("MLOPS_SERVING_INFERENCE_LOG", "off")
+    # the variables reach the deployer through the settings a task builds once they are set
+    settings = Settings.from_env()
 
     assert isinstance(deployer_for(settings, kubernetes_client=cluster), KubernetesDeployer)
     with pytest.raises(ValueError, match="kubernetes_client=KubernetesHook"):
