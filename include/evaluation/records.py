@@ -63,10 +63,13 @@ def _partial_mapping(data: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- records
 @dataclass(frozen=True)
-class Latency:
+class Latency(read.ScalarRecord):
     """The challenger's serving latency (:func:`include.evaluation.evaluate.measure_latency`):
     ``p50``/``p95`` in milliseconds of CPU time (the gate reads ``p95``), ``wall_p50``/``wall_p95``
-    in milliseconds of wall clock, over ``requests`` calls of ``rows_per_request`` rows."""
+    in milliseconds of wall clock, over ``requests`` calls of ``rows_per_request`` rows. Its JSON
+    (:meth:`to_dict`, :meth:`from_dict`) is its fields by name."""
+
+    WHERE = "latency_ms"
 
     p50: float
     p95: float
@@ -75,33 +78,6 @@ class Latency:
     requests: int
     rows_per_request: int
     method: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The latency as a JSON-ready dict: ``p50``, ``p95``, ``wall_p50``, ``wall_p95`` (milliseconds), ``requests``,
-        ``rows_per_request``, ``method``."""
-        return {
-            "p50": self.p50,
-            "p95": self.p95,
-            "wall_p50": self.wall_p50,
-            "wall_p95": self.wall_p95,
-            "requests": self.requests,
-            "rows_per_request": self.rows_per_request,
-            "method": self.method,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "latency_ms") -> Latency:
-        """Returns the :class:`Latency` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key."""
-        data = read.mapping(data, where)
-        return cls(
-            p50=read.number(data, "p50", where),
-            p95=read.number(data, "p95", where),
-            wall_p50=read.number(data, "wall_p50", where),
-            wall_p95=read.number(data, "wall_p95", where),
-            requests=read.integer(data, "requests", where),
-            rows_per_request=read.integer(data, "rows_per_request", where),
-            method=read.text(data, "method", where),
-        )
 
     @classmethod
     def from_partial(cls, data: Any) -> Latency | None:

@@ -189,14 +189,16 @@ def draw_shares(generator: np.random.Generator, rows: int, weights: np.ndarray, 
     return weights + noise / math.sqrt(rows)
 
 
-def wasserstein_null(
-    values: np.ndarray,
-    norm: float,
-    *,
-    sizes: Sequence[int] = WINDOW_SIZES,
-    draws: int = NULL_DRAWS,
-    seed: int = NULL_SEED,
-) -> NullDistribution:
+@dataclass(frozen=True)
+class NullDraws:
+    """How a null distribution is drawn: ``draws`` windows at each of ``sizes`` (rows), from ``seed``."""
+
+    sizes: Sequence[int] = WINDOW_SIZES
+    draws: int = NULL_DRAWS
+    seed: int = NULL_SEED
+
+
+def wasserstein_null(values: np.ndarray, norm: float, how: NullDraws = NullDraws()) -> NullDistribution:
     """The null of the normed Wasserstein score (:func:`include.monitoring.drift_stats.wasserstein_norm`) of a
     numeric column whose finite reference values are ``values`` (1-d float64), ``norm`` the divisor the score uses.
 
@@ -205,14 +207,14 @@ def wasserstein_null(
     Raises ``ValueError`` for an empty column.
     """
     points, weights = numeric_support(values)
-    generator = np.random.default_rng(seed)
+    generator = np.random.default_rng(how.seed)
     widths = np.diff(points)
     reference_cdf = np.cumsum(weights)[:-1]
     by_size = []
-    for rows in sizes:
-        window_cdf = np.cumsum(draw_shares(generator, rows, weights, draws), axis=1)[:, :-1]
+    for rows in how.sizes:
+        window_cdf = np.cumsum(draw_shares(generator, rows, weights, how.draws), axis=1)[:, :-1]
         by_size.append(np.abs(window_cdf - reference_cdf) @ widths / norm)
-    return _summarise(by_size, sizes, len(values))
+    return _summarise(by_size, how.sizes, len(values))
 
 
 def jensen_shannon_from_shares(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -239,14 +241,7 @@ def psi_from_shares(reference: np.ndarray, window: np.ndarray) -> np.ndarray:
 SHARE_DISTANCES = {"jensenshannon": jensen_shannon_from_shares, "psi": psi_from_shares}
 
 
-def shares_null(
-    counts: np.ndarray,
-    method: str,
-    *,
-    sizes: Sequence[int] = WINDOW_SIZES,
-    draws: int = NULL_DRAWS,
-    seed: int = NULL_SEED,
-) -> NullDistribution:
+def shares_null(counts: np.ndarray, method: str, how: NullDraws = NullDraws()) -> NullDistribution:
     """The null of a distance between category (or bin) shares, ``counts`` being the reference's count per
     category (1-d ints) and ``method`` one of :data:`SHARE_DISTANCES`. Returns a :class:`NullDistribution`.
 
@@ -258,11 +253,11 @@ def shares_null(
     if total == 0:
         raise ValueError("a column without values has no null distribution")
     shares = np.asarray(counts, dtype=np.float64) / total
-    generator = np.random.default_rng(seed)
+    generator = np.random.default_rng(how.seed)
     distance = SHARE_DISTANCES[method]
     # the shares' normal limit can dip below 0 for a rare category: the distances need shares >= 0
     by_size = []
-    for rows in sizes:
-        window = np.clip(draw_shares(generator, rows, shares, draws), 0, None)
+    for rows in how.sizes:
+        window = np.clip(draw_shares(generator, rows, shares, how.draws), 0, None)
         by_size.append(distance(shares, window / window.sum(axis=1, keepdims=True)))
-    return _summarise(by_size, sizes, total)
+    return _summarise(by_size, how.sizes, total)

@@ -75,9 +75,12 @@ class ColumnDrift:
 
 
 @dataclass(frozen=True)
-class ReportSample:
+class ReportSample(read.ScalarRecord):
     """What the HTML report's Evidently part was drawn from (every figure of record uses all rows):
-    ``sampled`` is whether either side was cut down, with the ``seed`` of the draw."""
+    ``sampled`` is whether either side was cut down, with the ``seed`` of the draw. Its JSON
+    (:meth:`to_dict`, :meth:`from_dict`) is its fields by name."""
+
+    WHERE = "report_sample"
 
     sampled: bool
     seed: int
@@ -85,29 +88,6 @@ class ReportSample:
     current_rows_total: int
     reference_rows: int
     reference_rows_total: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``sampled`` (bool), ``seed`` and the current and reference row counts (ints)."""
-        return {
-            "sampled": self.sampled,
-            "seed": self.seed,
-            "current_rows": self.current_rows,
-            "current_rows_total": self.current_rows_total,
-            "reference_rows": self.reference_rows,
-            "reference_rows_total": self.reference_rows_total,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "report_sample") -> ReportSample:
-        """Returns the :class:`ReportSample` :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key."""
-        data = read.mapping(data, where)
-        return cls(
-            sampled=read.flag(data, "sampled", where),
-            **{
-                name: read.integer(data, name, where)
-                for name in ("seed", "current_rows", "current_rows_total", "reference_rows", "reference_rows_total")
-            },
-        )
 
 
 def _band(value: Any, where: str) -> list[float] | None:

@@ -82,3 +82,27 @@ def integer_at_least(value: Any, name: str, minimum: int, error: type[ValueError
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise error(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+class ScalarRecord:
+    """A dataclass of scalar fields whose JSON is its fields by name: :meth:`to_dict` writes it and
+    :meth:`from_dict` reads it back, each field by its annotation (``float``, ``int``, ``str`` or
+    ``bool``). A subclass sets ``WHERE``, the name its errors give the record."""
+
+    WHERE = "record"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, one key per field."""
+        from dataclasses import asdict
+
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | None = None):
+        """Returns the record :meth:`to_dict` wrote; raises ``ValueError`` naming the missing or bad key."""
+        from dataclasses import fields
+
+        where = where or cls.WHERE
+        data = mapping(data, where)
+        readers = {"float": number, "int": integer, "str": text, "bool": flag}
+        return cls(**{field.name: readers[str(field.type)](data, field.name, where) for field in fields(cls)})
