@@ -4,21 +4,30 @@
 Every night, checks the previous day's served traffic for drift against the data the
 current champion learned from, and triggers `ml_training` when the drift warrants it.
 
-Each run handles exactly its data interval (one UTC day), or, with `window_days` above 1, the
-days of traffic that end with it:
+**Which day a run checks.** A run checks its data interval, one UTC day: the nightly run
+created just after midnight checks the day that just closed, and a run triggered with logical
+date *D* checks the day before *D* (`[D-1, D)`). A run triggered without a logical date
+(`POST /api/v2/dags/drift_monitor/dagRuns` with `"logical_date": null`) checks the last
+complete UTC day before it was triggered. With `window_days` above 1 it compares the traffic
+of the `window_days` days ending with that day (a low-volume model is still monitored every night).
 
-1. **check_drift**: loads the window's inference log and the champion's reference data
-   (found through the champion's lineage tags), runs an Evidently report (per-column data
-   drift, dataset drift share, prediction drift, and performance against labels when they
-   have arrived), and stores the HTML report and metrics JSON under `reports/drift/<day>/`
-   and as one MLflow run per window in the `drift_monitoring` experiment. Re-running a
-   window replaces its results. An empty window, or one below `min_rows`, ends as
+1. **check_drift**: loads the window's inference log and the champion's monitoring profile
+   (its training rows, the null distribution of each column's drift score, its CBPE
+   calibration; stored when it was deployed). Each column's drift score is judged against
+   what windows of the same size drawn from the training data score (calibrated verdicts,
+   with at most the spec's `monitoring.false_alarm_rate` of false alarms over all columns), or
+   against Evidently's fixed 0.1 with `monitoring.verdict: fixed`. It reports the dataset drift
+   share, prediction drift, the task's metric on labelled requests, and for a binary model the
+   ROC AUC estimated before any label (CBPE). The HTML report and metrics JSON go under
+   `reports/drift/<day>/` and to one MLflow run per window in the `drift_monitoring` experiment.
+   Re-running a window replaces its results. An empty window, or one below `min_rows`, ends as
    *skipped: insufficient data*; a window with a missing, retyped or all-empty column fails.
-2. **trigger_retraining**: retrains when the drift share or the performance drop crosses
-   its threshold, unless `ml_training` is already queued or running, a retraining was
-   triggered from a window within the cooldown, or the run belongs to a backfill (unless
-   `allow_backfill_retrain`). The triggered run (id `drift__<day>`) carries the reason,
-   the window and the numbers, and trains on a window ending with the drifted day.
+2. **trigger_retraining**: retrains when the drift share, the performance drop or (when set)
+   the estimated ROC AUC drop crosses its threshold, unless `ml_training` is already queued or
+   running, a retraining run was triggered from a window within the cooldown, or the run
+   belongs to a backfill (unless `allow_backfill_retrain`). The triggered run (id
+   `drift__<day>`) carries the reason, the window and the numbers, and trains on a window
+   ending with the drifted day.
 
 Backfill a range from the UI (*Trigger* ▸ *Backfill*) or the REST API (`POST /api/v2/backfills`).
 """
@@ -55,26 +64,29 @@ from mlops_airflow.retraining import RetrainOnDriftOperator
 )
 def drift_monitor():
     @task
-    def check_drift(params=None, data_interval_start=None, data_interval_end=None) -> dict:
+    def check_drift(params=None, data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
         from include.monitoring.drift import DriftInputError
         from include.monitoring.drift import check_drift as run_check
+        from include.monitoring.window import checked_interval
         from mlops_airflow.runtime import task_settings_and_spec
 
         settings, spec = task_settings_and_spec()
+        start, end = checked_interval(data_interval_start, data_interval_end, dag_run.run_after)
         try:
             result = run_check(
                 settings,
                 spec,
-                data_interval_start,
-                data_interval_end,
+                start,
+                end,
                 window_days=params["window_days"],
                 min_rows=params["min_rows"],
                 drift_share_threshold=params["drift_share_threshold"],
                 performance_drop_threshold=params["performance_drop_threshold"],
+                estimated_drop_threshold=params["estimated_drop_threshold"],
             )
         except DriftInputError as bad_window:
             # a broken window stays broken on retry, and must never read as "no drift"
-            raise AirflowFailException(f"window {data_interval_start}..{data_interval_end}: {bad_window}") from None
+            raise AirflowFailException(f"window {start}..{end}: {bad_window}") from None
         if result["status"] != "ok":
             raise AirflowSkipException(f"skipped: insufficient data: {result['reason']}")
         return result

@@ -8,6 +8,7 @@ naming the column, since no verdict drawn from it could be trusted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -169,3 +170,22 @@ def check_window(current: pd.DataFrame, spec: DatasetSpec, min_rows: int) -> Win
         )
     _check_not_empty_columns(current, spec)
     return WindowCheck("ok", rows, f"{rows} served predictions (min_rows={min_rows})")
+
+
+def checked_interval(start: datetime | None, end: datetime | None, run_after: datetime) -> tuple[datetime, datetime]:
+    """The UTC day a drift run checks: its data interval ``[start, end)`` when it has one, else (a
+    manual run without a logical date, which Airflow 3 gives no data interval) the last complete UTC
+    day before ``run_after``, the time the run was created for.
+
+    Returns ``(start, end)`` as aware datetimes. Raises ``ValueError`` when only one end is given or
+    ``run_after`` is naive.
+    """
+    if (start is None) != (end is None):
+        raise ValueError(f"a data interval needs both ends, got {start!r}..{end!r}")
+    if start is not None:
+        return start, end
+    if run_after.tzinfo is None:
+        raise ValueError(f"run_after must be timezone-aware, got {run_after!r}")
+    after = datetime.fromtimestamp(run_after.timestamp(), UTC)
+    day_end = datetime(after.year, after.month, after.day, tzinfo=UTC)
+    return day_end - timedelta(days=1), day_end

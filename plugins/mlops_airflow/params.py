@@ -119,6 +119,16 @@ def drift_params() -> dict[str, Param]:
             "window's labelled requests is this much worse than on the "
             "champion's held-out rows, in the metric's units.",
         ),
+        "estimated_drop_threshold": _optional(
+            "number",
+            "Thresholds",
+            "Estimated ROC AUC drop threshold",
+            "Binary models: retrain when the ROC AUC estimated from the champion's calibrated "
+            "probabilities (CBPE, before any label arrives) is this much below its held-out ROC AUC. "
+            "Empty: the estimate is reported but never retrains.",
+            exclusiveMinimum=0,
+            maximum=1,
+        ),
         "window_days": _integer(
             1,
             1,
@@ -184,8 +194,9 @@ def _choice(default: str, choices: Iterable[str], section: str, title: str, desc
 
 
 def _share(default: float, title: str, description: str) -> Param:
-    """A number in 0..1 in the thresholds section (a share of columns, a metric's drop)."""
-    return _field(default, "number", "Thresholds", title, description, minimum=0, maximum=1)
+    """A number in (0, 1] in the thresholds section (a share of columns, a metric's drop): 0 would
+    retrain on every window, so the form refuses it."""
+    return _field(default, "number", "Thresholds", title, description, exclusiveMinimum=0, maximum=1)
 
 
 def _optional(json_type: str, section: str, title: str, description: str, **schema: Any) -> Param:

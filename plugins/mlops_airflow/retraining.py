@@ -80,11 +80,19 @@ class RetrainOnDriftOperator(BaseOperator):
 
         from include.monitoring.decision import decide
         from include.monitoring.records import DriftMetrics
+        from include.monitoring.window import checked_interval
 
         ti, params, dag_run = context["ti"], context["params"], context["dag_run"]
-        window_start, window_end = context["data_interval_start"], context["data_interval_end"]
+        window_start, window_end = checked_interval(
+            context.get("data_interval_start"), context.get("data_interval_end"), dag_run.run_after
+        )
         metrics = ti.xcom_pull(task_ids=self.drift_task_id)
         last_trigger = Variable.get(LAST_TRIGGER_VARIABLE, default=None, deserialize_json=True)
+        # the cooldown counts a trigger only once its run exists: a trigger that failed for good
+        # (the Variable is written just before it) must not silence the next windows
+        if last_trigger and not ti.get_dr_count(dag_id=TRAINING_DAG_ID, run_ids=[last_trigger["training_run_id"]]):
+            self.log.info("the last trigger's run %s does not exist: no cooldown", last_trigger["training_run_id"])
+            last_trigger = None
         last_window_end = date.fromisoformat(last_trigger["window_end"]) if last_trigger else None
         decision = decide(
             metrics,
@@ -97,9 +105,10 @@ class RetrainOnDriftOperator(BaseOperator):
             cooldown_days=params["cooldown_days"],
             is_backfill=str(dag_run.run_type) in ("backfill", "DagRunType.BACKFILL_JOB"),
             allow_backfill=params["allow_backfill_retrain"],
+            estimated_drop_threshold=params.get("estimated_drop_threshold"),
         )
         self.log.info("decision for window %s..%s: %s: %s", window_start, window_end, decision.outcome, decision.reason)
-        self._record(context, decision.to_dict())
+        self._record(context, window_start, decision.to_dict())
         ti.xcom_push(key="decision", value=decision.to_dict())
         if not decision.retrain:
             raise AirflowSkipException(f"{decision.outcome}: {decision.reason}")
@@ -128,6 +137,7 @@ class RetrainOnDriftOperator(BaseOperator):
                 "drift_share": measured.drift_share,
                 "drifted_columns": measured.drifted_columns,
                 "performance_drop": measured.performance_drop,
+                "estimated_drop": measured.estimated_drop,
                 "drift_run_id": dag_run.run_id,
             },
         }
@@ -143,11 +153,11 @@ class RetrainOnDriftOperator(BaseOperator):
             **_TRIGGER_POLICY,
         )
 
-    def _record(self, context, decision: dict) -> None:
+    def _record(self, context, window_start, decision: dict) -> None:
         from include.monitoring.drift import record_decision
         from mlops_airflow.runtime import task_settings
 
-        record_decision(task_settings(), context["data_interval_start"], decision)
+        record_decision(task_settings(), window_start, decision)
 
 
 def _same_window_length(days) -> dict:

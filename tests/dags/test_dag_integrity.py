@@ -144,3 +144,30 @@ def test_plugin_loader_does_not_import_the_shared_package_as_top_level_modules()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("drift_share_threshold", 0),
+        ("performance_drop_threshold", 0.0),
+        ("estimated_drop_threshold", 0),
+        ("drift_share_threshold", 1.5),
+    ],
+)
+def test_drift_thresholds_of_zero_are_refused_by_the_form(dagbag, bad):
+    """A threshold of 0 would retrain on every window: the form refuses it before any run starts."""
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(dagbag.dags["drift_monitor"].params)
+    name, value = bad
+    with pytest.raises(ParamValidationError):
+        params[name] = value
+        params.validate()
+
+
+def test_the_drift_form_says_which_day_a_run_checks(dagbag):
+    doc = " ".join(dagbag.dags["drift_monitor"].doc_md.split())
+    assert "logical date *D* checks the day before *D*" in doc
+    assert '"logical_date": null' in doc and "the last complete UTC day before it was triggered" in doc

@@ -31,17 +31,21 @@ PARAMS = {
 
 
 class TaskInstance:
-    def __init__(self, metrics: dict, active_training_runs: int = 0):
+    def __init__(self, metrics: dict, active_training_runs: int = 0, existing_runs: tuple[str, ...] = ()):
         self.metrics = metrics
         self.active_training_runs = active_training_runs
+        self.existing_runs = existing_runs
         self.pushed: dict[str, object] = {}
 
     def xcom_pull(self, task_ids: str):
         assert task_ids == "check_drift"
         return self.metrics
 
-    def get_dr_count(self, dag_id: str, states: list[str]) -> int:
-        assert dag_id == "ml_training" and states == ["queued", "running"]
+    def get_dr_count(self, dag_id: str, states: list[str] | None = None, run_ids: list[str] | None = None) -> int:
+        assert dag_id == "ml_training"
+        if run_ids is not None:
+            return sum(run_id in self.existing_runs for run_id in run_ids)
+        assert states == ["queued", "running"]
         return self.active_training_runs
 
     def xcom_push(self, key: str, value) -> None:
@@ -51,6 +55,7 @@ class TaskInstance:
 class DagRun:
     run_id = "scheduled__2026-03-19T00:00:00+00:00"
     run_type = "scheduled"
+    run_after = WINDOW_END
 
 
 @pytest.fixture
@@ -71,7 +76,9 @@ def variables(monkeypatch):
 def recorded(monkeypatch):
     decisions: list[dict] = []
     monkeypatch.setattr(
-        retraining.RetrainOnDriftOperator, "_record", lambda self, context, decision: decisions.append(decision)
+        retraining.RetrainOnDriftOperator,
+        "_record",
+        lambda self, context, window_start, decision: decisions.append(decision),
     )
     return decisions
 
@@ -79,7 +86,7 @@ def recorded(monkeypatch):
 def _context(ti: TaskInstance) -> dict:
     return {
         "ti": ti,
-        "params": dict(PARAMS),
+        "params": {**PARAMS, "estimated_drop_threshold": None},
         "dag_run": DagRun(),
         "data_interval_start": WINDOW_START,
         "data_interval_end": WINDOW_END,
@@ -157,3 +164,56 @@ def test_the_operator_module_loads_nothing_of_airflows_database_layer():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _last_trigger(window_end: str, run_id: str) -> dict:
+    return {"window_start": "2026-03-15", "window_end": window_end, "training_run_id": run_id, "drift_run_id": "x"}
+
+
+def test_the_cooldown_counts_a_trigger_only_once_its_training_run_exists(variables, recorded):
+    from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
+
+    operator = retraining.RetrainOnDriftOperator(task_id="trigger_retraining", drift_task_id="check_drift")
+    variables[retraining.LAST_TRIGGER_VARIABLE] = _last_trigger("2026-03-16", "drift__2026-03-15")
+
+    # the run exists: a window three days later is within the 7-day cooldown
+    with pytest.raises(AirflowSkipException, match="cooldown"):
+        operator.execute(_context(TaskInstance(_metrics(0.5), existing_runs=("drift__2026-03-15",))))
+    # the trigger never created its run (it failed for good): no cooldown, this window retrains
+    with pytest.raises(DagRunTriggerException):
+        operator.execute(_context(TaskInstance(_metrics(0.5))))
+
+
+def test_a_manual_run_without_a_logical_date_decides_on_the_last_complete_day(variables, recorded):
+    from airflow.sdk.exceptions import DagRunTriggerException
+
+    class ManualRun(DagRun):
+        run_id = "manual__2026-03-20T09:30:00+00:00"
+        run_type = "manual"
+        run_after = datetime(2026, 3, 20, 9, 30, tzinfo=UTC)
+
+    operator = retraining.RetrainOnDriftOperator(task_id="trigger_retraining", drift_task_id="check_drift")
+    context = {**_context(TaskInstance(_metrics(0.5))), "dag_run": ManualRun()}
+    context.update(data_interval_start=None, data_interval_end=None)
+
+    with pytest.raises(DagRunTriggerException) as raised:
+        operator.execute(context)
+
+    assert raised.value.dag_run_id == "drift__2026-03-19"
+    assert "drift in window 2026-03-19..2026-03-20" in raised.value.conf["reason"]
+
+
+def test_an_estimated_drop_retrains_only_when_its_threshold_is_set(variables, recorded):
+    from airflow.sdk.exceptions import AirflowSkipException, DagRunTriggerException
+
+    operator = retraining.RetrainOnDriftOperator(task_id="trigger_retraining", drift_task_id="check_drift")
+    metrics = {**_metrics(0.0), "estimated_drop": 0.08, "estimated_roc_auc": 0.78, "reference_roc_auc": 0.86}
+
+    with pytest.raises(AirflowSkipException, match="no_drift"):
+        operator.execute(_context(TaskInstance(metrics)))
+    context = _context(TaskInstance(metrics))
+    context["params"]["estimated_drop_threshold"] = 0.05
+    with pytest.raises(DagRunTriggerException) as raised:
+        operator.execute(context)
+    assert "estimated ROC AUC drop 0.080 >= threshold 0.050" in raised.value.conf["reason"]
+    assert raised.value.conf["drift"]["estimated_drop"] == 0.08
