@@ -320,9 +320,16 @@ def window_outcome(client, run: dict) -> dict:
         "state": run["state"],
         "rows": metrics.get("rows"),
         "drift_share": metrics.get("drift_share"),
+        # CBPE's estimate from the probabilities alone, and the realised score once labels are in
+        "estimated": metrics.get("estimated_roc_auc"),
+        "realised": metrics.get("score") if metrics.get("metric") == "roc_auc" else None,
         "outcome": outcome,
         "reason": reason,
     }
+
+
+def _auc(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def describe_window(client, run: dict) -> str:
@@ -443,12 +450,15 @@ def run_generated(args, started: float) -> int:
         retrain_run = follow_run(client, retraining[0]["dag_run_id"], args.timeout)
         ok = print_summary(stack, client, retrain_run) and ok
 
-    print("\ndrift per simulated day (drift_monitor backfill):")
-    print(f"  {'window':<10}  {'rows':>5}  {'drift share':>11}  outcome")
+    print("\ndrift per simulated day (drift_monitor backfill; ROC AUC estimated by CBPE before labels, and realised):")
+    print(f"  {'window':<10}  {'rows':>5}  {'drift share':>11}  {'est. AUC':>8}  {'real AUC':>8}  outcome")
     for window in windows:
         share = "n/a" if window["drift_share"] is None else f"{window['drift_share']:.2f}"
         mark = "  <- drift from here" if window["window"] == drift_day.isoformat() else ""
-        print(f"  {window['window']:<10}  {window['rows'] or 0:>5}  {share:>11}  {window['outcome']}{mark}")
+        print(
+            f"  {window['window']:<10}  {window['rows'] or 0:>5}  {share:>11}  {_auc(window['estimated']):>8}  "
+            f"{_auc(window['realised']):>8}  {window['outcome']}{mark}"
+        )
     print(f"reports: {stack.settings.reports}/drift/<day>/report.html; MLflow experiment drift_monitoring")
     print(f"make demo took {time.monotonic() - started:.0f}s; Airflow keeps running until `make stop`.")
     return 0 if ok else 1
@@ -591,11 +601,15 @@ def check_windows(stack: LocalStack, client, windows: list[Window], timeout: flo
 
 def print_window_table(results: list[dict]) -> None:
     print("\ndrift per replayed window (drift_monitor, one manual run each):")
-    print(f"  {'window':<22}  {'days':>4}  {'rows':>5}  {'drift share':>11}  {'outcome':<8}  reason")
+    print(
+        f"  {'window':<22}  {'days':>4}  {'rows':>5}  {'drift share':>11}  {'est. AUC':>8}  {'real AUC':>8}  "
+        f"{'outcome':<8}  reason"
+    )
     for result in results:
         share = "n/a" if result["drift_share"] is None else f"{result['drift_share']:.2f}"
         print(
             f"  {result['window']:<22}  {result['days']:>4}  {result['rows'] or 0:>5}  {share:>11}  "
+            f"{_auc(result.get('estimated')):>8}  {_auc(result.get('realised')):>8}  "
             f"{result['outcome']:<8}  {result['reason']}"
         )
 
