@@ -319,6 +319,7 @@ def url_scheme(url: str) -> str:
 
 
 def is_postgres_url(url: str) -> bool:
+    """True when ``url`` names a PostgreSQL database (any driver), False otherwise; never raises."""
     return url_scheme(url) in ("postgresql", "postgres")
 
 

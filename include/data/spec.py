@@ -97,6 +97,9 @@ class MonitoringSpec:
 
 @dataclass(frozen=True)
 class Feature:
+    """One feature column: its ``name``, ``type`` (numeric or categorical), optional range, the canonical
+    text of its ``categories``, whether it may be null, and its :class:`FeatureDrift` monitoring."""
+
     name: str
     type: str
     min: float | None = None
@@ -133,6 +136,8 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """A checked dataset spec (see the module's docstring); build it with :func:`load_spec`."""
+
     name: str
     location: str
     id_column: str

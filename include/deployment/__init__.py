@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SmokeResult:
+    """A passed smoke test: the ``version`` and ``url`` it reached, the ``rows`` it sent, the ``checks``
+    it made and the answer's ``latency_ms``."""
+
     version: str
     url: str
     rows: int
@@ -36,6 +39,9 @@ class SmokeResult:
 
 @dataclass(frozen=True)
 class DeployResult:
+    """A finished deploy: the ``version`` now served, the ``previous_champion`` (None on the first
+    deploy) and the serving ``url``."""
+
     version: str
     previous_champion: str | None
     url: str
@@ -43,6 +49,8 @@ class DeployResult:
 
 
 class SmokeTestFailed(RuntimeError):
+    """The served ``version`` answered the smoke test wrongly; ``failures`` says how, one line each."""
+
     def __init__(self, version: str, failures: list[str]):
         self.version = version
         self.failures = tuple(failures)

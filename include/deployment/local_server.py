@@ -61,6 +61,7 @@ class _State:
 
     @property
     def url(self) -> str:
+        """``http://<host>:<port>``, where this server answers."""
         return f"http://{self.host}:{self.port}"
 
     def status(self, version: str, running: bool) -> ServingStatus:

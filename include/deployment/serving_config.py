@@ -100,6 +100,7 @@ class ServingConfig(ServingFields):
             raise ValueError(validation_message(exc)) from None
 
     def model_post_init(self, context: Any, /) -> None:
+        """Checks the fields together; raises ``ValueError`` listing every problem found."""
         problems = []
         if not _DNS_LABEL.match(self.namespace):
             problems.append(f"namespace {self.namespace!r} is not a DNS label")

@@ -43,6 +43,9 @@ MAX_TAG_VALUE_CHARS = 4000
 
 @dataclass
 class Check:
+    """One gate check: its ``name``, the measured ``value`` against ``threshold`` (None when not
+    measured or without a bar), whether it ``passed``, and a sentence of ``detail``."""
+
     name: str
     value: float | None
     threshold: float | None
@@ -52,6 +55,10 @@ class Check:
 
 @dataclass
 class GateDecision:
+    """The gate's verdict: ``passed``, the ``reason`` in one sentence, every :class:`Check`, whether the
+    challenger is the ``first_model`` (no champion), and the numbers the checks used (scores in the
+    ``metric``'s units, latency in milliseconds of CPU time)."""
+
     passed: bool
     reason: str
     checks: list[Check]

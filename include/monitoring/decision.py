@@ -42,6 +42,9 @@ OUTCOMES = ("retrain", "no_drift", "skipped")
 
 @dataclass
 class RetrainDecision:
+    """Whether to ``retrain``, the ``outcome`` (``retrain``, ``no_drift`` or ``skipped``) and the
+    ``reason`` with the numbers it compared."""
+
     retrain: bool
     outcome: str  # "retrain" | "no_drift" | "skipped"
     reason: str

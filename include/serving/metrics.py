@@ -72,6 +72,7 @@ class _ProbabilityHistogram:
             self._sum += total
 
     def collect(self):
+        """Yields the server's state as Prometheus metric families (served version, ...), read at scrape time."""
         """Yields one ``HistogramMetricFamily`` with cumulative bucket counts and the sum (the collector protocol)."""
         from prometheus_client.core import HistogramMetricFamily
 

@@ -38,6 +38,8 @@ class PreprocessingError(ValueError):
 
 @dataclass(frozen=True)
 class NumericStats:
+    """A numeric feature's training ``mean`` and ``std`` (population), used to standardise it."""
+
     mean: float
     std: float
 

@@ -88,6 +88,9 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class TrainingResult:
+    """What a training run produced: its MLflow ``run_id`` and ``model_uri``, the ``device`` it ran on,
+    row counts, a train-set score (never gated), the final loss and each epoch's seconds."""
+
     run_id: str
     model_uri: str
     device: str

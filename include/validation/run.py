@@ -40,6 +40,9 @@ _COUNT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "missi
 
 @dataclass
 class FailedExpectation:
+    """One expectation that failed: its type, the ``column`` (None for a table-level one), the
+    ``observed`` value and GX's ``details``."""
+
     expectation: str
     column: str | None
     observed: object
@@ -67,6 +70,9 @@ class FailedExpectation:
 
 @dataclass
 class ValidationOutcome:
+    """A suite run on a snapshot: ``success``, every failure, how many expectations were ``evaluated``
+    and ``successful``, and where the full result JSON is (``result_path``)."""
+
     success: bool
     failures: list[FailedExpectation]
     evaluated: int

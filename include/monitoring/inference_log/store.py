@@ -78,6 +78,7 @@ class _Store:
         self.is_local = isinstance(self.fs, LocalFileSystem)
 
     def partition(self, kind: str, day: date) -> str:
+        """The folder (a path or URL, str) of ``kind``'s files for UTC ``day``: ``<base>/<kind>/date=YYYY-MM-DD``."""
         return f"{self.base.rstrip('/')}/{kind}/date={day:%Y-%m-%d}"
 
     def location(self, path: str) -> str:
@@ -85,6 +86,7 @@ class _Store:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def write(self, path: str, payload: bytes) -> None:
+        """Write ``payload`` to ``path`` whole or not at all; the filesystem's ``OSError`` passes through."""
         # locally: a hidden temporary file (readers skip names starting with '.') renamed over
         # the target; on an object store, which has no rename, a single PUT never shows half an object
         write_atomically(path, payload, filesystem=None if self.is_local else self.fs)
@@ -103,6 +105,7 @@ class _Store:
         return sorted(names)
 
     def read(self, path: str) -> bytes:
+        """The bytes of the file at ``path``; the filesystem's ``OSError`` (e.g. FileNotFoundError) passes through."""
         return self.fs.cat_file(path)
 
 
