@@ -22,6 +22,8 @@ of the `window_days` days ending with that day (a low-volume model is still moni
    `reports/drift/<day>/` and to one MLflow run per window in the `drift_monitoring` experiment.
    Re-running a window replaces its results. An empty window, or one below `min_rows`, ends as
    *skipped: insufficient data*; a window with a missing, retyped or all-empty column fails.
+   In the kubernetes profile the check runs as a pod (`python -m include.monitoring.nightly`,
+   sized by the Variables `drift_cpu` / `drift_memory`), so no window loads a worker.
 2. **trigger_retraining**: retrains when the drift share, the performance drop or (when set)
    the estimated ROC AUC drop crosses its threshold, unless `ml_training` is already queued or
    running, a retraining run was triggered from a window within the cooldown, or the run
@@ -37,10 +39,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import CronDataIntervalTimetable, dag
 
 from mlops_airflow.dag_defaults import dag_defaults
+from mlops_airflow.drift_check import drift_check_task
 from mlops_airflow.params import drift_params
 from mlops_airflow.retraining import RetrainOnDriftOperator
 
@@ -63,37 +65,11 @@ from mlops_airflow.retraining import RetrainOnDriftOperator
     ),
 )
 def drift_monitor():
-    @task
-    def check_drift(params=None, data_interval_start=None, data_interval_end=None, dag_run=None) -> dict:
-        from include.monitoring.drift import DriftInputError
-        from include.monitoring.drift import check_drift as run_check
-        from include.monitoring.window import checked_interval
-        from mlops_airflow.runtime import task_settings_and_spec
-
-        settings, spec = task_settings_and_spec()
-        start, end = checked_interval(data_interval_start, data_interval_end, dag_run.run_after)
-        try:
-            result = run_check(
-                settings,
-                spec,
-                start,
-                end,
-                window_days=params["window_days"],
-                min_rows=params["min_rows"],
-                drift_share_threshold=params["drift_share_threshold"],
-                performance_drop_threshold=params["performance_drop_threshold"],
-                estimated_drop_threshold=params["estimated_drop_threshold"],
-            )
-        except DriftInputError as bad_window:
-            # a broken window stays broken on retry, and must never read as "no drift"
-            raise AirflowFailException(f"window {start}..{end}: {bad_window}") from None
-        if result["status"] != "ok":
-            raise AirflowSkipException(f"skipped: insufficient data: {result['reason']}")
-        return result
-
-    RetrainOnDriftOperator(
-        task_id="trigger_retraining", drift_task_id="check_drift", execution_timeout=timedelta(minutes=5)
-    ).set_upstream(check_drift())
+    check_drift = drift_check_task(execution_timeout=timedelta(minutes=30))
+    trigger_retraining = RetrainOnDriftOperator(
+        task_id="trigger_retraining", drift_task_id=check_drift.task_id, execution_timeout=timedelta(minutes=5)
+    )
+    check_drift >> trigger_retraining
 
 
 dag = drift_monitor()

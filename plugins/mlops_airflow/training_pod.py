@@ -97,14 +97,25 @@ def gpu_resources(gpus: int, cpu: str = DEFAULT_CPU, memory: str = DEFAULT_MEMOR
     """
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
         raise ValueError(f"gpus must be an integer >= 0, got {gpus!r}")
-    for name, value in (("training_cpu", cpu), ("training_memory", memory)):
+    resources = cpu_memory_resources(cpu, memory, cpu_variable="training_cpu", memory_variable="training_memory")
+    if gpus:
+        resources.limits[GPU_RESOURCE] = str(gpus)
+    return resources
+
+
+def cpu_memory_resources(
+    cpu: str, memory: str, *, cpu_variable: str, memory_variable: str
+) -> k8s.V1ResourceRequirements:
+    """Requests equal to limits of ``cpu`` and ``memory``, read from the Variables named.
+
+    Returns a ``V1ResourceRequirements``. Raises ``ValueError`` naming the Variable when
+    ``cpu`` or ``memory`` is not a Kubernetes quantity (:func:`include.util.k8s.is_quantity`).
+    """
+    for name, value in ((cpu_variable, cpu), (memory_variable, memory)):
         if not is_quantity(str(value).strip()):
             raise ValueError(f"Variable {name}={value!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)")
     amounts = {"cpu": str(cpu).strip(), "memory": str(memory).strip()}
-    limits = dict(amounts)
-    if gpus:
-        limits[GPU_RESOURCE] = str(gpus)
-    return k8s.V1ResourceRequirements(requests=amounts, limits=limits)
+    return k8s.V1ResourceRequirements(requests=amounts, limits=dict(amounts))
 
 
 def pod_deadline_seconds(execution_timeout: timedelta) -> int:
@@ -116,7 +127,7 @@ def pod_deadline_seconds(execution_timeout: timedelta) -> int:
     """
     total = int(execution_timeout.total_seconds())
     if total < 10:
-        raise ValueError(f"execution_timeout of the training pod is too short: {execution_timeout}")
+        raise ValueError(f"execution_timeout of the pod is too short: {execution_timeout}")
     return total - min(DEADLINE_MARGIN_S, total // 10)
 
 
@@ -158,7 +169,8 @@ def _node_affinity(text: str | None) -> k8s.V1Affinity | None:
     return pod.spec.affinity
 
 
-def _restricted_container_security_context() -> k8s.V1SecurityContext:
+def restricted_container_security_context() -> k8s.V1SecurityContext:
+    """Non-root, no privilege escalation, no capability, RuntimeDefault seccomp: the "restricted" standard."""
     return k8s.V1SecurityContext(
         run_as_non_root=True,
         allow_privilege_escalation=False,
@@ -189,7 +201,8 @@ def _refuse_literal_credentials(pod: k8s.V1Pod) -> None:
                 )
 
 
-def _secret_env(name: str, secret: str, key: str, *, optional: bool) -> k8s.V1EnvVar:
+def secret_env(name: str, secret: str, key: str, *, optional: bool) -> k8s.V1EnvVar:
+    """The env var ``name`` set from ``key`` of the Kubernetes Secret ``secret``."""
     return k8s.V1EnvVar(
         name=name,
         value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key, optional=optional)),
@@ -268,7 +281,7 @@ def gpu_training_pod(*, arguments: list[str], execution_timeout: timedelta, **kw
             k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value="{{ conn.mlflow_default.extra_dejson.tracking_uri }}"),
             # MLflow artifacts and the DVC remote on object storage; optional: with workload
             # identity (IRSA, GKE) the pod's service account is the credential
-            *(_secret_env(key, OBJECT_STORE_SECRET, key, optional=True) for key in OBJECT_STORE_KEYS),
+            *(secret_env(key, OBJECT_STORE_SECRET, key, optional=True) for key in OBJECT_STORE_KEYS),
         ],
         # MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD), whatever the tracking server wants
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=MLFLOW_CREDENTIALS_SECRET))],
@@ -279,8 +292,8 @@ def gpu_training_pod(*, arguments: list[str], execution_timeout: timedelta, **kw
             fs_group=TRAINING_UID,
             seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
-        container_security_context=_restricted_container_security_context(),
-        xcom_sidecar_container_security_context=_restricted_container_security_context(),
+        container_security_context=restricted_container_security_context(),
+        xcom_sidecar_container_security_context=restricted_container_security_context(),
         # training never talks to the Kubernetes API
         automount_service_account_token=False,
         # the last log lines become the failure message when the trainer dies without one

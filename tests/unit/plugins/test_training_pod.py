@@ -13,17 +13,25 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-DAG_FILE = ROOT / "dags" / "ml_training.py"
-KUBERNETES_VERSIONS = ("1.35", "1.36", "1.37")
+from tests.unit.plugins.pods import (
+    KUBERNETES_VERSIONS,
+    ROOT,
+    TRACKING_URI,
+    assert_credentials_only_from_secrets,
+    assert_restricted,
+    containers,
+    kubernetes_environment,
+    parse_dag,
+    parse_imports_kubernetes,
+    pod_manifest,
+    run_context,
+)
 
+DAG_FILE = ROOT / "dags" / "ml_training.py"
 DATA_REF = {
     "repo": "/srv/data-registry",
     "path": "snapshots/customer_churn/2026-02-01.parquet",
@@ -34,9 +42,6 @@ DATA_REF = {
     "window_end": "2026-02-01",
 }
 RUN_ID = "manual__2026-02-02T08:00:00+00:00"
-TRACKING_URI = "https://mlflow.ml-platform.svc.cluster.local"
-# stored as the mlflow_default connection's password: it may never show up in the pod
-CONNECTION_PASSWORD = "conn-password-that-must-not-leak"
 VARIABLES = {
     "training_namespace": "ml-training-prod",
     "training_image": "registry.example.com/ml/churn-training:2026.02.1",
@@ -57,56 +62,16 @@ NODE_AFFINITY = {
         ]
     }
 }
-CREDENTIAL_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|KEY|CREDENTIAL", re.IGNORECASE)
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: nowhere
-  cluster: {server: "https://127.0.0.1:6443"}
-users:
-- name: nobody
-  user: {token: not-a-real-token}
-contexts:
-- name: nowhere
-  context: {cluster: nowhere, user: nobody}
-current-context: nowhere
-"""
 
 
 def _parse_ml_training(profile: str):
-    from airflow.dag_processing.dagbag import DagBag
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLOPS_PROFILE", profile)
-        bag = DagBag(dag_folder=str(DAG_FILE))
-    assert bag.import_errors == {}
-    return bag.dags["ml_training"]
+    return parse_dag(DAG_FILE, "ml_training", profile)
 
 
 @pytest.fixture(scope="module")
 def kubernetes_dag(tmp_path_factory):
     """ml_training parsed in the kubernetes profile, with the production settings in the environment."""
-    kubeconfig = tmp_path_factory.mktemp("kube") / "config"
-    kubeconfig.write_text(KUBECONFIG)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(
-            "AIRFLOW_CONN_KUBERNETES_DEFAULT",
-            json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}),
-        )
-        patch.setenv(
-            "AIRFLOW_CONN_MLFLOW_DEFAULT",
-            json.dumps(
-                {
-                    "conn_type": "generic",
-                    "login": "airflow",
-                    "password": CONNECTION_PASSWORD,
-                    "extra": {"tracking_uri": TRACKING_URI},
-                }
-            ),
-        )
-        for name, value in VARIABLES.items():
-            patch.setenv(f"AIRFLOW_VAR_{name.upper()}", value)
+    with kubernetes_environment(tmp_path_factory.mktemp("kube"), VARIABLES) as patch:
         patch.delenv("AIRFLOW_VAR_GPU_NODE_AFFINITY", raising=False)
         yield _parse_ml_training("kubernetes")
 
@@ -130,45 +95,18 @@ class FakeTaskInstance:
         return DATA_REF
 
 
-def run_context(dag, task, **params):
-    """The template context of one run, with the keys the Task SDK's task runner provides."""
-    from airflow.sdk.execution_time.context import ConnectionAccessor, VariableAccessor
-
-    run_params = copy.deepcopy(dag.params)
-    for name, value in params.items():
-        run_params[name] = value
-    ti = FakeTaskInstance()
-    return {
-        "dag": dag,
-        "task": task,
-        "ti": ti,
-        "task_instance": ti,
-        "run_id": RUN_ID,
-        "params": run_params.validate(),  # as on a trigger: the form's schema is enforced
-        "var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
-        "conn": ConnectionAccessor(),
-    }
-
-
 def render(dag, **params):
     """The train task as a worker runs it: its own copy, templates rendered for this run."""
     task = copy.deepcopy(dag.get_task("train"))
-    context = run_context(dag, task, **params)
+    context = run_context(dag, task, FakeTaskInstance(), run_id=RUN_ID, **params)
     task.render_template_fields(context)
     return task, context
 
 
 def build_pod(dag, **params) -> tuple[object, dict]:
     """The operator and the pod manifest (API field names, as sent to the API server) of one run."""
-    from kubernetes.client import ApiClient
-
     task, context = render(dag, **params)
-    pod = task.build_pod_request_obj(context)
-    return task, ApiClient().sanitize_for_serialization(pod)
-
-
-def containers(pod: dict) -> dict[str, dict]:
-    return {container["name"]: container for container in pod["spec"]["containers"]}
+    return task, pod_manifest(task, context)
 
 
 @pytest.fixture(scope="module")
@@ -347,43 +285,12 @@ def test_pod_meets_the_restricted_pod_security_standard(gpu_pod):
     dockerfile = (ROOT / "docker" / "training.Dockerfile").read_text()
     image_uid = int(re.search(r"^USER (\d+)", dockerfile, re.MULTILINE).group(1))
     assert f"--uid {image_uid}" in dockerfile
-    spec = gpu_pod[1]["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["securityContext"]["runAsUser"] == image_uid
-    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert spec["automountServiceAccountToken"] is False
-    assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
-    for container in spec["containers"]:  # the xcom sidecar included
-        context = container["securityContext"]
-        assert context["allowPrivilegeEscalation"] is False, container["name"]
-        assert context["capabilities"] == {"drop": ["ALL"]}, container["name"]
-        assert context.get("runAsNonRoot", True) is True and not context.get("privileged")
-
-
-def _env_entries(node):
-    """Every env var, anywhere in the manifest (init containers and sidecars included)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "env":
-                yield from value
-            else:
-                yield from _env_entries(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _env_entries(item)
+    assert_restricted(gpu_pod[1], image_uid)
 
 
 def test_credentials_reach_the_pod_only_from_kubernetes_secrets(gpu_pod, affinity_pod, cpu_pod):
     for pod in (gpu_pod[1], affinity_pod, cpu_pod):
-        entries = list(_env_entries(pod))
-        assert entries, "the scan found no env at all"
-        for env in entries:
-            if CREDENTIAL_NAME.search(env["name"]):
-                assert "value" not in env and "secretKeyRef" in env["valueFrom"], env
-            if "value" in env:
-                assert not re.match(r"^\w+://[^/@]*:[^/@]*@", env["value"]), f"{env['name']} embeds a password"
-        assert {"secretRef": {"name": "mlflow-credentials"}} in containers(pod)["base"]["envFrom"]
-        assert CONNECTION_PASSWORD not in json.dumps(pod)
+        assert_credentials_only_from_secrets(pod)
     env = {entry["name"]: entry for entry in containers(gpu_pod[1])["base"]["env"]}
     assert env["MLFLOW_TRACKING_URI"] == {"name": "MLFLOW_TRACKING_URI", "value": TRACKING_URI}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "object-store-credentials"
@@ -469,20 +376,4 @@ def test_local_profile_runs_the_same_command_line_as_a_subprocess(local_dag, kub
 
 
 def test_local_profile_parse_imports_no_kubernetes_code():
-    code = (
-        "import importlib.util, json, sys\n"
-        f"spec = importlib.util.spec_from_file_location('dag_under_test', {str(DAG_FILE)!r})\n"
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "print(json.dumps(sorted(m for m in ('kubernetes', 'airflow.providers.cncf.kubernetes.operators.pod')"
-        " if m in sys.modules)))\n"
-    )
-    env = {key: value for key, value in __import__("os").environ.items() if key != "MLOPS_PROFILE"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert parse_imports_kubernetes(DAG_FILE) == []
