@@ -84,6 +84,10 @@ def test_first_run_trains_gates_registers_and_deploys_a_champion(local_profile):
     assert tags["gate.passed"] == "true" and tags["validation.success"] == "true"
     assert tags["params.reason"] == "integration test"
     assert registry.alias_version(settings.model_name, registry.CHALLENGER) == champion
+    # deploying stored the champion's monitoring profile, which the nightly drift check reads
+    from include.monitoring.profile import PROFILE_FORMAT, PROFILE_TAG
+
+    assert tags.get(PROFILE_TAG) == PROFILE_FORMAT
 
     # the exact training bytes come back from the lineage tags alone
     from include.data.versioning import DataRegistry, DatasetRef
