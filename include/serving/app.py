@@ -1,7 +1,7 @@
 """HTTP serving of one registered model version, with in-place reload: the app and its routes.
 
-The request and response bodies follow MLflow's scoring server
-(``dataframe_records`` / ``dataframe_split`` in, ``{"predictions": [...]}`` out),
+The request and response bodies follow MLflow's scoring server (every input form
+of its protocol in, :mod:`include.serving.request`; ``{"predictions": [...]}`` out),
 so a client written against ``mlflow models serve`` works unchanged; the
 response adds ``model_version`` (and the ``X-Model-Version`` header) so that a
 caller always knows which version answered.

@@ -1,8 +1,15 @@
 """Reading an ``/invocations`` request: its body, its headers and its columns, checked
 against the model's signature.
 
-Bodies follow MLflow's scoring server: ``{"dataframe_records": [{column: value}...]}``
-or ``{"dataframe_split": {"columns": [...], "data": [[...]...]}}``.
+Bodies follow MLflow's scoring protocol (``mlflow models serve``), whole: a JSON object with
+exactly one of ``dataframe_split`` (``{"columns", "data", "index"}``), ``dataframe_records``
+(a list of ``{column: value}``), ``instances`` or ``inputs`` (each a list of records, an
+object of columns ``{column: [values]}``, or one record ``{column: value}``; a record of
+``instances`` must hold every column another one holds, as MLflow requires), and an optional
+``params`` object; other keys are ignored, as MLflow ignores them. JSON's bare ``NaN`` (a
+missing value), ``Infinity`` and ``-Infinity`` are read as MLflow's parser reads them. A
+``text/csv`` body (header, then rows; an empty field, ``NA`` or ``NaN`` is missing) and a
+Parquet body are read with pandas, as MLflow reads them.
 
 Request values
     A feature the signature declares a double or a string is typed by the one cast
@@ -10,9 +17,12 @@ Request values
     registered model's input everywhere else: a numeric feature may come as a JSON
     number or a numeric string, a categorical one as a string or a number
     (``2``, ``2.0`` and ``"2"`` are the category ``"2"``). A column is ``nullable``
-    when the model answers null in it (the project's own model in every feature; see
-    :func:`include.serving.model.load_served_model`; another pyfunc where its signature
-    marks the column optional). Booleans, lists and objects, and a string that is not
+    when the dataset spec makes the feature ``nullable`` (the list travels with the version
+    as the model metadata ``nullable_features``; a model without it: see
+    :func:`feature_columns` and :func:`include.serving.model.load_served_model`). A missing
+    value elsewhere (null, ``NaN``, a key a record leaves out, an empty CSV field), or a
+    signature column the request leaves out, gets a 422 naming the column.
+    Booleans, lists and objects, and a string that is not
     a number in a numeric feature, get a 422 naming the column.
 
 Request ids and event times

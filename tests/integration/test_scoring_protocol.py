@@ -77,7 +77,14 @@ PAYLOADS: dict[str, tuple[bytes, str]] = {
     "inputs (one record)": _json({"inputs": ROW}),
     "records + params": _json({"dataframe_records": [ROW], "params": {"threshold": 0.3}}),
     "text/csv": _raw(f"{HEADER}\n12,50.5,basic,north\n30,99.0,premium,south\n", "text/csv"),
-    "Parquet": (pd.DataFrame([ROW, ROW2]).to_parquet(), "application/vnd.apache.parquet"),
+    "Parquet": (
+        pd.DataFrame([ROW, ROW2]).astype({"tenure_months": float}).to_parquet(),
+        "application/vnd.apache.parquet",
+    ),
+    "Parquet, int64 column for a numeric feature": (
+        pd.DataFrame([ROW, ROW2]).to_parquet(),
+        "application/vnd.apache.parquet",
+    ),
     "text/csv, empty field in nullable column": _raw(f"{HEADER}\n12,,basic,\n", "text/csv"),
     "text/csv, empty field in non-nullable column": _raw(f"{HEADER}\n,50.5,basic,north\n", "text/csv"),
     "text/csv, header only": _raw(f"{HEADER}\n", "text/csv"),
@@ -139,6 +146,12 @@ EXPECTED_DIFFERENCES = {
         200,
         400,
         "params are name: value; MLflow ignores a malformed params for a model without params",
+    ),
+    "Parquet, int64 column for a numeric feature": (
+        400,
+        200,
+        "MLflow reads Parquet without casting to the signature, so its schema enforcement refuses int64 for a "
+        "double; this server types every body with the one cast, as it types JSON integers",
     ),
     "text/csv, header only": (
         200,
