@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from include.serving.batching import MicroBatcher
 from include.serving.model import PREDICTION, PROBABILITY, InvalidModelOutput, ServedModel, checked_output
-from include.serving.request import REQUEST_ID_HEADER, RequestRejected, parse_columns, row_count
+from include.serving.request import JSON, REQUEST_ID_HEADER, RequestRejected, parse_request, row_count
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,10 @@ def row_ids(request_id: str, rows: int) -> list[str]:
     return [f"{request_id}-{index}" for index in range(rows)]
 
 
-def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> tuple[Response, Answered | None]:
-    """Parse, predict and encode one request; every outcome is a response, never an exception.
+def answer(
+    body: bytes, served: ServedModel, max_rows: int, request_id: str, media_type: str = JSON
+) -> tuple[Response, Answered | None]:
+    """Parse, predict and encode one request (a ``media_type`` body); every outcome is a response, never an exception.
 
     Returns the response (200 with ``predictions``, ``model_version`` and
     ``request_ids``; 4xx for a request the server refuses; 500 ``MODEL_ERROR`` or
@@ -52,10 +54,12 @@ def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> 
     :class:`Answered` the log and metrics take; None otherwise.
     """
     try:
-        columns = parse_columns(body, served.columns, max_rows)
+        parsed = parse_request(body, served.columns, max_rows, media_type)
     except RequestRejected as rejected:
         return _rejected(rejected, served, request_id), None
+    columns = parsed.columns
     if served.direct is not None:
+        # the project's model takes no params: they are accepted and left unused, as MLflow leaves them
         try:
             outputs = checked_output(served.direct(columns), row_count(columns))
         except Exception as exc:
@@ -63,7 +67,12 @@ def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> 
         return _answered(columns, outputs, served, request_id)
     frame = _as_frame(columns)
     try:
-        output = served.pyfunc.predict(frame)
+        # params go to the pyfunc as MLflow's scoring server passes them (checked against its params schema)
+        output = (
+            served.pyfunc.predict(frame)
+            if parsed.params is None
+            else served.pyfunc.predict(frame, params=parsed.params)
+        )
     except Exception as exc:
         return _model_failed(exc, served, request_id), None
     try:
@@ -75,14 +84,14 @@ def answer(body: bytes, served: ServedModel, max_rows: int, request_id: str) -> 
 
 
 async def answer_batched(
-    body: bytes, served: ServedModel, max_rows: int, request_id: str, batcher: MicroBatcher
+    body: bytes, served: ServedModel, max_rows: int, request_id: str, batcher: MicroBatcher, media_type: str = JSON
 ) -> tuple[Response, Answered | None]:
     """:func:`answer` for a model with a direct predictor, its prediction shared with concurrent requests.
 
     Returns what :func:`answer` returns; raises nothing.
     """
     try:
-        columns = parse_columns(body, served.columns, max_rows)
+        columns = parse_request(body, served.columns, max_rows, media_type).columns
     except RequestRejected as rejected:
         return _rejected(rejected, served, request_id), None
     try:

@@ -1,7 +1,7 @@
 """HTTP serving of one registered model version, with in-place reload: the app and its routes.
 
-The request and response bodies follow MLflow's scoring server
-(``dataframe_records`` / ``dataframe_split`` in, ``{"predictions": [...]}`` out),
+The request and response bodies follow MLflow's scoring server (every input form
+of its protocol in, :mod:`include.serving.request`; ``{"predictions": [...]}`` out),
 so a client written against ``mlflow models serve`` works unchanged; the
 response adds ``model_version`` (and the ``X-Model-Version`` header) so that a
 caller always knows which version answered.
@@ -51,8 +51,8 @@ from include.serving.metrics import ServingMetrics
 from include.serving.model import ServedModel, load_served_model
 from include.serving.request import (
     RequestRejected,
-    content_type_is_json,
     event_time_of,
+    media_type_of,
     parse_json,
     read_body,
     request_id_of,
@@ -260,24 +260,19 @@ async def _invoke(request: Request) -> Response:
         return error_response(503, "UNAVAILABLE", "no model is loaded", request_id=request_id)
     try:
         event_time = event_time_of(request)
-        if not content_type_is_json(request):
-            raise RequestRejected(
-                415,
-                "UNSUPPORTED_MEDIA_TYPE",
-                f"only application/json bodies are accepted, got {request.headers.get('content-type')!r}",
-            )
+        media_type = media_type_of(request)
         body = await read_body(request, state.max_body_bytes)
     except RequestRejected as rejected:
         return error_response(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
     if len(body) <= INLINE_BODY_BYTES:
         if served.direct is not None:
             response, answered = await answer_batched(
-                body, served, state.max_rows, request_id, request.app.state.batcher
+                body, served, state.max_rows, request_id, request.app.state.batcher, media_type
             )
         else:
-            response, answered = answer(body, served, state.max_rows, request_id)
+            response, answered = answer(body, served, state.max_rows, request_id, media_type)
     else:
-        response, answered = await run_in_threadpool(answer, body, served, state.max_rows, request_id)
+        response, answered = await run_in_threadpool(answer, body, served, state.max_rows, request_id, media_type)
     if answered is not None:
         request.app.state.metrics.answered(answered.outputs)
         _log_rows(state, answered, served, event_time)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from include.registry import model_uri
-from include.serving.request import FeatureColumn, feature_columns
+from include.serving.request import FeatureColumn, feature_columns, nullable_features
 from include.training import PROBABILITY_PREFIX
 from include.util.text import rows_text
 
@@ -95,9 +95,10 @@ def load_served_model(model_name: str, version: str, tracking_uri: str) -> Serve
     pyfunc_model = mlflow.pyfunc.load_model(model_uri(model_name, version))
     columns = feature_columns(pyfunc_model)
     direct = direct_predictor(pyfunc_model, columns)
-    if direct is not None:
-        # the project's preprocessor imputes a missing number and encodes a missing category as
-        # none of them: null is answered in every feature, as the registered model answers it
+    if direct is not None and nullable_features(pyfunc_model) is None:
+        # a version logged without the spec's null policy: the project's preprocessor imputes a
+        # missing number and encodes a missing category as none of them, so null is answered in
+        # every feature, as the registered model answers it
         columns = tuple(replace(column, nullable=True) for column in columns)
     return ServedModel(model_name, version, pyfunc_model, columns, direct)
 

@@ -14,6 +14,9 @@ DEFAULT_LEARNING_RATES = {"torch_mlp": 0.001, "sklearn_hgb": 0.1}
 TORCH_THREADS_ENV = "MLOPS_TORCH_THREADS"
 # a multiclass model's output column per class: probability_<class>
 PROBABILITY_PREFIX = "probability_"
+# the logged model's metadata entry listing the dataset spec's nullable features: the server
+# accepts a null (or an absent value) in those features only
+NULLABLE_FEATURES_METADATA = "nullable_features"
 
 
 class ModelError(ValueError):

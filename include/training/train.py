@@ -154,6 +154,7 @@ def train_and_log(
     from include.data.split import holdout_split
     from include.evaluation.metrics import score
     from include.tracking import TRAINING_EXPERIMENT, ensure_experiment
+    from include.training import NULLABLE_FEATURES_METADATA
     from include.training.model import TabularModel, as_model_input, pip_requirements
     from include.training.preprocessing import TabularPreprocessor
 
@@ -209,6 +210,8 @@ def train_and_log(
                 artifacts=model.save_artifacts(staging),
                 signature=signature,
                 input_example=example,
+                # the spec's null policy travels with the version: the server answers null in these only
+                metadata={NULLABLE_FEATURES_METADATA: [feature.name for feature in spec.features if feature.nullable]},
                 # the pyfunc imports include.training.* when it loads: ship the package with it
                 code_paths=[str(PROJECT_ROOT / "include")],
                 pip_requirements=pip_requirements(config.model_type),

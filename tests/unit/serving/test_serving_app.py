@@ -117,6 +117,96 @@ def test_both_input_formats_return_the_models_probabilities(client, registry, to
     assert [item["prediction"] for item in body["predictions"]] == (expected >= 0.5).astype(int).tolist()
 
 
+def mlflow_forms(frame) -> dict[str, dict]:
+    """``frame`` in each JSON form of MLflow's scoring protocol."""
+    rows = frame.to_dict(orient="records")
+    columns = {name: frame[name].tolist() for name in frame.columns}
+    return {
+        "dataframe_records": {"dataframe_records": rows},
+        "dataframe_split": split(frame),
+        "dataframe_split with an index": {
+            "dataframe_split": {**split(frame)["dataframe_split"], "index": list(range(len(frame)))}
+        },
+        "instances as records": {"instances": rows},
+        "instances as columns": {"instances": columns},
+        "inputs as records": {"inputs": rows},
+        "inputs as columns": {"inputs": columns},
+        "records with params": {"dataframe_records": rows, "params": {"threshold": 0.5}},
+        "records with null params": {"dataframe_records": rows, "params": None},
+        "records beside a key MLflow ignores": {"dataframe_records": rows, "client": "batch-7"},
+    }
+
+
+FORMS = list(mlflow_forms(sample_frame(1)))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_every_json_form_of_mlflows_protocol_gets_the_models_probabilities(client, registry, form):
+    sample = sample_frame(rows=4)
+
+    response = client.post("/invocations", json=mlflow_forms(sample)[form])
+
+    assert response.status_code == 200, response.text
+    got = [item["probability"] for item in response.json()["predictions"]]
+    np.testing.assert_allclose(got, registry.good_model.probabilities(sample), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_one_record_as_an_object_is_one_row(client, registry, key):
+    sample = sample_frame(rows=1)
+
+    response = client.post("/invocations", json={key: sample.to_dict(orient="records")[0]})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["probability"] == pytest.approx(
+        registry.good_model.probabilities(sample)[0], abs=1e-12
+    )
+
+
+def test_a_csv_body_is_read_as_mlflow_reads_it(client, registry):
+    sample = sample_frame(rows=3)
+    body = sample[list(reversed(FEATURES))].assign(note="extra").to_csv(index=False)
+
+    response = client.post("/invocations", content=body, headers={"Content-Type": "text/csv; charset=utf-8"})
+
+    assert response.status_code == 200, response.text
+    got = [item["probability"] for item in response.json()["predictions"]]
+    np.testing.assert_allclose(got, registry.good_model.probabilities(sample), rtol=0, atol=1e-12)
+
+
+def test_a_parquet_body_is_read_as_mlflow_reads_it(client, registry):
+    sample = sample_frame(rows=3)
+
+    response = client.post(
+        "/invocations", content=sample.to_parquet(), headers={"Content-Type": "application/vnd.apache.parquet"}
+    )
+
+    assert response.status_code == 200, response.text
+    got = [item["probability"] for item in response.json()["predictions"]]
+    np.testing.assert_allclose(got, registry.good_model.probabilities(sample), rtol=0, atol=1e-12)
+
+
+CSV_ERRORS = {
+    "empty body": (b"", 400, "empty"),
+    "header only": (",".join(FEATURES).encode() + b"\n", 400, "no rows"),
+    "missing column": (b"tenure_months,support_calls\n12,2\n", 422, "monthly_charges"),
+    "empty field": (b"tenure_months,monthly_charges,support_calls\n12,,2\n", 422, "monthly_charges"),
+    "word in a number": (b"tenure_months,monthly_charges,support_calls\ntwelve,50,2\n", 422, "tenure_months"),
+    "not a table": (b'tenure_months,monthly_charges\n"12,5\n', 400, "CSV"),
+}
+
+
+@pytest.mark.parametrize("case", CSV_ERRORS, ids=list(CSV_ERRORS))
+def test_a_bad_csv_body_is_a_4xx_naming_what_is_wrong(client, registry, case):
+    body, status, mentioned = CSV_ERRORS[case]
+
+    response = client.post("/invocations", content=body, headers={"Content-Type": "text/csv"})
+
+    assert response.status_code == status, response.text
+    assert mentioned in response.json()["message"]
+    assert_answers(client, registry)
+
+
 def test_integers_extra_columns_and_any_column_order_are_accepted(client, registry):
     # JSON has no float/int distinction: 12 must be accepted for a double feature
     row = {"support_calls": 2, "customer_id": "c-17", "monthly_charges": 80, "tenure_months": 12}
@@ -151,13 +241,37 @@ def _row(**overrides) -> dict:
 MALFORMED = {
     "not json": (b'{"dataframe_records": [', 400, "not valid JSON"),
     "empty body": (b"", 400, "empty"),
-    "NaN literal": (
+    "NaN in a column that is not nullable": (
         b'{"dataframe_records": [{"tenure_months": NaN, "monthly_charges": 1, "support_calls": 1}]}',
-        400,
-        "NaN",
+        422,
+        "tenure_months",
+    ),
+    "Infinity": (
+        b'{"dataframe_records": [{"tenure_months": Infinity, "monthly_charges": 1, "support_calls": 1}]}',
+        422,
+        "finite",
     ),
     "json list": (b"[1, 2, 3]", 400, "JSON object"),
-    "unsupported format": ({"instances": [_row()]}, 400, "dataframe_records"),
+    "unknown format": ({"records": [_row()]}, 400, "dataframe_records"),
+    "params not an object": ({"dataframe_records": [_row()], "params": [1]}, 400, "params"),
+    "instances rows of lists": ({"instances": [[1.0, 2.0, 3.0]]}, 400, "rows 0"),
+    "instances records with different keys": (
+        {"instances": [_row(), {"tenure_months": 1.0, "monthly_charges": 2.0}]},
+        400,
+        "support_calls",
+    ),
+    "inputs columns of different lengths": (
+        {"inputs": {"tenure_months": [1.0, 2.0], "monthly_charges": [1.0], "support_calls": [1.0, 2.0]}},
+        400,
+        "lengths differ",
+    ),
+    "inputs mixing columns and values": (
+        {"inputs": {"tenure_months": [1.0], "monthly_charges": 1.0, "support_calls": [1.0]}},
+        400,
+        "monthly_charges",
+    ),
+    "inputs a string": ({"inputs": "tenure_months"}, 400, "'inputs' must be"),
+    "missing column (inputs)": ({"inputs": {"tenure_months": [1.0], "support_calls": [1.0]}}, 422, "monthly_charges"),
     "both formats": (
         {"dataframe_records": [_row()], "dataframe_split": {"columns": [], "data": []}},
         400,
@@ -212,11 +326,21 @@ def test_malformed_requests_get_a_clear_4xx_and_the_server_keeps_answering(clien
     assert_answers(client, registry)
 
 
-def test_a_non_json_content_type_is_415(client, registry):
-    response = client.post("/invocations", content=b"tenure_months\n12\n", headers={"Content-Type": "text/csv"})
+@pytest.mark.parametrize(
+    "content_type, mentioned",
+    [
+        ("text/plain", "text/csv"),
+        ("application/json; charset=latin-1", "UTF-8"),
+        ("application/json; format=pandas-split", "format"),
+    ],
+)
+def test_an_unsupported_content_type_is_415(client, registry, content_type, mentioned):
+    response = client.post(
+        "/invocations", content=json.dumps(split(sample_frame(1))), headers={"Content-Type": content_type}
+    )
 
     assert response.status_code == 415
-    assert "application/json" in response.json()["message"]
+    assert mentioned in response.json()["message"]
     assert_answers(client, registry)
 
 
