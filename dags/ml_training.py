@@ -15,7 +15,8 @@ one version per run:
 5. **gate**: the challenger must reach the bar on the gate metric (the dataset spec's `gate`, or the
    form's `gate_metric` / `gate_min`) and may not lose more than `max_regression` against the
    champion, overall or on any slice. A rejection skips the rest: nothing is promoted.
-6. **register**: a model version with its lineage tags and alias `challenger`.
+6. **register**: a model version with its lineage tags and alias `challenger`, and its model card
+   (`model_card/model_card.md` and `.json` in the version's MLflow run).
 7. **approval** (optional, Variable `deploy_approval_required`): a person approves or rejects
    the deploy in the UI; who, when and their comment are tagged on the model version.
 8. **deploy**: served, smoke-tested with real requests, and only then aliased `champion`.
@@ -127,11 +128,12 @@ def ml_training():
     @task
     def register(training: dict, data_ref: dict, validation: dict, params=None, dag_run=None, ti=None) -> str:
         from include import pipeline
-        from mlops_airflow.runtime import task_settings
+        from mlops_airflow.runtime import task_settings_and_spec
 
+        settings, spec = task_settings_and_spec()
         decision = ti.xcom_pull(task_ids="gate", key="decision")
         run_context = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "params": dict(params)}
-        return pipeline.register(task_settings(), training, data_ref, validation, decision, run_context)
+        return pipeline.register(settings, training, data_ref, validation, decision, run_context, spec=spec)
 
     @task.branch
     def approval_required() -> str:

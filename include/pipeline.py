@@ -185,8 +185,10 @@ def register(
     validation: dict[str, Any],
     decision: dict[str, Any],
     run_context: dict[str, Any],
+    spec: DatasetSpec | None = None,
 ) -> str:
-    """Register the challenger with its lineage and point the ``challenger`` alias at it.
+    """Register the challenger with its lineage, point the ``challenger`` alias at it and log its
+    model card (:mod:`include.reporting.model_card`; without ``spec`` its spec-based parts are unknown).
 
     Returns the registered version (a str); MLflow's errors pass through.
     """
@@ -194,6 +196,7 @@ def register(
 
     from include import registry, tracking
     from include.data.versioning import DatasetRef
+    from include.reporting.model_card import write_model_card
     from include.training.train import git_commit
 
     tracking.configure(settings)
@@ -215,6 +218,7 @@ def register(
     }
     version = registry.register_challenger(settings.model_name, training["model_uri"], training["run_id"], tags)
     log.info("registered %s version %s (alias %s)", settings.model_name, version, registry.CHALLENGER)
+    write_model_card(settings, spec, version, decision)
     return version
 
 
@@ -261,6 +265,7 @@ def deploy(
         "previous_champion": result.previous_champion,
         "url": result.url,
         "monitoring_profile": _store_monitoring_profile(settings, spec, str(version)),
+        "model_card": _refresh_model_card(settings, spec, str(version)),
     }
     log.info("deployed: %s", json.dumps(outcome))
     return outcome
@@ -281,6 +286,21 @@ def _store_monitoring_profile(settings: Settings, spec: DatasetSpec, version: st
         log.warning("monitoring profile of version %s not stored (the drift check will build it): %s", version, exc)
         return f"failed: {type(exc).__name__}: {exc}"
     return "stored"
+
+
+def _refresh_model_card(settings: Settings, spec: DatasetSpec, version: str) -> str:
+    """Bring the new champion's model card up to date; returns ``"refreshed"`` or ``"failed: <error>"``.
+
+    Like the monitoring profile, a card that cannot be written must not undo a promotion that happened.
+    """
+    from include.reporting.model_card import refresh_model_card
+
+    try:
+        refresh_model_card(settings, spec, version)
+    except Exception as exc:  # noqa: BLE001 - see the docstring: logged and reported
+        log.warning("model card of version %s not refreshed: %s", version, exc)
+        return f"failed: {type(exc).__name__}: {exc}"
+    return "refreshed"
 
 
 def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str) -> None:

@@ -126,7 +126,7 @@ def test_variant_is_landed_trained_deployed_and_served(variant_settings):
     assert decision["passed"], decision
 
     run_context = {"dag_id": "test", "run_id": f"dtype-variant-{variant}", "params": {}}
-    version = pipeline.register(settings, training, data_ref, validation, decision, run_context)
+    version = pipeline.register(settings, training, data_ref, validation, decision, run_context, spec=spec)
     outcome = pipeline.deploy(settings, spec, data_ref, version)
 
     assert outcome["version"] == str(version)

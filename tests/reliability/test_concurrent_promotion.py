@@ -108,6 +108,7 @@ def _challenger(settings, spec, data_ref, holdout, noise: float, champion_uri=No
         {"success": True, "successful": 1, "evaluated": 1},
         decision,
         {"dag_id": "ml_training", "run_id": f"noise-{noise}", "params": {}},
+        spec=spec,
     )
     return version, evaluation
 

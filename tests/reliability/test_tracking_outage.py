@@ -115,6 +115,7 @@ def test_evaluation_gate_register_and_deploy_fail_clearly_and_move_nothing(stack
                 validation,
                 decision,
                 {"dag_id": "ml_training", "run_id": "outage", "params": {}},
+                spec=spec,
             ),
             "deploy": lambda: pipeline.deploy(settings, spec, data_ref, "1"),
         }

@@ -1,0 +1,1 @@
+"""What the pipeline writes about a model for people to read: the model card of each registered version."""
