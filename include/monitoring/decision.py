@@ -29,13 +29,13 @@ instead of the reader refusing the whole result.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from include.monitoring.records import DriftMetrics
+from include.util.fields import finite_or_none
 
 OUTCOMES = ("retrain", "no_drift", "skipped")
 
@@ -56,13 +56,7 @@ class RetrainDecision:
 
 def _number(value: Any) -> float | None:
     """``value`` as a finite float, or None when it is missing, non-numeric or NaN."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return finite_or_none(value)
 
 
 def _check_threshold(name: str, value: Any) -> float:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
     from include.settings import Settings
 
+from include.util.cli import checked_arg, optional_arg
+
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
@@ -85,42 +87,21 @@ def run_nightly_check(
     return start, end, result
 
 
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date and time") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset")
-    return value
-
-
-def _optional_instant(text: str) -> datetime | None:
-    return _instant(text) if text.strip() else None
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def _optional_number(text: str) -> float | None:
-    return _number(text) if text.strip() else None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value
+_instant = checked_arg(
+    datetime.fromisoformat, "an ISO 8601 date and time", lambda v: v.tzinfo is not None, "has no UTC offset"
+)
+_optional_instant = optional_arg(_instant)
+_number = checked_arg(float, "a number", math.isfinite, "is not a finite number")
+_optional_number = optional_arg(_number)
+_positive_int = checked_arg(int, "a whole number", lambda v: v >= 1, "is below 1")
+# the check's options, by their argparse destination: passed on as they are
+CHECK_OPTIONS = (
+    "window_days",
+    "min_rows",
+    "drift_share_threshold",
+    "performance_drop_threshold",
+    "estimated_drop_threshold",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,11 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.window_start,
             args.window_end,
             args.run_after,
-            window_days=args.window_days,
-            min_rows=args.min_rows,
-            drift_share_threshold=args.drift_share_threshold,
-            performance_drop_threshold=args.performance_drop_threshold,
-            estimated_drop_threshold=args.estimated_drop_threshold,
+            **{name: getattr(args, name) for name in CHECK_OPTIONS},
         )
     except DriftInputError as bad_window:
         log.error("broken window: %s", bad_window)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
     from include.settings import Settings
+
+from include.util.fields import finite_or_none
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,8 @@ def _number(value: Any, absent: str = UNKNOWN) -> float | str:
     """A finite number as a float; None as ``absent``; anything else (NaN, text) as unknown."""
     if value is None:
         return absent
-    if isinstance(value, bool):
-        return UNKNOWN
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return UNKNOWN
-    return number if math.isfinite(number) else UNKNOWN
+    number = finite_or_none(value)
+    return UNKNOWN if number is None else number
 
 
 def _tag_number(tags: Mapping[str, str], key: str) -> float | str:

@@ -34,6 +34,17 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is missing, not a number (text, a bool) or NaN/infinite."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        converted = float(value)
+    except (TypeError, ValueError):
+        return None
+    return converted if math.isfinite(converted) else None
+
+
 def number(data: Mapping[str, Any], name: str, where: str, *, optional: bool = False) -> float | None:
     """A finite number (or None when ``optional``); raises ``ValueError`` otherwise."""
     return _typed(data, name, where, optional, is_number, "a finite number")

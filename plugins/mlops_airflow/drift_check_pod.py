@@ -38,17 +38,10 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from kubernetes.client import models as k8s
 
 from include.monitoring.nightly import EXIT_BROKEN_WINDOW, EXIT_INSUFFICIENT_DATA, MODULE
-from mlops_airflow.profiles import KUBERNETES
 from mlops_airflow.training_pod import (
-    MLFLOW_CREDENTIALS_SECRET,
-    OBJECT_STORE_KEYS,
-    OBJECT_STORE_SECRET,
-    POD_XCOM_PATH,
     _refuse_literal_credentials,
     cpu_memory_resources,
-    pod_deadline_seconds,
-    restricted_container_security_context,
-    secret_env,
+    project_pod,
 )
 
 DEFAULT_CPU = "2"
@@ -57,8 +50,7 @@ DEFAULT_MEMORY = "8Gi"
 MONITORING_UID = 50000
 MONITORING_GID = 0
 # the image is the Airflow image (a few GB): pulling it on a fresh node takes minutes
-POD_SCHEDULE_TIMEOUT_S = 600
-POD_STARTUP_TIMEOUT_S = 600
+POD_START_TIMEOUT_S = 600
 POD_LABELS = {
     "app.kubernetes.io/name": "churn-drift-check",
     "app.kubernetes.io/component": "monitoring",
@@ -165,42 +157,22 @@ def drift_check_pod(*, arguments: list[str], execution_timeout: timedelta, **kwa
         name="check-drift",
         namespace="{{ var.value.training_namespace }}",
         image="{{ var.value.monitoring_image }}",
-        # pin a tag (or digest) per release: IfNotPresent then never runs a stale image
-        image_pull_policy="IfNotPresent",
-        cmds=["python", "-m", MODULE],
-        arguments=[*arguments, "--xcom-path", POD_XCOM_PATH],
-        labels=dict(POD_LABELS),
-        annotations=dict(POD_ANNOTATIONS),
-        cpu=f"{{{{ var.value.get('drift_cpu', '{DEFAULT_CPU}') }}}}",
-        memory=f"{{{{ var.value.get('drift_memory', '{DEFAULT_MEMORY}') }}}}",
-        env_vars=[
-            k8s.V1EnvVar(name="MLOPS_PROFILE", value=KUBERNETES),
-            k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value="{{ conn.mlflow_default.extra_dejson.tracking_uri }}"),
-            # the inference log, reports and DVC remote on object storage; optional: with
-            # workload identity (IRSA, GKE) the pod's service account is the credential
-            *(secret_env(key, OBJECT_STORE_SECRET, key, optional=True) for key in OBJECT_STORE_KEYS),
-        ],
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=MLFLOW_CREDENTIALS_SECRET))],
-        security_context=k8s.V1PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=MONITORING_UID,
-            run_as_group=MONITORING_GID,
-            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-        ),
-        container_security_context=restricted_container_security_context(),
-        xcom_sidecar_container_security_context=restricted_container_security_context(),
-        # the check never talks to the Kubernetes API
-        automount_service_account_token=False,
-        termination_message_policy="FallbackToLogsOnError",
-        active_deadline_seconds=pod_deadline_seconds(execution_timeout),
-        kubernetes_conn_id="kubernetes_default",
-        do_xcom_push=True,
         skip_on_exit_code=EXIT_INSUFFICIENT_DATA,
-        get_logs=True,
-        log_events_on_failure=True,
-        on_finish_action="delete_pod",
-        schedule_timeout_seconds=POD_SCHEDULE_TIMEOUT_S,
-        startup_timeout_seconds=POD_STARTUP_TIMEOUT_S,
-        execution_timeout=execution_timeout,
+        **project_pod(
+            module=MODULE,
+            arguments=arguments,
+            cpu=f"{{{{ var.value.get('drift_cpu', '{DEFAULT_CPU}') }}}}",
+            memory=f"{{{{ var.value.get('drift_memory', '{DEFAULT_MEMORY}') }}}}",
+            security_context=k8s.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=MONITORING_UID,
+                run_as_group=MONITORING_GID,
+                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            execution_timeout=execution_timeout,
+            labels=POD_LABELS,
+            annotations=POD_ANNOTATIONS,
+            start_timeout_s=POD_START_TIMEOUT_S,
+        ),
         **kwargs,
     )

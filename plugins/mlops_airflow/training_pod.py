@@ -65,8 +65,7 @@ OBJECT_STORE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 DEFAULT_CPU = "4"
 DEFAULT_MEMORY = "16Gi"
 # GPU node pools commonly scale up from zero, and the CUDA image takes minutes to pull
-POD_SCHEDULE_TIMEOUT_S = 900
-POD_STARTUP_TIMEOUT_S = 900
+POD_START_TIMEOUT_S = 900
 # what the pod's own deadline leaves Airflow to read the failure before execution_timeout fires
 DEADLINE_MARGIN_S = 120
 POD_LABELS = {
@@ -266,37 +265,72 @@ def gpu_training_pod(*, arguments: list[str], execution_timeout: timedelta, **kw
         name="train",
         namespace="{{ var.value.training_namespace }}",
         image="{{ var.value.training_image }}",
-        # pin a tag (or digest) per release: IfNotPresent then never runs a stale image
-        image_pull_policy="IfNotPresent",
-        cmds=["python", "-m", TRAINING_MODULE],
-        arguments=[*arguments, "--xcom-path", POD_XCOM_PATH],
-        labels=dict(POD_LABELS),
-        annotations=dict(POD_ANNOTATIONS),
-        cpu=f"{{{{ var.value.get('training_cpu', '{DEFAULT_CPU}') }}}}",
-        memory=f"{{{{ var.value.get('training_memory', '{DEFAULT_MEMORY}') }}}}",
         gpu_node_selector="{{ var.value.gpu_node_selector }}",
         gpu_node_affinity="{{ var.value.get('gpu_node_affinity', '') }}",
+        **project_pod(
+            module=TRAINING_MODULE,
+            arguments=arguments,
+            cpu=f"{{{{ var.value.get('training_cpu', '{DEFAULT_CPU}') }}}}",
+            memory=f"{{{{ var.value.get('training_memory', '{DEFAULT_MEMORY}') }}}}",
+            security_context=k8s.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=TRAINING_UID,
+                run_as_group=TRAINING_UID,
+                fs_group=TRAINING_UID,
+                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            execution_timeout=execution_timeout,
+            labels=POD_LABELS,
+            annotations=POD_ANNOTATIONS,
+            start_timeout_s=POD_START_TIMEOUT_S,
+        ),
+        **kwargs,
+    )
+
+
+def project_pod(
+    *,
+    module: str,
+    arguments: list[str],
+    cpu: str,
+    memory: str,
+    security_context: k8s.V1PodSecurityContext,
+    execution_timeout: timedelta,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    start_timeout_s: int,
+) -> dict:
+    """The arguments every pod of this project shares, for a ``KubernetesPodOperator`` subclass taking
+    ``cpu`` and ``memory``: ``python -m <module> <arguments> --xcom-path ...`` with the result as XCom,
+    ``labels`` and ``annotations``, ``start_timeout_s`` seconds both to be scheduled and to start, the settings' environment (MLflow from the ``mlflow_default``
+    connection, credentials only from Secrets), the hardening (non-root, no privilege, no service
+    account token), and the timeouts. Returns a dict of keyword arguments. Raises ``ValueError``
+    when ``execution_timeout`` is under 10 s.
+    """
+    return dict(
+        # pin a tag (or digest) per release: IfNotPresent then never runs a stale image
+        image_pull_policy="IfNotPresent",
+        cmds=["python", "-m", module],
+        arguments=[*arguments, "--xcom-path", POD_XCOM_PATH],
+        labels=dict(labels),
+        annotations=dict(annotations),
+        cpu=cpu,
+        memory=memory,
         env_vars=[
             k8s.V1EnvVar(name="MLOPS_PROFILE", value=KUBERNETES),
             k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value="{{ conn.mlflow_default.extra_dejson.tracking_uri }}"),
-            # MLflow artifacts and the DVC remote on object storage; optional: with workload
-            # identity (IRSA, GKE) the pod's service account is the credential
+            # MLflow artifacts, the DVC remote and the inference log on object storage; optional:
+            # with workload identity (IRSA, GKE) the pod's service account is the credential
             *(secret_env(key, OBJECT_STORE_SECRET, key, optional=True) for key in OBJECT_STORE_KEYS),
         ],
         # MLFLOW_TRACKING_TOKEN (or _USERNAME/_PASSWORD), whatever the tracking server wants
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=MLFLOW_CREDENTIALS_SECRET))],
-        security_context=k8s.V1PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=TRAINING_UID,
-            run_as_group=TRAINING_UID,
-            fs_group=TRAINING_UID,
-            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-        ),
+        security_context=security_context,
         container_security_context=restricted_container_security_context(),
         xcom_sidecar_container_security_context=restricted_container_security_context(),
-        # training never talks to the Kubernetes API
+        # the project's jobs never talk to the Kubernetes API
         automount_service_account_token=False,
-        # the last log lines become the failure message when the trainer dies without one
+        # the last log lines become the failure message when the job dies without one
         termination_message_policy="FallbackToLogsOnError",
         active_deadline_seconds=pod_deadline_seconds(execution_timeout),
         kubernetes_conn_id="kubernetes_default",
@@ -304,10 +338,9 @@ def gpu_training_pod(*, arguments: list[str], execution_timeout: timedelta, **kw
         get_logs=True,
         log_events_on_failure=True,
         # failed pods too: by then the log is in the task log and the termination message and
-        # events are in its error, and a kept pod would hold its GPU node from scaling down
+        # events are in its error, and a kept pod would hold its node from scaling down
         on_finish_action="delete_pod",
-        schedule_timeout_seconds=POD_SCHEDULE_TIMEOUT_S,
-        startup_timeout_seconds=POD_STARTUP_TIMEOUT_S,
+        schedule_timeout_seconds=start_timeout_s,
+        startup_timeout_seconds=start_timeout_s,
         execution_timeout=execution_timeout,
-        **kwargs,
     )
