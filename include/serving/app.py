@@ -1,15 +1,19 @@
 """HTTP serving of one registered model version, with in-place reload: the app and its routes.
 
 The request and response bodies follow MLflow's scoring server (every input form
-of its protocol in, :mod:`include.serving.request`; ``{"predictions": [...]}`` out),
+of its protocol in, :mod:`include.serving.payload`; ``{"predictions": [...]}`` out),
 so a client written against ``mlflow models serve`` works unchanged; the
 response adds ``model_version`` (and the ``X-Model-Version`` header) so that a
 caller always knows which version answered.
 
 The server's jobs live in one module each:
 
-- :mod:`include.serving.request`: the body, the headers, and the columns checked and
-  typed against the model's signature (which values a feature accepts);
+- :mod:`include.serving.request`: the headers, the body's size and media type, and
+  :func:`~include.serving.request.parse_request`, the body read into checked columns;
+- :mod:`include.serving.payload`: the body's forms (MLflow's JSON inputs, CSV, Parquet)
+  read into columns;
+- :mod:`include.serving.columns`: the model signature's columns, and each column's values
+  checked and typed against it (which values a feature accepts);
 - :mod:`include.serving.model`: loading a version, its direct predictor, and the check
   every output passes (the columns a model answers with, per task);
 - :mod:`include.serving.batching`: small concurrent requests sharing one model call;
