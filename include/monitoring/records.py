@@ -84,6 +84,7 @@ class ReportSample(read.ScalarRecord):
 
     sampled: bool
     seed: int
+    # rows the page's Evidently part shows, of each side's rows in all
     current_rows: int
     current_rows_total: int
     reference_rows: int

@@ -39,6 +39,7 @@ from kubernetes.client import models as k8s
 
 from include.monitoring.nightly import EXIT_BROKEN_WINDOW, EXIT_INSUFFICIENT_DATA, MODULE
 from mlops_airflow.training_pod import (
+    PodShape,
     _refuse_literal_credentials,
     cpu_memory_resources,
     project_pod,
@@ -62,6 +63,10 @@ POD_ANNOTATIONS = {
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
     "karpenter.sh/do-not-disrupt": "true",
 }
+DRIFT_POD = PodShape(
+    MODULE, "drift_cpu", DEFAULT_CPU, "drift_memory", DEFAULT_MEMORY, MONITORING_UID, MONITORING_GID, None,
+    POD_LABELS, POD_ANNOTATIONS, POD_START_TIMEOUT_S,
+)  # fmt: skip
 # the fields of include.settings.Settings the check reads, by the variable that sets each
 SETTINGS_ENV = {
     "MLOPS_INFERENCE_LOG": "inference_log",
@@ -158,21 +163,6 @@ def drift_check_pod(*, arguments: list[str], execution_timeout: timedelta, **kwa
         namespace="{{ var.value.training_namespace }}",
         image="{{ var.value.monitoring_image }}",
         skip_on_exit_code=EXIT_INSUFFICIENT_DATA,
-        **project_pod(
-            module=MODULE,
-            arguments=arguments,
-            cpu=f"{{{{ var.value.get('drift_cpu', '{DEFAULT_CPU}') }}}}",
-            memory=f"{{{{ var.value.get('drift_memory', '{DEFAULT_MEMORY}') }}}}",
-            security_context=k8s.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=MONITORING_UID,
-                run_as_group=MONITORING_GID,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-            ),
-            execution_timeout=execution_timeout,
-            labels=POD_LABELS,
-            annotations=POD_ANNOTATIONS,
-            start_timeout_s=POD_START_TIMEOUT_S,
-        ),
+        **project_pod(DRIFT_POD, arguments, execution_timeout),
         **kwargs,
     )

@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -267,55 +268,53 @@ def gpu_training_pod(*, arguments: list[str], execution_timeout: timedelta, **kw
         image="{{ var.value.training_image }}",
         gpu_node_selector="{{ var.value.gpu_node_selector }}",
         gpu_node_affinity="{{ var.value.get('gpu_node_affinity', '') }}",
-        **project_pod(
-            module=TRAINING_MODULE,
-            arguments=arguments,
-            cpu=f"{{{{ var.value.get('training_cpu', '{DEFAULT_CPU}') }}}}",
-            memory=f"{{{{ var.value.get('training_memory', '{DEFAULT_MEMORY}') }}}}",
-            security_context=k8s.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=TRAINING_UID,
-                run_as_group=TRAINING_UID,
-                fs_group=TRAINING_UID,
-                seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-            ),
-            execution_timeout=execution_timeout,
-            labels=POD_LABELS,
-            annotations=POD_ANNOTATIONS,
-            start_timeout_s=POD_START_TIMEOUT_S,
-        ),
+        **project_pod(TRAINING_POD, arguments, execution_timeout),
         **kwargs,
     )
 
 
-def project_pod(
-    *,
-    module: str,
-    arguments: list[str],
-    cpu: str,
-    memory: str,
-    security_context: k8s.V1PodSecurityContext,
-    execution_timeout: timedelta,
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    start_timeout_s: int,
-) -> dict:
-    """The arguments every pod of this project shares, for a ``KubernetesPodOperator`` subclass taking
-    ``cpu`` and ``memory``: ``python -m <module> <arguments> --xcom-path ...`` with the result as XCom,
-    ``labels`` and ``annotations``, ``start_timeout_s`` seconds both to be scheduled and to start, the settings' environment (MLflow from the ``mlflow_default``
-    connection, credentials only from Secrets), the hardening (non-root, no privilege, no service
-    account token), and the timeouts. Returns a dict of keyword arguments. Raises ``ValueError``
-    when ``execution_timeout`` is under 10 s.
+@dataclass(frozen=True)
+class PodShape:
+    """What tells one of the project's pods from another: the ``module`` it runs, the Variables (and
+    their defaults) that size its CPU and memory, the user and group it runs as (``fs_group`` None:
+    none), its labels and annotations, and how long it may take to be scheduled and to start (s)."""
+
+    module: str
+    cpu_variable: str
+    default_cpu: str
+    memory_variable: str
+    default_memory: str
+    uid: int
+    gid: int
+    fs_group: int | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    start_timeout_s: int
+
+
+def project_pod(shape: PodShape, arguments: list[str], execution_timeout: timedelta) -> dict:
+    """The keyword arguments of a pod of this project, for a ``KubernetesPodOperator`` subclass taking
+    ``cpu`` and ``memory``: ``python -m <shape.module> <arguments> --xcom-path ...`` with the result as
+    XCom, the settings' environment (MLflow from the ``mlflow_default`` connection, credentials only
+    from Secrets), the hardening (non-root, no privilege, no service account token) and the timeouts,
+    as ``shape`` sets them. Returns a dict. Raises ``ValueError`` when ``execution_timeout`` is under 10 s.
     """
+    security_context = k8s.V1PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=shape.uid,
+        run_as_group=shape.gid,
+        fs_group=shape.fs_group,
+        seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+    )
     return dict(
         # pin a tag (or digest) per release: IfNotPresent then never runs a stale image
         image_pull_policy="IfNotPresent",
-        cmds=["python", "-m", module],
+        cmds=["python", "-m", shape.module],
         arguments=[*arguments, "--xcom-path", POD_XCOM_PATH],
-        labels=dict(labels),
-        annotations=dict(annotations),
-        cpu=cpu,
-        memory=memory,
+        labels=dict(shape.labels),
+        annotations=dict(shape.annotations),
+        cpu=f"{{{{ var.value.get('{shape.cpu_variable}', '{shape.default_cpu}') }}}}",
+        memory=f"{{{{ var.value.get('{shape.memory_variable}', '{shape.default_memory}') }}}}",
         env_vars=[
             k8s.V1EnvVar(name="MLOPS_PROFILE", value=KUBERNETES),
             k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value="{{ conn.mlflow_default.extra_dejson.tracking_uri }}"),
@@ -340,7 +339,13 @@ def project_pod(
         # failed pods too: by then the log is in the task log and the termination message and
         # events are in its error, and a kept pod would hold its node from scaling down
         on_finish_action="delete_pod",
-        schedule_timeout_seconds=start_timeout_s,
-        startup_timeout_seconds=start_timeout_s,
+        schedule_timeout_seconds=shape.start_timeout_s,
+        startup_timeout_seconds=shape.start_timeout_s,
         execution_timeout=execution_timeout,
     )
+
+
+TRAINING_POD = PodShape(
+    TRAINING_MODULE, "training_cpu", DEFAULT_CPU, "training_memory", DEFAULT_MEMORY, *(TRAINING_UID,) * 3,
+    POD_LABELS, POD_ANNOTATIONS, POD_START_TIMEOUT_S,
+)  # fmt: skip
