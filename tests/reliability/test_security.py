@@ -162,9 +162,10 @@ def _rendered_kubernetes_specs(tmp_path) -> list[str]:
     from include.settings import Settings
     from tests.unit.manifests import render_all
     from tests.unit.plugins import test_training_pod as pods
+    from tests.unit.plugins.pods import KUBECONFIG
 
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(pods.KUBECONFIG)
+    kubeconfig.write_text(KUBECONFIG)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(
             "AIRFLOW_CONN_KUBERNETES_DEFAULT",
