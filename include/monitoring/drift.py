@@ -57,6 +57,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -96,7 +97,7 @@ from include.monitoring.drift_store import (
     record_decision,
 )
 from include.monitoring.profile import calibrate
-from include.monitoring.records import REFERENCE_DATA_KEYS, DriftMetrics, ReportSample
+from include.monitoring.records import REFERENCE_DATA_KEYS, ColumnDrift, DriftMetrics, ReportSample
 from include.monitoring.reference import (
     LABEL_COLUMN,
     LINEAGE_TAGS,
@@ -143,6 +144,8 @@ __all__ = [
     "WindowCheck",
     "check_drift",
     "check_window",
+    "judge_columns",
+    "measure_drift",
     "persist_results",
     "prediction_column",
     "record_decision",
@@ -169,6 +172,69 @@ def _any_measurable(values: pd.Series) -> bool:
     if values.dtype == object:
         return not _all_missing(values)
     return bool(_measurable(values).any())
+
+
+def measure_drift(
+    current: pd.DataFrame,
+    reference: Reference,
+    spec: DatasetSpec,
+    *,
+    while_computing: Callable[[], Any] | None = None,
+) -> tuple[dict[str, ColumnDrift], Any]:
+    """Every monitored column of ``current`` scored against ``reference`` on all rows, and judged.
+
+    The drift check's figures of record without its report: :func:`run_drift_check`
+    checks the window, calls this and draws the page. ``reference`` gets its missing
+    profile computed in place first (:func:`~include.monitoring.profile.calibrate`);
+    ``while_computing``, if given, runs on the calling thread meanwhile.
+
+    Returns ``(columns, side_result)``: ``{column: ColumnDrift}`` for the monitored
+    features in spec order, then the prediction column (:func:`prediction_column`),
+    each judged as :func:`judge_columns` says; and ``while_computing``'s result (None
+    without it). Raises :class:`DriftInputError` for a window column without a value,
+    ``ValueError`` for such a reference column, ``RuntimeError`` for a non-finite score.
+    """
+    predicted = prediction_column(spec)
+    plans = plan_columns(spec, predicted, _prediction_is_numeric(spec))
+    try:
+        calibrate(reference, spec)
+        results, side_result = column_drifts(
+            list(plans),
+            lambda name: measure_column(plans[name], reference.columns[name], reference.frame[name], current[name]),
+            while_computing=while_computing,
+        )
+    except EmptyColumnError as empty:
+        if empty.side == "current":
+            raise DriftInputError(f"window: {empty}") from None
+        raise ValueError(f"reference frame: {empty}") from None
+    return judge_columns(results, reference, spec), side_result
+
+
+def judge_columns(results: dict[str, ColumnDrift], reference: Reference, spec: DatasetSpec) -> dict[str, ColumnDrift]:
+    """``results`` (column to measured :class:`ColumnDrift`, the planned columns) with each threshold set by
+    the spec's verdict: :func:`~include.monitoring.columns.critical_score` at the Bonferroni level of
+    ``monitoring.false_alarm_rate`` over the monitored features, at the rate itself for the prediction column.
+
+    Judging again under another spec (e.g. ``monitoring.verdict: fixed``) replaces the thresholds; the
+    scores stay. Returns a new dict in ``results``' order. Raises ``RuntimeError`` for a non-finite score,
+    ``KeyError`` for a column ``reference`` has no profile of (see :func:`measure_drift`).
+    """
+    monitoring = spec.monitoring
+    predicted = prediction_column(spec)
+    plans = plan_columns(spec, predicted, _prediction_is_numeric(spec))
+    features = [name for name in plans if name != predicted]
+    # Bonferroni over the monitored features: an undrifted window moves the drift share with at most
+    # the false alarm rate; the prediction column is a test of its own
+    feature_level = bonferroni_level(monitoring.false_alarm_rate, len(features))
+    judged = {}
+    for name, result in results.items():
+        level = monitoring.false_alarm_rate if name == predicted else feature_level
+        threshold, judged_by = critical_score(
+            plans[name], reference.columns[name], result.rows, level, monitoring.min_score
+        )
+        score_value = _finite(result.drift_score, f"drift score for column {name!r}")
+        judged[name] = replace(result, threshold=threshold, drift_score=score_value, judged_by=judged_by)
+    return judged
 
 
 def run_drift_check(
@@ -264,31 +330,14 @@ def run_drift_check(
     current_sample = report_sample(current, measured, report_sample_rows)
     reference_sample = report_sample(reference.frame, measured, report_sample_rows)
     plans = plan_columns(spec, predicted, _prediction_is_numeric(spec))
-    try:
-        calibrate(reference, spec)
-        # the exact measurements run in worker threads while this one draws the (sampled) report
-        results, drift_snapshot = column_drifts(
-            list(plans),
-            lambda name: measure_column(plans[name], reference.columns[name], reference.frame[name], current[name]),
-            while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, plans, numeric),
-        )
-    except EmptyColumnError as empty:
-        if empty.side == "current":
-            raise DriftInputError(f"window: {empty}") from None
-        raise ValueError(f"reference frame: {empty}") from None
-    monitoring = spec.monitoring
+    # the exact measurements run in worker threads while this one draws the (sampled) report
+    per_column, drift_snapshot = measure_drift(
+        current,
+        reference,
+        spec,
+        while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, plans, numeric),
+    )
     features = [name for name in plans if name != predicted]
-    # Bonferroni over the monitored features: an undrifted window moves the drift share with at most
-    # the false alarm rate; the prediction column is a test of its own
-    feature_level = bonferroni_level(monitoring.false_alarm_rate, len(features))
-    per_column = {}
-    for name, result in results.items():
-        level = monitoring.false_alarm_rate if name == predicted else feature_level
-        threshold, judged_by = critical_score(
-            plans[name], reference.columns[name], result.rows, level, monitoring.min_score
-        )
-        score_value = _finite(result.drift_score, f"drift score for column {name!r}")
-        per_column[name] = replace(result, threshold=threshold, drift_score=score_value, judged_by=judged_by)
     columns = {name: per_column[name] for name in features}
     drifted_columns = [name for name, result in columns.items() if result.drifted]
 
