@@ -113,6 +113,10 @@ def test_the_rate_bound_is_clopper_pearsons_one_sided():
     assert drift_verdicts.upper_bound(7, 7) == 1.0
     with pytest.raises(ValueError):
         drift_verdicts.upper_bound(3, 2)
+    # and the chance of seeing k or more at a rate
+    assert report.binomial_tail(0, 300, 0.01) == 1.0
+    assert report.binomial_tail(5, 300, 0.01) == pytest.approx(binom.sf(4, 300, 0.01))
+    assert report.binomial_tail(30, 1000, 0.01) < 1e-6
 
 
 def test_a_window_asks_for_a_retraining_from_its_drifted_features_not_its_prediction():
@@ -219,7 +223,12 @@ def test_the_load_generator_fails_on_an_error_answer():
 
 # ------------------------------------------------------------------------------------------ the table
 def _results(
-    serving_ratio: float, latency: float, parse_ms: float = 30.0, false_alarms: int = 3, scale_seconds: float = 20.0
+    serving_ratio: float,
+    latency: float,
+    parse_ms: float = 30.0,
+    false_alarms: int = 3,
+    scale_seconds: float = 20.0,
+    scale_drifted: tuple[str, ...] = ("num_00",),
 ) -> dict[str, dict]:
     size = {
         "rows": 1_000_000,
@@ -253,6 +262,7 @@ def _results(
         "project_peak_added_bytes": 1500 * 2**20,
         "evidently_failed": "did not finish in 600 s",
         "evidently_timed_out_seconds": 600.0,
+        "calibrated_drifted_columns": list(scale_drifted),
         **dict.fromkeys(["evidently_seconds", "speedup", "profiled_speedup", "memory_ratio", "verdicts_agree"]),
     }
 
@@ -430,7 +440,16 @@ def test_the_table_marks_each_target_met_or_missed_and_explains_a_miss(saved):
     assert "| 10,000,000 x 20 (+ prediction) | 1,000,000 | 1 | 20.00 |" in page and "> 30x" in page
     assert "n/a (the season has 368 days)" in page
 
-    saved(_results(serving_ratio=2.0, latency=45.0, parse_ms=80.0, false_alarms=30, scale_seconds=50.0))
+    saved(
+        _results(
+            serving_ratio=2.0,
+            latency=45.0,
+            parse_ms=80.0,
+            false_alarms=30,
+            scale_seconds=50.0,
+            scale_drifted=("num_00", "num_08", "cat_3"),
+        )
+    )
     page = report.render()
 
     assert "**missed**" in _target_row(page, "False retrains on undrifted windows")
@@ -438,6 +457,8 @@ def test_the_table_marks_each_target_met_or_missed_and_explains_a_miss(saved):
     assert "**missed**" in _target_row(page, "Drift check 10M x 20 (1M reference), calibration included")
     assert "**met**" in _target_row(page, "Drift check 10M x 20 (1M reference), stored profile")
     assert "**Calibrated false alarms.**" in page and "**Drift check at 10M rows, calibration included.**" in page
+    # a column the case does not move, drifted under the calibrated verdict, is named
+    assert "does not move drift too: num_08, cat_3." in page
 
     assert "**missed**" in _target_row(page, "Serving throughput")
     assert "**missed**" in _target_row(page, "Drift-to-retrain latency")
