@@ -2,12 +2,12 @@
 
 Each section runs in its own interpreter and leaves its figures in
 ``benchmarks/.work/results/<section>.json``; the table is written from those.
-``BENCH_QUICK=1`` runs fewer repetitions and skips the million-row drift case
+``BENCH_QUICK=1`` runs fewer repetitions and windows and skips the million-row drift cases
 (a quick look while developing; the table then says so).
 
-    python -m benchmarks                      # all sections, then RESULTS.md
-    python -m benchmarks --only drift serving # some sections, then RESULTS.md from what is there
-    python -m benchmarks --report             # RESULTS.md from the results already there
+    python -m benchmarks                                # all sections, then RESULTS.md
+    python -m benchmarks --only drift drift_verdicts    # some sections, then RESULTS.md from what is there
+    python -m benchmarks --report                       # RESULTS.md from the results already there
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from benchmarks.common import RESULTS_DIR, ROOT, machine, project_env, quick, save
 
 # cheap and quiet first; the ones that start servers and Airflow last
-SECTIONS = ("parse", "training", "drift", "serving", "orchestration")
+SECTIONS = ("parse", "training", "drift", "drift_verdicts", "serving", "orchestration")
 
 
 def main(argv: list[str] | None = None) -> int:

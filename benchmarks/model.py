@@ -9,7 +9,7 @@ MLflow store (``benchmarks/.work/mlops``), never the demo's.
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+from datetime import date
 
 from benchmarks.common import WORK
 
@@ -27,17 +27,11 @@ def settings():
 
 
 def demo_frame(days: int = DAYS, rows_per_day: int = ROWS_PER_DAY, seed: int = 7):
-    import pandas as pd
-
     from include.data.spec import load_spec
-    from include.simulation.generate import generate_day
+    from include.simulation.generate import generate_days
 
     spec = load_spec(settings().dataset_spec)
-    frame = pd.concat(
-        [generate_day(spec, FIRST_DAY + timedelta(days=offset), rows_per_day, seed) for offset in range(days)],
-        ignore_index=True,
-    )
-    return spec, frame
+    return spec, generate_days(spec, FIRST_DAY, days, rows_per_day, seed)
 
 
 def registered_version(model_type: str = "torch_mlp") -> tuple[str, str, str]:

@@ -24,8 +24,9 @@ the reference itself (its null distribution):
    fitted to the draws' moments, tried first, alarmed up to 3 times too often at the
    0.001 level.)
 3. **Window size.** ``u`` and ``beta`` are interpolated between the grid's sizes on
-   log-log axes, and beyond the largest size extended as ``n**-0.5``, the rate of a
-   distance between samples.
+   log-log axes, and beyond the largest size extended as ``sqrt(1/n + 1/N)``, the rate
+   of a distance between a window of ``n`` rows and a reference of ``N``: once the
+   window outgrows the reference, the reference's own sampling noise sets the scale.
 4. **Many columns, one decision.** A column drifts when its score reaches the
    critical score at ``false_alarm_rate / m`` (Bonferroni over the ``m`` monitored
    feature columns), so that on a window without drift the chance that *any*
@@ -71,6 +72,8 @@ class NullDistribution:
     sizes: tuple[int, ...]
     tail_start: tuple[float, ...]
     tail_scale: tuple[float, ...]
+    # the reference's rows; None (a null stored without it): beyond the grid as n**-0.5
+    reference_rows: int | None = None
 
     def tail(self, rows: int) -> tuple[float, float]:
         """``(tail_start, tail_scale)`` for a window of ``rows`` rows (log-log interpolation).
@@ -83,9 +86,13 @@ class NullDistribution:
         log_n = math.log(rows)
         logs = [np.log(np.maximum(values, 1e-300)) for values in (self.tail_start, self.tail_scale)]
         if log_n >= log_sizes[-1]:
-            # beyond the grid: distances between samples shrink as n**-0.5
-            shrink = 0.5 * (log_n - log_sizes[-1])
-            return math.exp(logs[0][-1] - shrink), math.exp(logs[1][-1] - shrink)
+            # beyond the grid: a distance between n and N rows shrinks as sqrt(1/n + 1/N)
+            last = self.sizes[-1]
+            if self.reference_rows:
+                factor = math.sqrt((1 / rows + 1 / self.reference_rows) / (1 / last + 1 / self.reference_rows))
+            else:
+                factor = math.sqrt(last / rows)
+            return math.exp(logs[0][-1]) * factor, math.exp(logs[1][-1]) * factor
         start, scale = (math.exp(np.interp(log_n, log_sizes, values)) for values in logs)
         return start, scale
 
@@ -106,8 +113,14 @@ class NullDistribution:
         return float(min(1.0, TAIL_SHARE * math.exp(-(score - start) / scale)))
 
     def to_dict(self) -> dict[str, list]:
-        """A JSON-ready dict: ``sizes`` (list of int), ``tail_start`` and ``tail_scale`` (lists of float)."""
-        return {"sizes": list(self.sizes), "tail_start": list(self.tail_start), "tail_scale": list(self.tail_scale)}
+        """A JSON-ready dict: ``sizes`` (list of int), ``tail_start`` and ``tail_scale`` (lists of float) and
+        ``reference_rows`` (int or None)."""
+        return {
+            "sizes": list(self.sizes),
+            "tail_start": list(self.tail_start),
+            "tail_scale": list(self.tail_scale),
+            "reference_rows": self.reference_rows,
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "null") -> NullDistribution:
@@ -124,6 +137,7 @@ class NullDistribution:
             tuple(int(n) for n in lists["sizes"]),
             tuple(float(x) for x in lists["tail_start"]),
             tuple(float(x) for x in lists["tail_scale"]),
+            read.integer(data, "reference_rows", where, optional=True) if "reference_rows" in data else None,
         )
 
 
@@ -152,7 +166,7 @@ def _summarise(draws_by_size: list[np.ndarray], sizes: Sequence[int], reference_
         # a degenerate null (every draw alike) still needs a positive scale: any larger score is a change
         starts.append(start)
         scales.append(max(float(excess.mean()) if len(excess) else 0.0, 1e-9))
-    return NullDistribution(tuple(int(n) for n in sizes), tuple(starts), tuple(scales))
+    return NullDistribution(tuple(int(n) for n in sizes), tuple(starts), tuple(scales), int(reference_rows))
 
 
 def numeric_support(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -131,18 +131,20 @@ class ColumnReference:
         )
 
 
-def _text(values: pd.Series) -> pd.Series:
+def _text_counts(values: pd.Series) -> pd.Series:
+    """How often each category occurs, by its canonical text: the distinct values are turned into text,
+    not every row (a million rows hold a handful of categories)."""
     from include.data.spec import category_text
 
-    present = values.dropna()
-    return present.map(category_text) if len(present) else present.astype(object)
+    counts = category_counts(values)
+    return counts.groupby(counts.index.map(category_text)).sum()
 
 
 def _constant(values: pd.Series, numeric: bool) -> str | None:
     if numeric:
         finite = np.unique(finite_values(values))
         return repr(float(finite[0])) if len(finite) == 1 else None
-    texts = _text(values).unique()
+    texts = _text_counts(values).index
     return str(texts[0]) if len(texts) == 1 else None
 
 
@@ -180,7 +182,7 @@ def reference_column(plan: ColumnPlan, values: pd.Series) -> ColumnReference:
         return ColumnReference(
             plan.method, calibration.shares_null(_binned_counts(numeric_values, edges), PSI), edges=edges
         )
-    counts = category_counts(_text(values)).to_numpy()
+    counts = _text_counts(values).to_numpy()
     return ColumnReference(plan.method, calibration.shares_null(counts, plan.method))
 
 
@@ -190,13 +192,14 @@ def constant_share(constant: str, values: pd.Series, numeric: bool) -> tuple[flo
     :class:`~include.monitoring.drift_stats.EmptyColumnError` for a window without a value."""
     if numeric:
         present = finite_values(values)
-        changed = int(np.count_nonzero(present != float(constant)))
+        rows, changed = len(present), int(np.count_nonzero(present != float(constant)))
     else:
-        present = _text(values)
-        changed = int((present != constant).sum())
-    if len(present) == 0:
+        counts = _text_counts(values)
+        rows = int(counts.sum())
+        changed = rows - int(counts.get(constant, 0))
+    if rows == 0:
         raise EmptyColumnError(str(values.name), "current")
-    return changed / len(present), len(present)
+    return changed / rows, rows
 
 
 def binned_shares_score(
@@ -211,7 +214,7 @@ def binned_shares_score(
         sides = [finite_values(reference), finite_values(current)]
         counts = [_binned_counts(values, edges) for values in sides]
     else:
-        reference_counts, current_counts = category_counts(_text(reference)), category_counts(_text(current))
+        reference_counts, current_counts = _text_counts(reference), _text_counts(current)
         categories = reference_counts.index.union(current_counts.index)
         counts = [c.reindex(categories, fill_value=0).to_numpy() for c in (reference_counts, current_counts)]
     for side, side_counts in zip(("reference", "current"), counts, strict=True):

@@ -57,7 +57,6 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,10 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from include.monitoring.calibration import bonferroni_level
 from include.monitoring.columns import (
-    critical_score,
-    measure_column,
     plan_columns,
 )
 from include.monitoring.drift_report import (
@@ -81,10 +77,6 @@ from include.monitoring.drift_report import (
     _report_html,
     report_sample,
 )
-from include.monitoring.drift_stats import (
-    EmptyColumnError,
-    column_drifts,
-)
 from include.monitoring.drift_store import (
     DRIFT_EXPERIMENT,
     METRICS_JSON,
@@ -95,7 +87,7 @@ from include.monitoring.drift_store import (
     persist_results,
     record_decision,
 )
-from include.monitoring.profile import calibrate, estimate_roc_auc
+from include.monitoring.profile import estimate_roc_auc
 from include.monitoring.records import REFERENCE_DATA_KEYS, DriftMetrics, ReportSample
 from include.monitoring.reference import (
     LABEL_COLUMN,
@@ -109,6 +101,7 @@ from include.monitoring.reference import (
     reference_for_champion,
     window_days_of,
 )
+from include.monitoring.verdicts import _finite, judge_columns, measure_drift
 from include.monitoring.window import (
     DriftInputError,
     WindowCheck,
@@ -144,6 +137,8 @@ __all__ = [
     "WindowCheck",
     "check_drift",
     "check_window",
+    "judge_columns",
+    "measure_drift",
     "persist_results",
     "prediction_column",
     "record_decision",
@@ -156,14 +151,6 @@ log = logging.getLogger(__name__)
 
 # below this many labelled rows (or with one class only) the window's score is noise, not a measurement
 MIN_LABELLED_ROWS = 50
-
-
-def _finite(value: Any, what: str) -> float:
-    number = float(value)
-    if not math.isfinite(number):
-        # an unmeasurable column must never count as "not drifted"
-        raise RuntimeError(f"the drift check computed a non-finite {what}: {value!r}")
-    return number
 
 
 def _any_measurable(values: pd.Series) -> bool:
@@ -270,31 +257,14 @@ def run_drift_check(
     current_sample = report_sample(current, measured, report_sample_rows)
     reference_sample = report_sample(reference.frame, measured, report_sample_rows)
     plans = plan_columns(spec, predicted, _prediction_is_numeric(spec))
-    try:
-        calibrate(reference, spec)
-        # the exact measurements run in worker threads while this one draws the (sampled) report
-        results, drift_snapshot = column_drifts(
-            list(plans),
-            lambda name: measure_column(plans[name], reference.columns[name], reference.frame[name], current[name]),
-            while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, plans, numeric),
-        )
-    except EmptyColumnError as empty:
-        if empty.side == "current":
-            raise DriftInputError(f"window: {empty}") from None
-        raise ValueError(f"reference frame: {empty}") from None
-    monitoring = spec.monitoring
+    # the exact measurements run in worker threads while this one draws the (sampled) report
+    per_column, drift_snapshot = measure_drift(
+        current,
+        reference,
+        spec,
+        while_computing=lambda: _drift_snapshot(current_sample, reference_sample, spec, plans, numeric),
+    )
     features = [name for name in plans if name != predicted]
-    # Bonferroni over the monitored features: an undrifted window moves the drift share with at most
-    # the false alarm rate; the prediction column is a test of its own
-    feature_level = bonferroni_level(monitoring.false_alarm_rate, len(features))
-    per_column = {}
-    for name, result in results.items():
-        level = monitoring.false_alarm_rate if name == predicted else feature_level
-        threshold, judged_by = critical_score(
-            plans[name], reference.columns[name], result.rows, level, monitoring.min_score
-        )
-        score_value = _finite(result.drift_score, f"drift score for column {name!r}")
-        per_column[name] = replace(result, threshold=threshold, drift_score=score_value, judged_by=judged_by)
     columns = {name: per_column[name] for name in features}
     drifted_columns = [name for name, result in columns.items() if result.drifted]
 

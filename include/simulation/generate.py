@@ -340,6 +340,21 @@ def generate_day(spec: DatasetSpec, day: date, rows: int, seed: int, drift: Drif
     return frame
 
 
+def generate_days(
+    spec: DatasetSpec, start: date, days: int, rows_per_day: int, seed: int = 7, drift: DriftConfig | None = None
+) -> pd.DataFrame:
+    """``days`` consecutive days from ``start`` (:func:`generate_day` each), as one frame with a fresh index.
+
+    Raises ``ValueError`` for a ``days`` that is not a positive integer and whatever :func:`generate_day` raises.
+    """
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ValueError(f"days must be a positive integer, got {days!r}")
+    return pd.concat(
+        [generate_day(spec, start + timedelta(days=offset), rows_per_day, seed, drift) for offset in range(days)],
+        ignore_index=True,
+    )
+
+
 def partition_path(spec: DatasetSpec, day: date) -> Path:
     """The file :func:`land_days` writes ``day`` to: ``<location>/date=YYYY-MM-DD/part-0.parquet``."""
     return Path(spec.location) / f"date={day:%Y-%m-%d}" / "part-0.parquet"

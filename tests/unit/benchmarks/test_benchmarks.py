@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from benchmarks import common, drift, loadgen, parse, report
+from benchmarks import common, drift, drift_verdicts, loadgen, parse, report
 
 
 def test_the_top_level_variant_makes_every_function_import_when_the_module_loads(tmp_path, monkeypatch):
@@ -77,6 +77,9 @@ def test_drift_comparison_counts_verdicts_and_the_largest_score_gap():
 def test_the_drift_case_is_seeded_and_drifts_the_columns_it_names():
     reference, current = drift.make_frames(20_000)
     again, _ = drift.make_frames(20_000)
+    smaller, larger = drift.make_frames(30_000, reference_rows=3_000)
+
+    assert len(smaller) == 3_000 and len(larger) == 30_000
 
     assert reference.equals(again)
     assert list(reference.columns) == [*drift.NUMERIC, *drift.CATEGORICAL, "probability"]
@@ -85,6 +88,71 @@ def test_the_drift_case_is_seeded_and_drifts_the_columns_it_names():
         moved = abs(current[name].mean() - reference[name].mean()) / reference[name].std()
         expected = drift.NUMERIC_SHIFTS.get(name, 0.0)
         assert moved == pytest.approx(expected, abs=0.05), name
+
+
+def test_a_block_past_its_time_limit_is_stopped_and_the_timer_is_gone_afterwards():
+    import signal
+    import time
+
+    with pytest.raises(drift.TimeUp), drift.time_limit(0.05):
+        while True:
+            time.sleep(0.01)
+    with drift.time_limit(5):
+        pass
+
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_rate_bound_is_clopper_pearsons_one_sided():
+    from scipy.stats import binom
+
+    # no event in n trials: the bound solves (1 - p)**n = 0.05
+    assert drift_verdicts.upper_bound(0, 1000) == pytest.approx(1 - 0.05 ** (1 / 1000))
+    # k events: the rate at which k or fewer happen 5 % of the time
+    assert binom.cdf(5, 1000, drift_verdicts.upper_bound(5, 1000)) == pytest.approx(0.05)
+    assert drift_verdicts.upper_bound(7, 7) == 1.0
+    with pytest.raises(ValueError):
+        drift_verdicts.upper_bound(3, 2)
+    # and the chance of seeing k or more at a rate
+    assert report.binomial_tail(0, 300, 0.01) == 1.0
+    assert report.binomial_tail(5, 300, 0.01) == pytest.approx(binom.sf(4, 300, 0.01))
+    assert report.binomial_tail(30, 1000, 0.01) < 1e-6
+
+
+def test_a_window_asks_for_a_retraining_from_its_drifted_features_not_its_prediction():
+    from include.monitoring.records import ColumnDrift
+
+    def window(drifted: set[str]) -> dict:
+        names = ["a", "b", "c", "d", "probability"]
+        columns = {name: ColumnDrift(name, "wasserstein", 0.1, 0.2 if name in drifted else 0.05) for name in names}
+        return drift_verdicts.verdict_of(columns, "probability")
+
+    quiet, prediction_only, one, two = window(set()), window({"probability"}), window({"a"}), window({"a", "c"})
+
+    assert quiet == {"drift_share": 0.0, "retrain": False, "any_feature": False, "prediction": False, "drifted": []}
+    assert prediction_only["prediction"] and not prediction_only["any_feature"] and not prediction_only["retrain"]
+    assert one["any_feature"] and not one["retrain"]  # a drift share of 1/4, short of 0.3
+    assert two["retrain"] and two["drifted"] == ["a", "c"]
+
+    counted = drift_verdicts.tally([quiet, prediction_only, one, two])
+    assert counted["windows"] == 4 and counted["retrain"] == 1 and counted["any_feature"] == 2
+    assert counted["prediction"] == 1 and counted["prediction_rate"] == 0.25
+    assert counted["retrain_upper"] == pytest.approx(drift_verdicts.upper_bound(1, 4))
+    assert counted["mean_drift_share"] == pytest.approx((0 + 0 + 1 / 4 + 2 / 4) / 4)
+
+
+def test_both_verdicts_of_a_window_are_run_drift_checks_own(tmp_path):
+    spec, frame = drift_verdicts.seattle_spec(), drift_verdicts.seattle_frame()
+    year = frame[frame["date"].dt.year == 2013]
+    model, reference = drift_verdicts.weather_reference(spec, year.iloc[::2], "2013, every other day")
+    judge = drift_verdicts.Judge(spec, reference)
+
+    verdicts = judge(drift_verdicts.weather_served(spec, model, year.iloc[1::2].head(60)), verify=True)
+
+    assert set(verdicts) == {"calibrated", "fixed"}
+    assert judge.verified == [{"rows": 60, "agree": True}]
+    # 60 rows: a fixed 0.1 flags sampling noise that the calibrated verdict does not
+    assert verdicts["fixed"]["drift_share"] >= verdicts["calibrated"]["drift_share"]
 
 
 def test_peak_memory_of_a_block_counts_what_it_allocated():
@@ -154,7 +222,14 @@ def test_the_load_generator_fails_on_an_error_answer():
 
 
 # ------------------------------------------------------------------------------------------ the table
-def _results(serving_ratio: float, latency: float, parse_ms: float = 30.0) -> dict[str, dict]:
+def _results(
+    serving_ratio: float,
+    latency: float,
+    parse_ms: float = 30.0,
+    false_alarms: int = 3,
+    scale_seconds: float = 20.0,
+    scale_drifted: tuple[str, ...] = ("num_00",),
+) -> dict[str, dict]:
     size = {
         "rows": 1_000_000,
         "runs": 1,
@@ -169,7 +244,38 @@ def _results(serving_ratio: float, latency: float, parse_ms: float = 30.0) -> di
         "verdicts_agree": 21,
         "columns": 21,
         "max_score_difference": 1e-12,
+        "reference_rows": 1_000_000,
+        "calibrate_seconds": 2.0,
+        "calibrate_peak_added_bytes": 50 * 2**20,
+        "profiled_seconds": 1.0,
+        "profiled_peak_added_bytes": 150 * 2**20,
+        "profiled_speedup": 120.0,
+        "calibrated_drift_share": 0.45,
+        "calibrated_drifted_columns": ["num_00"],
+        "evidently_failed": None,
     }
+    scale = {
+        **size,
+        "rows": 10_000_000,
+        "project_seconds": scale_seconds,
+        "profiled_seconds": scale_seconds / 2,
+        "project_peak_added_bytes": 1500 * 2**20,
+        "evidently_failed": "did not finish in 600 s",
+        "evidently_timed_out_seconds": 600.0,
+        "calibrated_drifted_columns": list(scale_drifted),
+        **dict.fromkeys(["evidently_seconds", "speedup", "profiled_speedup", "memory_ratio", "verdicts_agree"]),
+    }
+
+    def rates(hits: int, windows: int = 1000) -> dict:
+        rate = {"windows": windows, "mean_drift_share": hits / windows}
+        for key in ("retrain", "any_feature", "prediction"):
+            rate |= {key: hits, f"{key}_rate": hits / windows, f"{key}_upper": (hits + 3) / windows}
+        return rate
+
+    def sized(calibrated: int, fixed: int, **extra) -> list[dict]:
+        return [{"rows": rows, "calibrated": rates(calibrated), "fixed": rates(fixed), **extra} for rows in (50, 500)]
+
+    first = {"drift_share": 0.4, "retrain": True, "any_feature": True, "prediction": True, "drifted": ["plan"]}
     level = {
         "concurrency": 1,
         "project_throughput": 300.0 * serving_ratio,
@@ -218,7 +324,50 @@ def _results(serving_ratio: float, latency: float, parse_ms: float = 30.0) -> di
                 }
             ],
         },
-        "drift": {"sizes": [size], "columns": {"numeric": 15, "categorical": 5, "prediction": 1}, "threshold": 0.1},
+        "drift": {
+            "sizes": [size, scale],
+            "columns": {"numeric": 15, "categorical": 5, "prediction": 1},
+            "threshold": 0.1,
+            "evidently_cap_seconds": 600,
+            "evidently_memory_bytes": 12 * 2**30,
+        },
+        "drift_verdicts": {
+            "sizes": [50, 100, 200, 500],
+            "drift_share_threshold": 0.3,
+            "false_alarm_rate": 0.01,
+            "confidence": 0.95,
+            "demo": {
+                "reference_rows": 16000,
+                "holdout_roc_auc": 0.86,
+                "monitored_features": 10,
+                "calibrate_seconds": 5.0,
+                "undrifted": sized(false_alarms, 400),
+                "first_drifted_day": {"rows": 500, "day": "2027-01-01", "calibrated": first, "fixed": first},
+                "covariate": sized(900, 1000, strength=1.0),
+                "verified": [{"rows": 50, "agree": True}],
+            },
+            "seattle": {
+                "period_rows": 1096,
+                "reference_rows": 548,
+                "held_out_rows": 548,
+                "monitored_features": 4,
+                "splits": 400,
+                "calibrate_seconds_median": 0.2,
+                "in_distribution": sized(0, 600),
+                "next_year": {
+                    "reference_rows": 1096,
+                    "available_rows": 365,
+                    "sizes": sized(10, 900)[:1],
+                    "mean_temp_max": {"reference": 16.1, "next_year": 17.4},
+                },
+                "seasonal": {
+                    "reference": "winter (Dec-Feb)",
+                    "reference_rows": 361,
+                    "sizes": sized(1000, 1000, windows_from="summer (Jun-Aug)", available_rows=368)[:1],
+                },
+                "verified": [{"rows": 50, "agree": True}],
+            },
+        },
         "serving": {
             "model": "models:/m/1",
             "model_type": "torch_mlp",
@@ -281,11 +430,35 @@ def test_the_table_marks_each_target_met_or_missed_and_explains_a_miss(saved):
     assert "**met**" in _target_row(page, "Serving throughput")
     assert "**met**" in _target_row(page, "Drift-to-retrain latency")
     assert "**met**" in _target_row(page, "DAG parse, each file, above")
+    assert "**met**" in _target_row(page, "Drift check 1M x 20: speed, calibration included")
+    assert "**met**" in _target_row(page, "False retrains on undrifted windows")
+    assert "**met**" in _target_row(page, "Drift check 10M x 20 (1M reference), calibration included")
+    assert "**met**" in _target_row(page, "seattle-weather summer")
     assert "What stands in the way" not in page
     assert "no GPU on this machine" in page and "Test CPU" in page
+    # Evidently past its time limit: the speed-up is at least the limit over ours
+    assert "| 10,000,000 x 20 (+ prediction) | 1,000,000 | 1 | 20.00 |" in page and "> 30x" in page
+    assert "n/a (the season has 368 days)" in page
 
-    saved(_results(serving_ratio=2.0, latency=45.0, parse_ms=80.0))
+    saved(
+        _results(
+            serving_ratio=2.0,
+            latency=45.0,
+            parse_ms=80.0,
+            false_alarms=30,
+            scale_seconds=50.0,
+            scale_drifted=("num_00", "num_08", "cat_3"),
+        )
+    )
     page = report.render()
+
+    assert "**missed**" in _target_row(page, "False retrains on undrifted windows")
+    assert "**missed**" in _target_row(page, "Any feature drifted on undrifted windows")
+    assert "**missed**" in _target_row(page, "Drift check 10M x 20 (1M reference), calibration included")
+    assert "**met**" in _target_row(page, "Drift check 10M x 20 (1M reference), stored profile")
+    assert "**Calibrated false alarms.**" in page and "**Drift check at 10M rows, calibration included.**" in page
+    # a column the case does not move, drifted under the calibrated verdict, is named
+    assert "does not move drift too: num_08, cat_3." in page
 
     assert "**missed**" in _target_row(page, "Serving throughput")
     assert "**missed**" in _target_row(page, "Drift-to-retrain latency")
@@ -297,11 +470,12 @@ def test_the_table_marks_each_target_met_or_missed_and_explains_a_miss(saved):
 
 def test_a_section_that_did_not_run_reads_as_not_measured_never_as_met(saved):
     results = _results(serving_ratio=5.0, latency=12.0)
-    del results["serving"], results["drift"]
+    del results["serving"], results["drift"], results["drift_verdicts"]
     saved(results)
 
     page = report.render()
 
     assert "not measured" in _target_row(page, "Serving")
     assert "**missed**" in _target_row(page, "Drift check")
+    assert "not measured" in _target_row(page, "False retrains on undrifted windows")
     assert "did not complete" in page

@@ -34,7 +34,8 @@ from include.monitoring.drift import (
     run_drift_check,
 )
 from include.settings import PROJECT_ROOT
-from include.simulation.generate import DriftConfig, generate_day
+from include.simulation.champion import fit_champion, served_window
+from include.simulation.generate import DriftConfig, generate_day, generate_days
 from include.training.model import TabularClassifier, as_model_input
 from include.training.preprocessing import TabularPreprocessor
 
@@ -49,69 +50,28 @@ def demo_spec():
     return load_spec(PROJECT_ROOT / "include/datasets/customer_churn.yaml")
 
 
-def _days(spec, start: date, days: int, rows_per_day: int, seed: int, drift: DriftConfig | None = None):
-    return pd.concat(
-        [generate_day(spec, start + timedelta(days=offset), rows_per_day, seed, drift) for offset in range(days)],
-        ignore_index=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def champion(demo_spec):
     """A fitted model and the Reference of the 8 days it learned from (8000 training rows)."""
-    spec = demo_spec
-    snapshot = _days(spec, REFERENCE_START, 8, 1250, REFERENCE_SEED)
-    train, holdout = holdout_split(snapshot, spec)
-    model = TabularClassifier("sklearn_hgb").fit(
-        train[spec.feature_names],
-        train[spec.target],
-        TabularPreprocessor.from_spec(spec),
-        epochs=2,
-        learning_rate=0.1,
-        batch_size=256,
-    )
-    frame = as_model_input(train, spec)
-    frame["probability"] = model.predict_proba(frame)
-    frame["label"] = train[spec.target].astype("Int64").to_numpy()
-    holdout_auc = float(roc_auc_score(holdout[spec.target], model.predict_proba(as_model_input(holdout, spec))))
-    reference = Reference(
-        frame=frame,
-        model_version="3",
-        holdout_score=holdout_auc,
-        data_ref={
-            "repo": "/registry",
-            "path": "snapshots/customer_churn/x.parquet",
-            "md5": "0" * 32,
-            "rev": "a" * 40,
-            "rows": len(snapshot),
-            "window_start": "2024-01-01",
-            "window_end": "2024-01-09",
-        },
-    )
-    return model, reference
+    snapshot = generate_days(demo_spec, REFERENCE_START, 8, 1250, REFERENCE_SEED)
+    data_ref = {
+        "repo": "/registry",
+        "path": "snapshots/customer_churn/x.parquet",
+        "md5": "0" * 32,
+        "rev": "a" * 40,
+        "rows": len(snapshot),
+        "window_start": "2024-01-01",
+        "window_end": "2024-01-09",
+    }
+    return fit_champion(demo_spec, snapshot, model_version="3", data_ref=data_ref)
 
 
 def served(
     spec, model, days: int, rows_per_day: int, *, drift: DriftConfig | None = None, labelled: int | None = None
 ) -> pd.DataFrame:
     """A window as the inference log returns it; the first ``labelled`` rows carry their label (all if None)."""
-    customers = _days(spec, WINDOW_START, days, rows_per_day, WINDOW_SEED, drift)
-    probability = model.predict_proba(as_model_input(customers, spec))
-    labels = customers[spec.target].astype("Int64")
-    if labelled is not None:
-        labels.iloc[labelled:] = pd.NA
-    return pd.DataFrame(
-        {
-            "request_id": [f"req-{index}" for index in range(len(customers))],
-            "timestamp": customers[spec.timestamp_column],
-            "model_name": "customer_churn",
-            "model_version": "3",
-            **{name: customers[name] for name in spec.feature_names},
-            "probability": probability.astype(np.float64),
-            "prediction": (probability >= 0.5).astype(np.int64),
-            "label": labels,
-        }
-    )
+    customers = generate_days(spec, WINDOW_START, days, rows_per_day, WINDOW_SEED, drift)
+    return served_window(spec, model, customers, labelled=labelled, model_version="3")
 
 
 def _check(window, reference, spec, html_path):
@@ -329,7 +289,7 @@ def _register_champion(settings, spec):
     from include.training.train import TrainingConfig, train_and_log
 
     tracking.configure(settings)
-    snapshot = _days(spec, REFERENCE_START, 4, 500, REFERENCE_SEED)
+    snapshot = generate_days(spec, REFERENCE_START, 4, 500, REFERENCE_SEED)
     data_registry = DataRegistry(settings.data_registry, settings.dvc_remote)
     ref = data_registry.snapshot(snapshot, spec.name, REFERENCE_START, REFERENCE_START + timedelta(days=4))
     trained = train_and_log(

@@ -10,16 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.simulation.generate import DriftConfig, generate_day, land_days, main
+from include.simulation.generate import DriftConfig, generate_day, generate_days, land_days, main
 
 DAY = date(2026, 10, 1)
 
 
 def _days(spec, first: date, count: int, rows: int = 400, seed: int = 7, drift=None) -> pd.DataFrame:
-    return pd.concat(
-        [generate_day(spec, first + timedelta(days=offset), rows, seed, drift) for offset in range(count)],
-        ignore_index=True,
-    )
+    return generate_days(spec, first, count, rows, seed, drift)
 
 
 def test_columns_dtypes_and_values_follow_the_spec(spec):
@@ -56,6 +53,17 @@ def test_a_day_depends_only_on_its_arguments(spec):
     assert not first[spec.feature_names].equals(
         generate_day(spec, DAY + timedelta(days=1), 300, seed=7)[spec.feature_names]
     )
+
+
+def test_generated_days_are_each_days_frame_in_order(spec):
+    drift = DriftConfig("covariate", date(2026, 10, 2))
+    days = generate_days(spec, date(2026, 10, 1), 3, 40, seed=5, drift=drift)
+
+    expected = [generate_day(spec, date(2026, 10, 1) + timedelta(days=offset), 40, 5, drift) for offset in range(3)]
+    pd.testing.assert_frame_equal(days, pd.concat(expected, ignore_index=True))
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="days must be a positive integer"):
+            generate_days(spec, date(2026, 10, 1), bad, 40)
 
 
 def test_ids_are_unique_across_days(spec):
