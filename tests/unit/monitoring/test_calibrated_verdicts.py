@@ -93,8 +93,14 @@ def test_a_threshold_shrinks_with_the_window_and_round_trips_through_json():
     thresholds = [null.critical_score(rows, 0.001) for rows in (20, 200, 2000, 5_000_000)]
 
     assert thresholds == sorted(thresholds, reverse=True) and thresholds[-1] > 0
-    # beyond the grid the tail shrinks as a distance between samples does, n**-0.5
-    assert null.critical_score(4_000_000, 0.001) == pytest.approx(null.critical_score(1_000_000, 0.001) / 2, rel=1e-9)
+    # beyond the grid a distance between the window and the 5000-row reference shrinks as
+    # sqrt(1/n + 1/N): the reference's own noise stays, so a huge window cannot make it vanish
+    assert null.reference_rows == 5000
+    ratio = math.sqrt((1 / 4_000_000 + 1 / 5000) / (1 / 1_000_000 + 1 / 5000))
+    assert null.critical_score(4_000_000, 0.001) == pytest.approx(null.critical_score(1_000_000, 0.001) * ratio)
+    # a null stored without its reference's size shrinks as n**-0.5 there
+    legacy = calibration.NullDistribution.from_dict({**null.to_dict(), "reference_rows": None})
+    assert legacy.critical_score(4_000_000, 0.001) == pytest.approx(legacy.critical_score(1_000_000, 0.001) / 2)
     again = calibration.NullDistribution.from_dict(json.loads(json.dumps(null.to_dict())))
     assert again == null
     assert 0 < null.p_value(200, thresholds[1]) == pytest.approx(0.001)
@@ -209,11 +215,11 @@ def test_real_data_undrifted_windows_are_quiet_where_the_fixed_threshold_cries_w
 
 def test_cbpe_estimates_the_demos_covariate_drift_windows_and_cannot_see_concept_drift(demo_spec, champion, tmp_path):
     from include.data.split import holdout_split
-    from include.simulation.generate import generate_day
-    from tests.unit.monitoring.test_drift import REFERENCE_SEED, _days
+    from include.simulation.generate import generate_days
+    from tests.unit.monitoring.test_drift import REFERENCE_SEED
 
     model, reference = champion
-    snapshot = _days(demo_spec, REFERENCE_START, 8, 1250, REFERENCE_SEED)
+    snapshot = generate_days(demo_spec, REFERENCE_START, 8, 1250, REFERENCE_SEED)
     _, holdout = holdout_split(snapshot, demo_spec)
     with_cbpe = dataclasses.replace(
         _fresh(reference),
@@ -221,7 +227,6 @@ def test_cbpe_estimates_the_demos_covariate_drift_windows_and_cannot_see_concept
         holdout_labels=holdout[demo_spec.target].astype(int).to_numpy(),
         holdout_roc_auc=reference.holdout_score,
     )
-    assert generate_day  # the windows below come from the same generator
 
     for strength in (0.5, 1.0):
         window = served(demo_spec, model, 2, 1500, drift=DriftConfig("covariate", REFERENCE_START, strength))
