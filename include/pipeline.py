@@ -251,6 +251,8 @@ def deploy(
     """
     from include import registry, tracking
     from include.deployment import deployer_for
+    from include.monitoring.profile import store_profile
+    from include.reporting.model_card import refresh_model_card
 
     tracking.configure(settings)
     sample, expected = _smoke_sample(settings, spec, data_ref, version)
@@ -264,43 +266,31 @@ def deploy(
         "version": str(version),
         "previous_champion": result.previous_champion,
         "url": result.url,
-        "monitoring_profile": _store_monitoring_profile(settings, spec, str(version)),
-        "model_card": _refresh_model_card(settings, spec, str(version)),
+        # the champion's drift reference, null distributions and CBPE calibration, then its model card
+        "monitoring_profile": _after_promotion(
+            "monitoring profile", "stored", lambda v: store_profile(settings, spec, v), str(version)
+        ),
+        "model_card": _after_promotion(
+            "model card refresh", "refreshed", lambda v: refresh_model_card(settings, spec, v), str(version)
+        ),
     }
     log.info("deployed: %s", json.dumps(outcome))
     return outcome
 
 
-def _store_monitoring_profile(settings: Settings, spec: DatasetSpec, version: str) -> str:
-    """Compute and store the new champion's monitoring profile (its drift reference, null distributions
-    and CBPE calibration); returns ``"stored"`` or ``"failed: <error>"``.
+def _after_promotion(step: str, done: str, action, version: str) -> str:
+    """Run ``action(version)``, a step that follows a promotion that has already happened (the version
+    serves and is the champion); returns ``done`` or ``"failed: <error>"``, logged.
 
-    The model is already serving and is the champion: a profile that cannot be stored now must not
-    undo that, and the first drift check builds a missing profile itself.
+    A step that fails here must not undo the promotion: the first drift check builds a missing
+    monitoring profile itself, and a model card can be refreshed later.
     """
-    from include.monitoring.profile import store_profile
-
     try:
-        store_profile(settings, spec, version)
-    except Exception as exc:  # noqa: BLE001 - see the docstring: logged, reported, and built later
-        log.warning("monitoring profile of version %s not stored (the drift check will build it): %s", version, exc)
+        action(version)
+    except Exception as exc:  # noqa: BLE001 - see the docstring: logged, reported, never undoes the promotion
+        log.warning("%s of version %s failed: %s", step, version, exc)
         return f"failed: {type(exc).__name__}: {exc}"
-    return "stored"
-
-
-def _refresh_model_card(settings: Settings, spec: DatasetSpec, version: str) -> str:
-    """Bring the new champion's model card up to date; returns ``"refreshed"`` or ``"failed: <error>"``.
-
-    Like the monitoring profile, a card that cannot be written must not undo a promotion that happened.
-    """
-    from include.reporting.model_card import refresh_model_card
-
-    try:
-        refresh_model_card(settings, spec, version)
-    except Exception as exc:  # noqa: BLE001 - see the docstring: logged and reported
-        log.warning("model card of version %s not refreshed: %s", version, exc)
-        return f"failed: {type(exc).__name__}: {exc}"
-    return "refreshed"
+    return done
 
 
 def _confirm_gate(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str) -> None:

@@ -54,13 +54,8 @@ class RetrainDecision:
         return asdict(self)
 
 
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float, or None when it is missing, non-numeric or NaN."""
-    return finite_or_none(value)
-
-
 def _check_threshold(name: str, value: Any) -> float:
-    number = _number(value)
+    number = finite_or_none(value)
     if number is None or number <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return number
@@ -90,7 +85,7 @@ def _performance_sentence(metrics: DriftMetrics, drop: float | None, threshold: 
         note = metrics.performance_note
         return f"performance not measured ({note})" if note else "performance not measured (no labels)"
     metric = metrics.metric or "score"
-    window, reference = _number(metrics.score), _number(metrics.reference_score)
+    window, reference = finite_or_none(metrics.score), finite_or_none(metrics.reference_score)
     scores = f" ({metric} {reference:.3f} -> {window:.3f})" if window is not None and reference is not None else ""
     relation = ">=" if drop >= threshold else "<"
     return f"{metric} drop {drop:.3f} {relation} threshold {threshold:.3f}{scores}"
@@ -104,7 +99,7 @@ def _estimated_sentence(metrics: DriftMetrics, drop: float | None, threshold: fl
     relation = ">=" if drop >= threshold else "<"
     return (
         f"estimated ROC AUC drop {drop:.3f} {relation} threshold {threshold:.3f} "
-        f"({_number(metrics.reference_roc_auc):.3f} -> {_number(metrics.estimated_roc_auc):.3f}, CBPE)"
+        f"({finite_or_none(metrics.reference_roc_auc):.3f} -> {finite_or_none(metrics.estimated_roc_auc):.3f}, CBPE)"
     )
 
 
@@ -158,16 +153,16 @@ def decide(
         )
 
     measured = DriftMetrics.from_partial(metrics)
-    drift_share = _number(measured.drift_share)
+    drift_share = finite_or_none(measured.drift_share)
     if drift_share is None:
         raise ValueError(
             f"the drift check's result has no usable drift_share (got {measured.drift_share!r}); "
             f"refusing to call window {start}..{end} undrifted"
         )
-    drop = _number(measured.performance_drop)
+    drop = finite_or_none(measured.performance_drop)
     drift_part = _drift_sentence(measured, drift_share, drift_threshold)
     performance_part = _performance_sentence(measured, drop, drop_threshold)
-    estimated_drop = _number(measured.estimated_drop)
+    estimated_drop = finite_or_none(measured.estimated_drop)
     estimated_part = _estimated_sentence(measured, estimated_drop, estimated_threshold)
     drifted = drift_share >= drift_threshold
     degraded = drop is not None and drop >= drop_threshold

@@ -94,7 +94,7 @@ _optional_instant = optional_arg(_instant)
 _number = checked_arg(float, "a number", math.isfinite, "is not a finite number")
 _optional_number = optional_arg(_number)
 _positive_int = checked_arg(int, "a whole number", lambda v: v >= 1, "is below 1")
-# the check's options, by their argparse destination: passed on as they are
+# the check's options: the command line's argparse destinations and drift_monitor's params alike
 CHECK_OPTIONS = (
     "window_days",
     "min_rows",

@@ -20,17 +20,9 @@ from airflow.sdk import BaseOperator
 
 from mlops_airflow.profiles import KUBERNETES, current_profile
 
-__all__ = ["DRIFT_TASK_ID", "THRESHOLD_PARAMS", "LocalDriftCheckOperator", "drift_check_task"]
+__all__ = ["DRIFT_TASK_ID", "LocalDriftCheckOperator", "drift_check_task"]
 
 DRIFT_TASK_ID = "check_drift"
-# the drift_monitor params the check reads, as keyword arguments of check_drift
-THRESHOLD_PARAMS = (
-    "window_days",
-    "min_rows",
-    "drift_share_threshold",
-    "performance_drop_threshold",
-    "estimated_drop_threshold",
-)
 
 
 class LocalDriftCheckOperator(BaseOperator):
@@ -48,7 +40,7 @@ class LocalDriftCheckOperator(BaseOperator):
         """
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from include.monitoring.nightly import run_nightly_check
+        from include.monitoring.nightly import CHECK_OPTIONS, run_nightly_check
         from include.monitoring.window import DriftInputError, checked_interval
         from mlops_airflow.runtime import task_settings_and_spec
 
@@ -58,7 +50,7 @@ class LocalDriftCheckOperator(BaseOperator):
         run_after = context["dag_run"].run_after
         try:
             start, end, result = run_nightly_check(
-                settings, spec, start, end, run_after, **{name: params[name] for name in THRESHOLD_PARAMS}
+                settings, spec, start, end, run_after, **{name: params[name] for name in CHECK_OPTIONS}
             )
         except DriftInputError as bad_window:
             # a broken window stays broken on retry, and must never read as "no drift"
