@@ -118,7 +118,9 @@ def test_a_rollback_is_recorded_as_such_with_who_and_why(versions, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "ml_rollback")
     monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__rb")
 
-    rollback(Settings.from_env(), Deployer(), NAME, "previous", sample_frame(1), None, actor="bob", reason="p95 doubled")
+    rollback(
+        Settings.from_env(), Deployer(), NAME, "previous", sample_frame(1), None, actor="bob", reason="p95 doubled"
+    )
 
     first, second = history(versions[0])
     assert first["to"] is not None and first["how"] == "gate"
