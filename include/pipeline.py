@@ -33,6 +33,8 @@ class PromotionRefused(RuntimeError):
 
 # the gate tag naming the champion a challenger was compared against ("none": there was none)
 GATED_AGAINST_TAG = "gate.champion_version"
+# the gate's whole decision (every check with its value and threshold) beside its tags on the run
+GATE_DECISION_ARTIFACT = "gate/decision.json"
 
 
 # ---------------------------------------------------------------------- data
@@ -153,7 +155,9 @@ def gate(
     metric: str | None = None,
 ) -> dict[str, Any]:
     """Decide promotion (see :func:`gate_thresholds` for where the numbers come from); the decision
-    and its numbers are tagged on the challenger's run.
+    and its numbers are tagged on the challenger's run, and the whole decision (every check with
+    its value and threshold) logged there as :data:`GATE_DECISION_ARTIFACT`, so that a rejected
+    challenger, which is never registered, keeps its numbers.
 
     ``evaluation`` is :func:`evaluate`'s result, read leniently
     (:meth:`~include.evaluation.records.Evaluation.from_partial`) so that a broken one is
@@ -175,6 +179,7 @@ def gate(
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         client.set_tag(training["run_id"], key, value)
+    client.log_dict(training["run_id"], decision.to_dict(), GATE_DECISION_ARTIFACT)
     return {**decision.to_dict(), "tags": tags}
 
 

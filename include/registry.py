@@ -14,9 +14,12 @@ concurrent move is an error, never a lost update.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,12 @@ PREVIOUS_CHAMPION = "previous_champion"
 # a deploy holds the lock through its rollout and smoke test, which may take minutes on a cluster
 PROMOTION_LOCK_TIMEOUT_S = 1800
 _UNSET = object()
+# MLflow keeps no history of its aliases: each version records its own periods as champion here
+CHAMPION_HISTORY_TAG = "champion.history"
+# newest periods kept per version: the tag stays far below the registry's value limit
+MAX_CHAMPION_PERIODS = 20
+MAX_PERIOD_TEXT_CHARS = 300
+UNKNOWN = "unknown"
 
 
 class ChampionChanged(RuntimeError):
@@ -132,20 +141,127 @@ def promote_champion(model_name: str, version: str, expected_champion=_UNSET) ->
     With ``expected_champion`` (a version, or None for "no champion yet"), raises
     :class:`ChampionChanged` when the champion is another version by now. Callers hold
     :func:`promotion_lock`, so that nothing moves between this check and the move.
+
+    The move is recorded in the ``champion.history`` tags (:func:`champion_history`): the
+    previous champion's open period is closed and ``version`` gets a new one saying how it got
+    there (from its tags at this moment, :func:`promotion_cause`) and which Airflow run did it
+    (``AIRFLOW_CTX_DAG_ID`` / ``AIRFLOW_CTX_DAG_RUN_ID``, which Airflow sets in a task's process;
+    ``unknown`` elsewhere). A promotion repeated after a failure in between completes the record.
     Returns the previous champion's version (None on the first promotion).
     """
     client = _client()
     version = str(version)
     previous = alias_version(model_name, CHAMPION)
     if previous == str(version):
-        return client.get_model_version(model_name, version).tags.get("previous_champion_version") or None
+        tags = client.get_model_version(model_name, version).tags
+        if not any(period.get("to") is None for period in champion_history(tags)):
+            _open_period(client, model_name, version, dict(tags), _now())
+        return tags.get("previous_champion_version") or None
     if expected_champion is not _UNSET and previous != (None if expected_champion is None else str(expected_champion)):
         raise ChampionChanged(model_name, expected_champion, previous)
     if previous is not None:
         client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, previous)
     client.set_model_version_tag(model_name, version, "previous_champion_version", previous or "none")
     client.set_registered_model_alias(model_name, CHAMPION, version)
+    # recorded after the move, which is what counts; a retry finds the move done and completes this
+    now = _now()
+    if previous is not None:
+        _close_period(client, model_name, previous, now)
+    _open_period(client, model_name, version, dict(client.get_model_version(model_name, version).tags), now)
     return previous
+
+
+# ---------------------------------------------------------------------- champion history
+def champion_history(tags: Mapping[str, str]) -> list[dict[str, str | None]]:
+    """A version's periods as champion, oldest first, read from its ``champion.history`` tag.
+
+    Each period is ``{"from": iso, "to": iso | None (still champion), "how": "gate" | "approval"
+    | "rollout" | "rollback" | "unknown", "by": str, "reason": str, "dag_id": str, "run_id": str}``
+    (times in UTC, ISO 8601). A missing or unreadable tag is an empty list, never an error.
+    """
+    try:
+        periods = json.loads(tags.get(CHAMPION_HISTORY_TAG) or "[]")
+    except (TypeError, ValueError):
+        return []
+    if not isinstance(periods, list):
+        return []
+    return [period for period in periods if isinstance(period, dict) and isinstance(period.get("from"), str)]
+
+
+def promotion_cause(tags: Mapping[str, str]) -> dict[str, str]:
+    """How a version becomes champion, read from its tags at that moment: ``{"how", "by", "reason"}``.
+
+    ``rollout`` when a rollout decided to promote it (``rollout.decision=promote``), ``approval``
+    when a person approved its deploy (``approval.decision=approved``, ``approval.by``), ``gate``
+    when its gate passed and nothing else stood in between, ``unknown`` otherwise. A rollback
+    amends its period afterwards (:func:`amend_champion_period`), since its audit tags are written
+    once the rolled-back-to version serves.
+    """
+    if tags.get("rollout.decision") == "promote":
+        return {"how": "rollout", "by": "rollout controller", "reason": tags.get("rollout.reason", "")}
+    if tags.get("approval.decision") == "approved":
+        return {"how": "approval", "by": tags.get("approval.by") or UNKNOWN, "reason": tags.get("approval.comment", "")}
+    if tags.get("gate.passed") == "true":
+        return {"how": "gate", "by": "gate (automatic)", "reason": tags.get("gate.reason", "")}
+    return {"how": UNKNOWN, "by": UNKNOWN, "reason": ""}
+
+
+def amend_champion_period(model_name: str, version: str, **changes: str) -> None:
+    """Change fields (``how``, ``by``, ``reason``...) of ``version``'s open period as champion.
+
+    Raises ``ValueError`` when ``version`` has no open period (it is not the recorded champion);
+    MLflow's errors pass through.
+    """
+    client = _client()
+    periods = champion_history(client.get_model_version(model_name, version).tags)
+    if not periods or periods[-1].get("to") is not None:
+        raise ValueError(f"{model_name} version {version} has no open period as champion to amend")
+    periods[-1].update({key: _short(value) for key, value in changes.items()})
+    _write_history(client, model_name, version, periods)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PERIOD_TEXT_CHARS else text[: MAX_PERIOD_TEXT_CHARS - 3] + "..."
+
+
+def _write_history(client, model_name: str, version: str, periods: list[dict]) -> None:
+    text = json.dumps(periods[-MAX_CHAMPION_PERIODS:], separators=(",", ":"))
+    client.set_model_version_tag(model_name, version, CHAMPION_HISTORY_TAG, text)
+
+
+def _open_period(client, model_name: str, version: str, tags: dict[str, str], now: str) -> None:
+    periods = champion_history(tags)
+    for period in periods:
+        # a period a failed promotion left open ends where the new one starts
+        if period.get("to") is None:
+            period["to"] = now
+    cause = promotion_cause(tags)
+    periods.append(
+        {
+            "from": now,
+            "to": None,
+            "how": cause["how"],
+            "by": _short(cause["by"]),
+            "reason": _short(cause["reason"]),
+            "dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID") or UNKNOWN,
+            "run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or UNKNOWN,
+        }
+    )
+    _write_history(client, model_name, version, periods)
+
+
+def _close_period(client, model_name: str, version: str, now: str) -> None:
+    periods = champion_history(client.get_model_version(model_name, version).tags)
+    if any(period.get("to") is None for period in periods):
+        for period in periods:
+            if period.get("to") is None:
+                period["to"] = now
+        _write_history(client, model_name, version, periods)
 
 
 # ---------------------------------------------------------------------- promotion lock

@@ -274,6 +274,13 @@ class LocalStack:
         return AirflowClient(self.api_url, ADMIN_USER, self.admin_password())
 
 
+def models_page_url(stack: LocalStack) -> str:
+    """The Models page of ``stack``'s Airflow UI (``http://127.0.0.1:<port>/plugin/models``): a str."""
+    from mlops_airflow.models_page import page_url
+
+    return page_url(stack.api_url)
+
+
 def stop_process_group(pid: int, timeout: float) -> None:
     """SIGTERM to the process group ``pid`` leads, SIGKILL after ``timeout`` seconds; see
     :meth:`include.util.procs.ManagedProcess.stop_group`, which this calls for a bare pid."""

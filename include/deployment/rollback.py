@@ -14,6 +14,9 @@ smoke-tested, then ``champion`` moved by the deployer, which also records
 ``rollback.airflow_run_id`` the Airflow run that did it, when given
 ==========================  ==============================================================
 
+The rolled-back-to version's period as champion (``champion.history``, see
+:func:`include.registry.champion_history`) says ``how: rollback``, who and why.
+
 A version involved in several rollbacks keeps the tags of the latest one. A failed
 rollback (the deployer raised DeployFailed) writes no tags: the aliases and the served
 version are what the deployer left, which its error says.
@@ -25,6 +28,7 @@ of a rollback by that run id, :func:`rollback` returns its record instead of rol
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 
     from include.deployment import Deployer
     from include.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PREVIOUS = "previous"
 TAG_PREFIX = "rollback."
@@ -111,7 +117,7 @@ def rollback(
     only their shape). Raises RollbackRefused before anything changes, or the
     deployer's DeployFailed. Returns ``{"from", "to", "url"}``.
     """
-    from include.registry import CHAMPION, alias_version, set_version_tags, version_tags
+    from include.registry import CHAMPION, alias_version, amend_champion_period, set_version_tags, version_tags
     from include.tracking import configure
 
     actor, reason = (actor or "").strip(), (reason or "").strip()
@@ -145,6 +151,11 @@ def rollback(
         if not airflow_run_id:
             # a tag from an earlier rollback's run would make this one look like that run's
             _delete_tag(model_name, tagged, f"{TAG_PREFIX}airflow_run_id")
+    try:
+        amend_champion_period(model_name, version, how="rollback", by=actor, reason=reason)
+    except ValueError as exc:
+        # a deployer that moved the alias without recording it: the audit tags above still say it all
+        log.warning("rollback to %s version %s not recorded in its champion history: %s", model_name, version, exc)
     return {"from": champion, "to": version, "url": result.url}
 
 

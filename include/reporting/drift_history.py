@@ -26,8 +26,13 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _window(run) -> dict[str, Any]:
-    """One window's figures and whether (and why) it crossed a limit; ``crossed`` is None when it cannot be told."""
+def window_summary(run) -> dict[str, Any]:
+    """One window's figures (a ``drift_monitoring`` run's) and whether (and why) it crossed a limit.
+
+    Returns a dict: ``window_start``, ``window_end``, ``drift_share`` and ``drift_share_threshold``,
+    ``drifted_columns``, ``performance_drop`` and its threshold, ``decision``, ``run_id``, ``crossed``
+    (None when it cannot be told) and ``reasons`` (list of str); a figure the run lacks is ``"unknown"``.
+    """
     metrics, tags = run.data.metrics, run.data.tags
     drift_share, drift_threshold = _float(metrics.get("drift_share")), _float(tags.get("drift_share_threshold"))
     drop, drop_threshold = _float(metrics.get("performance_drop")), _float(tags.get("performance_drop_threshold"))
@@ -77,7 +82,7 @@ def drift_history(client, model_name: str, version: str) -> dict[str, Any]:
         )
     except Exception as exc:  # noqa: BLE001 - the card says unknown and why
         return {"status": UNKNOWN, "reason": f"the {DRIFT_EXPERIMENT} experiment could not be read: {exc}"}
-    windows = sorted((_window(run) for run in runs), key=lambda window: str(window["window_start"]))
+    windows = sorted((window_summary(run) for run in runs), key=lambda window: str(window["window_start"]))
     return {
         "status": "known",
         "windows_checked": len(windows),

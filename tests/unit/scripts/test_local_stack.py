@@ -20,3 +20,12 @@ def test_a_database_given_explicitly_is_kept(tmp_path):
     url = "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow"
     env = LocalStack(home=tmp_path, extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}).env()
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == url
+
+
+def test_the_models_page_url_is_the_ui_route_of_the_plugin(tmp_path):
+    from mlops_airflow.models_page.plugin import ModelsPagePlugin
+    from scripts.local_stack import LocalStack, models_page_url
+
+    stack = LocalStack(home=tmp_path, api_port=8123)
+    [view] = ModelsPagePlugin.external_views
+    assert models_page_url(stack) == f"http://127.0.0.1:8123/plugin/{view['url_route']}"
