@@ -48,7 +48,8 @@ def registered_version(model_type: str = "torch_mlp") -> tuple[str, str, str]:
     client = mlflow.MlflowClient()
     versions = client.search_model_versions(f"name='{name}'")
     if versions:
-        return current.tracking_uri, name, str(max(int(version.version) for version in versions))
+        # the first version: a later one is the shadow benchmark's candidate
+        return current.tracking_uri, name, str(min(int(version.version) for version in versions))
     spec, frame = demo_frame()
     config = TrainingConfig(
         model_type=model_type, epochs=10, learning_rate=DEFAULT_LEARNING_RATES[model_type], batch_size=256
@@ -56,3 +57,24 @@ def registered_version(model_type: str = "torch_mlp") -> tuple[str, str, str]:
     result = train_and_log(frame, spec, config, current, {"purpose": "benchmark"})
     version = registry.register_challenger(name, result.model_uri, result.run_id, {"purpose": "benchmark"})
     return current.tracking_uri, name, version
+
+
+def candidate_version(model_type: str = "torch_mlp") -> str:
+    """A second registered version of :func:`registered_version`'s model (same artifacts), registered on first use.
+
+    The shadow benchmark serves it as the candidate: its scoring is exactly one more model call per request.
+    """
+    import mlflow
+
+    from include import tracking
+
+    tracking.configure(settings())
+    _, name, champion = registered_version(model_type)
+    client = mlflow.MlflowClient()
+    versions = sorted(int(version.version) for version in client.search_model_versions(f"name='{name}'"))
+    if len(versions) > 1:
+        return str(versions[-1])
+    source = client.get_model_version(name, champion)
+    # not register_challenger: it finds the version already registered from this run
+    created = client.create_model_version(name, source.source, run_id=source.run_id, tags={"purpose": "candidate"})
+    return str(created.version)

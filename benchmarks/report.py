@@ -653,6 +653,29 @@ def orchestration_section(result: dict | None) -> tuple[list[str], list[list[Any
     return lines, summary, notes
 
 
+def _shadow_cells(level: dict) -> list[str]:
+    if "shadow_throughput" not in level:
+        return ["not measured"] * 3
+    return [
+        f"{level['shadow_throughput']:.0f}",
+        f"**{level['shadow_throughput_ratio']:.1f}x**",
+        f"{level['shadow_p99_ms']:.2f}",
+    ]
+
+
+def _shadow_summary(levels: list[dict]) -> list[str]:
+    target = "≥ 3x `mlflow models serve` at each concurrency, in a shadow rollout (two models per request)"
+    if not all("shadow_throughput_ratio" in level for level in levels):
+        return ["Shadow serving throughput", target, "not measured", "**missed**"]
+    worst = min(levels, key=lambda level: level["shadow_throughput_ratio"])
+    return [
+        "Shadow serving throughput",
+        target,
+        f"{worst['shadow_throughput_ratio']:.1f}x at least (c={worst['concurrency']})",
+        _yes(worst["shadow_throughput_ratio"] >= 3),
+    ]
+
+
 def serving_section(serving: dict | None) -> tuple[list[str], list[list[Any]], list[str]]:
     if serving is None:
         return (
@@ -670,6 +693,7 @@ def serving_section(serving: dict | None) -> tuple[list[str], list[list[Any]], l
             f"{level['mlflow_p50_ms']:.2f}",
             f"{level['project_p99_ms']:.2f}",
             f"{level['mlflow_p99_ms']:.2f}",
+            *_shadow_cells(level),
         ]
         for level in serving["levels"]
     ]
@@ -696,9 +720,16 @@ def serving_section(serving: dict | None) -> tuple[list[str], list[list[Any]], l
                 "mlflow p50 (ms)",
                 "project p99 (ms)",
                 "mlflow p99 (ms)",
+                "shadow (req/s)",
+                "shadow ratio",
+                "shadow p99 (ms)",
             ],
             rows,
         ),
+        "",
+        "shadow: the project's server in a shadow rollout (`--candidate-version V2 --rollout-mode shadow`): the "
+        "champion answers, a second registered version scores every row as well and both answers are logged, "
+        "twice the model work per request; its ratio is against `mlflow models serve` serving one model.",
         "",
     ]
     worst = min(serving["levels"], key=lambda level: level["throughput_ratio"])
@@ -710,6 +741,7 @@ def serving_section(serving: dict | None) -> tuple[list[str], list[list[Any]], l
             f"{worst['throughput_ratio']:.1f}x at least (c={worst['concurrency']})",
             _yes(worst["throughput_ratio"] >= 3),
         ],
+        _shadow_summary(serving["levels"]),
         [
             "Serving p99",
             "lower than `mlflow models serve` at each concurrency",

@@ -6,7 +6,10 @@ from the same tracking store, one process each, on 127.0.0.1 of this machine:
 - project: ``python -m include.serving`` as the local deployer starts it (inference
   log on, written to a scratch folder; Prometheus metrics on);
 - MLflow: ``mlflow models serve -m models:/<name>/<version> --env-manager local``
-  (its default: one uvicorn worker).
+  (its default: one uvicorn worker);
+- shadow: the project's server in a shadow rollout, the champion answering and a second
+  registered version (the candidate) scoring every row too, both answers logged: twice
+  the model work per request.
 
 The load generator (``benchmarks.loadgen``, its own process) keeps C connections
 busy, each sending a one-row request in MLflow's ``dataframe_split`` format as soon
@@ -74,7 +77,9 @@ def server(command: list[str], url: str, env: dict[str, str], log_path: Path, ti
         process.wait()
 
 
-def project_server(tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path):
+def project_server(
+    tracking_uri: str, name: str, version: str, log_root: Path, log_path: Path, shadow_candidate: str | None = None
+):
     port = free_port()
     command = [
         sys.executable,
@@ -91,6 +96,9 @@ def project_server(tracking_uri: str, name: str, version: str, log_root: Path, l
         "--inference-log",
         str(log_root),
     ]
+    if shadow_candidate is not None:
+        # a shadow rollout: every request is also scored by the candidate, and both answers are logged
+        command += ["--candidate-version", shadow_candidate, "--rollout-mode", "shadow"]
     env = project_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PYTHONUNBUFFERED="1")
     return server(command, f"http://127.0.0.1:{port}", env, log_path)
 
@@ -153,11 +161,12 @@ def load(url: str, payload_file: Path, concurrency: int, seconds: float, warmup:
 
 
 def main() -> int:
-    from benchmarks.model import registered_version
+    from benchmarks.model import candidate_version, registered_version
 
     repetitions = runs(3)
     seconds, warmup = (3.0, 1.0) if quick() else (10.0, 2.0)
     tracking_uri, name, version = registered_version()
+    candidate = candidate_version()
     folder = WORK / "serving"
     folder.mkdir(parents=True, exist_ok=True)
     bodies = payloads()
@@ -167,20 +176,31 @@ def main() -> int:
     samples: dict[str, dict[int, list[dict]]] = {
         "project": {c: [] for c in CONCURRENCY},
         "mlflow": {c: [] for c in CONCURRENCY},
+        "shadow": {c: [] for c in CONCURRENCY},
     }
     with (
         tempfile.TemporaryDirectory(prefix="serving-bench-log-") as log_root,
         project_server(tracking_uri, name, version, Path(log_root), folder / "project-server.log") as ours,
+        tempfile.TemporaryDirectory(prefix="serving-bench-shadow-log-") as shadow_log_root,
+        project_server(
+            tracking_uri, name, version, Path(shadow_log_root), folder / "shadow-server.log", shadow_candidate=candidate
+        ) as shadow,
         mlflow_server(tracking_uri, name, version, folder / "mlflow-server.log") as theirs,
     ):
         ours_answers, their_answers = _probabilities(ours, bodies), _probabilities(theirs, bodies)
-        largest_gap = max(abs(a - b) for a, b in zip(ours_answers, their_answers, strict=False))
+        # in shadow the champion answers: the same probabilities, whatever the candidate says
+        shadow_answers = _probabilities(shadow, bodies)
+        largest_gap = max(
+            abs(a - b)
+            for answers in (their_answers, shadow_answers)
+            for a, b in zip(ours_answers, answers, strict=True)
+        )
         if largest_gap > 1e-6:
             raise RuntimeError(f"the two servers disagree on the same model version (by up to {largest_gap})")
         for repetition in range(repetitions):
             for concurrency in CONCURRENCY:
                 # the servers alternate at each level, so that a slow spell of the machine hits both
-                for tool, url in (("mlflow", theirs), ("project", ours)):
+                for tool, url in (("mlflow", theirs), ("project", ours), ("shadow", shadow)):
                     result = load(url, payload_file, concurrency, seconds, warmup)
                     samples[tool][concurrency].append(result)
                     print(
@@ -193,6 +213,7 @@ def main() -> int:
     levels = []
     for concurrency in CONCURRENCY:
         ours_runs, their_runs = samples["project"][concurrency], samples["mlflow"][concurrency]
+        shadow_runs = samples["shadow"][concurrency]
         levels.append(
             {
                 "concurrency": concurrency,
@@ -205,13 +226,22 @@ def main() -> int:
                 "throughput_ratio": median(
                     [o["throughput"] / t["throughput"] for o, t in zip(ours_runs, their_runs, strict=False)]
                 ),
-                "runs": [{"project": o, "mlflow": t} for o, t in zip(ours_runs, their_runs, strict=False)],
+                "shadow_throughput": median([r["throughput"] for r in shadow_runs]),
+                "shadow_p99_ms": median([r["p99_ms"] for r in shadow_runs]),
+                "shadow_throughput_ratio": median(
+                    [s["throughput"] / t["throughput"] for s, t in zip(shadow_runs, their_runs, strict=True)]
+                ),
+                "runs": [
+                    {"project": o, "mlflow": t, "shadow": s}
+                    for o, t, s in zip(ours_runs, their_runs, shadow_runs, strict=True)
+                ],
             }
         )
     save(
         "serving",
         {
             "model": f"models:/{name}/{version}",
+            "shadow_candidate": f"models:/{name}/{candidate}",
             "model_type": "torch_mlp",
             "runs": repetitions,
             "seconds": seconds,
