@@ -155,10 +155,11 @@ def ml_training():
 
     # a rejection skips deploy; without approval the branch goes straight to deploy
     # rollout, smoke test and a possible rollback each wait up to 10 minutes on a cluster
-    # a DeployFailed that survives the retries is alerted on: what failed and what is served now
+    # the first try that fails with DeployFailed alerts (what failed, what is served now); later tries do not repeat it
     @task(
         trigger_rule="none_failed_min_one_success",
         execution_timeout=timedelta(minutes=30),
+        on_retry_callback=on_deploy_failed,
         on_failure_callback=on_deploy_failed,
     )
     def deploy(data_ref: dict, version: str) -> dict:

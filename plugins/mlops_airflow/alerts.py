@@ -338,8 +338,9 @@ def on_validation_failed(context: Mapping[str, Any]) -> None:
 
 
 def on_deploy_failed(context: Mapping[str, Any]) -> None:
-    """``on_failure_callback`` of ``deploy``: alerts on ``DeployFailed`` (its message says which stage
-    failed, why, and what is served now after the rollback). Runs once the last try has failed."""
+    """``on_retry_callback`` and ``on_failure_callback`` of ``deploy``: alerts on ``DeployFailed`` (its
+    message says which stage failed, why, and what is served now after the rollback). Every failed
+    try rolled back, so the first one alerts; the later tries of the run find it already sent."""
 
     def build():
         from include.alerts import events
