@@ -108,7 +108,10 @@ def test_approval_then_a_failed_deploy_alert_once_each(local_profile, received):
         answering.join(timeout=5)
     assert states["approve_deploy"] == "success" and states["deploy"] in ("failed", "up_for_retry"), states
     assert _new(received, before) == {
-        receiver: ["[customer_churn v1] deploy waiting for approval", "[customer_churn v1] deploy failed and rolled back"]
+        receiver: [
+            "[customer_churn v1] deploy waiting for approval",
+            "[customer_churn v1] deploy failed and rolled back",
+        ]
         for receiver in ("generic", "slack", "email")
     }
     waiting, failed = received.generic()[-2:]
@@ -128,7 +131,14 @@ def test_a_champion_alerts_nothing_and_a_worse_challenger_alerts_its_numbers(loc
 
     states = run_dag(
         "ml_training",
-        run_conf={**CONF, "epochs": 1, "learning_rate": 1e-6, "gate_min": 0.5, "max_regression": 0.0, "reason": "worse"},
+        run_conf={
+            **CONF,
+            "epochs": 1,
+            "learning_rate": 1e-6,
+            "gate_min": 0.5,
+            "max_regression": 0.0,
+            "reason": "worse",
+        },
     )
     assert states["gate"] == "success" and states["register"] == "skipped", states
     assert _new(received, before) == _everywhere("[customer_churn] challenger rejected by the gate")
@@ -160,6 +170,8 @@ def test_drifted_windows_send_one_drift_alert(local_profile, received):
     _finish_retraining_runs()
     states.append(_drift_check(DRIFT_FROM))
     assert states[0]["trigger_retraining"] == "success", states
+    # the repeat decided to retrain again and reached the trigger: only the ledger kept the alert from going twice
+    assert _retrain_outcome(run_dag.last_run_id) == "retrain"
     assert _new(received, before) == _everywhere("[customer_churn v2] drift: retraining triggered")
     message = received.generic()[-1]["message"]
     assert f"drift__{DRIFT_FROM.isoformat()}" in message and "drift share: 0." in message
@@ -185,6 +197,27 @@ def test_dead_receivers_change_no_task_state(local_profile, received):
 def _drift_check(day) -> dict[str, str]:
     logical_date = datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
     return run_dag("drift_monitor", logical_date=logical_date, run_conf={"min_rows": 100})
+
+
+def _retrain_outcome(run_id: str) -> str | None:
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter(
+                XComModel.dag_id == "drift_monitor",
+                XComModel.task_id == "trigger_retraining",
+                XComModel.key == "decision",
+                XComModel.run_id == run_id,
+            )
+            .one()
+        )
+        value = json.loads(row.value) if isinstance(row.value, str) else row.value
+        return value["outcome"]
 
 
 def _finish_retraining_runs() -> None:
