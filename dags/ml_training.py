@@ -32,6 +32,7 @@ from datetime import timedelta
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from mlops_airflow.alerts import alert_gate_rejected, on_deploy_failed, on_validation_failed
 from mlops_airflow.approval import APPROVAL_VARIABLE, DeployApprovalOperator
 from mlops_airflow.dag_defaults import dag_defaults
 from mlops_airflow.params import training_params
@@ -65,7 +66,7 @@ def ml_training():
             # a truncated or corrupt file stays broken on a retry: fail now, before any training
             raise AirflowFailException(f"snapshot refused: {broken}") from None
 
-    @task(retries=0)
+    @task(retries=0, on_failure_callback=on_validation_failed)
     def validate(data_ref: dict) -> dict:
         from include import pipeline
         from mlops_airflow.runtime import task_settings_and_spec
@@ -122,6 +123,8 @@ def ml_training():
         )
         decision = pipeline.gate(settings, evaluation, training, minimum, max_regression, metric=metric)
         ti.xcom_push(key="decision", value=decision)
+        if not decision["passed"]:
+            alert_gate_rejected(decision)
         # False skips register and deploy: a rejected challenger is an outcome, not a failure
         return decision["passed"]
 
@@ -152,7 +155,13 @@ def ml_training():
 
     # a rejection skips deploy; without approval the branch goes straight to deploy
     # rollout, smoke test and a possible rollback each wait up to 10 minutes on a cluster
-    @task(trigger_rule="none_failed_min_one_success", execution_timeout=timedelta(minutes=30))
+    # the first try that fails with DeployFailed alerts (what failed, what is served now); later tries do not repeat it
+    @task(
+        trigger_rule="none_failed_min_one_success",
+        execution_timeout=timedelta(minutes=30),
+        on_retry_callback=on_deploy_failed,
+        on_failure_callback=on_deploy_failed,
+    )
     def deploy(data_ref: dict, version: str) -> dict:
         from include import pipeline
         from mlops_airflow.runtime import kubernetes_client, task_settings_and_spec

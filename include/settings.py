@@ -234,6 +234,8 @@ class Settings(BaseSettings):
     reports: str | None = None
     # what serialises promotions (see include.registry.promotion_lock): a PostgreSQL URL or a file
     promotion_lock: str | None = None
+    # which alerts were sent (see include.alerts.ledger): a SQLAlchemy URL every worker reaches
+    alert_ledger: str | None = None
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @classmethod
@@ -280,6 +282,7 @@ class Settings(BaseSettings):
             inference_log=_or(self.inference_log, home / "inference-log"),
             reports=_or(self.reports, home / "reports"),
             promotion_lock=self.promotion_lock or _default_promotion_lock(tracking_uri, home),
+            alert_ledger=self.alert_ledger or _default_alert_ledger(tracking_uri, home),
         )
         return self
 
@@ -329,3 +332,11 @@ def _default_promotion_lock(tracking_uri: str, home: Path) -> str:
     if is_postgres_url(tracking_uri):
         return tracking_uri
     return str(home / "locks" / "promotion.lock")
+
+
+def _default_alert_ledger(tracking_uri: str, home: Path) -> str:
+    """Like the promotion lock: the tracking store's PostgreSQL database when MLflow talks to one
+    directly, else a SQLite file under the local state folder."""
+    if is_postgres_url(tracking_uri):
+        return tracking_uri
+    return f"sqlite:///{home / 'alerts' / 'sent.db'}"

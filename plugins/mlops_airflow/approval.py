@@ -40,6 +40,15 @@ class DeployApprovalOperator(ApprovalOperator):
         )
         self.version_task_id = version_task_id
 
+    def execute(self, context) -> Any:
+        # the question is asked now: the alert says who must answer what, before the task waits
+        from mlops_airflow.alerts import alert_approval_waiting
+
+        ti = context["ti"]
+        decision = ti.xcom_pull(task_ids="gate", key="decision") or {}
+        alert_approval_waiting(ti.xcom_pull(task_ids=self.version_task_id), decision.get("reason"), context)
+        return super().execute(context)
+
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         # Recorded before the parent acts on the answer: on "Reject" it skips the
         # downstream tasks by raising, so nothing after it would run.

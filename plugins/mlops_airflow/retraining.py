@@ -81,6 +81,7 @@ class RetrainOnDriftOperator(BaseOperator):
         from include.monitoring.decision import decide
         from include.monitoring.records import DriftMetrics
         from include.monitoring.window import checked_interval
+        from mlops_airflow.alerts import alert_drift_retrain, dag_run_url
 
         ti, params, dag_run = context["ti"], context["params"], context["dag_run"]
         window_start, window_end = checked_interval(
@@ -141,7 +142,19 @@ class RetrainOnDriftOperator(BaseOperator):
                 "drift_run_id": dag_run.run_id,
             },
         }
-        ti.xcom_push(key=TrainingRunLink().xcom_key, value=_dag_run_url(TRAINING_DAG_ID, run_id))
+        ti.xcom_push(key=TrainingRunLink().xcom_key, value=dag_run_url(TRAINING_DAG_ID, run_id))
+        # once per champion and training run: a retried trigger or a later window of the same
+        # drift finds the alert already sent
+        alert_drift_retrain(
+            champion_version=measured.champion_version,
+            window_start=window_start.date().isoformat(),
+            window_end=window_end.date().isoformat(),
+            reason=decision.reason,
+            drift=conf["drift"],
+            training_dag_id=TRAINING_DAG_ID,
+            training_run_id=run_id,
+            context=context,
+        )
         self.log.info("triggering %s run %s", TRAINING_DAG_ID, run_id)
         # The task runner creates the run; when it already exists (a retry, a cleared
         # task) it marks this task skipped instead of creating a second one.
@@ -165,12 +178,3 @@ def _same_window_length(days) -> dict:
     ``reference_window_days``): a low-traffic table (a row a day) would otherwise get ml_training's
     default window, too few rows to pass validation."""
     return {"training_window_days": min(int(days), 3660)} if isinstance(days, int) and days >= 1 else {}
-
-
-def _dag_run_url(dag_id: str, run_id: str) -> str:
-    from urllib.parse import quote
-
-    from airflow.sdk.configuration import conf
-
-    base_url = conf.get("api", "base_url", fallback="/")
-    return f"{base_url.rstrip('/')}/dags/{dag_id}/runs/{quote(run_id, safe='')}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -63,3 +65,48 @@ def run_dag(dag_id: str, **test_kwargs) -> dict[str, str]:
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
     run_dag.last_run_id = run.run_id
     return states
+
+
+def answer_approval_when_asked(option: str, comment: str, timeout: float = 300) -> threading.Thread:
+    """Answer ml_training's ``approve_deploy`` with ``option`` ("Approve"/"Reject") and ``comment`` as user
+    ``reviewer``, the way the UI and the REST API do (the HITL response row plus the event that resumes
+    the task), from a thread that waits up to ``timeout`` seconds for the question. Returns the thread."""
+    # imported here, in the main thread: two threads importing Airflow's ORM models at once deadlock
+    import airflow.dag_processing.dagbag  # noqa: F401
+    from airflow._shared.timezones import timezone
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import handle_event_submit
+    from airflow.triggers.base import TriggerEvent
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    def answer():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                ti = (
+                    session.query(TaskInstance)
+                    .filter(
+                        TaskInstance.dag_id == "ml_training",
+                        TaskInstance.task_id == "approve_deploy",
+                        TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
+                    )
+                    .first()
+                )
+                if ti is not None:
+                    detail = session.query(HITLDetail).filter(HITLDetail.ti_id == ti.id).one()
+                    detail.responded_by = {"id": "reviewer", "name": "reviewer"}
+                    detail.responded_at = timezone.utcnow()
+                    detail.chosen_options = [option]
+                    detail.params_input = {"comment": comment}
+                    session.add(detail)
+                    handle_event_submit(
+                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                    )
+                    return
+            time.sleep(1)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    return thread

@@ -7,13 +7,10 @@ row plus the event that resumes the task), as user ``reviewer``.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from tests.conftest import TEST_LATENCY_BUDGET_MS
-from tests.integration.conftest import DAYS, LAST_DAY, run_dag
+from tests.integration.conftest import DAYS, LAST_DAY, answer_approval_when_asked, run_dag
 
 pytestmark = pytest.mark.integration
 
@@ -35,48 +32,6 @@ def approval_on(local_profile):
         yield local_profile
 
 
-def _answer_when_asked(option: str, comment: str, timeout: float = 300) -> threading.Thread:
-    # imported here, in the main thread: two threads importing Airflow's ORM models at once deadlock
-    import airflow.dag_processing.dagbag  # noqa: F401
-    from airflow._shared.timezones import timezone
-    from airflow.models.hitl import HITLDetail
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import handle_event_submit
-    from airflow.triggers.base import TriggerEvent
-    from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
-
-    def answer():
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with create_session() as session:
-                ti = (
-                    session.query(TaskInstance)
-                    .filter(
-                        TaskInstance.dag_id == "ml_training",
-                        TaskInstance.task_id == "approve_deploy",
-                        TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
-                    )
-                    .first()
-                )
-                if ti is not None:
-                    detail = session.query(HITLDetail).filter(HITLDetail.ti_id == ti.id).one()
-                    detail.responded_by = {"id": "reviewer", "name": "reviewer"}
-                    detail.responded_at = timezone.utcnow()
-                    detail.chosen_options = [option]
-                    detail.params_input = {"comment": comment}
-                    session.add(detail)
-                    handle_event_submit(
-                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
-                    )
-                    return
-            time.sleep(1)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    return thread
-
-
 def _champion(settings):
     from include import registry, tracking
 
@@ -86,7 +41,7 @@ def _champion(settings):
 
 def test_approved_deploy_is_served_and_the_approval_is_recorded(approval_on):
     settings, _ = approval_on
-    answering = _answer_when_asked("Approve", "looks good")
+    answering = answer_approval_when_asked("Approve", "looks good")
     states = run_dag("ml_training", run_conf={**CONF, "reason": "approval: approve"})
     answering.join(timeout=5)
     assert states["approve_deploy"] == "success" and states["deploy"] == "success", states
@@ -103,7 +58,7 @@ def test_approved_deploy_is_served_and_the_approval_is_recorded(approval_on):
 def test_rejected_deploy_deploys_nothing_and_records_who_and_why(approval_on):
     settings, _ = approval_on
     champion_before = _champion(settings)
-    answering = _answer_when_asked("Reject", "not during the sale")
+    answering = answer_approval_when_asked("Reject", "not during the sale")
     states = run_dag("ml_training", run_conf={**CONF, "reason": "approval: reject"})
     answering.join(timeout=5)
     assert states["approve_deploy"] == "success", states
