@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import requests
 
+    from include.deployment.rollout_config import RolloutConfig
     from include.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,130 @@ class Deployer:
                 served_now = self._revert(model_name, champion, before)
                 raise DeployFailed(model_name, version, stage.name, f"{type(exc).__name__}: {exc}", served_now) from exc
             return DeployResult(version=version, previous_champion=previous_champion, url=url, smoke=smoke)
+
+    # ---------------------------------------------------------------- rollouts
+
+    def start_rollout(
+        self,
+        model_name: str,
+        config: RolloutConfig,
+        sample: pd.DataFrame,
+        expected: pd.DataFrame | np.ndarray | None = None,
+        tolerance: float = 1e-6,
+    ) -> str:
+        """Serve ``config.candidate_version`` beside the champion (shadow or canary) and smoke-test it.
+
+        The champion keeps answering while the candidate loads. The smoke test sends ``sample``
+        with ``X-Score-With: candidate`` (the candidate answers that request alone) and checks its
+        predictions equal ``expected`` (the registered model's output frame, numbers within
+        ``tolerance``). On any failure the endpoint goes back to the champion alone and
+        :class:`DeployFailed` says which stage failed. Moves no alias. Returns the serving URL.
+        Raises ``ValueError`` when there is no champion or the candidate is the champion.
+        """
+        from include.registry import CHAMPION, alias_version
+        from include.tracking import configure
+
+        configure(self.settings)
+        candidate = config.candidate_version
+        with self._exclusive():
+            champion = alias_version(model_name, CHAMPION)
+            if champion is None:
+                raise ValueError(f"{model_name} has no champion: deploy one before a rollout")
+            champion = str(champion)
+            if champion == candidate:
+                raise ValueError(f"version {candidate} is the champion already: a rollout needs another version")
+            stage = Stage("serving the candidate beside the champion")
+            try:
+                url = self._serve_rollout(model_name, champion, config, stage)
+                stage.name = "running the candidate's smoke test"
+                self._candidate_smoke(url, candidate, sample, expected, tolerance)
+            except Exception as exc:
+                log.error("rollout of %s version %s failed while %s: %s", model_name, candidate, stage.name, exc)
+                try:
+                    self._serve_rollout(model_name, champion, None, Stage("ending the rollout"))
+                    served_now = f"the champion, version {champion}, is served alone"
+                except Exception as revert_exc:
+                    served_now = f"ending the rollout failed too ({type(revert_exc).__name__}: {revert_exc})"
+                raise DeployFailed(
+                    model_name, candidate, stage.name, f"{type(exc).__name__}: {exc}", served_now
+                ) from exc
+            log.info("rollout of %s version %s (%s) started at %s", model_name, candidate, config.mode, url)
+            return url
+
+    def update_rollout(self, model_name: str, config: RolloutConfig) -> None:
+        """Change the running rollout (e.g. the next canary step, or shadow to canary) for the same candidate.
+
+        Returns None once the endpoint does what ``config`` says. Raises ``ValueError`` when no
+        rollout runs or it runs another candidate; the profile's error when the change fails.
+        """
+        from include.registry import CHAMPION, alias_version
+        from include.tracking import configure
+
+        configure(self.settings)
+        with self._exclusive():
+            current = self.rollout_status(model_name)
+            if current is None or current.candidate_version != config.candidate_version:
+                running = (
+                    "no rollout runs" if current is None else f"version {current.candidate_version} is rolling out"
+                )
+                raise ValueError(
+                    f"cannot update the rollout of version {config.candidate_version}: {running}; start_rollout first"
+                )
+            champion = alias_version(model_name, CHAMPION)
+            self._serve_rollout(model_name, str(champion), config, Stage("updating the rollout"))
+
+    def end_rollout(self, model_name: str) -> str:
+        """Drop the candidate: the champion alone answers again. Returns the version served now (a str).
+
+        Moves no alias (promoting the candidate is :meth:`deploy`). Raises the profile's error when
+        the endpoint cannot be changed.
+        """
+        from include.registry import CHAMPION, alias_version
+        from include.tracking import configure
+
+        configure(self.settings)
+        with self._exclusive():
+            champion = alias_version(model_name, CHAMPION)
+            if champion is None:
+                raise ValueError(f"{model_name} has no champion to serve alone")
+            self._serve_rollout(model_name, str(champion), None, Stage("ending the rollout"))
+            return str(champion)
+
+    def rollout_status(self, model_name: str) -> RolloutConfig | None:
+        """What the endpoint does now: its :class:`RolloutConfig`, or None when the champion answers alone."""
+        raise NotImplementedError
+
+    def metrics_text(self, model_name: str) -> str:
+        """The endpoint's ``GET /metrics`` (Prometheus text format, per-version series included).
+
+        Raises :class:`~include.deployment.smoke.EndpointError` when it does not answer, ``RuntimeError``
+        for a non-200 answer.
+        """
+        from include.deployment.smoke import request
+
+        response = request(
+            self._session, "GET", f"{self._endpoint_url(model_name)}/metrics", timeout=self.request_timeout
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /metrics answered HTTP {response.status_code}: {response.text[:200]}")
+        return response.text
+
+    def _endpoint_url(self, model_name: str) -> str:
+        """The base URL the endpoint answers at."""
+        raise NotImplementedError
+
+    def _serve_rollout(self, model_name: str, champion: str, config: RolloutConfig | None, stage: Stage) -> str:
+        """Make the endpoint serve ``champion`` with ``config`` (None: alone); returns the serving URL."""
+        raise NotImplementedError
+
+    def _candidate_smoke(
+        self, url: str, candidate: str, sample: pd.DataFrame, expected: Any, tolerance: float
+    ) -> SmokeResult:
+        from include.deployment.smoke import candidate_smoke_test
+
+        return candidate_smoke_test(
+            url, candidate, sample, expected, tolerance, session=self._session, request_timeout=self.request_timeout
+        )
 
     def _exclusive(self) -> AbstractContextManager[None]:
         """Held for the whole deploy; no lock unless the profile needs one."""

@@ -7,7 +7,11 @@ Python client accepts as a request body.
 - :func:`render_deployment` - an ``apps/v1`` Deployment pinned to one model version:
   the pod template carries the label ``model-version`` and runs
   ``python -m include.serving ... --version N``, so a new version is a new
-  ReplicaSet and a rollback is the previous template coming back.
+  ReplicaSet and a rollback is the previous template coming back. A rollout
+  (:class:`~include.deployment.rollout_config.RolloutConfig`) adds ``--candidate-version``,
+  ``--rollout-mode``, ``--canary-share`` and ``--sticky-column`` (and ``--allow-score-with``,
+  so that the deploy step's smoke test can have the candidate answer through the Service),
+  which :func:`deployment_rollout` reads back.
 - :func:`render_service` - a ``v1`` ClusterIP Service, port 80 to the pods' 8080.
 - :func:`render_hpa` - an ``autoscaling/v2`` HorizontalPodAutoscaler on CPU
   utilisation, or None when autoscaling is off.
@@ -24,6 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from include.deployment.rollout_config import RolloutConfig
 from include.deployment.serving_config import ServingConfig
 
 CONTAINER_NAME = "model-server"
@@ -81,8 +86,10 @@ def _metadata(
     return metadata
 
 
-def container_args(model_name: str, version: str, config: ServingConfig) -> list[str]:
-    """The model server's command-line arguments for ``model_name`` ``version``, a list of str."""
+def container_args(
+    model_name: str, version: str, config: ServingConfig, rollout: RolloutConfig | None = None
+) -> list[str]:
+    """The model server's command-line arguments for ``model_name`` ``version`` (with ``rollout``), a list of str."""
     args = [
         "--host",
         "0.0.0.0",
@@ -98,6 +105,8 @@ def container_args(model_name: str, version: str, config: ServingConfig) -> list
         args.append("--no-inference-log")
     else:
         args += ["--inference-log", config.inference_log]
+    if rollout is not None:
+        args += [*rollout.server_args(), "--allow-score-with"]
     return args
 
 
@@ -132,9 +141,13 @@ def _probe(period: int, failures: int, timeout: int = 2) -> dict[str, Any]:
 
 
 def render_deployment(
-    model_name: str, version: str, config: ServingConfig, replicas: int | None = None
+    model_name: str,
+    version: str,
+    config: ServingConfig,
+    replicas: int | None = None,
+    rollout: RolloutConfig | None = None,
 ) -> dict[str, Any]:
-    """The Deployment serving ``model_name`` ``version``, as a manifest dict.
+    """The Deployment serving ``model_name`` ``version`` (with ``rollout``'s candidate beside it), as a manifest dict.
 
     ``replicas`` overrides the configured count; the deployer passes the live count
     when an HPA owns it, so that a rollout does not undo the autoscaler's choice.
@@ -157,7 +170,7 @@ def render_deployment(
         "imagePullPolicy": config.image_pull_policy,
         # the image's own ENTRYPOINT, spelled out so that the port and the version are in the manifest
         "command": ["python", "-m", "include.serving"],
-        "args": container_args(model_name, version, config),
+        "args": container_args(model_name, version, config, rollout),
         "ports": [{"name": PORT_NAME, "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": _environment(model_name, config),
         "resources": resources,
@@ -291,4 +304,28 @@ def deployment_version(deployment: Mapping[str, Any] | None) -> str | None:
         for flag, value in zip(arguments, arguments[1:], strict=False):
             if flag == "--version":
                 return str(value)
+    return None
+
+
+def deployment_rollout(deployment: Mapping[str, Any] | None) -> RolloutConfig | None:
+    """The rollout a Deployment's server runs (from its container's arguments), or None when it runs none.
+
+    Raises ``ValueError`` for arguments that name a malformed rollout.
+    """
+    if not deployment:
+        return None
+    template = (deployment.get("spec") or {}).get("template") or {}
+    for container in (template.get("spec") or {}).get("containers") or []:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        arguments = list(container.get("args") or [])
+        options = dict(zip(arguments, arguments[1:], strict=False))
+        if "--candidate-version" not in options:
+            return None
+        return RolloutConfig(
+            candidate_version=options["--candidate-version"],
+            mode=options.get("--rollout-mode", ""),
+            canary_share=float(options.get("--canary-share", 0.0)),
+            sticky_column=options.get("--sticky-column"),
+        )
     return None

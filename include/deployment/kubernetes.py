@@ -61,6 +61,7 @@ from include.deployment import Deployer, DeployFailed, Stage
 from include.deployment.k8s_manifests import (
     MODEL_NAME_LABEL,
     REVISION_ANNOTATION,
+    deployment_rollout,
     deployment_version,
     label_value,
     render_deployment,
@@ -70,7 +71,7 @@ from include.deployment.k8s_manifests import (
 from include.deployment.k8s_objects import DEPLOYMENT, HPA, KINDS, SERVICE, ServingObjects, Snapshot
 from include.deployment.rollout import is_complete, pod_problems, pods_label_selector, wait_for_rollout
 from include.deployment.serving_config import ServingConfig
-from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, served_version
+from include.deployment.smoke import DEFAULT_REQUEST_TIMEOUT, json_or_none, request, served_version
 from include.util.wait import wait_until
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from include.deployment import SmokeResult
+    from include.deployment.rollout_config import RolloutConfig
     from include.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,49 @@ class KubernetesDeployer(Deployer):
             elif snapshot.get(kind) is not None:
                 self.objects.delete(kind, name)
 
+    # ----------------------------------------------------------------- rollouts
+
+    def rollout_status(self, model_name: str) -> RolloutConfig | None:
+        """The rollout the serving Deployment's container arguments carry; None without one (or a Deployment)."""
+        return deployment_rollout(self.objects.read(DEPLOYMENT, self.config.resource_name(model_name)))
+
+    def _endpoint_url(self, model_name: str) -> str:
+        return self.service_url(model_name)
+
+    def _serve_rollout(self, model_name: str, champion: str, config: RolloutConfig | None, stage: Stage) -> str:
+        """Patch the Deployment's arguments to ``config`` (the champion's version kept), roll it out like a
+        version change, and wait until ``/health`` through the Service reports the candidate."""
+        name, url = self.config.resource_name(model_name), self.service_url(model_name)
+        stage.name = "reading the current Deployment"
+        snapshot = self.objects.snapshot(name)
+        self._check_owner(snapshot, model_name, name)
+        if snapshot.deployment is None or snapshot.version != champion:
+            raise RuntimeError(
+                f"Deployment {self.namespace}/{name} serves version {snapshot.version}, not the champion {champion}; "
+                "deploy the champion before a rollout"
+            )
+        replicas = snapshot.deployment.get("spec", {}).get("replicas") if self.config.hpa_enabled else None
+        desired = render_deployment(model_name, champion, self.config, replicas=replicas, rollout=config)
+        stage.name = "applying the Deployment"
+        self.objects.apply(DEPLOYMENT, desired, snapshot.deployment)
+        stage.name = "waiting for the rollout"
+        rolled = self._wait_for_rollout(name, champion)
+        candidate = None if config is None else config.candidate_version
+        log.info("rollout of %s/%s (candidate %s) complete: %s", self.namespace, name, candidate, rolled)
+        stage.name = "waiting for the Service to answer with the rollout"
+        self._settle(url, candidate, read=self._served_candidate)
+        return url
+
+    def _served_candidate(self, url: str) -> str | None:
+        """The candidate version ``/health`` through the Service reports (None: none, or no answer)."""
+        try:
+            response = request(self._session, "GET", f"{url}/health", timeout=min(2.0, self.request_timeout))
+        except Exception:
+            return None
+        payload = json_or_none(response) if response.status_code == 200 else None
+        candidate = payload.get("candidate_version") if isinstance(payload, dict) else None
+        return None if candidate is None else str(candidate)
+
     # ---------------------------------------------------------------- rollback
 
     def _revert(self, model_name: str, champion: str | None, snapshot: Snapshot) -> str:
@@ -282,13 +327,19 @@ class KubernetesDeployer(Deployer):
             return ""
         return pod_problems(pods)
 
-    def _settle(self, url: str, version: str | None, in_a_row: int = 3) -> str | None:
-        """Wait until /health through the Service reports ``version`` ``in_a_row`` times; the last answer."""
+    def _settle(
+        self, url: str, version: str | None, in_a_row: int = 3, read: Callable[[str], str | None] | None = None
+    ) -> str | None:
+        """Wait until /health through the Service reports ``version`` ``in_a_row`` times (``read(url)`` reads
+        what it reports; default: the served version); the last answer."""
         streak, reported = 0, None
 
         def settled() -> bool:
             nonlocal streak, reported
-            reported = served_version(self._session, url, timeout=min(2.0, self.request_timeout))
+            if read is not None:
+                reported = read(url)
+            else:
+                reported = served_version(self._session, url, timeout=min(2.0, self.request_timeout))
             streak = streak + 1 if reported == version else 0
             return streak >= in_a_row
 

@@ -14,6 +14,9 @@ from include.deployment import Deployer, SmokeResult, Stage
 from include.deployment.local_server import LocalServer
 from include.deployment.local_server import ServingError as ServingError
 from include.deployment.local_server import ServingStatus as ServingStatus
+from include.deployment.rollout_config import RolloutConfig
+from include.deployment.smoke import json_or_none
+from include.deployment.smoke import message as _message
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +37,70 @@ class LocalServingDeployer(LocalServer, Deployer):
         every failed check."""
         return self._smoke(self.url, version, sample, expected, tolerance)
 
+    def server_rollout(self) -> RolloutConfig | None:
+        """What the running server's ``GET /admin/rollout`` reports (None: no rollout, or no server running).
+
+        Raises :class:`ServingError` when the server answers with an error.
+        """
+        current = self.status()
+        if current is None or not current.running:
+            return None
+        response = self._request("GET", f"{current.url}/admin/rollout")
+        if response.status_code != 200:
+            raise ServingError(f"GET /admin/rollout answered HTTP {response.status_code}: {_message(response)}")
+        return RolloutConfig.from_json(json_or_none(response))
+
+    def apply_rollout(self, config: RolloutConfig | None) -> RolloutConfig | None:
+        """Have the running server serve ``config`` beside its version (None: its version alone), and record it.
+
+        Returns what the server reports afterwards. Raises :class:`ServingError` when no server is
+        running or the server refuses (say the candidate does not load: it keeps what it served).
+        """
+        with self._exclusive():
+            current = self.status()
+            if current is None or not current.running:
+                raise ServingError("no server is running; start one first")
+            url = f"{current.url}/admin/rollout"
+            if config is None:
+                response = self._request("DELETE", url)
+            else:
+                response = self._request("POST", url, json_body=config.as_json(), timeout=self.reload_timeout)
+            if response.status_code != 200:
+                raise ServingError(
+                    f"the server refused the rollout (HTTP {response.status_code}): {_message(response)}"
+                )
+            reported = RolloutConfig.from_json(json_or_none(response))
+            self.record_rollout(current.version, reported)
+            return reported
+
+    def rollout_status(self, model_name: str) -> RolloutConfig | None:
+        """What the running server's ``GET /admin/rollout`` reports; None without a rollout or a running server."""
+        return self.server_rollout()
+
+    def _endpoint_url(self, model_name: str) -> str:
+        return self.url
+
+    def _serve_rollout(self, model_name: str, champion: str, config: RolloutConfig | None, stage: Stage) -> str:
+        current = self.status()
+        if current is None or not current.running:
+            # recorded first, so that the start comes up with the candidate loaded
+            stage.name = f"starting the server with {'the candidate' if config else 'the champion alone'}"
+            if current is not None:
+                self.stop()
+            self.record_rollout(champion, config)
+            self.start(champion, model_name)
+        elif (current.model_name, current.version) != (model_name, champion):
+            raise ServingError(
+                f"the server serves {current.model_name} version {current.version}, not the champion "
+                f"{model_name} version {champion}; deploy the champion before a rollout"
+            )
+        else:
+            self.apply_rollout(config)
+        reported = self.server_rollout()
+        if reported != config:
+            raise ServingError(f"the server reports the rollout {reported}, not {config}")
+        return self.url
+
     def _current(self, model_name: str, version: str, champion: str | None) -> ServingStatus | None:
         return self.status()
 
@@ -51,6 +118,8 @@ class LocalServingDeployer(LocalServer, Deployer):
         if current is not None:
             # alive but not answering, or serving another model: only a restart helps
             self.stop()
+        # a deploy serves its version alone: a rollout kept for a restart ends here
+        self.record_rollout(version, None)
         self.start(version, model_name)
 
     def _revert(self, model_name: str, champion: str | None, before: ServingStatus | None) -> str:

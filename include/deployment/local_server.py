@@ -2,6 +2,10 @@
 
 The process outlives the Airflow task that started it, so everything needed to
 find it again (pid, port, version) is kept in ``<MLOPS_HOME>/serving/state.json``.
+The file also records a running rollout (``"rollout"``: the champion it runs beside and
+the :class:`~include.deployment.rollout_config.RolloutConfig`), and keeps that record when
+the server stops, so that :meth:`LocalServer.start` of the same champion comes back with
+the same candidate, mode and share; a reload (which ends any rollout) drops it.
 A pid alone is not trusted: the process start time recorded next to it must match,
 so a recycled pid is never signalled. The deploy step on top of it is
 :class:`include.deployment.local.LocalServingDeployer`.
@@ -22,6 +26,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from include.deployment.rollout_config import RolloutConfig
 from include.deployment.smoke import EndpointError, json_or_none, new_session, request
 from include.deployment.smoke import message as _message
 from include.registry import validate_version
@@ -58,6 +63,8 @@ class _State:
     model_name: str
     version: str
     started_at: str
+    # {"champion_version": "3", "candidate_version": "5", "mode": ..., "canary_share": ..., "sticky_column": ...}
+    rollout: dict | None = None
 
     @property
     def url(self) -> str:
@@ -156,7 +163,11 @@ class LocalServer:
                     raise ServingError(f"server pid {state.pid} survived SIGKILL") from None
                 stopped = True
             self._children.pop(state.pid, None)
-            self.state_path.unlink(missing_ok=True)
+            if state.rollout is not None:
+                # kept for the next start of the same champion: a restart resumes the rollout
+                write_atomically(self.state_path, json.dumps({"rollout": state.rollout}, indent=2))
+            else:
+                self.state_path.unlink(missing_ok=True)
             return stopped
 
     def reload(self, version: str) -> ServingStatus:
@@ -181,7 +192,8 @@ class LocalServer:
                     f"reload to version {version} failed (HTTP {response.status_code}): {_message(response)}"
                 )
             state = self._read_state()
-            self._write_state(replace(state, version=version))
+            # the server ended any rollout with the reload: the record goes with it
+            self._write_state(replace(state, version=version, rollout=None))
             reloaded = self.status()
             if reloaded is None or not reloaded.running or reloaded.version != version:
                 raise ServingError(f"after the reload /health does not report version {version}: {reloaded}")
@@ -222,6 +234,9 @@ class LocalServer:
             "--inference-log",
             self.settings.inference_log,
         ]
+        rollout = self._recorded_rollout(model_name, version)
+        if rollout is not None:
+            command += rollout.server_args()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         # a new session: the server outlives the task that started it and gets no
         # signal meant for that task's process group
@@ -233,7 +248,16 @@ class LocalServer:
             header=f"--- {started_at} starting {model_name} version {version} on {host}:{port}\n",
         )
         self._children[process.pid] = process
-        state = _State(process.pid, process.create_time, host, port, model_name, version, started_at)
+        state = _State(
+            process.pid,
+            process.create_time,
+            host,
+            port,
+            model_name,
+            version,
+            started_at,
+            None if rollout is None else {"champion_version": version, **rollout.as_json()},
+        )
         self._write_state(state)
 
         def answers() -> ServingStatus | None:
@@ -283,9 +307,24 @@ class LocalServer:
             self._children.pop(state.pid, None)  # ended and reaped: nothing left to track
         return False
 
-    def _read_state(self) -> _State | None:
+    def _read_raw(self) -> dict | None:
         try:
             raw = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ServingError(
+                f"{self.state_path} is unreadable ({exc}); stop the server by hand and delete it"
+            ) from exc
+        if not isinstance(raw, dict):
+            raise ServingError(f"{self.state_path} is not a JSON object; stop the server by hand and delete it")
+        return raw
+
+    def _read_state(self) -> _State | None:
+        raw = self._read_raw()
+        if raw is None or "pid" not in raw:  # nothing runs (at most a rollout kept for the next start)
+            return None
+        try:
             return _State(
                 int(raw["pid"]),
                 float(raw["process_created"]),
@@ -294,10 +333,9 @@ class LocalServer:
                 str(raw["model_name"]),
                 str(raw["version"]),
                 str(raw["started_at"]),
+                raw.get("rollout"),
             )
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ServingError(
                 f"{self.state_path} is unreadable ({exc}); stop the server by hand and delete it"
             ) from exc
@@ -305,6 +343,36 @@ class LocalServer:
     def _write_state(self, state: _State) -> None:
         # readers see the old or the new state, never half of one
         write_atomically(self.state_path, json.dumps(state.__dict__, indent=2))
+
+    # ----------------------------------------------------------------- rollout
+
+    def _recorded_rollout(self, model_name: str, champion: str) -> RolloutConfig | None:
+        """The rollout the state file keeps for ``champion`` of ``model_name``, else None (another champion's
+        rollout is stale: the champion it ran beside is no longer started)."""
+        raw = self._read_raw() or {}
+        record = raw.get("rollout")
+        if not isinstance(record, dict) or record.get("champion_version") != champion:
+            return None
+        if raw.get("model_name", model_name) != model_name:
+            return None
+        try:
+            return RolloutConfig.from_json(record)
+        except ValueError as exc:
+            raise ServingError(
+                f"{self.state_path} records a malformed rollout ({exc}); delete its 'rollout' entry"
+            ) from None
+
+    def record_rollout(self, champion: str, config: RolloutConfig | None) -> None:
+        """Record ``config`` (None: no rollout) as what runs beside ``champion``, for this and later starts."""
+        with self._exclusive():
+            rollout = None if config is None else {"champion_version": champion, **config.as_json()}
+            state = self._read_state()
+            if state is not None:
+                self._write_state(replace(state, rollout=rollout))
+            elif rollout is not None:
+                write_atomically(self.state_path, json.dumps({"rollout": rollout}, indent=2))
+            else:
+                self.state_path.unlink(missing_ok=True)
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -57,8 +57,10 @@ def request(
     json_body: Any = None,
     body: bytes | None = None,
     timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    headers: dict[str, str] | None = None,
 ) -> requests.Response:
-    """Send ``json_body`` (or raw ``body``) to ``url``; returns the ``requests.Response``, whatever its status.
+    """Send ``json_body`` (or raw ``body``) to ``url`` with ``headers``; returns the ``requests.Response``,
+    whatever its status.
 
     Raises :class:`EndpointError` when the request fails (connection refused, timeout, ...).
     """
@@ -71,7 +73,7 @@ def request(
             url,
             data=data,
             timeout=timeout,
-            headers={"Content-Type": "application/json"} if data is not None else None,
+            headers={**({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})} or None,
         )
     except requests.RequestException as exc:
         raise EndpointError(f"{method} {url} failed: {exc}") from exc
@@ -170,6 +172,69 @@ def smoke_test(
     return SmokeResult(
         version=version, url=url, rows=len(sample), checks=tuple(checks), latency_ms=round(latency_ms, 3)
     )
+
+
+def candidate_smoke_test(
+    url: str,
+    candidate: str,
+    sample: pd.DataFrame,
+    expected: pd.DataFrame | np.ndarray | None = None,
+    tolerance: float = 1e-6,
+    *,
+    session: requests.Session | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> SmokeResult:
+    """The smoke test of a rollout's candidate at ``url``, where the champion keeps answering.
+
+    Checks that ``/health`` reports ``candidate`` as the rollout's candidate, then sends ``sample``
+    with ``X-Score-With: candidate`` (:data:`include.serving.rollout.SCORE_WITH_HEADER`): the
+    candidate answers it alone, and its predictions must be well-formed, from ``candidate``, and
+    equal to ``expected`` (as :func:`smoke_test` compares them). Returns a :class:`SmokeResult`;
+    raises :class:`SmokeTestFailed` listing every failed check, ``ValueError`` for an empty sample
+    or an ``expected`` of another length.
+    """
+    candidate = validate_version(candidate)
+    if len(sample) == 0:
+        raise ValueError("the smoke test needs at least one sample row")
+    expected_values = expected_frame(expected)
+    if expected_values is not None and len(expected_values) != len(sample):
+        raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
+    session = session or new_session()
+    failures, checks = [], []
+    try:
+        health = request(session, "GET", f"{url}/health", timeout=request_timeout)
+        reported = json_or_none(health)
+        reported = str(reported.get("candidate_version")) if isinstance(reported, dict) else None
+        if health.status_code != 200 or reported != candidate:
+            failures.append(
+                f"/health reports candidate version {reported} (HTTP {health.status_code}), expected {candidate}"
+            )
+        else:
+            checks.append(f"/health reports candidate version {candidate}")
+    except EndpointError as exc:
+        failures.append(f"/health did not answer: {exc}")
+    started = time.perf_counter()
+    try:
+        response = request(
+            session,
+            "POST",
+            f"{url}/invocations",
+            body=split_payload(sample),
+            timeout=request_timeout,
+            headers={"X-Score-With": "candidate"},
+        )
+    except EndpointError as exc:
+        response = None
+        failures.append(f"POST /invocations: {exc}")
+    latency_ms = (time.perf_counter() - started) * 1000
+    if response is not None:
+        problems = prediction_problems(response, candidate, len(sample), expected_values, tolerance)
+        failures.extend(problems)
+        if not problems:
+            checks.append(f"{len(sample)} candidate predictions well-formed and as expected")
+    if failures:
+        raise SmokeTestFailed(candidate, failures)
+    return SmokeResult(candidate, url, len(sample), tuple(checks), round(latency_ms, 3))
 
 
 def health_problems(
