@@ -7,6 +7,10 @@ is given; the unauthenticated ``/admin/reload`` endpoint only exists on loopback
 Every answered row goes to the inference log at ``--inference-log`` (default: the
 settings' ``inference_log``, ``MLOPS_INFERENCE_LOG``), unless ``--no-inference-log``;
 rows are buffered and written in the background, and the rest on shutdown (SIGTERM).
+
+A rollout starts with the server: ``--candidate-version 5 --rollout-mode canary
+--canary-share 0.05 --sticky-column customer_id`` serves version 5 beside ``--version``
+(:mod:`include.serving.rollout`); ``--rollout-mode shadow`` only logs its predictions.
 """
 
 from __future__ import annotations
@@ -98,6 +102,20 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
         f"{DEFAULT_BATCH_MAX_WAIT_MS:g}, only requests already waiting; at most "
         f"{MAX_BATCH_WAIT_SECONDS * 1000:g})",
     )
+    rollout = parser.add_argument_group("rollout (a candidate beside --version)")
+    rollout.add_argument("--candidate-version", metavar="VERSION", help="registered version served as the candidate")
+    rollout.add_argument("--rollout-mode", choices=("shadow", "canary"), help="shadow: logged only; canary: answers")
+    rollout.add_argument(
+        "--canary-share", type=float, default=0.0, metavar="SHARE", help="share of keys the canary answers, in (0, 1]"
+    )
+    rollout.add_argument(
+        "--sticky-column", metavar="COLUMN", help="request column whose value keeps a row on one version (canary)"
+    )
+    rollout.add_argument(
+        "--allow-score-with",
+        action="store_true",
+        help="honour X-Score-With: candidate during a rollout (the deploy step's smoke test; on with admin routes)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument(
         "--access-log", action="store_true", help="log every request (off by default: it costs per request)"
@@ -121,6 +139,10 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
         args.inference_log = None
     elif not args.inference_log.strip():
         parser.error("--inference-log needs a folder or a URL; use --no-inference-log to turn the log off")
+    if (args.candidate_version is None) != (args.rollout_mode is None):
+        parser.error("--candidate-version and --rollout-mode go together")
+    if args.rollout_mode == "canary" and not 0 < args.canary_share <= 1:
+        parser.error(f"--canary-share must be in (0, 1] for a canary, got {args.canary_share:g}")
     args.enable_admin = loopback
     return args
 
@@ -157,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             log_flush_seconds=args.inference_log_flush_seconds,
             batch_max_rows=args.batch_max_rows,
             batch_max_wait_ms=args.batch_max_wait_ms,
+            candidate_version=args.candidate_version,
+            rollout_mode=args.rollout_mode,
+            canary_share=args.canary_share,
+            sticky_column=args.sticky_column,
+            allow_score_with=args.enable_admin or args.allow_score_with,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

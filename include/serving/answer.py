@@ -150,18 +150,8 @@ def _output_invalid(exc: ValueError, served: ServedModel, request_id: str) -> Re
 def _answered(
     features: Any, outputs: Mapping[str, np.ndarray], served: ServedModel, request_id: str
 ) -> tuple[Response, Answered]:
-    names = list(outputs)
     ids = row_ids(request_id, len(outputs[PREDICTION]))
-    if names == [PROBABILITY, PREDICTION]:  # binary, the common case: no per-row zip of names
-        predictions = [
-            {PROBABILITY: probability, PREDICTION: label}
-            for probability, label in zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].tolist(), strict=False)
-        ]
-    else:
-        predictions = [
-            dict(zip(names, row, strict=False))
-            for row in zip(*(outputs[name].tolist() for name in names), strict=False)
-        ]
+    predictions = records(outputs)
     response = json_response(
         {"predictions": predictions, "model_version": served.version, "request_ids": ids},
         200,
@@ -169,6 +159,19 @@ def _answered(
         request_id,
     )
     return response, Answered(features, outputs, ids)
+
+
+def records(outputs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The ``predictions`` of a response: one ``{column: value}`` per row, in the outputs' column order."""
+    names = list(outputs)
+    if names == [PROBABILITY, PREDICTION]:  # binary, the common case: no per-row zip of names
+        return [
+            {PROBABILITY: probability, PREDICTION: label}
+            for probability, label in zip(outputs[PROBABILITY].tolist(), outputs[PREDICTION].tolist(), strict=False)
+        ]
+    return [
+        dict(zip(names, row, strict=False)) for row in zip(*(outputs[name].tolist() for name in names), strict=False)
+    ]
 
 
 def json_response(

@@ -20,7 +20,9 @@ The server's jobs live in one module each:
 - :mod:`include.serving.metrics`: ``GET /metrics`` (every metric is listed there);
 - :mod:`include.serving.answer`: one request parsed, predicted and encoded, every
   outcome a response;
-- this module: :func:`create_app` and the routes.
+- :mod:`include.serving.rollout`: a candidate beside the champion (shadow, canary);
+- :mod:`include.serving.admin`: the admin routes (reload, rollout);
+- this module: :func:`create_app` and the public routes.
 
 Every bad request gets a 4xx with ``{"error_code", "message"}``; a model that
 fails while predicting gets a 500 with the same shape; neither stops the server.
@@ -47,9 +49,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from include.deployment.rollout_config import RolloutConfig
 from include.registry import model_uri
-from include.serving import validate_version
-from include.serving.answer import Answered, answer, answer_batched, error_response, json_response
+from include.serving import admin, validate_version
+from include.serving.answer import answer, answer_batched, error_response, json_response
 from include.serving.batching import MicroBatcher
 from include.serving.metrics import ServingMetrics
 from include.serving.model import ServedModel, load_served_model
@@ -57,10 +60,10 @@ from include.serving.request import (
     RequestRejected,
     event_time_of,
     media_type_of,
-    parse_json,
     read_body,
     request_id_of,
 )
+from include.serving.rollout import Part, Rollout, answer_rollout, score_with_of
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +79,6 @@ INLINE_BODY_BYTES = 16 * 1024
 # at most this many rows per call, gathered without waiting unless a wait is configured
 DEFAULT_BATCH_MAX_ROWS = 256
 DEFAULT_BATCH_MAX_WAIT_MS = 0.0
-# a reload body is one small JSON object ({"version": "4"})
-_RELOAD_MAX_BODY_BYTES = 64 * 1024
 
 
 class ServingState:
@@ -85,8 +86,10 @@ class ServingState:
 
     The configuration is set once by :func:`create_app`; ``served`` (the
     :class:`~include.serving.model.ServedModel` answering, None while none is loaded)
-    and ``log_writer`` (None without an inference log) are swapped by start-up,
-    reload and shutdown, each by one reference assignment.
+    ``log_writer`` (None without an inference log) and ``rollout`` (a
+    :class:`~include.serving.rollout.Rollout`, None without one) are swapped by start-up,
+    reload, the rollout routes and shutdown, each by one reference assignment.
+    ``startup_rollout`` is the rollout the app loads when it starts.
     """
 
     def __init__(
@@ -108,6 +111,9 @@ class ServingState:
         self.reload_lock = threading.Lock()
         self.log_writer = None  # an InferenceLogWriter while the app runs with an inference log
         self.log_append_errors = 0
+        self.rollout: Rollout | None = None
+        self.startup_rollout: RolloutConfig | None = None
+        self.allow_score_with = False
 
 
 def create_app(
@@ -123,12 +129,22 @@ def create_app(
     log_flush_seconds: float | None = None,
     batch_max_rows: int = DEFAULT_BATCH_MAX_ROWS,
     batch_max_wait_ms: float = DEFAULT_BATCH_MAX_WAIT_MS,
+    candidate_version: str | None = None,
+    rollout_mode: str | None = None,
+    canary_share: float = 0.0,
+    sticky_column: str | None = None,
+    allow_score_with: bool | None = None,
 ) -> FastAPI:
     """An app that serves ``models:/<model_name>/<version>``, loaded when the app starts.
 
     Routes: ``POST /invocations``, ``GET /health``, ``GET /metrics`` and, with
-    ``enable_admin``, ``POST /admin/reload``; it has no authentication, so it is
-    meant for a server bound to the loopback interface (the local profile).
+    ``enable_admin``, ``POST /admin/reload`` and ``GET``/``POST``/``DELETE /admin/rollout``
+    (:mod:`include.serving.admin`); they have no authentication, so they are meant for a
+    server bound to the loopback interface (the local profile).
+    ``candidate_version`` with ``rollout_mode`` (``"shadow"`` or ``"canary"``), ``canary_share``
+    and ``sticky_column`` start a rollout (:mod:`include.serving.rollout`) with the app: the
+    candidate is loaded at start-up beside the champion, and one that cannot be loaded fails it.
+    ``allow_score_with`` (default: ``enable_admin``) honours ``X-Score-With`` during a rollout.
     ``inference_log`` (a folder or an fsspec URL) turns on the inference log, flushed
     every ``log_flush_rows`` rows or ``log_flush_seconds`` seconds and when the app stops.
     Concurrent small requests for the project's model share a model call of at most
@@ -139,7 +155,8 @@ def create_app(
     that cannot be loaded or an inference log that cannot be opened fails the start-up.
     Raises ``ValueError`` for a version that is not a positive integer, a non-positive
     ``max_rows``/``max_body_bytes``/flush setting, a blank ``inference_log``, or batch
-    settings out of range (``batch_max_wait_ms`` above 10).
+    settings out of range (``batch_max_wait_ms`` above 10), or a malformed rollout (a mode
+    without a candidate, a candidate without a mode or equal to ``version``, a share out of range).
     """
     from include.monitoring.inference_log import DEFAULT_FLUSH_ROWS, DEFAULT_FLUSH_SECONDS, check_flush_settings
 
@@ -164,6 +181,13 @@ def create_app(
         flush_rows=flush_rows,
         flush_seconds=flush_seconds,
     )
+    if candidate_version is not None or rollout_mode is not None:
+        if candidate_version is None or rollout_mode is None:
+            raise ValueError("a rollout needs both candidate_version and rollout_mode (shadow or canary)")
+        state.startup_rollout = RolloutConfig(candidate_version, rollout_mode, canary_share, sticky_column)
+        if state.startup_rollout.candidate_version == version:
+            raise ValueError(f"the candidate version {version} is the version served; a candidate must differ")
+    state.allow_score_with = enable_admin if allow_score_with is None else allow_score_with
     metrics = ServingMetrics(state)
     batcher = MicroBatcher(batch_max_rows, batch_max_wait_ms / 1000.0, metrics.batch)
 
@@ -175,7 +199,10 @@ def create_app(
     app.get("/health")(health)
     app.post("/invocations")(invocations)
     if enable_admin:
-        app.post("/admin/reload")(reload)
+        app.post("/admin/reload")(admin.reload)
+        app.get("/admin/rollout")(admin.get_rollout)
+        app.post("/admin/rollout")(admin.post_rollout)
+        app.delete("/admin/rollout")(admin.delete_rollout)
     return app
 
 
@@ -189,6 +216,18 @@ async def _lifespan(app: FastAPI):
         # one line that says why; uvicorn logs the traceback when start-up fails
         logger.error("could not load %s: %s: %s", model_uri(model_name, version), type(exc).__name__, exc)
         raise
+    config = state.startup_rollout
+    if config is not None:
+        try:
+            candidate = await run_in_threadpool(
+                load_served_model, model_name, config.candidate_version, state.tracking_uri
+            )
+        except Exception as exc:
+            uri = model_uri(model_name, config.candidate_version)
+            logger.error("could not load the candidate %s: %s: %s", uri, type(exc).__name__, exc)
+            raise
+        state.rollout = Rollout(config, candidate)
+        logger.info("rollout: %s", config)
     if inference_log is not None:
         from include.monitoring.inference_log import InferenceLogWriter
 
@@ -202,7 +241,7 @@ async def _lifespan(app: FastAPI):
     try:
         yield
     finally:
-        state.served = None
+        state.served, state.rollout = None, None
         writer, state.log_writer = state.log_writer, None
         if writer is not None:
             # requests have drained by now: this last flush is the whole log
@@ -224,7 +263,8 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """``GET /health``: 200 ``{"status": "ok", "model_name", "model_version"}``, or 503 while no model is loaded."""
+    """``GET /health``: 200 ``{"status": "ok", "model_name", "model_version"}`` (and ``candidate_version`` and
+    ``rollout_mode`` during a rollout), or 503 while no model is loaded."""
     state: ServingState = request.app.state.serving
     served = state.served
     if served is None:
@@ -237,9 +277,11 @@ async def health(request: Request) -> Response:
             },
             503,
         )
-    return json_response(
-        {"status": "ok", "model_name": served.name, "model_version": served.version}, 200, served.version
-    )
+    body = {"status": "ok", "model_name": served.name, "model_version": served.version}
+    rollout = state.rollout
+    if rollout is not None:
+        body.update(candidate_version=rollout.candidate.version, rollout_mode=rollout.config.mode)
+    return json_response(body, 200, served.version)
 
 
 # async so that the body can be read (and its size capped) as it streams in;
@@ -247,27 +289,43 @@ async def health(request: Request) -> Response:
 async def invocations(request: Request) -> Response:
     """``POST /invocations``: the predictions for an MLflow-format body, or a 4xx/5xx error body."""
     started = time.perf_counter()
-    response = await _invoke(request)
-    request.app.state.metrics.request(response.status_code, time.perf_counter() - started)
+    response, versions = await _invoke(request)
+    request.app.state.metrics.request(response.status_code, time.perf_counter() - started, versions)
     return response
 
 
-async def _invoke(request: Request) -> Response:
+async def _invoke(request: Request) -> tuple[Response, tuple[str, ...] | list[str]]:
+    """The response, and the versions that answered (or failed) it."""
     state: ServingState = request.app.state.serving
-    served = state.served
+    served, rollout = state.served, state.rollout
     version = served.version if served is not None else None
+    versions = () if version is None else (version,)
     try:
         request_id = request_id_of(request)
     except RequestRejected as rejected:
-        return error_response(rejected.status_code, rejected.error_code, rejected.message, version)
+        return error_response(rejected.status_code, rejected.error_code, rejected.message, version), versions
     if served is None:
-        return error_response(503, "UNAVAILABLE", "no model is loaded", request_id=request_id)
+        return error_response(503, "UNAVAILABLE", "no model is loaded", request_id=request_id), versions
     try:
         event_time = event_time_of(request)
         media_type = media_type_of(request)
+        score_with = score_with_of(request.headers, state.allow_score_with, rollout)
         body = await read_body(request, state.max_body_bytes)
     except RequestRejected as rejected:
-        return error_response(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
+        response = error_response(rejected.status_code, rejected.error_code, rejected.message, version, request_id)
+        return response, versions
+    if rollout is not None:
+        inline = len(body) <= INLINE_BODY_BYTES
+        response, parts, answering, shadow_errors = await answer_rollout(
+            body, served, rollout, state.max_rows, request_id, media_type, request.app.state.batcher, inline, score_with
+        )
+        metrics = request.app.state.metrics
+        if shadow_errors:
+            metrics.shadow_error(rollout.candidate.version)
+        for part in parts:
+            metrics.answered(part.answered.outputs, part.served.version)
+            _log_rows(state, part, event_time)
+        return response, answering
     if len(body) <= INLINE_BODY_BYTES:
         if served.direct is not None:
             response, answered = await answer_batched(
@@ -278,17 +336,26 @@ async def _invoke(request: Request) -> Response:
     else:
         response, answered = await run_in_threadpool(answer, body, served, state.max_rows, request_id, media_type)
     if answered is not None:
-        request.app.state.metrics.answered(answered.outputs)
-        _log_rows(state, answered, served, event_time)
-    return response
+        request.app.state.metrics.answered(answered.outputs, served.version)
+        _log_rows(state, Part(served, answered), event_time)
+    return response, versions
 
 
-def _log_rows(state: ServingState, answered: Answered, served: ServedModel, event_time: datetime) -> None:
+def _log_rows(state: ServingState, part: Part, event_time: datetime) -> None:
     writer = state.log_writer
     if writer is None:
         return
+    answered = part.answered
     try:
-        writer.append(answered.features, answered.outputs, served.version, answered.row_ids, event_time)
+        writer.append(
+            answered.features,
+            answered.outputs,
+            part.served.version,
+            answered.row_ids,
+            event_time,
+            other_version=part.other_version,
+            other_outputs=part.other_outputs,
+        )
     except Exception as exc:
         # the prediction was made and answered: losing its log row must not fail the request
         state.log_append_errors += 1
@@ -300,73 +367,3 @@ def _log_rows(state: ServingState, answered: Answered, served: ServedModel, even
                 type(exc).__name__,
                 exc,
             )
-
-
-async def reload(request: Request) -> Response:
-    """``POST /admin/reload`` with ``{"version": "4"}``: serve that version from now on. Returns a JSON Response:
-    200 ``{"status": "ok", "model_name", "model_version", "previous_version"}`` once the
-    new version answers (at once when it already does); 400/422 for a bad body or
-    version, 409 while another reload runs, 500 ``RELOAD_FAILED`` when the version
-    cannot be loaded, in which case the previous version keeps answering. Never raises.
-    """
-    state: ServingState = request.app.state.serving
-    model_name = state.model_name
-    try:
-        payload = parse_json(await read_body(request, _RELOAD_MAX_BODY_BYTES))
-        if not isinstance(payload, dict) or "version" not in payload:
-            raise RequestRejected(400, "BAD_REQUEST", 'expected a JSON object such as {"version": "4"}')
-        new_version = validate_version(payload["version"])
-    except RequestRejected as rejected:
-        return error_response(rejected.status_code, rejected.error_code, rejected.message)
-    except ValueError as exc:
-        return error_response(422, "INVALID_VERSION", str(exc))
-    if not state.reload_lock.acquire(blocking=False):
-        return error_response(409, "RELOAD_IN_PROGRESS", "another reload is in progress; retry when it is done")
-    try:
-        previous = state.served
-        if previous is not None and previous.version == new_version:
-            return json_response(
-                {
-                    "status": "ok",
-                    "model_name": model_name,
-                    "model_version": new_version,
-                    "previous_version": new_version,
-                },
-                200,
-                new_version,
-            )
-        try:
-            # loading takes seconds: a worker thread keeps the old version answering meanwhile
-            loaded = await run_in_threadpool(load_served_model, model_name, new_version, state.tracking_uri)
-        except Exception as exc:
-            logger.exception("reload to %s failed", model_uri(model_name, new_version))
-            kept = previous.version if previous else None
-            return json_response(
-                {
-                    "error_code": "RELOAD_FAILED",
-                    "message": f"could not load {model_uri(model_name, new_version)}: "
-                    f"{type(exc).__name__}: {exc}; still serving version {kept}",
-                    "model_version": kept,
-                },
-                500,
-                kept,
-            )
-        # one reference assignment: requests already running keep the ServedModel they read
-        state.served = loaded
-        logger.info(
-            "reloaded: now serving %s (was version %s)",
-            model_uri(model_name, new_version),
-            previous.version if previous else None,
-        )
-        return json_response(
-            {
-                "status": "ok",
-                "model_name": model_name,
-                "model_version": new_version,
-                "previous_version": previous.version if previous else None,
-            },
-            200,
-            new_version,
-        )
-    finally:
-        state.reload_lock.release()

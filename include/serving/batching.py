@@ -61,6 +61,15 @@ class MicroBatcher:
         the check, or whatever ``served.direct`` raises on this request's rows alone.
         Must be awaited on the event loop that runs the app.
         """
+        return await self.submit(served, columns)
+
+    def submit(self, served: ServedModel, columns: dict[str, np.ndarray]) -> asyncio.Future:
+        """Queue ``columns`` for ``served`` and return the future of :meth:`predict`'s answer, without waiting.
+
+        Requests for several models (a rollout's champion and candidate) submitted on one turn of
+        the event loop are predicted in the same flush, one model call per model. Must be called
+        on the event loop that runs the app.
+        """
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((served, columns, row_count(columns), future))
@@ -70,7 +79,7 @@ class MicroBatcher:
                 loop.call_later(self.max_wait, self._flush)
             else:
                 loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         self._flush_scheduled = False

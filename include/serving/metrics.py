@@ -13,6 +13,21 @@ Each app has a registry of its own, so several apps in one process do not clash:
   regression model's values are not counted);
 - ``model_served_version{model_name,version}``: 1 for the version now served;
 - ``model_batch_requests``: requests answered by each shared model call;
+
+Per version (label ``version``; with no rollout the champion's alone, during one the champion's
+and the candidate's, so that the two can be compared):
+
+- ``model_version_requests_total{version,status}``: ``/invocations`` requests answered (or failed)
+  by the version, by HTTP status; a canary request whose rows both versions answered counts
+  for each;
+- ``model_version_rows_total{version}``: rows the version answered (shadow rows are not answers);
+- ``model_version_errors_total{version}``: the version's requests answered without predictions;
+- ``model_version_latency_seconds{version}``: the time to answer the version's requests;
+- ``model_shadow_errors_total{version}``: requests a shadow candidate failed to score (the
+  champion's answer was sent all the same);
+- ``model_rollout_candidate{version,mode}``: 1 for the candidate of the running rollout
+  (absent without one), and ``model_canary_share``: its canary share (0 without a canary);
+
 - ``inference_log_enabled``, ``inference_log_rows_written_total``,
   ``inference_log_write_errors_total``, ``inference_log_rows_dropped_total`` and
   ``inference_log_rows_pending``.
@@ -101,6 +116,18 @@ class _StateCollector:
         if served is not None:
             version.add_metric([served.name, served.version], 1)
         yield version
+        rollout = self._state.rollout
+        candidate = GaugeMetricFamily(
+            "model_rollout_candidate", "1 for the candidate of the running rollout", labels=["version", "mode"]
+        )
+        if rollout is not None:
+            candidate.add_metric([rollout.candidate.version, rollout.config.mode], 1)
+        yield candidate
+        yield GaugeMetricFamily(
+            "model_canary_share",
+            "share of the keys the canary candidate answers (0 without a canary)",
+            value=rollout.config.canary_share if rollout is not None else 0.0,
+        )
         writer = self._state.log_writer
         yield GaugeMetricFamily(
             "inference_log_enabled",
@@ -174,10 +201,40 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self._version_requests = Counter(
+            "model_version_requests",
+            "/invocations requests answered (or failed) by a version, by HTTP status code",
+            ["version", "status"],
+            registry=self.registry,
+        )
+        self._version_rows = Counter(
+            "model_version_rows", "rows answered by a version", ["version"], registry=self.registry
+        )
+        self._version_errors = Counter(
+            "model_version_errors",
+            "a version's /invocations requests answered without predictions (4xx and 5xx)",
+            ["version"],
+            registry=self.registry,
+        )
+        self._version_latency = Histogram(
+            "model_version_latency_seconds",
+            "time to answer a version's /invocations requests",
+            ["version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._shadow_errors = Counter(
+            "model_shadow_errors",
+            "requests a shadow candidate failed to score (the champion's answer was sent)",
+            ["version"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(state))
         # children looked up once: labels() takes a lock and builds a key on every call
         self._by_status: dict[int, Any] = {}
         self._by_label: dict[int | str, Any] = {}
+        self._by_version_status: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
+        self._rows_by_version: dict[str, Any] = {}
 
     def batch(self, requests: int, rows: int) -> None:
         """Observe one shared model call that answered ``requests`` requests.
@@ -187,18 +244,46 @@ class ServingMetrics:
         """
         self._batch_requests.observe(requests)
 
-    def request(self, status_code: int, seconds: float) -> None:
-        """Count one ``/invocations`` request answered with ``status_code`` after ``seconds`` seconds."""
+    def request(self, status_code: int, seconds: float, versions: tuple[str, ...] | list[str] = ()) -> None:
+        """Count one ``/invocations`` request answered with ``status_code`` after ``seconds`` seconds,
+        for the server and for each of the ``versions`` that answered (or failed) it."""
         child = self._by_status.get(status_code)
         if child is None:
             child = self._by_status.setdefault(status_code, self._requests.labels(status=str(status_code)))
         child.inc()
-        if status_code >= 400:
+        failed = status_code >= 400
+        if failed:
             self._errors.inc()
         self._latency.observe(seconds)
+        for version in versions:
+            children = self._by_version_status.get((version, status_code))
+            if children is None:
+                children = self._by_version_status.setdefault(
+                    (version, status_code),
+                    (
+                        self._version_requests.labels(version=version, status=str(status_code)),
+                        self._version_errors.labels(version=version),
+                        self._version_latency.labels(version=version),
+                    ),
+                )
+            requests, errors, latency = children
+            requests.inc()
+            if failed:
+                errors.inc()
+            latency.observe(seconds)
 
-    def answered(self, outputs: Mapping[str, np.ndarray]) -> None:
-        """Observe the rows of one answered request: ``outputs`` holds its checked output columns."""
+    def shadow_error(self, version: str) -> None:
+        """Count one request the shadow candidate ``version`` failed to score."""
+        self._shadow_errors.labels(version=version).inc()
+
+    def answered(self, outputs: Mapping[str, np.ndarray], version: str | None = None) -> None:
+        """Observe the rows of one answered request (or of the part ``version`` answered):
+        ``outputs`` holds its checked output columns."""
+        if version is not None:
+            rows = self._rows_by_version.get(version)
+            if rows is None:
+                rows = self._rows_by_version.setdefault(version, self._version_rows.labels(version=version))
+            rows.inc(len(outputs[PREDICTION]))
         probabilities = outputs.get(PROBABILITY)
         if probabilities is not None:
             self.probabilities.observe(probabilities)

@@ -156,6 +156,7 @@ class ParsedRequest:
 
     columns: dict[str, Any]
     params: dict[str, Any] | None = None
+    kept: list | None = None  # the raw values of the column asked for with ``keep``, when the request has it
 
 
 def parse_columns(
@@ -166,7 +167,11 @@ def parse_columns(
 
 
 def parse_request(
-    body: bytes, signature: tuple[FeatureColumn, ...] | None, max_rows: int, media_type: str = "application/json"
+    body: bytes,
+    signature: tuple[FeatureColumn, ...] | None,
+    max_rows: int,
+    media_type: str = "application/json",
+    keep: str | None = None,
 ) -> ParsedRequest:
     """The request's columns, one entry per column, each with one value per row (1 to ``max_rows`` rows),
     and its ``params``.
@@ -183,6 +188,9 @@ def parse_request(
     Raises :class:`RequestRejected`: 400 for a body that is not one of the forms or
     has no rows, 413 ``TOO_MANY_ROWS`` above ``max_rows``, 422 ``MISSING_COLUMNS``,
     ``MISSING_VALUES`` or ``WRONG_TYPE`` for values the signature does not allow.
+
+    ``keep`` names a column whose values, as the request sent them (one per row), come back as
+    ``kept`` whether or not the signature has it (a canary's sticky column); None when absent.
     """
     params = None
     if media_type == CSV:
@@ -193,8 +201,9 @@ def parse_request(
         payload = parse_json(body)
         values = _columns(payload, max_rows)
         params = _params(payload)
+    kept = None if keep is None else values.get(keep)
     if signature is None:
-        return ParsedRequest(values, params)
+        return ParsedRequest(values, params, kept)
     absent = [column.name for column in signature if column.name not in values]
     if absent:
         raise RequestRejected(
@@ -203,7 +212,8 @@ def parse_request(
             f"missing feature columns: {', '.join(absent)} "
             f"(the model needs {', '.join(column.name for column in signature)})",
         )
-    return ParsedRequest({column.name: _typed_column(column, values[column.name]) for column in signature}, params)
+    typed = {column.name: _typed_column(column, values[column.name]) for column in signature}
+    return ParsedRequest(typed, params, kept)
 
 
 def row_count(columns: Mapping[str, Any]) -> int:

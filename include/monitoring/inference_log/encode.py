@@ -19,6 +19,9 @@ import pandas as pd
 from include.monitoring.inference_log.store import (
     _EPOCH,
     _NS_PER_DAY,
+    OTHER_OUTPUTS_METADATA_KEY,
+    OTHER_PREFIX,
+    OTHER_VERSION_COLUMN,
     OUTPUTS_METADATA_KEY,
     PREDICTION,
     PREDICTIONS,
@@ -38,6 +41,8 @@ class Batch:
     request_ids: Sequence[str]
     timestamps: int | np.ndarray  # epoch ns: one for all rows, or one per row
     rows: int
+    other_version: str | None = None  # a rollout's shadow candidate, which scored the same rows
+    other_outputs: Mapping[str, Any] | None = None  # its output columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +54,8 @@ class EncodedFile:
     rows: int
 
 
-# a batch with its feature and output columns as arrays
-_Member = tuple[Batch, dict[str, np.ndarray], dict[str, np.ndarray]]
+# a batch with its feature, output and other model's output columns as arrays
+_Member = tuple[Batch, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]
 
 
 def encode(
@@ -69,16 +74,19 @@ def encode(
         try:
             columns = _columns_of(batch.features)
             outputs = _outputs_of(batch.outputs)
+            others = _outputs_of(batch.other_outputs) if batch.other_outputs is not None else {}
             layout = (
                 tuple(columns),
                 tuple([values.dtype for values in columns.values()]),
                 tuple(outputs),
                 tuple([values.dtype for values in outputs.values()]),
+                tuple(others),
+                tuple([values.dtype for values in others.values()]),
             )
         except Exception as exc:
             drop(batch, exc)
             continue
-        groups.setdefault(layout, []).append((batch, columns, outputs))
+        groups.setdefault(layout, []).append((batch, columns, outputs, others))
     encoded = []
     for members in groups.values():
         try:
@@ -176,7 +184,24 @@ def _encode_group(members: list[_Member], store: _Store, model_name: str) -> lis
     for name in outputs:
         values = np.concatenate([member[2][name] for member in members])
         arrays[name] = pa.array(values, type=_arrow_type(name, values))
-    table = pa.table(arrays).replace_schema_metadata({OUTPUTS_METADATA_KEY: json.dumps(outputs).encode()})
+    # every member of a group has the same other columns, or none (the layout says so)
+    others = members[0][3]
+    other_names = outputs + [name for name in others if name not in outputs]
+    arrays[OTHER_VERSION_COLUMN] = pa.array(
+        np.repeat(np.array([batch.other_version for batch in batches], dtype=object), counts), type=pa.string()
+    )
+    for name in other_names:
+        if name in others:
+            values = np.concatenate([member[3][name] for member in members])
+            arrays[OTHER_PREFIX + name] = pa.array(values, type=_arrow_type(name, values))
+        else:  # not computed: null, typed as the answering model's column
+            arrays[OTHER_PREFIX + name] = pa.nulls(len(stamps), type=arrays[name].type)
+    table = pa.table(arrays).replace_schema_metadata(
+        {
+            OUTPUTS_METADATA_KEY: json.dumps(outputs).encode(),
+            OTHER_OUTPUTS_METADATA_KEY: json.dumps(other_names).encode(),
+        }
+    )
 
     days = stamps // _NS_PER_DAY
     day_numbers = np.unique(days)

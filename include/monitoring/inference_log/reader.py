@@ -16,6 +16,9 @@ from include.monitoring.inference_log.store import (
     LABEL_FILE_COLUMNS,
     LABELS,
     METADATA_COLUMNS,
+    OTHER_OUTPUTS_METADATA_KEY,
+    OTHER_PREFIX,
+    OTHER_VERSION_COLUMN,
     OUTPUT_COLUMNS,
     OUTPUTS_METADATA_KEY,
     PREDICTION,
@@ -37,6 +40,9 @@ def _empty_predictions(with_labels: bool) -> pd.DataFrame:
         "model_version": pd.Series(dtype=object),
         "probability": pd.Series(dtype=np.float64),
         "prediction": pd.Series(dtype=np.int64),
+        OTHER_VERSION_COLUMN: pd.Series(dtype=object),
+        OTHER_PREFIX + "probability": pd.Series(dtype=np.float64),
+        OTHER_PREFIX + "prediction": pd.Series(dtype="Int64"),
     }
     if with_labels:
         columns[LABEL_COLUMN] = pd.Series(dtype="Int64")
@@ -66,33 +72,46 @@ def _file_outputs(table) -> list[str]:
     return names
 
 
+def _file_other_columns(table) -> list[str]:
+    """The columns of a rollout's other model a predictions file holds (``other_version``, then
+    ``other_<column>``); a file written before rollouts existed holds none."""
+    listed = (table.schema.metadata or {}).get(OTHER_OUTPUTS_METADATA_KEY)
+    if listed is None:
+        return []
+    names = json.loads(listed)
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"its {OTHER_OUTPUTS_METADATA_KEY.decode()} metadata is not a list of column names")
+    return [OTHER_VERSION_COLUMN] + [OTHER_PREFIX + name for name in names]
+
+
 def _read_files(
     store: _Store, paths: list[str], required: tuple[str, ...], kind: str
-) -> list[tuple[pd.DataFrame, list[str]]]:
-    """Each file as a frame, with its output columns (predictions files; [] for labels)."""
+) -> list[tuple[pd.DataFrame, list[str], list[str]]]:
+    """Each file as a frame, with its output and other model's columns (predictions files; [] for labels)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def read(path: str) -> tuple[pd.DataFrame, list[str]]:
+    def read(path: str) -> tuple[pd.DataFrame, list[str], list[str]]:
         location = store.location(path)
         try:
             table = pq.read_table(pa.BufferReader(store.read(path)))
         except FileNotFoundError:
-            return pd.DataFrame(), []  # removed between listing and reading (e.g. a retention job)
+            return pd.DataFrame(), [], []  # removed between listing and reading (e.g. a retention job)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InferenceLogError(
                 f"{location} is not a readable Parquet file (corrupt or truncated?): {exc}"
             ) from exc
         try:
             outputs = _file_outputs(table) if kind == PREDICTIONS else []
+            others = _file_other_columns(table) if kind == PREDICTIONS else []
         except ValueError as exc:
             raise InferenceLogError(f"{location} is not an inference log {kind} file: {exc}") from None
-        absent = [name for name in (*required, *outputs) if name not in table.column_names]
+        absent = [name for name in (*required, *outputs, *others) if name not in table.column_names]
         if absent:
             raise InferenceLogError(
                 f"{location} is not an inference log {kind} file: it lacks the column(s) {', '.join(absent)}"
             )
-        return table.to_pandas(), outputs
+        return table.to_pandas(), outputs, others
 
     if len(paths) <= 1:
         return [read(path) for path in paths]
@@ -129,25 +148,30 @@ def read_window(root: str | os.PathLike, start: datetime, end: datetime, *, with
     days = _days(start_at, end_at)
     paths = [path for day in days for path in store.files(store.partition(PREDICTIONS, day))]
     files = [
-        (frame, names)
-        for frame, names in _read_files(store, paths, METADATA_COLUMNS + (PREDICTION,), PREDICTIONS)
+        (frame, names, others)
+        for frame, names, others in _read_files(store, paths, METADATA_COLUMNS + (PREDICTION,), PREDICTIONS)
         if len(frame.columns)
     ]
     if not files:
         return _empty_predictions(with_labels)
 
     outputs: list[str] = []  # in the order the files list them
-    for _, names in files:
+    other_columns = [OTHER_VERSION_COLUMN]
+    for _, names, others in files:
         outputs.extend(name for name in names if name not in outputs)
+        other_columns.extend(name for name in others if name not in other_columns)
+    other_columns.extend(OTHER_PREFIX + name for name in outputs if OTHER_PREFIX + name not in other_columns)
     window = []
-    for frame, _ in files:
+    for frame, _, _ in files:
         frame["timestamp"] = _utc_ns(frame["timestamp"])
         window.append(frame[(frame["timestamp"] >= start_at) & (frame["timestamp"] < end_at)])
     non_empty = [frame for frame in window if len(frame)] or window[:1]
     predictions = pd.concat(non_empty, ignore_index=True) if len(non_empty) > 1 else non_empty[0]
     predictions = predictions.sort_values("timestamp", kind="stable", ignore_index=True)
-    features = [name for name in predictions.columns if name not in METADATA_COLUMNS and name not in outputs]
-    predictions = predictions[list(METADATA_COLUMNS) + features + outputs]
+    kept = set(METADATA_COLUMNS).union(outputs, other_columns)
+    features = [name for name in predictions.columns if name not in kept]
+    predictions = _with_other_columns(predictions, other_columns)
+    predictions = predictions[list(METADATA_COLUMNS) + features + outputs + other_columns]
     if not with_labels:
         return predictions
     labels = _latest_labels(store, days, predictions["request_id"])
@@ -158,6 +182,30 @@ def read_window(root: str | os.PathLike, start: datetime, end: datetime, *, with
     else:
         joined[LABEL_COLUMN] = joined[LABEL_COLUMN].astype(label_dtype)
     return joined
+
+
+def _with_other_columns(predictions: pd.DataFrame, other_columns: list[str]) -> pd.DataFrame:
+    """Every other-model column present (null where a file lacks it), typed as its own column is:
+    ``other_version`` object (str or None), ``other_prediction`` ``Int64`` for integer labels,
+    float64 for values, object for class names; probabilities float64."""
+    predictions = predictions.copy() if any(name not in predictions for name in other_columns) else predictions
+    for name in other_columns:
+        column = predictions[name] if name in predictions else pd.Series([None] * len(predictions), dtype=object)
+        own = name.removeprefix(OTHER_PREFIX)
+        if name == OTHER_VERSION_COLUMN:
+            typed = column.astype(object).where(column.notna(), None)
+        elif own == PREDICTION and own in predictions and pd.api.types.is_integer_dtype(predictions[own]):
+            typed = pd.to_numeric(column, errors="coerce").astype("Int64")
+        elif own == PREDICTION and (
+            pd.api.types.is_object_dtype(column) or pd.api.types.is_object_dtype(predictions.get(own, column))
+        ):
+            typed = column.astype(object).where(column.notna(), None)
+        else:
+            typed = pd.to_numeric(column, errors="coerce").astype(np.float64)
+        predictions[name] = (
+            typed.to_numpy() if not isinstance(typed.dtype, pd.api.extensions.ExtensionDtype) else typed.array
+        )
+    return predictions
 
 
 def _label_dtype(labels: pd.Series) -> Any:
@@ -185,7 +233,7 @@ def _latest_labels(store: _Store, days: list[date], request_ids: pd.Series) -> p
     paths = [path for day in days for path in store.files(store.partition(LABELS, day))]
     frames = [
         frame[list(LABEL_FILE_COLUMNS)]
-        for frame, _ in _read_files(store, paths, LABEL_FILE_COLUMNS, LABELS)
+        for frame, _, _ in _read_files(store, paths, LABEL_FILE_COLUMNS, LABELS)
         if len(frame.columns)
     ]
     if not frames or request_ids.empty:

@@ -25,6 +25,9 @@ __all__ = [
     "LABEL_COLUMN",
     "LABEL_FILE_COLUMNS",
     "METADATA_COLUMNS",
+    "OTHER_OUTPUTS_METADATA_KEY",
+    "OTHER_PREFIX",
+    "OTHER_VERSION_COLUMN",
     "OUTPUTS_METADATA_KEY",
     "OUTPUT_COLUMNS",
     "PREDICTION",
@@ -45,11 +48,21 @@ PREDICTION = "prediction"
 OUTPUT_COLUMNS = (PROBABILITY, PREDICTION)
 # the Parquet metadata key listing a predictions file's output columns (a JSON list)
 OUTPUTS_METADATA_KEY = b"inference_log.outputs"
+# ... and the output columns it holds of a rollout's other model, each as ``other_<column>``
+OTHER_OUTPUTS_METADATA_KEY = b"inference_log.other_outputs"
+# a rollout's other model: the version (null when it did not score the row) and its output columns
+OTHER_VERSION_COLUMN = "other_version"
+OTHER_PREFIX = "other_"
 LABEL_FILE_COLUMNS = ("request_id", "label", "label_timestamp")
 LABEL_COLUMN = "label"
 PREDICTION_DAY_COLUMN = "prediction_day"
 # a feature with one of these names (or an output column's) would be overwritten by the log's own columns
-RESERVED_COLUMNS = frozenset(METADATA_COLUMNS + OUTPUT_COLUMNS + (LABEL_COLUMN,))
+RESERVED_COLUMNS = frozenset(
+    METADATA_COLUMNS
+    + OUTPUT_COLUMNS
+    + (LABEL_COLUMN, OTHER_VERSION_COLUMN)
+    + tuple(OTHER_PREFIX + n for n in OUTPUT_COLUMNS)
+)
 
 _NS_PER_SECOND = 1_000_000_000
 _NS_PER_DAY = 86_400 * _NS_PER_SECOND

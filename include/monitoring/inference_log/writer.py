@@ -21,6 +21,8 @@ import pandas as pd
 
 from include.monitoring.inference_log.encode import Batch, EncodedFile, encode
 from include.monitoring.inference_log.store import (
+    OTHER_PREFIX,
+    OTHER_VERSION_COLUMN,
     OUTPUT_COLUMNS,
     PREDICTION,
     PROBABILITY,
@@ -152,6 +154,8 @@ class InferenceLogWriter:
         request_ids: Sequence[str],
         timestamps: datetime | Sequence[datetime],
         *legacy: Any,
+        other_version: str | None = None,
+        other_outputs: Mapping[str, Any] | None = None,
     ) -> None:
         """Buffer one batch of predicted rows.
 
@@ -161,6 +165,11 @@ class InferenceLogWriter:
         them), one value per row; ``timestamps``: one timezone-aware event time for every
         row or a sequence with one per row. The arguments are kept by reference until
         the next flush: the caller must not change them in place afterwards.
+
+        ``model_version`` is the version that answered the rows. ``other_version`` and
+        ``other_outputs`` (both or neither) are a rollout's other model, the shadow candidate, and
+        its output columns for the same rows: logged as ``other_version`` and ``other_<column>``;
+        without them those columns are null.
 
         The binary form of earlier releases, ``append(features, probabilities,
         predictions, model_version, request_ids, timestamps)``, is still accepted.
@@ -208,13 +217,33 @@ class InferenceLogWriter:
             for name, values in features.items():
                 if len(values) != rows:
                     raise ValueError(f"feature column {name!r} has {len(values)} values for {rows} request ids")
-        reserved = RESERVED_COLUMNS.union(names)
+        if (other_version is None) != (other_outputs is None):
+            raise ValueError("other_version and other_outputs go together: pass both or neither")
+        other_names: list[str] = []
+        if other_outputs is not None:
+            other_names = list(other_outputs)
+            if PREDICTION not in other_outputs or not all(map(_is_output_name, other_names)):
+                raise ValueError(f"other_outputs must be output columns with {PREDICTION!r}, got {other_names}")
+            for name, values in other_outputs.items():
+                if len(values) != rows:
+                    raise ValueError(f"{len(values)} values of the other output column {name!r} for {rows} request ids")
+        reserved = RESERVED_COLUMNS.union(names).union(OTHER_PREFIX + name for name in [*names, *other_names])
+        reserved = reserved.union((OTHER_VERSION_COLUMN,))
         if not reserved.isdisjoint(feature_names):
             clashing = sorted(reserved.intersection(feature_names))
             raise ValueError(f"feature column(s) {', '.join(clashing)} clash with the inference log's own columns")
         if rows == 0:
             return
-        batch = Batch(features, outputs, str(model_version), request_ids, _timestamps_ns(timestamps, rows), rows)
+        batch = Batch(
+            features,
+            outputs,
+            str(model_version),
+            request_ids,
+            _timestamps_ns(timestamps, rows),
+            rows,
+            None if other_version is None else str(other_version),
+            other_outputs,
+        )
         with self._lock:
             if self._closed:
                 raise InferenceLogError(f"the inference log writer for {self.root} is closed")

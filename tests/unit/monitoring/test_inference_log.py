@@ -106,6 +106,9 @@ def test_append_does_no_io_and_flush_writes_every_buffered_row(tmp_path):
         "plan",
         "probability",
         "prediction",
+        "other_version",
+        "other_probability",
+        "other_prediction",
         "label",
     ]
     assert str(logged["timestamp"].dtype) == "datetime64[ns, UTC]"
@@ -343,6 +346,8 @@ def test_a_multiclass_models_outputs_are_logged_with_their_types_and_order(tmp_p
         "tenure_months",
         "plan",
         *outputs,
+        "other_version",
+        *(f"other_{name}" for name in outputs),
     ]
     assert logged["request_id"].tolist() == ids
     assert logged["prediction"].dtype == object and logged["prediction"].tolist() == ["Gentoo", "Adelie", "Chinstrap"]
@@ -371,6 +376,8 @@ def test_a_regression_models_value_is_logged_as_a_float_without_a_probability(tm
         "tenure_months",
         "plan",
         "prediction",
+        "other_version",
+        "other_prediction",
         "label",
     ]
     assert logged["prediction"].dtype == np.float64 and logged["prediction"].tolist() == [151.5, 75.0, 206.25]
@@ -416,6 +423,9 @@ def test_a_file_written_before_tasks_existed_reads_as_before(tmp_path):
         "tenure_months",
         "probability",
         "prediction",
+        "other_version",
+        "other_probability",
+        "other_prediction",
         "label",
     ]
     assert logged["request_id"].tolist() == ["old-0", "old-1", "r-0"]
@@ -622,6 +632,9 @@ def test_an_empty_window_is_an_empty_frame_with_the_logs_columns(tmp_path):
         "model_version": "object",
         "probability": "float64",
         "prediction": "int64",
+        "other_version": "object",
+        "other_probability": "float64",
+        "other_prediction": "Int64",
         "label": "Int64",
     }
     assert "label" not in window(tmp_path, with_labels=False).columns

@@ -435,6 +435,8 @@ def test_the_inference_log_holds_the_tasks_columns_and_its_labels_read_back_as_g
         "model_version",
         *task.spec.feature_names,
         *task.outputs,
+        "other_version",
+        *(f"other_{name}" for name in task.outputs),
     ]
     assert logged["request_id"].tolist() == [f"batch-{index}" for index in range(len(rows))]
     # the features as the model received them: the cast's numbers and category text
