@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from include.monitoring.inference_log.store import OTHER_PREFIX, OTHER_VERSION_COLUMN
 from include.rollout import bootstrap
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ if TYPE_CHECKING:
     from include.data.spec import DatasetSpec
 
 ACTIONS = ("promote", "continue", "step", "rollback")
-# the inference log's column prefix for the other model's answer to a row (shadow)
-OTHER_PREFIX = "other_"
 MIN_GUARDRAIL_REQUESTS = 100
 MIN_GAP_ROWS = 100
 _SHARE_TOLERANCE = 1e-9
@@ -173,7 +172,7 @@ def _versions(frame: pd.DataFrame, state: RolloutState) -> tuple[pd.DataFrame, p
     """(champion rows, candidate rows) of the rollout; in shadow both sides are the same rows."""
     version = frame["model_version"].astype(str)
     if state.mode == "shadow":
-        other = frame.get("other_version")
+        other = frame.get(OTHER_VERSION_COLUMN)
         paired = (
             frame[(version == state.champion_version) & (other.astype(str) == state.candidate_version)]
             if other is not None
@@ -187,7 +186,9 @@ def _versions(frame: pd.DataFrame, state: RolloutState) -> tuple[pd.DataFrame, p
         candidate = paired[[c for c in paired.columns if not c.startswith("prob") and c != "prediction"]]
         candidate = candidate.rename(
             columns={
-                c: c[len(OTHER_PREFIX) :] for c in paired.columns if c.startswith(OTHER_PREFIX) and c != "other_version"
+                c: c[len(OTHER_PREFIX) :]
+                for c in paired.columns
+                if c.startswith(OTHER_PREFIX) and c != OTHER_VERSION_COLUMN
             }
         )
         return paired, candidate
