@@ -36,6 +36,22 @@ GOOD = {"epochs": 6}
 BARELY_TRAINED = {"epochs": 1, "learning_rate": 1e-7}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def rollout_spec(local_profile, tmp_path_factory):
+    """The demo spec with a looser prediction-gap guardrail: the weak first champion's probabilities sit
+    far from a trained model's, which the default 0.15 would (rightly) stop before any label."""
+    import yaml
+
+    settings, _ = local_profile
+    raw = yaml.safe_load(Path(settings.dataset_spec).read_text())
+    raw["rollout"] = {"mode": "direct", "min_labelled_rows": 200, "guardrails": {"max_prediction_gap": 0.6}}
+    path = tmp_path_factory.mktemp("spec") / "customer_churn.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_DATASET_SPEC", str(path))
+        yield path
+
+
 def _registry(settings):
     from include import registry, tracking
 
