@@ -18,6 +18,14 @@ then every output column the model answered with
   class name) or float64 (a regression value);
 - ``probability_<class>`` (float64), one per class of a multiclass model.
 
+``model_version`` is the version that *answered* the row. During a rollout the other model's
+outputs follow (:mod:`include.serving.rollout`): ``other_version`` (str, null when the other model
+did not score the row) and ``other_<column>`` for every output column (typed as the column; null
+when not computed). In shadow mode they hold the candidate's outputs for the rows the champion
+answered; in canary mode, and without a rollout, they are null. The file's metadata key
+``inference_log.other_outputs`` lists the columns it holds as ``other_<column>``; a file written
+before rollouts existed has neither, and :func:`read_window` returns those columns as null for it.
+
 The file's Parquet metadata (key ``inference_log.outputs``) lists its output columns
 in order, so a reader tells them from the features; a file without it (written before
 tasks existed) holds the binary ``probability`` and ``prediction``. The partition is

@@ -15,11 +15,13 @@ from kubernetes_validate.utils import all_versions
 from include.deployment.k8s_manifests import (
     CONTAINER_PORT,
     RUN_AS_USER,
+    deployment_rollout,
     deployment_version,
     render_deployment,
     render_hpa,
     render_service,
 )
+from include.deployment.rollout_config import RolloutConfig
 from include.deployment.serving_config import ServingConfig, serving_name
 from include.settings import Settings
 from tests.unit.manifests import render_all
@@ -348,3 +350,31 @@ def test_the_version_is_read_back_from_the_args_when_the_label_is_missing():
 def test_a_version_that_is_not_a_number_is_refused():
     with pytest.raises(ValueError, match="positive integer"):
         render_deployment(MODEL_NAME, "latest", config_from({}))
+
+
+ROLLOUTS = {
+    "shadow": RolloutConfig("8", "shadow"),
+    "canary": RolloutConfig("8", "canary", 0.05, "customer_id"),
+}
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("rollout", ROLLOUTS.values(), ids=ROLLOUTS.keys())
+def test_a_rollouts_deployment_validates_strictly_and_carries_the_rollout(config, rollout, kubernetes_version):
+    from include.serving.__main__ import parse_args
+
+    deployment = render_deployment(MODEL_NAME, "7", config, rollout=rollout)
+
+    assert kubernetes_validate.validate(deployment, kubernetes_version, strict=True) == kubernetes_version
+    assert deployment_version(deployment) == "7", "the champion stays the version the Deployment serves"
+    assert deployment_rollout(deployment) == rollout
+    assert deployment_rollout(render_deployment(MODEL_NAME, "7", config)) is None
+    args = parse_args(the_container(deployment)["args"], Settings.from_env(BASE_ENV))
+    assert (args.version, args.candidate_version, args.rollout_mode) == ("7", "8", rollout.mode)
+    assert (args.sticky_column, args.allow_score_with, args.enable_admin) == (rollout.sticky_column, True, False)
+    if rollout.mode == "canary":
+        assert args.canary_share == rollout.canary_share
+    # a rollout is a new pod template (rolled out like a version change) behind the same selector
+    plain = render_deployment(MODEL_NAME, "7", config)
+    assert deployment["spec"]["selector"] == plain["spec"]["selector"]
+    assert deployment["spec"]["template"] != plain["spec"]["template"]

@@ -33,9 +33,15 @@ from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 from include.deployment import DeployFailed, deployer_for
-from include.deployment.k8s_manifests import REVISION_ANNOTATION, render_deployment
+from include.deployment.k8s_manifests import (
+    REVISION_ANNOTATION,
+    deployment_rollout,
+    deployment_version,
+    render_deployment,
+)
 from include.deployment.kubernetes import KubernetesDeployer
 from include.deployment.rollout import RolloutFailed, rollout_state
+from include.deployment.rollout_config import RolloutConfig
 from include.deployment.serving_config import ServingConfig
 from include.registry import CHAMPION, PREVIOUS_CHAMPION, alias_version
 from tests.unit.serving_models import ChurnModel, RaisingModel, forget_mlflow_uris, register, sample_frame
@@ -314,6 +320,12 @@ class FakeKubernetes(ApiClient):
             return None
         return _version(self.ready_template)
 
+    def endpoint_rollout(self):
+        """The rollout the Service's endpoints run (from the ready pods' arguments), or None."""
+        if self.endpoint_version() is None or self.endpoints_override is not None:
+            return None
+        return deployment_rollout({"spec": {"template": self.ready_template}})
+
     def verbs(self, since: int = 0) -> list[str]:
         return [f"{verb} {kind}" for verb, kind in self.calls[since:]]
 
@@ -359,17 +371,27 @@ class ServiceStandIn:
                 )
 
             def do_GET(self):
-                version = cluster.endpoint_version()
-                if self.path != "/health" or version is None:
+                version, rollout = cluster.endpoint_version(), cluster.endpoint_rollout()
+                if self.path not in ("/health", "/metrics") or version is None:
                     return self._no_endpoints()
-                body = json.dumps({"status": "ok", "model_name": MODEL_NAME, "model_version": version}).encode()
-                self._send(200, body, {"Content-Type": "application/json", "X-Model-Version": version})
+                if self.path == "/metrics":
+                    versions = [version] + ([rollout.candidate_version] if rollout else [])
+                    text = "".join(f'model_version_rows_total{{version="{v}"}} 0.0\n' for v in versions)
+                    return self._send(200, text.encode(), {"Content-Type": "text/plain; version=0.0.4"})
+                health = {"status": "ok", "model_name": MODEL_NAME, "model_version": version}
+                if rollout is not None:
+                    health.update(candidate_version=rollout.candidate_version, rollout_mode=rollout.mode)
+                self._send(
+                    200, json.dumps(health).encode(), {"Content-Type": "application/json", "X-Model-Version": version}
+                )
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                version = cluster.endpoint_version()
+                version, rollout = cluster.endpoint_version(), cluster.endpoint_rollout()
                 if self.path != "/invocations" or version is None:
                     return self._no_endpoints()
+                if rollout is not None and self.headers.get("X-Score-With") == "candidate":
+                    version = rollout.candidate_version  # the server's smoke-test route to its candidate
                 response = predict(body, served(version), DEFAULT_MAX_ROWS)
                 self._send(response.status_code, response.body, dict(response.headers))
 
@@ -759,3 +781,57 @@ def test_rollout_state_fails_on_the_progress_deadline_only_for_the_observed_gene
     assert rollout_state(stale)[0] is False  # the condition belongs to the previous rollout
     with pytest.raises(RolloutFailed, match="timed out progressing"):
         rollout_state({**stale, "status": {**stale["status"], "observedGeneration": 3}})
+
+
+# -------------------------------------------------------------------- rollouts
+
+
+def test_a_rollout_is_patched_into_the_deployment_smoke_tested_changed_and_ended(
+    settings, cluster, service, champion_served
+):
+    state = champion_served
+    deployer = make_deployer(settings, cluster, service)
+    canary = RolloutConfig(state["v2"], "canary", 0.05, "customer_id")
+    since = len(cluster.calls)
+
+    url = deployer.start_rollout(MODEL_NAME, canary, state["sample"], state["second"].probabilities(state["sample"]))
+
+    verbs = cluster.verbs(since)
+    assert verbs[:4] == ["read Deployment", "read Service", "read HorizontalPodAutoscaler", "replace Deployment"]
+    assert set(verbs[4:]) == {"read_status Deployment"}, "the rollout was not waited for like a version change"
+    assert url == service.url
+    deployment = cluster.deployment()
+    assert deployment_version(deployment) == state["v1"] and deployment_rollout(deployment) == canary
+    assert deployment["metadata"]["annotations"][REVISION_ANNOTATION] == "2"
+    assert deployer.rollout_status(MODEL_NAME) == canary
+    assert alias_version(MODEL_NAME, CHAMPION) == state["v1"], "a rollout moved the champion"
+    assert f'version="{state["v2"]}"' in deployer.metrics_text(MODEL_NAME)
+
+    wider = RolloutConfig(state["v2"], "canary", 0.25, "customer_id")
+    deployer.update_rollout(MODEL_NAME, wider)
+    assert deployer.rollout_status(MODEL_NAME) == wider == cluster.endpoint_rollout()
+    with pytest.raises(ValueError, match="start_rollout first"):
+        deployer.update_rollout(MODEL_NAME, RolloutConfig(state["v1"], "shadow"))
+
+    assert deployer.end_rollout(MODEL_NAME) == state["v1"]
+    assert deployer.rollout_status(MODEL_NAME) is None and cluster.endpoint_rollout() is None
+    assert cluster.deployment()["spec"]["template"] == state["v1_deployment"]["spec"]["template"]
+    assert alias_version(MODEL_NAME, CHAMPION) == state["v1"]
+
+
+def test_a_candidate_failing_its_smoke_test_is_rolled_back_to_the_champion_alone(
+    settings, cluster, service, champion_served
+):
+    state = champion_served
+    broken = register(MODEL_NAME, RaisingModel())
+    deployer = make_deployer(settings, cluster, service)
+
+    with pytest.raises(DeployFailed, match="HTTP 500") as failed:
+        deployer.start_rollout(
+            MODEL_NAME, RolloutConfig(broken, "shadow"), state["sample"], state["first"].probabilities(state["sample"])
+        )
+
+    assert "smoke test" in failed.value.stage and "served alone" in failed.value.served_now
+    assert deployer.rollout_status(MODEL_NAME) is None and cluster.endpoint_rollout() is None
+    assert cluster.endpoint_version() == state["v1"]
+    assert alias_version(MODEL_NAME, CHAMPION) == state["v1"]
