@@ -20,7 +20,7 @@ import time
 from benchmarks.common import RESULTS_DIR, ROOT, machine, project_env, quick, save
 
 # cheap and quiet first; the ones that start servers and Airflow last
-SECTIONS = ("parse", "training", "drift", "drift_verdicts", "serving", "orchestration")
+SECTIONS = ("parse", "training", "drift", "drift_verdicts", "rollout_power", "serving", "orchestration")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks import rollout_power
 from benchmarks.common import RESULTS_MD, load
 
 MIB = 2**20
@@ -821,6 +822,7 @@ def render() -> str:
         lines += ["### What stands in the way", "", *[f"- {note}" for note in notes], ""]
     lines += parse_lines + drift_lines + verdict_lines + serving_lines + orchestration_lines
     lines += training_section(load("training"))
+    lines += rollout_power.report_section(load("rollout_power"))
     lines += [
         "## Reproducing",
         "",

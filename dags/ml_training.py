@@ -19,7 +19,10 @@ one version per run:
    (`model_card/model_card.md` and `.json` in the version's MLflow run).
 7. **approval** (optional, Variable `deploy_approval_required`): a person approves or rejects
    the deploy in the UI; who, when and their comment are tagged on the model version.
-8. **deploy**: served, smoke-tested with real requests, and only then aliased `champion`.
+8. **deploy**: as the form's `rollout` says (default: the dataset spec's `rollout.mode`). `direct`: served,
+   smoke-tested with real requests, and only then aliased `champion`. `shadow` / `canary`: served beside the
+   champion, smoke-tested, aliased `candidate`; `ml_rollout` then promotes or rolls it back from live labels.
+   Without a champion yet, a rollout falls back to `direct`.
 
 Trigger it from the UI (the form explains each param), the REST API, or the `drift_monitor` DAG.
 """
@@ -162,13 +165,23 @@ def ml_training():
         on_retry_callback=on_deploy_failed,
         on_failure_callback=on_deploy_failed,
     )
-    def deploy(data_ref: dict, version: str) -> dict:
+    def deploy(data_ref: dict, version: str, params=None, dag_run=None) -> dict:
         from include import pipeline
+        from include.rollout.controller import deploy_version
         from mlops_airflow.runtime import kubernetes_client, task_settings_and_spec
 
         settings, spec = task_settings_and_spec()
         try:
-            return pipeline.deploy(settings, spec, data_ref, version, kubernetes_client=kubernetes_client(settings))
+            return deploy_version(
+                settings,
+                spec,
+                data_ref,
+                version,
+                mode=params.get("rollout", "spec"),
+                canary_share=params.get("canary_share"),
+                airflow_run_id=dag_run.run_id,
+                kubernetes_client=kubernetes_client(settings),
+            )
         except pipeline.PromotionRefused as refused:
             # another run promoted a better champion meanwhile: an outcome, like a gate rejection
             raise AirflowSkipException(f"not promoted: {refused}") from None

@@ -1,7 +1,7 @@
 """Model registry operations: versions, lineage tags and aliases.
 
-Promotion uses aliases only (``challenger``, ``champion``, ``previous_champion``),
-never the deprecated stages. ``champion`` moves only through :func:`promote_champion`,
+Promotion uses aliases only (``challenger``, ``champion``, ``previous_champion``, and
+``candidate`` for the version in a rollout), never the deprecated stages. ``champion`` moves only through :func:`promote_champion`,
 which the deploy step calls after the served model answered its smoke test.
 
 Two promotions of one model never interleave: each runs inside
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
+# the version in a rollout (shadow or canary), while it runs (see include.rollout)
+CANDIDATE = "candidate"
 # a deploy holds the lock through its rollout and smoke test, which may take minutes on a cluster
 PROMOTION_LOCK_TIMEOUT_S = 1800
 _UNSET = object()
@@ -123,6 +125,17 @@ def set_version_tags(model_name: str, version: str, tags: Mapping[str, object]) 
         client.set_model_version_tag(
             model_name, version, key, str(value).lower() if isinstance(value, bool) else str(value)
         )
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version`` (moving it when it points elsewhere); MLflow's errors pass through."""
+    _client().set_registered_model_alias(model_name, alias, str(version))
+
+
+def delete_alias(model_name: str, alias: str) -> None:
+    """Remove ``alias``; nothing happens when it does not exist. Other MLflow errors pass through."""
+    if alias_version(model_name, alias) is not None:
+        _client().delete_registered_model_alias(model_name, alias)
 
 
 def version_tags(model_name: str, version: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ dataset is a matter of writing another spec (see the README)::
       - {name: region_code, type: categorical, categories: [1, 2, 3]}
     gate: {metric: roc_auc, min: 0.55, max_regression: 0.01}
     monitoring: {verdict: calibrated, false_alarm_rate: 0.01}
+    rollout: {mode: canary}  # direct | shadow | canary, see include.data.rollout_spec
 
 A feature's ``drift`` entry tunes its monitoring: ``drift: false`` leaves it out of
 the drift check (a calendar feature that a one-day window cannot represent), and
@@ -37,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from include.data.rollout_spec import RolloutSpec, parse_rollout
 from include.settings import PROJECT_ROOT
 
 FEATURE_TYPES = ("numeric", "categorical")
@@ -155,6 +157,7 @@ class DatasetSpec:
     positive_class: str | None = None
     gate: GateSpec | None = None
     monitoring: MonitoringSpec = MonitoringSpec()
+    rollout: RolloutSpec = RolloutSpec()
     derived_id: bool = False
     derived_timestamp: bool = False
 
@@ -440,6 +443,7 @@ def load_spec(path: str | Path, environ=None) -> DatasetSpec:
         positive_class=positive_class,
         gate=_gate(path, raw.get("gate"), task),
         monitoring=_monitoring(path, raw.get("monitoring")),
+        rollout=parse_rollout(str(path), raw.get("rollout")),
         derived_id=not raw.get("id_column"),
         derived_timestamp=not raw.get("timestamp_column"),
     )

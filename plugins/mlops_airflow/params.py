@@ -18,6 +18,9 @@ from include.training import MODEL_TYPES
 # every metric a spec's gate may name (include.data.spec.HIGHER_IS_BETTER), kept here so that
 # parsing a DAG file does not import the spec module
 GATE_METRICS = ["roc_auc", "pr_auc", "log_loss", "macro_f1", "rmse", "mae", "r2"]
+# the deploy's rollout modes (include.data.rollout_spec.MODES) and "spec": the dataset spec's own
+ROLLOUT_CHOICES = ["spec", "direct", "shadow", "canary"]
+FORCE_CHOICES = ["none", "promote", "rollback"]
 
 
 def training_params() -> dict[str, Param]:
@@ -93,6 +96,25 @@ def training_params() -> dict[str, Param]:
             "p95 time the challenger may take to answer one request.",
             exclusiveMinimum=0,
             maximum=10000,
+        ),
+        "rollout": _choice(
+            "spec",
+            ROLLOUT_CHOICES,
+            "Deploy",
+            "Rollout",
+            "How the gated version reaches traffic. direct: served alone and made champion at once. "
+            "shadow: the champion answers, the candidate's predictions are logged. canary: a sticky share "
+            "of rows is answered by the candidate. shadow and canary are decided by ml_rollout from live "
+            "labels. spec: the dataset spec's rollout.mode (also what a drift-triggered retraining uses).",
+        ),
+        "canary_share": _optional(
+            "number",
+            "Deploy",
+            "First canary share",
+            "Share of rows the candidate answers at the canary's first step. Empty: the spec's first "
+            "rollout.canary_steps value.",
+            exclusiveMinimum=0,
+            maximum=1,
         ),
         "reason": reason_param("manual", "Why this run was started; recorded on the model version."),
         "drift": _optional(
@@ -172,6 +194,21 @@ def rollback_params() -> dict[str, Param]:
             pattern=r"^(previous|[1-9][0-9]*)$",
         ),
         "reason": reason_param("rollback", "Why; recorded on both model versions.", section="Rollback"),
+    }
+
+
+def rollout_control_params() -> dict[str, Param]:
+    """The ``ml_rollout`` form, by param name: an operator's forced decision and why."""
+    return {
+        "force": _choice(
+            "none",
+            FORCE_CHOICES,
+            "Rollout",
+            "Force a decision",
+            "none: decide from the live rows and guardrails. promote: make the candidate champion now "
+            "(served alone and smoke-tested first). rollback: stop the rollout; the champion answers alone.",
+        ),
+        "reason": reason_param("scheduled check", "Why; recorded on the candidate with a forced decision.", "Rollout"),
     }
 
 

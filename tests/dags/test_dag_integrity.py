@@ -99,8 +99,20 @@ def test_training_params_are_the_documented_set(dagbag):
         "gate_min",
         "max_regression",
         "reason",
+        "rollout",
+        "canary_share",
     } <= set(params.keys())
     assert params.get_param("model_type").schema["enum"] == ["torch_mlp", "sklearn_hgb"]
+    assert params.get_param("rollout").schema["enum"] == ["spec", "direct", "shadow", "canary"]
+    assert params["rollout"] == "spec", "by default the dataset spec chooses"
+
+
+def test_the_rollout_dag_runs_hourly_one_at_a_time_and_can_be_forced(dagbag):
+    dag = dagbag.dags["ml_rollout"]
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.params.get_param("force").schema["enum"] == ["none", "promote", "rollback"]
+    assert dag.params["force"] == "none"
+    assert [task.task_id for task in dag.tasks] == ["decide_and_act"]
 
 
 @pytest.mark.parametrize(
@@ -117,6 +129,9 @@ def test_training_params_are_the_documented_set(dagbag):
         {"gate_min": "high"},
         {"max_regression": -0.1},
         {"reason": ""},
+        {"rollout": "blue_green"},
+        {"canary_share": 0},
+        {"canary_share": 1.5},
     ],
 )
 def test_invalid_training_params_are_refused(dagbag, bad):
