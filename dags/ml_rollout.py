@@ -18,7 +18,8 @@ spec's `rollout:` section (defaults in brackets):
 
 A promotion serves the candidate alone, smoke-tests it, and only then moves `champion`. Every decision is
 tagged on the candidate (`rollout.decision`, `rollout.reason`, `rollout.numbers`, ...); the returned XCom
-is the decision with its numbers. With no rollout in progress the run is skipped.
+is the decision with its numbers. A promotion or a rollback sends an alert (see the README's *Alerts*).
+With no rollout in progress the run is skipped.
 
 To stop or force a rollout, trigger this DAG with `force` = `rollback` or `promote` and a `reason` (the form,
 or `POST /api/v2/dags/ml_rollout/dagRuns` with `{"conf": {"force": "rollback", "reason": "..."}}`).
@@ -49,6 +50,7 @@ def ml_rollout():
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from include.rollout.controller import RolloutPromotionFailed, run_controller
+        from mlops_airflow.alerts import alert_rollout_decision
         from mlops_airflow.runtime import kubernetes_client, task_settings_and_spec
 
         settings, spec = task_settings_and_spec()
@@ -66,9 +68,12 @@ def ml_rollout():
             )
         except RolloutPromotionFailed as failed:
             # recorded as rolled back, the champion served again: a retry would find no rollout
+            alert_rollout_decision(failed.decision)
             raise AirflowFailException(str(failed)) from None
         if decision is None:
             raise AirflowSkipException("no rollout in progress")
+        # a promotion or a rollback alerts (once); a step or a wait for labels does not
+        alert_rollout_decision(decision)
         return decision
 
     decide_and_act()

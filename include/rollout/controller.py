@@ -44,7 +44,14 @@ MODES = ("direct", "shadow", "canary")
 
 
 class RolloutPromotionFailed(RuntimeError):
-    """Promoting the candidate failed; the champion is served again and the rollout ended as rolled back."""
+    """Promoting the candidate failed; the champion is served again and the rollout ended as rolled back.
+
+    ``decision`` is what :func:`run_controller` would have returned: the rollback, its reason and versions.
+    """
+
+    def __init__(self, message: str, decision: dict[str, Any]):
+        super().__init__(message)
+        self.decision = decision
 
 
 def _steps(spec_steps: tuple[float, ...], first_share: float | None) -> tuple[float, ...]:
@@ -221,7 +228,12 @@ def run_controller(
             return None
         tags = registry.version_tags(name, candidate)
         state = records.state_of(candidate, tags)
-        base = {"candidate_version": candidate, "champion_version": state.champion_version}
+        base = {
+            "candidate_version": candidate,
+            "champion_version": state.champion_version,
+            "mode": state.mode,
+            "started_at": records.iso(state.started_at),
+        }
         if tags.get("rollout.state") != records.RUNNING:
             # its end was recorded but the alias survived (a crash in between): finish the end
             registry.delete_alias(name, registry.CANDIDATE)
@@ -252,7 +264,11 @@ def run_controller(
             numbers = {**decision.numbers, "forced_by": actor, "undecided_action": decision.action}
             decision = RolloutDecision(force, f"forced by {actor}: {force_reason or 'no reason given'}", numbers)
         log.info("rollout of version %s: %s: %s\n%s", candidate, decision.action, decision.reason, decision.table())
-        outcome = _act(settings, spec, deployer, state, tags, decision, now, airflow_run_id, kubernetes_client)
+        try:
+            outcome = _act(settings, spec, deployer, state, tags, decision, now, airflow_run_id, kubernetes_client)
+        except RolloutPromotionFailed as failed:
+            failed.decision = {**failed.decision, **base, "state": records.ROLLED_BACK, "server": server}
+            raise
     return {**decision.to_dict(), **base, "state": outcome, "server": server}
 
 
@@ -326,6 +342,8 @@ def _act(settings, spec, deployer, state, tags, decision: RolloutDecision, now, 
     # promote: the deploy step serves the candidate alone, smoke-tests it, then moves champion
     from include.deployment import DeployFailed
 
+    # recorded first, so that the champion's history says a rollout promoted it (include.registry)
+    registry.set_version_tags(name, candidate, recorded)
     try:
         pipeline.deploy(settings, spec, pipeline.data_ref_of(settings, candidate), candidate, kubernetes_client)
     except (DeployFailed, pipeline.PromotionRefused) as failed:
@@ -335,8 +353,8 @@ def _act(settings, spec, deployer, state, tags, decision: RolloutDecision, now, 
         )
         _end(settings, deployer, candidate, records.ROLLED_BACK, reason, run_id, recorded=True)
         if isinstance(failed, DeployFailed):
-            raise RolloutPromotionFailed(f"version {candidate} was not promoted: {failed}") from failed
+            rolled_back = {**decision.to_dict(), "action": "rollback", "reason": reason}
+            raise RolloutPromotionFailed(f"version {candidate} was not promoted: {failed}", rolled_back) from failed
         return records.ROLLED_BACK
-    registry.set_version_tags(name, candidate, recorded)
     _end(settings, deployer, candidate, records.PROMOTED, decision.reason, run_id, recorded=True)
     return records.PROMOTED

@@ -453,3 +453,30 @@ def alert_rollout_ended(
         )
 
     return _guarded(build, context)
+
+
+def alert_rollout_decision(decision: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Alert on a decision of :func:`include.rollout.controller.run_controller` that ended its rollout.
+
+    ``decision`` is the controller's dict (``state``, ``reason``, ``numbers``, the versions, ``mode`` and
+    ``started_at``); a rollout still running (a step, or waiting for labels) sends nothing and returns ``{}``.
+    The decision's top-level numbers (not the per-slice tables) go with the alert. Never raises.
+    """
+    outcome = {"promoted": "promoted", "rolled_back": "rolled_back"}.get(str(decision.get("state")))
+    if outcome is None:
+        return {}
+    numbers = {
+        label: value
+        for label, value in (decision.get("numbers") or {}).items()
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    }
+    return alert_rollout_ended(
+        candidate_version=str(decision.get("candidate_version")),
+        champion_version=decision.get("champion_version"),
+        outcome=outcome,
+        reason=str(decision.get("reason", "")),
+        mode=decision.get("mode"),
+        rollout_id=decision.get("started_at"),
+        numbers=numbers,
+        context=context,
+    )

@@ -134,3 +134,31 @@ def test_rollout_alert_for_the_controller(received):
         alerts.alert_rollout_ended(candidate_version="5", champion_version="3", outcome="x", reason="", context={})
         == {}
     )
+
+
+def test_a_controller_decision_alerts_only_when_the_rollout_ends(received):
+    running = {
+        "action": "step",
+        "state": "running",
+        "reason": "non-inferior at 5 %",
+        "numbers": {"labelled_rows_candidate": 240},
+        "candidate_version": "6",
+        "champion_version": "5",
+        "mode": "canary",
+        "started_at": "2026-03-02T00:00:00+00:00",
+    }
+    assert alerts.alert_rollout_decision(running, context={}) == {}
+    promoted = {
+        **running,
+        "action": "promote",
+        "state": "promoted",
+        "reason": "roc_auc difference +0.031 [+0.012, +0.049] > -0.01 overall and on every slice",
+        # per-slice tables stay in the tags and the Models page; the alert carries the flat numbers
+        "numbers": {"labelled_rows_candidate": 1210, "slices": {"basic": {"low": 0.01}}, "forced": False},
+    }
+    assert alerts.alert_rollout_decision(promoted, context={}) == ALL
+    # the next hourly run finds the same ended rollout: no second alert
+    assert alerts.alert_rollout_decision(promoted, context={}) == {c: "already sent" for c in alerts.RECEIVER_CONN_IDS}
+    (alert,) = received.generic()
+    assert alert["title"].startswith("[customer_churn v6] rollout promoted")
+    assert "labelled_rows_candidate: 1210" in alert["message"] and "slices" not in alert["message"]
