@@ -13,7 +13,8 @@ spec's `rollout:` section (defaults in brackets):
   [`confidence` 95 %] overall and per slice (paired in shadow, two-sample in a canary):
   **rollback** when its upper bound is below `-margin` [0.01] overall or on a slice; **promote** (shadow) or
   **step** to the next `canary_steps` share [5 % → 25 % → 100 %], promote at the last, when its lower bound
-  is above `-margin` everywhere and the current share has had `min_labelled_rows` of its own;
+  is above `-margin` overall, no slice's estimate is below `-margin`, and the current share has had
+  `min_labelled_rows` of its own;
 - **rollback** when still undecided after `max_duration_hours` [72].
 
 A promotion serves the candidate alone, smoke-tests it, and only then moves `champion`. Every decision is

@@ -40,7 +40,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from include.util.wait import wait_until
-from scripts.local_stack import LocalStack
+from scripts.demo_rollout import (
+    DEMO_ROLLOUT,
+    LIVE_ROWS,
+    ROLLOUT_DAG_ID,
+    follow_rollout,
+    print_rollouts,
+    start_worse_candidate,
+    write_demo_spec,
+)
+from scripts.local_stack import LocalStack, models_page_url
 
 DAG_ID = "ml_training"
 DRIFT_DAG_ID = "drift_monitor"
@@ -187,11 +196,12 @@ def start_airflow(stack: LocalStack):
     print(f"starting Airflow (api-server, scheduler, dag-processor, triggerer) at {stack.api_url}...", flush=True)
     stack.start()
     client = stack.api()
-    for dag_id in (DAG_ID, DRIFT_DAG_ID):
+    for dag_id in (DAG_ID, DRIFT_DAG_ID, ROLLOUT_DAG_ID):
         client.wait_for_dag(dag_id)
-    # Both DAGs run: ml_training when triggered, drift_monitor nightly (and its backfill and
-    # manual runs: the scheduler starts no run, backfill or not, of a paused DAG)
-    for dag_id in (DAG_ID, DRIFT_DAG_ID):
+    # The DAGs run: ml_training when triggered, drift_monitor nightly (and its backfill and
+    # manual runs: the scheduler starts no run, backfill or not, of a paused DAG), ml_rollout
+    # hourly and when triggered (with no rollout in progress its run is skipped)
+    for dag_id in (DAG_ID, DRIFT_DAG_ID, ROLLOUT_DAG_ID):
         client.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
     return client
 
@@ -284,7 +294,13 @@ def print_summary(stack: LocalStack, client, run: dict) -> bool:
     print("-" * 72)
     print(f"model version : {version or 'none registered'}")
     print(f"champion      : {stack.settings.model_name} v{champion}" if champion else "champion      : none")
-    if deployed:
+    if deployed and deployed.get("mode") in ("shadow", "canary"):
+        share = f" answering {deployed['canary_share']:.0%} of the customers" if deployed["mode"] == "canary" else ""
+        print(
+            f"rollout       : v{deployed['version']} as a {deployed['mode']}{share}, beside champion "
+            f"v{deployed['champion_version']} at {deployed['url']}/invocations; ml_rollout decides"
+        )
+    elif deployed:
         print(
             f"serving       : {deployed['url']}/invocations (model v{deployed['version']}, "
             f"previous champion: {deployed['previous_champion'] or 'none'})"
@@ -406,6 +422,24 @@ def backfill_drift_monitor(client, first_day: date, last_day: date, timeout: flo
     return runs
 
 
+def roll_out(stack: LocalStack, client, drift_day: date, timeout: float) -> list[tuple[str, dict | None]]:
+    """Follow the retraining's canary to its end, then a worse candidate's; the two last decisions."""
+    from include.data.spec import load_spec
+    from include.simulation.generate import DriftConfig
+
+    spec = load_spec(stack.settings.dataset_spec, stack.env())
+    # the customers keep drifting as they did: the world the retrained model was trained for
+    drift = DriftConfig(kind="covariate", start=drift_day, strength=1.0)
+    print(f"\nthe retrained version goes out as a canary; live rounds of {LIVE_ROWS} customers, then {ROLLOUT_DAG_ID}:")
+    better = follow_rollout(stack, client, spec, drift, first_seed=100, timeout=timeout)
+    champion = champion_version(stack)
+    print(f"\na worse candidate: trained on shuffled labels, registered without a gate, canary against v{champion}...")
+    started = start_worse_candidate(stack, spec, champion)
+    print(f"  version {started['version']} serves {started['canary_share']:.0%} of the customers; live rounds:")
+    worse = follow_rollout(stack, client, spec, drift, first_seed=200, timeout=timeout)
+    return [("better", better), ("worse", worse)]
+
+
 def utc_midnight(day: date) -> str:
     return datetime.combine(day, datetime.min.time(), tzinfo=UTC).isoformat()
 
@@ -419,6 +453,10 @@ def run_generated(args, started: float) -> int:
 
     stack = LocalStack()
     reset_state(stack)
+    # the churn spec with a canary rollout: the retraining drift triggers goes out as one
+    demo_spec = write_demo_spec(stack.settings.dataset_spec, stack.home)
+    stack = LocalStack(extra_env={"MLOPS_DATASET_SPEC": str(demo_spec)})
+    print(f"dataset spec: {demo_spec} ({stack.settings.dataset_spec.name} with rollout: {DEMO_ROLLOUT})")
     set_up(stack)
     land_history(stack, history_start, args.history_days, args.rows_per_day)
     client = start_airflow(stack)
@@ -445,10 +483,12 @@ def run_generated(args, started: float) -> int:
         f"{len(retraining)} {DAG_ID} run(s) created by drift_monitor"
     )
     ok = len(fired) == 1 and len(retraining) == 1
+    rollouts: list[tuple[str, dict | None]] = []
     if retraining:
         print(f"following {DAG_ID} run {retraining[0]['dag_run_id']}:", flush=True)
         retrain_run = follow_run(client, retraining[0]["dag_run_id"], args.timeout)
         ok = print_summary(stack, client, retrain_run) and ok
+        rollouts = roll_out(stack, client, drift_day, args.timeout)
 
     print("\ndrift per simulated day (drift_monitor backfill; ROC AUC estimated by CBPE before labels, and realised):")
     print(f"  {'window':<10}  {'rows':>5}  {'drift share':>11}  {'est. AUC':>8}  {'real AUC':>8}  outcome")
@@ -460,6 +500,7 @@ def run_generated(args, started: float) -> int:
             f"{_auc(window['realised']):>8}  {window['outcome']}{mark}"
         )
     print(f"reports: {stack.settings.reports}/drift/<day>/report.html; MLflow experiment drift_monitoring")
+    ok = print_rollouts(stack, rollouts) and ok
     print(f"make demo took {time.monotonic() - started:.0f}s; Airflow keeps running until `make stop`.")
     return 0 if ok else 1
 
@@ -672,6 +713,7 @@ def print_dataset_summary(
         f"(user admin, password {stack.admin_password()})"
     )
     print(f"task logs     : {stack.airflow_home / 'logs'}")
+    print(f"Models page   : {models_page_url(stack)}")
     print("=" * 72)
     print(f"make demo took {time.monotonic() - started:.0f}s; Airflow keeps running until `make stop`.")
 

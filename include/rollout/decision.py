@@ -21,8 +21,9 @@ the order they are applied:
    :func:`slice_min_rows` labelled rows per version is reported, not decided on.
    - **roll back** when the upper bound of the difference is below ``-margin`` overall or on a decided slice
      (worse, with confidence);
-   - **non-inferior** when the lower bound is above ``-margin`` overall and on every decided slice
-     (a non-inferiority test at one-sided level (1 - confidence) / 2: Piaggio et al., "Reporting of
+   - **non-inferior** when the lower bound is above ``-margin`` overall and no decided slice's estimate
+     is below ``-margin`` (a slice's interval is wide: its estimate holds a promotion back, only its
+     interval rolls back) (overall, a non-inferiority test at one-sided level (1 - confidence) / 2: Piaggio et al., "Reporting of
      noninferiority and equivalence randomized trials", JAMA 2012; Wellek, *Testing Statistical Hypotheses
      of Equivalence and Noninferiority*, 2010). A non-inferior shadow is **promoted**. A canary needs, for its current share, ``min_labelled_rows`` rows answered by the candidate since that share began (each share
      is seen at work before the next): then it **steps** to the next share, or is **promoted** at the last.
@@ -337,14 +338,23 @@ def _judge(champion_rows, candidate_rows, spec, rollout, state, numbers, made) -
             f"the candidate is worse {'overall' if scope == 'overall' else 'on ' + scope}: {described(interval)}; "
             f"the upper bound is below -{margin:g} on {n_candidate} candidate and {n_champion} champion labelled rows",
         )
-    inferior = [name for name, interval in slices.items() if decided[name] and interval.low <= -margin]
-    if overall.low <= -margin or inferior:
-        scope = "overall" if overall.low <= -margin else f"on {where}{inferior[0]}"
+    if overall.low <= -margin:
         return made(
             "continue",
-            f"not yet shown non-inferior {scope} ({described(overall)}; the lower bound must be above -{margin:g})",
+            f"not yet shown non-inferior overall ({described(overall)}; the lower bound must be above -{margin:g})",
         )
-    shown = f"non-inferior overall and on {sum(decided.values())} decided slice(s): {described(overall)}, lower bound above -{margin:g}"
+    # A slice holds a fraction of the rows, so its interval is wide: it blocks a promotion while its
+    # estimate is worse than the margin, and rolls back (above) only when its interval is.
+    behind = [(name, interval) for name, interval in slices.items() if decided[name] and interval.difference < -margin]
+    if behind:
+        name, interval = behind[0]
+        return made(
+            "continue", f"behind on {where}{name} ({described(interval)}; its estimate must be above -{margin:g})"
+        )
+    shown = (
+        f"non-inferior overall: {described(overall)}, lower bound above -{margin:g}; no decided slice behind "
+        f"by more than {margin:g} ({sum(decided.values())} slice(s))"
+    )
     if state.mode == "shadow":
         return made("promote", f"{shown}, on {n_candidate} labelled rows")
     if step_rows < need:

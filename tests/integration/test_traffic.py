@@ -275,3 +275,32 @@ def test_a_stopped_server_has_written_every_row_it_answered(served, tmp_path):
     logged = read_window(root, utc(FIRST_DAY), utc(FIRST_DAY + timedelta(days=1)))
     assert logged["request_id"].tolist() == answer.json()["request_ids"]
     assert "7 rows written" in output
+
+
+def test_live_traffic_is_stamped_when_sent_routed_by_customer_id_and_labelled(served):
+    from include.simulation.live import send_live
+
+    settings, spec, url, version = served
+    before = datetime.now(UTC)
+    batch = send_live(settings, spec, url, 120, seed=5, batch_rows=BATCH_ROWS)
+    after = datetime.now(UTC)
+    assert (batch.rows, batch.requests) == (120, 3)
+    assert before <= batch.sent_at <= after
+    logged = read_window(settings.inference_log, before - timedelta(seconds=1), after + timedelta(seconds=1))
+    assert len(logged) == 120 and (logged["model_version"] == version).all()
+    # every row is stamped with the time it was sent, not a simulated day's time
+    assert (logged["timestamp"] == pd.Timestamp(batch.sent_at)).all()
+    # and labelled with the generated customers' true outcomes
+    expected = generate_day(spec, batch.sent_at.date(), 120, 5)[spec.target].to_numpy()
+    assert logged["label"].notna().all()
+    assert sorted(logged["label"].astype(int)) == sorted(expected.astype(int))
+    # nothing is landed in the training data
+    assert not partition_path(spec, batch.sent_at.date()).exists()
+
+
+def test_live_traffic_refuses_bad_sizes(served):
+    from include.simulation.live import send_live
+
+    settings, spec, url, _ = served
+    with pytest.raises(ValueError, match="rows must be a positive integer"):
+        send_live(settings, spec, url, 0, seed=1)

@@ -25,11 +25,13 @@ def _scores(labels: np.ndarray, strength: float, rng) -> np.ndarray:
     return 1 / (1 + np.exp(-(strength * (2 * labels - 1) + rng.normal(0, 1, len(labels)))))
 
 
-def _rows(n: int, *, champion: float, candidate: float, seed: int = 0, weak_slice: str | None = None) -> dict:
+def _rows(
+    n: int, *, champion: float, candidate: float, seed: int = 0, weak_slice: str | None = None, weak: float = 0.3
+) -> dict:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
     plans = rng.choice(SLICES, n)
-    strength = np.where(plans == weak_slice, 0.3, candidate) if weak_slice else np.full(n, candidate)
+    strength = np.where(plans == weak_slice, weak, candidate) if weak_slice else np.full(n, candidate)
     return {
         "labels": labels,
         "plans": plans,
@@ -194,3 +196,14 @@ def test_tight_guardrails_from_the_spec_apply(spec):
     rules = RolloutSpec(mode="shadow", guardrails=Guardrails(max_prediction_gap=0.001))
     frame = shadow_frame(500, labelled=0.0, champion=1.0, candidate=1.3)
     assert decide(frame, spec, rules, SHADOW, NOW).action == "rollback"
+
+
+def test_a_slice_behind_by_more_than_the_margin_holds_the_promotion_until_its_interval_decides(spec):
+    # premium: a little worse than the champion, on too few rows for its interval to say so
+    frame = shadow_frame(900, champion=0.8, candidate=1.8, weak_slice="premium", weak=0.6)
+    decision = decide(frame, spec, RULES, SHADOW, NOW)
+    premium = decision.numbers["slices"]["premium"]
+    assert decision.numbers["overall"]["low"] > -RULES.margin
+    assert premium["decided"] and premium["difference"] < -RULES.margin <= premium["high"]
+    assert decision.action == "continue", decision.reason
+    assert decision.reason.startswith("behind on plan=premium")
