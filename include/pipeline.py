@@ -228,7 +228,7 @@ def register(
 
 
 # ---------------------------------------------------------------------- deploy
-def _smoke_sample(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str):
+def smoke_sample(settings: Settings, spec: DatasetSpec, data_ref: dict[str, Any], version: str):
     """Held-out rows of ``data_ref``, typed by the one cast, and the registered ``version``'s
     output frame for them (every output column of the task)."""
     import mlflow
@@ -260,7 +260,7 @@ def deploy(
     from include.reporting.model_card import refresh_model_card
 
     tracking.configure(settings)
-    sample, expected = _smoke_sample(settings, spec, data_ref, version)
+    sample, expected = smoke_sample(settings, spec, data_ref, version)
     # Two runs that passed their gates at the same time take turns here; the second one
     # finds the first one's champion and must beat it too (see _confirm_gate).
     with registry.promotion_lock(settings, settings.model_name):
@@ -409,7 +409,7 @@ def rollback(
     # a rollback is a promotion too: it takes its turn with the deploys
     with registry.promotion_lock(settings, settings.model_name):
         version = resolve_target(settings.model_name, target)
-        sample, expected = _smoke_sample(settings, spec, data_ref_of(settings, version), version)
+        sample, expected = smoke_sample(settings, spec, data_ref_of(settings, version), version)
         outcome = roll_back(
             settings,
             deployer_for(settings, kubernetes_client),

@@ -231,13 +231,13 @@ class Deployer:
         from include.deployment.smoke import request
 
         response = request(
-            self._session, "GET", f"{self._endpoint_url(model_name)}/metrics", timeout=self.request_timeout
+            self._session, "GET", f"{self.endpoint_url(model_name)}/metrics", timeout=self.request_timeout
         )
         if response.status_code != 200:
             raise RuntimeError(f"GET /metrics answered HTTP {response.status_code}: {response.text[:200]}")
         return response.text
 
-    def _endpoint_url(self, model_name: str) -> str:
+    def endpoint_url(self, model_name: str) -> str:
         """The base URL the endpoint answers at."""
         raise NotImplementedError
 

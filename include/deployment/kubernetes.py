@@ -206,7 +206,7 @@ class KubernetesDeployer(Deployer):
         """The rollout the serving Deployment's container arguments carry; None without one (or a Deployment)."""
         return deployment_rollout(self.objects.read(DEPLOYMENT, self.config.resource_name(model_name)))
 
-    def _endpoint_url(self, model_name: str) -> str:
+    def endpoint_url(self, model_name: str) -> str:
         return self.service_url(model_name)
 
     def _serve_rollout(self, model_name: str, champion: str, config: RolloutConfig | None, stage: Stage) -> str:

@@ -77,7 +77,7 @@ class LocalServingDeployer(LocalServer, Deployer):
         """What the running server's ``GET /admin/rollout`` reports; None without a rollout or a running server."""
         return self.server_rollout()
 
-    def _endpoint_url(self, model_name: str) -> str:
+    def endpoint_url(self, model_name: str) -> str:
         return self.url
 
     def _serve_rollout(self, model_name: str, champion: str, config: RolloutConfig | None, stage: Stage) -> str:

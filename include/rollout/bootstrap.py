@@ -258,8 +258,12 @@ def paired(
     def one(mask_rows: np.ndarray, mask_cells: np.ndarray) -> Interval:
         exact_a = _exact(task, metric, champion, classes, mask_rows)
         exact_b = _exact(task, metric, candidate, classes, mask_rows)
-        sub = _Cells(cells.counts[mask_cells], {k: v[mask_cells] for k, v in cells.keys.items()},
-                     {k: v[mask_cells] for k, v in cells.values.items()}, cells.bins)  # fmt: skip
+        sub = _Cells(
+            cells.counts[mask_cells],
+            {k: v[mask_cells] for k, v in cells.keys.items()},
+            {k: v[mask_cells] for k, v in cells.values.items()},
+            cells.bins,
+        )
         w = weights[:, mask_cells]
         boot = _weighted(metric, w, sub, "b.", len(classes)) - _weighted(metric, w, sub, "a.", len(classes))
         counts = sub.counts[None, :]
@@ -316,8 +320,12 @@ def two_sample(
         if cells is None or not mask_rows.any():
             return exact, np.full(RESAMPLES, np.nan), float("nan"), int(mask_rows.sum())
         mask = np.ones(len(cells.counts), dtype=bool) if slice_code is None else cells.keys["slice"] == slice_code
-        sub = _Cells(cells.counts[mask], {k: v[mask] for k, v in cells.keys.items()},
-                     {k: v[mask] for k, v in cells.values.items()}, cells.bins)  # fmt: skip
+        sub = _Cells(
+            cells.counts[mask],
+            {k: v[mask] for k, v in cells.keys.items()},
+            {k: v[mask] for k, v in cells.values.items()},
+            cells.bins,
+        )
         boot = _weighted(metric, weights[:, mask], sub, "", len(classes))
         binned = float(_weighted(metric, sub.counts[None, :], sub, "", len(classes))[0])
         return exact, boot, binned, int(mask_rows.sum())

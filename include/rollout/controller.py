@@ -99,9 +99,15 @@ def deploy_version(
             note = f"version {version} is the champion already: nothing to roll out"
         else:
             return start_rollout(
-                settings, spec, data_ref, version, mode, canary_share=canary_share,
-                airflow_run_id=airflow_run_id, kubernetes_client=kubernetes_client,
-            )  # fmt: skip
+                settings,
+                spec,
+                data_ref,
+                version,
+                mode,
+                canary_share=canary_share,
+                airflow_run_id=airflow_run_id,
+                kubernetes_client=kubernetes_client,
+            )
         log.warning("%s", note)
     result = pipeline.deploy(settings, spec, data_ref, version, kubernetes_client=kubernetes_client)
     return {**result, "mode": "direct", **({"note": note} if note else {})}
@@ -121,7 +127,7 @@ def start_rollout(
 ) -> dict[str, Any]:
     """Serve ``version`` beside the champion as a ``shadow`` or ``canary`` candidate, tag it, alias it ``candidate``.
 
-    The candidate's smoke test runs on held-out rows of ``data_ref`` (:func:`include.pipeline._smoke_sample`).
+    The candidate's smoke test runs on held-out rows of ``data_ref`` (:func:`include.pipeline.smoke_sample`).
     A rollout of another candidate still running is stopped first (``rollout.state`` stopped). A retry for the
     same candidate finds it running and changes nothing. Returns ``{"model_name", "version", "mode",
     "champion_version", "canary_share", "steps", "url", "started_at"}``. Raises ``ValueError`` without a
@@ -142,13 +148,13 @@ def start_rollout(
         if running == version and registry.version_tags(name, version).get("rollout.state") == records.RUNNING:
             state = records.state_of(version, registry.version_tags(name, version))
             log.info("version %s is rolling out already (%s): nothing to start", version, state.mode)
-            return _started(settings, state, deployer._endpoint_url(name))
+            return _started(settings, state, deployer.endpoint_url(name))
         if running is not None:
             _end(settings, deployer, running, records.STOPPED, f"superseded by version {version}", airflow_run_id)
         started = (now or datetime.now(UTC)).astimezone(UTC)
         steps = _steps(spec.rollout.canary_steps, canary_share) if mode == "canary" else ()
         state = RolloutState(version, champion, mode, started, steps[0] if steps else 0.0, steps, started)
-        sample, expected = pipeline._smoke_sample(settings, spec, data_ref, version)
+        sample, expected = pipeline.smoke_sample(settings, spec, data_ref, version)
         url = deployer.start_rollout(name, _config(state, spec.id_column), sample, expected)
         registry.set_version_tags(name, version, records.start_tags(state, spec.id_column, airflow_run_id))
         registry.set_alias(name, registry.CANDIDATE, version)
@@ -181,10 +187,16 @@ def _end(settings, deployer, candidate: str, end_state: str, reason: str, airflo
     tags = registry.version_tags(name, candidate)
     now = records.iso(datetime.now(UTC))
     action = "promote" if end_state == records.PROMOTED else "rollback"
-    decision = {} if recorded else {
-        "rollout.decision": action, "rollout.reason": reason,
-        "rollout.decided_at": now, "rollout.airflow_run_id": airflow_run_id,
-    }  # fmt: skip
+    decision = (
+        {}
+        if recorded
+        else {
+            "rollout.decision": action,
+            "rollout.reason": reason,
+            "rollout.decided_at": now,
+            "rollout.airflow_run_id": airflow_run_id,
+        }
+    )
     registry.set_version_tags(name, candidate, {"rollout.state": end_state, "rollout.ended_at": now, **decision})
     champion = tags.get("rollout.champion_version")
     if champion:
@@ -287,7 +299,7 @@ def _reconcile(settings, spec, deployer, state: RolloutState, tags: dict[str, st
         return f"updated from {actual.as_json()}"
     log.warning("the server runs %s, the registry records %s (a restart?): re-applying the rollout", actual, expected)
     data_ref = pipeline.data_ref_of(settings, state.candidate_version)
-    sample, expected_frame = pipeline._smoke_sample(settings, spec, data_ref, state.candidate_version)
+    sample, expected_frame = pipeline.smoke_sample(settings, spec, data_ref, state.candidate_version)
     deployer.start_rollout(name, expected, sample, expected_frame)
     return f"re-applied (the server had {json.dumps(None if actual is None else actual.as_json())})"
 

@@ -34,9 +34,17 @@ def test_the_section_reads_as_not_measured_without_results():
             "noise_correlation": 0.7,
             "checkpoints": [200, 300, 450, 675],
             "results": [
-                {"design": "canary 5%", "effect": 0.02, "expected": "promote", "runs": 3, "correct": 2,
-                 "undecided": 1, "median_candidate_rows": 1350.0, "median_requests": 27000.0},
+                {
+                    "design": "canary 5%",
+                    "effect": 0.02,
+                    "expected": "promote",
+                    "runs": 3,
+                    "correct": 2,
+                    "undecided": 1,
+                    "median_candidate_rows": 1350.0,
+                    "median_requests": 27000.0,
+                },
             ],
         }
-    )  # fmt: skip
+    )
     assert "| canary 5% | +0.02 | promote | 2/3 (1 undecided) | 1,350 | 27,000 |" in lines
