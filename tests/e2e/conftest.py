@@ -16,7 +16,9 @@ unpausing creates (yesterday's window) finds no traffic and skips.
 from __future__ import annotations
 
 import atexit
+import shutil
 import signal
+import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +44,7 @@ TRAFFIC_DAYS_LIST = [TRAFFIC_START + timedelta(days=offset) for offset in range(
 
 TRAINING_DAG_ID = "ml_training"
 DRIFT_DAG_ID = "drift_monitor"
+ROLLBACK_DAG_ID = "ml_rollback"
 FINISHED = {"success", "failed"}
 RUN_TIMEOUT = 600
 
@@ -193,7 +196,7 @@ def e2e(tmp_path_factory) -> E2E:
             pytest.fail(f"the local Airflow did not start: {exc}\n{E2E(stack, None).component_logs()}")
         started_groups = _process_groups(stack)
         client = stack.api()
-        for dag_id in (TRAINING_DAG_ID, DRIFT_DAG_ID):
+        for dag_id in (TRAINING_DAG_ID, DRIFT_DAG_ID, ROLLBACK_DAG_ID):
             client.wait_for_dag(dag_id, timeout=240)
         yield E2E(stack, client)
     finally:
@@ -234,3 +237,208 @@ def artifacts() -> Path:
             stale.unlink()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="package")
+def served_traffic(e2e: E2E, first_champion: dict) -> list:
+    """TRAFFIC_DAYS days of requests to the champion the REST-triggered run deployed, with
+    covariate drift from DRIFT_FROM: ``include.simulation.traffic.simulate``'s days."""
+    assert first_champion["run"]["state"] == "success", "no champion: see test_rest_trigger_trains_and_registers"
+    from include.data.spec import load_spec
+    from include.simulation.generate import DriftConfig
+    from include.simulation.traffic import simulate
+
+    spec = load_spec(e2e.settings.dataset_spec, e2e.stack.env())
+    return simulate(
+        e2e.settings,
+        spec,
+        e2e.settings.serving_url,
+        TRAFFIC_START,
+        TRAFFIC_DAYS,
+        TRAFFIC_ROWS_PER_DAY,
+        drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0),
+    )
+
+
+@pytest.fixture(scope="package")
+def drift_backfill(e2e: E2E, served_traffic: list) -> dict:
+    """drift_monitor backfilled over the served days through the REST API, one window at a time
+    as the local profile's SQLite needs, followed to its end with the retraining it triggered.
+
+    Returns ``{"backfill": the backfill, "runs": its drift_monitor runs, "decisions": {day:
+    the retraining decision}, "retraining": [the ml_training runs it triggered, finished]}``.
+    """
+    # created while the Dag is paused, then unpaused: what a backfill on SQLite needs (see create_backfill)
+    backfill = e2e.client.create_backfill(
+        DRIFT_DAG_ID,
+        utc(TRAFFIC_DAYS_LIST[0]).isoformat(),
+        utc(TRAFFIC_DAYS_LIST[-1]).isoformat(),
+        max_active_runs=1,
+        reprocess_behavior="completed",
+        dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100},
+    )
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        # the run listing carries no backfill id: this backfill's runs are the backfill runs in its range
+        runs = [
+            r
+            for r in e2e.runs(DRIFT_DAG_ID, run_type="backfill")
+            if TRAFFIC_DAYS_LIST[0].isoformat() <= r["data_interval_start"][:10] <= TRAFFIC_DAYS_LIST[-1].isoformat()
+        ]
+        done = e2e.client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")
+        if done and all(r["state"] in FINISHED for r in runs):
+            break
+        if time.monotonic() > deadline:
+            unfinished = [r["dag_run_id"] for r in runs if r["state"] not in FINISHED]
+            details = "\n".join(e2e.diagnostics(DRIFT_DAG_ID, run_id) for run_id in unfinished[:1])
+            pytest.fail(
+                f"backfill {backfill['id']} not finished after {RUN_TIMEOUT}s; runs "
+                f"{[(r['dag_run_id'], r['state']) for r in runs]}\n{details}"
+            )
+        time.sleep(3)
+    decisions = {
+        r["data_interval_start"][:10]: e2e.xcom(DRIFT_DAG_ID, r["dag_run_id"], "trigger_retraining", "decision")
+        for r in runs
+    }
+    retraining = [r for r in e2e.runs(TRAINING_DAG_ID) if r["dag_run_id"].startswith("drift__")]
+    finished = [e2e.wait_for_run(TRAINING_DAG_ID, r["dag_run_id"]) for r in retraining]
+    return {"backfill": backfill, "runs": runs, "decisions": decisions, "retraining": finished}
+
+
+# ---------------------------------------------------------------------- the browser
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists() or not Path("/usr/bin/chromedriver").exists(),
+    reason="Debian's chromium and chromium-driver are not installed (`make test` installs "
+    "them: apt-get install chromium chromium-driver)",
+)
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT = 90  # seconds for a page or an element: the UI shares 2 cores with the whole of Airflow
+
+
+@pytest.fixture(scope="module")
+def browser(e2e, artifacts):
+    """A logged-out headless Chromium with a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = Path(tempfile.mkdtemp(prefix="e2e-chromium-"))
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--disable-extensions",
+        "--window-size=1600,1000",
+        "--lang=en-US",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class Page:
+    """Waits and screenshots around one driver, with the page's text in every failure."""
+
+    def __init__(self, driver, e2e, artifacts: Path):
+        self.driver = driver
+        self.e2e = e2e
+        self.artifacts = artifacts
+
+    def open(self, path: str) -> None:
+        self.driver.get(f"{self.e2e.stack.api_url}{path}")
+
+    def text(self) -> str:
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            return self.driver.find_element("tag name", "body").text
+        except WebDriverException:
+            return ""
+
+    def shot(self, name: str) -> Path:
+        path = self.artifacts / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def wait_for(self, condition, what: str, timeout: float = WAIT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                result = condition()
+            except Exception:  # the page is still rendering: elements come and go
+                result = None
+            if result:
+                return result
+            time.sleep(0.5)
+        shot = self.shot(f"failed-{what.replace(' ', '-')[:60]}")
+        pytest.fail(
+            f"UI: {what} not seen after {timeout:.0f}s at {self.driver.current_url} (screenshot {shot})\n"
+            f"page text:\n{self.text()[:3000]}"
+        )
+
+    def wait_for_text(self, *texts: str, timeout: float = WAIT) -> None:
+        self.wait_for(lambda: all(text in self.text() for text in texts), f"text {texts!r}", timeout)
+
+    def button(self, label: str, scope=None):
+        """The visible, enabled button whose text, aria-label or title is ``label`` (icon buttons have no text)."""
+        root = scope or self.driver
+        xpath = f".//button[normalize-space(.)='{label}' or @aria-label='{label}' or @title='{label}']"
+        for element in root.find_elements("xpath", xpath):
+            if element.is_displayed() and element.is_enabled():
+                return element
+        return None
+
+    def click(self, label: str, scope=None) -> None:
+        element = self.wait_for(lambda: self.button(label, scope), f"button {label}")
+        self.click_element(element, f"button {label}")
+
+    def click_element(self, element, what: str) -> None:
+        """Click ``element`` once it takes the click: while a section opens, the layout still moves
+        and another element (the JSON editor of a param, say) may sit where it is about to be."""
+
+        def clicked() -> bool:
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+            element.click()  # raises while another element would receive the click
+            return True
+
+        self.wait_for(clicked, f"a clickable {what}")
+
+    def set_value(self, element, value: str) -> None:
+        """Type into a React-controlled input the way a user does: select all, then type."""
+        from selenium.webdriver.common.keys import Keys
+
+        self.click_element(element, f"field {element.get_attribute('name')}")
+        element.send_keys(Keys.CONTROL, "a")
+        element.send_keys(Keys.BACKSPACE)
+        element.send_keys(value)
+
+
+@pytest.fixture(scope="module")
+def ui(browser, e2e, artifacts) -> Page:
+    return Page(browser, e2e, artifacts)
+
+
+@pytest.fixture(scope="module")
+def logged_in(ui: Page) -> Page:
+    ui.open("/")
+    username = ui.wait_for(lambda: ui.driver.find_element("name", "username"), "the login form")
+    ui.set_value(username, "admin")
+    ui.set_value(ui.driver.find_element("name", "password"), ui.e2e.stack.admin_password())
+    ui.shot("01-login")
+    ui.click("Sign in")
+    ui.wait_for(lambda: "/auth/login" not in ui.driver.current_url and "Dags" in ui.text(), "the home page")
+    return ui

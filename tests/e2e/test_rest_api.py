@@ -73,61 +73,14 @@ def test_invalid_params_are_refused_with_no_run(e2e, conf, message):
     assert e2e.run_count(TRAINING_DAG_ID) == before
 
 
-@pytest.fixture(scope="module")
-def served_traffic(e2e, first_champion):
-    """TRAFFIC_DAYS days of requests to the champion the REST-triggered run deployed."""
-    assert first_champion["run"]["state"] == "success", "no champion: see test_rest_trigger_trains_and_registers"
-    from include.data.spec import load_spec
-    from include.simulation.generate import DriftConfig
-    from include.simulation.traffic import simulate
-
-    spec = load_spec(e2e.settings.dataset_spec, e2e.stack.env())
-    return simulate(
-        e2e.settings,
-        spec,
-        e2e.settings.serving_url,
-        TRAFFIC_START,
-        TRAFFIC_DAYS,
-        TRAFFIC_ROWS_PER_DAY,
-        drift=DriftConfig(kind="covariate", start=DRIFT_FROM, strength=1.0),
-    )
-
-
-def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_traffic):
+def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_traffic, drift_backfill):
     """A backfill, one window at a time as the local profile's SQLite needs: one run and one
     report per day, and the drifted windows trigger exactly one retraining."""
     assert [day.drifted for day in served_traffic] == [day >= DRIFT_FROM for day in TRAFFIC_DAYS_LIST]
     drifted_days = [day.isoformat() for day in TRAFFIC_DAYS_LIST if day >= DRIFT_FROM]
     assert len(drifted_days) >= 2, "one retraining from several drifted windows needs several of them"
-    # created while the Dag is paused, then unpaused: what a backfill on SQLite needs (see create_backfill)
-    backfill = e2e.client.create_backfill(
-        DRIFT_DAG_ID,
-        utc(TRAFFIC_DAYS_LIST[0]).isoformat(),
-        utc(TRAFFIC_DAYS_LIST[-1]).isoformat(),
-        max_active_runs=1,
-        reprocess_behavior="completed",
-        dag_run_conf={"allow_backfill_retrain": True, "min_rows": 100},
-    )
+    runs = drift_backfill["runs"]
     assert e2e.client.call("GET", f"/dags/{DRIFT_DAG_ID}")["is_paused"] is False
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while True:
-        # the run listing carries no backfill id: this backfill's runs are the backfill runs in its range
-        runs = [
-            r
-            for r in e2e.runs(DRIFT_DAG_ID, run_type="backfill")
-            if TRAFFIC_DAYS_LIST[0].isoformat() <= r["data_interval_start"][:10] <= TRAFFIC_DAYS_LIST[-1].isoformat()
-        ]
-        done = e2e.client.call("GET", f"/backfills/{backfill['id']}").get("completed_at")
-        if done and all(r["state"] in FINISHED for r in runs):
-            break
-        if time.monotonic() > deadline:
-            unfinished = [r["dag_run_id"] for r in runs if r["state"] not in FINISHED]
-            details = "\n".join(e2e.diagnostics(DRIFT_DAG_ID, run_id) for run_id in unfinished[:1])
-            pytest.fail(
-                f"backfill {backfill['id']} not finished after {RUN_TIMEOUT}s; runs "
-                f"{[(r['dag_run_id'], r['state']) for r in runs]}\n{details}"
-            )
-        time.sleep(3)
 
     # exactly one run per day, each over exactly its day
     intervals = sorted((r["data_interval_start"][:10], r["data_interval_end"][:10]) for r in runs)
@@ -145,10 +98,7 @@ def test_backfill_drift_monitor_one_run_per_day_and_one_retraining(e2e, served_t
         assert metrics["rows"] == TRAFFIC_ROWS_PER_DAY, metrics
         if day < DRIFT_FROM:
             assert metrics["drift_share"] < 0.3, (day, metrics)
-    decisions = {
-        r["data_interval_start"][:10]: e2e.xcom(DRIFT_DAG_ID, r["dag_run_id"], "trigger_retraining", "decision")
-        for r in runs
-    }
+    decisions = drift_backfill["decisions"]
     # the first drifted window fires; the later ones find its run queued or running, or the cooldown
     fired = sorted(day for day, decision in decisions.items() if decision and decision["outcome"] == "retrain")
     assert len(fired) == 1 and fired[0] in drifted_days, decisions

@@ -1,161 +1,17 @@
 """The Airflow UI in headless Chromium: login, the DAGs and their docs, the trigger form, a run from it.
 
-Drives Debian's ``chromium`` through ``chromedriver`` (Selenium) against the real
-api-server of tests/e2e/conftest.py. Screenshots of each step go to
+Drives Debian's ``chromium`` through ``chromedriver`` (Selenium, the ``logged_in`` fixture of
+tests/e2e/conftest.py) against its real api-server. Screenshots of each step go to
 ``test-artifacts/e2e/`` (git-ignored). ``make test`` installs Chromium via apt.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.conftest import RUN_TIMEOUT, TRAINING_DAG_ID
+from tests.e2e.conftest import NEEDS_CHROMIUM, RUN_TIMEOUT, TRAINING_DAG_ID, Page
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not Path("/usr/bin/chromium").exists() or not Path("/usr/bin/chromedriver").exists(),
-        reason="Debian's chromium and chromium-driver are not installed (`make test` installs "
-        "them: apt-get install chromium chromium-driver)",
-    ),
-]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-WAIT = 90  # seconds for a page or an element: the UI shares 2 cores with the whole of Airflow
-
-
-@pytest.fixture(scope="module")
-def browser(e2e, artifacts):
-    """A logged-out headless Chromium with a fresh profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = Path(tempfile.mkdtemp(prefix="e2e-chromium-"))
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--disable-extensions",
-        "--window-size=1600,1000",
-        "--lang=en-US",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-class Page:
-    """Waits and screenshots around one driver, with the page's text in every failure."""
-
-    def __init__(self, driver, e2e, artifacts: Path):
-        self.driver = driver
-        self.e2e = e2e
-        self.artifacts = artifacts
-
-    def open(self, path: str) -> None:
-        self.driver.get(f"{self.e2e.stack.api_url}{path}")
-
-    def text(self) -> str:
-        from selenium.common.exceptions import WebDriverException
-
-        try:
-            return self.driver.find_element("tag name", "body").text
-        except WebDriverException:
-            return ""
-
-    def shot(self, name: str) -> Path:
-        path = self.artifacts / f"{name}.png"
-        self.driver.save_screenshot(str(path))
-        return path
-
-    def wait_for(self, condition, what: str, timeout: float = WAIT):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                result = condition()
-            except Exception:  # the page is still rendering: elements come and go
-                result = None
-            if result:
-                return result
-            time.sleep(0.5)
-        shot = self.shot(f"failed-{what.replace(' ', '-')[:60]}")
-        pytest.fail(
-            f"UI: {what} not seen after {timeout:.0f}s at {self.driver.current_url} (screenshot {shot})\n"
-            f"page text:\n{self.text()[:3000]}"
-        )
-
-    def wait_for_text(self, *texts: str, timeout: float = WAIT) -> None:
-        self.wait_for(lambda: all(text in self.text() for text in texts), f"text {texts!r}", timeout)
-
-    def button(self, label: str, scope=None):
-        """The visible, enabled button whose text, aria-label or title is ``label`` (icon buttons have no text)."""
-        root = scope or self.driver
-        xpath = f".//button[normalize-space(.)='{label}' or @aria-label='{label}' or @title='{label}']"
-        for element in root.find_elements("xpath", xpath):
-            if element.is_displayed() and element.is_enabled():
-                return element
-        return None
-
-    def click(self, label: str, scope=None) -> None:
-        element = self.wait_for(lambda: self.button(label, scope), f"button {label}")
-        self.click_element(element, f"button {label}")
-
-    def click_element(self, element, what: str) -> None:
-        """Click ``element`` once it takes the click: while a section opens, the layout still moves
-        and another element (the JSON editor of a param, say) may sit where it is about to be."""
-
-        def clicked() -> bool:
-            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-            element.click()  # raises while another element would receive the click
-            return True
-
-        self.wait_for(clicked, f"a clickable {what}")
-
-    def set_value(self, element, value: str) -> None:
-        """Type into a React-controlled input the way a user does: select all, then type."""
-        from selenium.webdriver.common.keys import Keys
-
-        self.click_element(element, f"field {element.get_attribute('name')}")
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(Keys.BACKSPACE)
-        element.send_keys(value)
-
-
-@pytest.fixture(scope="module")
-def ui(browser, e2e, artifacts) -> Page:
-    return Page(browser, e2e, artifacts)
-
-
-@pytest.fixture(scope="module")
-def logged_in(ui: Page) -> Page:
-    ui.open("/")
-    username = ui.wait_for(lambda: ui.driver.find_element("name", "username"), "the login form")
-    ui.set_value(username, "admin")
-    ui.set_value(ui.driver.find_element("name", "password"), ui.e2e.stack.admin_password())
-    ui.shot("01-login")
-    ui.click("Sign in")
-    ui.wait_for(lambda: "/auth/login" not in ui.driver.current_url and "Dags" in ui.text(), "the home page")
-    return ui
+pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 
 def test_login_with_the_generated_admin_password(logged_in: Page):

@@ -1,6 +1,12 @@
 """The Models page as HTML: its JSON (:func:`include.reporting.models_page.models_page`) drawn as
-tables and inline SVG charts. No script and no external resource: the page renders offline and
-inside the Airflow UI's frame. Every value is escaped."""
+tables and inline SVG charts. No external resource: the page renders offline and inside the
+Airflow UI's frame. Every value is escaped.
+
+The UI's frame is sandboxed without ``allow-top-navigation`` or ``allow-popups``, so a link may
+neither leave the frame nor open a tab: a day's drift report opens in the frame (the UI's
+address bar follows it, and Back returns), and links to Airflow's own pages (``target=_top``)
+are taken by the page's one inline script (:data:`TOP_LINKS`), which moves the UI's router
+there, as a click in the UI does. Opened alone, the page's links work without it."""
 
 from __future__ import annotations
 
@@ -24,6 +30,24 @@ vertical-align:top} th{background:#f1f3f5} .pass{color:#2b8a3e;font-weight:600} 
 details{margin:4px 0} summary{cursor:pointer;font-weight:600} code{font-size:12px}
 """
 
+# In the UI's sandboxed frame a target=_top link is refused; the frame shares the UI's origin,
+# so it can push the link's path onto the UI's history and let its router render it.
+TOP_LINKS = """
+document.addEventListener("click", function (event) {
+  var link = event.target.closest ? event.target.closest("a[target=_top]") : null;
+  if (!link || window.top === window) return;
+  try {
+    var url = new URL(link.href), ui = window.top;
+    if (url.origin !== ui.location.origin) return;
+    ui.history.pushState({}, "", url.pathname + url.search + url.hash);
+    ui.dispatchEvent(new PopStateEvent("popstate", {state: {}}));
+    event.preventDefault();
+  } catch (error) {
+    // another origin's frame: the link is left to the browser
+  }
+});
+"""
+
 
 def _e(value: Any) -> str:
     return "—" if value is None or value == "" else escape(str(value))
@@ -33,12 +57,12 @@ def _num(value: Any, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else _e(value)
 
 
-def _link(url: str | None, text: Any, new_tab: bool = False) -> str:
+def _link(url: str | None, text: Any, top: bool = True) -> str:
+    """A link; ``top``: to a page of the Airflow UI, shown in the whole window (see :data:`TOP_LINKS`)."""
     if not url:
         return _e(text)
-    # the page sits in the Airflow UI's frame: Airflow's own pages open in the whole window
-    target = "_blank" if new_tab else "_top"
-    return f'<a href="{escape(url)}" target="{target}" rel="noopener">{_e(text)}</a>'
+    target = ' target="_top"' if top else ""
+    return f'<a href="{escape(url)}"{target}>{_e(text)}</a>'
 
 
 def _badge(how: str) -> str:
@@ -301,7 +325,7 @@ def _drift(drift: dict[str, Any]) -> str:
                     if day.get("decision_reason")
                     else ""
                 ),
-                _link(day.get("report_url"), "report", new_tab=True) if day.get("report_url") else "—",
+                _link(day.get("report_url"), "report", top=False) if day.get("report_url") else "—",
             ]
         )
     headers = ["day", "champion", "rows", "drift share / threshold", "drifted columns", "estimated ROC AUC (CBPE)"]
@@ -342,5 +366,5 @@ def render_page(document: dict[str, Any]) -> str:
         f"<h2 id='drift'>Drift per day</h2>{_drift(document['drift'])}"
         f"<h2 id='versions'>Versions</h2>{''.join(_version(v) for v in document['versions']) or '—'}"
         f"<h2 id='rejections'>Rejected challengers</h2>{_rejections(document['rejections'])}"
-        "</body></html>"
+        f"<script>{TOP_LINKS}</script></body></html>"
     )
