@@ -53,6 +53,11 @@ def _e(value: Any) -> str:
     return "—" if value is None or value == "" else escape(str(value))
 
 
+def _version_name(version: Any) -> str:
+    """``v3`` for a version, ``none`` where an alias points nowhere."""
+    return "none" if version is None or version == "" else f"v{escape(str(version))}"
+
+
 def _num(value: Any, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else _e(value)
 
@@ -358,8 +363,8 @@ def render_page(document: dict[str, Any]) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Models</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Models: {_e(document['model_name'])}</h1>"
-        f"<p>Champion <b id='champion'>v{_e(document['champion'])}</b> · previous champion "
-        f"v{_e(document['previous_champion'])} · candidate v{_e(document['candidate'])} · "
+        f"<p>Champion <b id='champion'>{_version_name(document['champion'])}</b> · previous champion "
+        f"{_version_name(document['previous_champion'])} · candidate {_version_name(document['candidate'])} · "
         f"<span class='muted'>as of {_e(document['generated_at'])}</span></p>{notes}"
         f"<h2 id='champion-timeline'>Champion timeline</h2><p>{legend}</p>{_timeline(document)}"
         f"<h2 id='rollout'>Rollout in progress</h2>{_rollout(document.get('rollout'))}"
