@@ -35,6 +35,39 @@ DRIFT_FROM = TRAFFIC_START + timedelta(days=1)
 BAD_DAY = LAST_DAY + timedelta(days=10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def leave_no_drift_state(local_profile):
+    """The session's Airflow DB is shared: the drift runs, the retraining runs and the cooldown record this
+    module creates are removed afterwards, so that the drift_monitor tests start from none of them."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    from mlops_airflow.retraining import LAST_TRIGGER_VARIABLE
+
+    def drift_runs(session) -> list:
+        return (
+            session.query(DagRun)
+            .filter(
+                (DagRun.dag_id == "drift_monitor") | ((DagRun.dag_id == "ml_training") & DagRun.run_id.like("drift__%"))
+            )
+            .all()
+        )
+
+    with create_session() as session:
+        before = {(run.dag_id, run.run_id) for run in drift_runs(session)}
+    last_trigger = Variable.get(LAST_TRIGGER_VARIABLE, default_var=None)
+    yield
+    with create_session() as session:
+        for run in drift_runs(session):
+            if (run.dag_id, run.run_id) not in before:
+                session.delete(run)
+    if last_trigger is None:
+        Variable.delete(LAST_TRIGGER_VARIABLE)
+    else:
+        Variable.set(LAST_TRIGGER_VARIABLE, last_trigger)
+
+
 @pytest.fixture(scope="module")
 def received(local_profile):
     """The three receivers, live, with the alert connections pointing at them."""
