@@ -102,6 +102,17 @@ def expected_frame(expected: Any) -> pd.DataFrame | None:
     return pd.DataFrame({"probability": np.asarray(expected, dtype=float).reshape(-1)})
 
 
+def _checked_expected(sample: pd.DataFrame, expected: pd.DataFrame | np.ndarray | None) -> pd.DataFrame | None:
+    """``expected`` as :func:`expected_frame` gives it, after checking it against ``sample``; raises ``ValueError``
+    for an empty sample or an ``expected`` of another length."""
+    if len(sample) == 0:
+        raise ValueError("the smoke test needs at least one sample row")
+    expected_values = expected_frame(expected)
+    if expected_values is not None and len(expected_values) != len(sample):
+        raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
+    return expected_values
+
+
 def smoke_test(
     url: str,
     version: str,
@@ -120,11 +131,7 @@ def smoke_test(
     an ``expected`` of another length.
     """
     version = validate_version(version)
-    if len(sample) == 0:
-        raise ValueError("the smoke test needs at least one sample row")
-    expected_values = expected_frame(expected)
-    if expected_values is not None and len(expected_values) != len(sample):
-        raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
+    expected_values = _checked_expected(sample, expected)
     session = session or new_session()
     failures: list[str] = []
     checks: list[str] = []
@@ -194,11 +201,7 @@ def candidate_smoke_test(
     or an ``expected`` of another length.
     """
     candidate = validate_version(candidate)
-    if len(sample) == 0:
-        raise ValueError("the smoke test needs at least one sample row")
-    expected_values = expected_frame(expected)
-    if expected_values is not None and len(expected_values) != len(sample):
-        raise ValueError(f"expected has {len(expected_values)} values for {len(sample)} sample rows")
+    expected_values = _checked_expected(sample, expected)
     session = session or new_session()
     failures, checks = [], []
     try:

@@ -13,11 +13,21 @@ from pathlib import Path
 import pytest
 
 from scripts.local_stack import free_port
+from tests.conftest import TEST_LATENCY_BUDGET_MS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_DAY = date(2026, 3, 1)
 DAYS = 16
 LAST_DAY = FIRST_DAY + timedelta(days=DAYS - 1)
+# ml_training's form for a quick model on the landed days (a few seconds of training)
+FAST_TRAINING = {
+    "epochs": 4,
+    "batch_size": 128,
+    "training_window_days": DAYS,
+    "training_window_end": LAST_DAY.isoformat(),
+    "gate_min": 0.7,
+    "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +75,68 @@ def run_dag(dag_id: str, **test_kwargs) -> dict[str, str]:
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
     run_dag.last_run_id = run.run_id
     return states
+
+
+def xcom_value(dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+    """The XCom ``key`` of ``task_id`` in run ``run_id`` of ``dag_id``, deserialised; None when there is none."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter(
+                XComModel.dag_id == dag_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+                XComModel.run_id == run_id,
+            )
+            .first()
+        )
+        return None if row is None else (json.loads(row.value) if isinstance(row.value, str) else row.value)
+
+
+def finish_retraining_runs() -> None:
+    """Mark the retraining runs drift_monitor created (``drift__<day>``) done: no scheduler runs them here."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as session:
+        for run in session.query(DagRun).filter(DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%")):
+            run.state = DagRunState.SUCCESS
+
+
+@pytest.fixture
+def settings(mlops_env, monkeypatch):
+    """The local profile's settings on the test's private home, serving on a free port of 127.0.0.1."""
+    from include.settings import Settings
+    from include.tracking import configure
+    from tests.unit.serving_models import forget_mlflow_uris
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # a free port: the default one may be taken on this machine
+    monkeypatch.setenv("MLOPS_SERVING_PORT", str(free_port()))
+    settings = Settings.from_env()
+    configure(settings)
+    yield settings
+    forget_mlflow_uris()
+
+
+@pytest.fixture
+def deployer(settings):
+    """The local deployer of ``settings``; no server it started outlives the test."""
+    from include.deployment.local import LocalServingDeployer
+    from tests.integration.servers import kill_serving_processes
+
+    deployer = LocalServingDeployer(settings, start_timeout=60)
+    yield deployer
+    # the deployer's own stop first, then anything it lost track of
+    try:
+        deployer.stop()
+    finally:
+        leftovers = kill_serving_processes()
+    assert not leftovers, f"servers left running after the test: {leftovers}"
 
 
 def answer_approval_when_asked(option: str, comment: str, timeout: float = 300) -> threading.Thread:

@@ -18,18 +18,18 @@ import pytest
 
 from tests.alert_sinks import SECRETS, Received, connections, free_port, http_sink, smtp_sink
 from tests.conftest import TEST_LATENCY_BUDGET_MS
-from tests.integration.conftest import DAYS, LAST_DAY, answer_approval_when_asked, run_dag
+from tests.integration.conftest import (
+    FAST_TRAINING,
+    LAST_DAY,
+    answer_approval_when_asked,
+    finish_retraining_runs,
+    run_dag,
+    xcom_value,
+)
 
 pytestmark = pytest.mark.integration
 
-CONF = {
-    "epochs": 4,
-    "batch_size": 128,
-    "training_window_days": DAYS,
-    "training_window_end": LAST_DAY.isoformat(),
-    "gate_min": 0.7,
-    "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
-}
+CONF = FAST_TRAINING
 TRAFFIC_START = LAST_DAY + timedelta(days=1)
 DRIFT_FROM = TRAFFIC_START + timedelta(days=1)
 BAD_DAY = LAST_DAY + timedelta(days=10)
@@ -200,7 +200,7 @@ def test_drifted_windows_send_one_drift_alert(local_profile, received):
     before = received.titles()
     # the two drifted windows, then the first one again (a cleared task: its trigger runs again)
     states = [_drift_check(DRIFT_FROM), _drift_check(DRIFT_FROM + timedelta(days=1))]
-    _finish_retraining_runs()
+    finish_retraining_runs()
     states.append(_drift_check(DRIFT_FROM))
     assert states[0]["trigger_retraining"] == "success", states
     # the repeat decided to retrain again and reached the trigger: only the ledger kept the alert from going twice
@@ -233,31 +233,4 @@ def _drift_check(day) -> dict[str, str]:
 
 
 def _retrain_outcome(run_id: str) -> str | None:
-    import json
-
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(
-                XComModel.dag_id == "drift_monitor",
-                XComModel.task_id == "trigger_retraining",
-                XComModel.key == "decision",
-                XComModel.run_id == run_id,
-            )
-            .one()
-        )
-        value = json.loads(row.value) if isinstance(row.value, str) else row.value
-        return value["outcome"]
-
-
-def _finish_retraining_runs() -> None:
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    with create_session() as session:
-        for run in session.query(DagRun).filter(DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%")):
-            run.state = DagRunState.SUCCESS
+    return xcom_value("drift_monitor", run_id, "trigger_retraining", "decision")["outcome"]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEST_LATENCY_BUDGET_MS
-from tests.integration.conftest import DAYS, LAST_DAY, run_dag
+from tests.integration.conftest import DAYS, LAST_DAY, finish_retraining_runs, run_dag, xcom_value
 
 pytestmark = pytest.mark.integration
 
@@ -54,33 +54,8 @@ def _drift_runs() -> list:
         ]
 
 
-def _finish_training_runs() -> None:
-    """Mark the queued retraining runs done (no scheduler runs them in this test)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    with create_session() as session:
-        for run in session.query(DagRun).filter(DagRun.dag_id == "ml_training", DagRun.run_id.like("drift__%")):
-            run.state = DagRunState.SUCCESS
-
-
 def _decision(day) -> dict | None:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(
-                XComModel.dag_id == "drift_monitor",
-                XComModel.task_id == "trigger_retraining",
-                XComModel.key == "decision",
-                XComModel.run_id == _RUN_IDS[day],
-            )
-            .first()
-        )
-        return None if row is None else (json.loads(row.value) if isinstance(row.value, str) else row.value)
+    return xcom_value("drift_monitor", _RUN_IDS[day], "trigger_retraining", "decision")
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +122,7 @@ def test_drift_while_training_is_queued_does_not_trigger_again(served_traffic):
 
 
 def test_retried_trigger_and_cooldown_create_no_second_run(served_traffic):
-    _finish_training_runs()
+    finish_retraining_runs()
     # the same window again (a retry or a cleared task): its run exists, nothing new
     _check(DRIFT_FROM)
     # the next window, within the cooldown of the one that fired

@@ -35,31 +35,6 @@ def alias_version(model_name: str, alias: str) -> str | None:
     return None if version is None else str(version)
 
 
-@pytest.fixture
-def settings(mlops_env, monkeypatch):
-    from include.tracking import configure
-
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    # a free port: the default one may be taken on this machine
-    monkeypatch.setenv("MLOPS_SERVING_PORT", str(free_port()))
-    settings = Settings.from_env()
-    configure(settings)
-    yield settings
-    forget_mlflow_uris()
-
-
-@pytest.fixture
-def deployer(settings):
-    deployer = LocalServingDeployer(settings, start_timeout=60)
-    yield deployer
-    # the deployer's own stop first, then anything it lost track of: no server outlives a test
-    try:
-        deployer.stop()
-    finally:
-        leftovers = kill_serving_processes()
-    assert not leftovers, f"servers left running after the test: {leftovers}"
-
-
 def predict(url: str, sample) -> tuple[str, np.ndarray]:
     payload = {"dataframe_split": {"columns": list(sample.columns), "data": sample.to_numpy().tolist()}}
     response = requests.post(f"{url}/invocations", json=payload, timeout=10)

@@ -19,29 +19,6 @@ pytestmark = pytest.mark.integration
 MODEL_NAME = "customer_churn"
 
 
-@pytest.fixture
-def settings(mlops_env, monkeypatch):
-    from include.tracking import configure
-
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.setenv("MLOPS_SERVING_PORT", str(free_port()))
-    settings = Settings.from_env()
-    configure(settings)
-    yield settings
-    forget_mlflow_uris()
-
-
-@pytest.fixture
-def deployer(settings):
-    deployer = LocalServingDeployer(settings, start_timeout=60)
-    yield deployer
-    try:
-        deployer.stop()
-    finally:
-        leftovers = kill_serving_processes()
-    assert not leftovers, f"servers left running after the test: {leftovers}"
-
-
 def versions_of(url: str, keys: range) -> list[str]:
     """The version that answered each key's row (every row the champion's without a canary)."""
     frame = sample_frame(rows=len(keys), seed=3)

@@ -16,18 +16,11 @@ import pytest
 import requests
 
 from tests.conftest import TEST_LATENCY_BUDGET_MS
-from tests.integration.conftest import DAYS, FIRST_DAY, LAST_DAY, ROOT, run_dag
+from tests.integration.conftest import DAYS, FAST_TRAINING, FIRST_DAY, LAST_DAY, ROOT, run_dag
 
 pytestmark = pytest.mark.integration
 
-FAST = {
-    "epochs": 4,
-    "batch_size": 128,
-    "training_window_days": DAYS,
-    "training_window_end": LAST_DAY.isoformat(),
-    "gate_min": 0.7,
-    "latency_budget_ms": TEST_LATENCY_BUDGET_MS,
-}
+FAST = FAST_TRAINING
 
 
 def _run(conf: dict) -> dict[str, str]:

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import TEST_LATENCY_BUDGET_MS
-from tests.integration.conftest import DAYS, LAST_DAY, run_dag
+from tests.integration.conftest import DAYS, LAST_DAY, run_dag, xcom_value
 
 pytestmark = pytest.mark.integration
 
@@ -107,25 +107,8 @@ def _traffic(settings, spec, rows: int = 1200) -> int:
 
 def _rollout(conf: dict | None = None) -> tuple[dict[str, str], dict | None]:
     """Run ml_rollout once: the state of its task and the decision it returned (its XCom)."""
-    import json
-
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     states = run_dag("ml_rollout", run_conf=conf or {})
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter(
-                XComModel.dag_id == "ml_rollout",
-                XComModel.task_id == "decide_and_act",
-                XComModel.key == "return_value",
-                XComModel.run_id == run_dag.last_run_id,
-            )
-            .first()
-        )
-        decision = None if row is None else (json.loads(row.value) if isinstance(row.value, str) else row.value)
-    return states, decision
+    return states, xcom_value("ml_rollout", run_dag.last_run_id, "decide_and_act")
 
 
 def _served(settings) -> tuple[str, dict]:
